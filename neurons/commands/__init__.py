@@ -1,0 +1,1 @@
+"""Subcommands of the ``text3d`` CLI; see ``neurons.cli``."""

@@ -1,0 +1,66 @@
+"""text3d: a Bittensor subnet for text-to-3D (Shap-E miners, LLaVA + CLIP validators)."""
+
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "protocol" / "version.py").read_text()).group(1)
+
+# Pins that must not drift (see DESIGN.md): bittensor 11 dropped Synapse/Axon/Dendrite,
+# and only this torch/torchvision pair imports together.
+CORE = [
+    "bittensor==10.5.0",
+    "torch==2.14.1",
+    "torchvision==0.29.1",
+    "numpy==2.4.6",
+    "trimesh==5.2.0",
+    "DracoPy==2.2.0",
+    "zstandard>=0.22",
+    "pydantic==2.14.4",
+    "httpx==0.28.1",
+    "rich>=13",
+    "tqdm>=4.66",
+    "pillow>=10",
+]
+MINER = [
+    "diffusers==0.42.1",
+    "transformers==5.24.0",
+    "safetensors>=0.4",
+    "open_clip_torch==3.3.0",  # ships the CLIP BPE vocabulary used by the tiny tokenizer
+]
+VALIDATOR = [
+    "open_clip_torch==3.3.0",
+    "sentence-transformers==6.2.0",
+    "transformers==5.24.0",
+    "moderngl==5.13.0",
+    "gguf==0.19.0",
+]
+PYRENDER = ["pyrender-maintained", "PyOpenGL>=3.1.7"]
+DEV = [
+    "pytest>=8",
+    "pytest-timeout>=2.3",
+    "hypothesis>=6.100",
+    "psutil>=5.9",
+    "bittensor-cli==9.23.2",
+]
+
+setup(
+    name="text3d",
+    version=VERSION,
+    description=__doc__,
+    long_description=(HERE / "README.md").read_text() if (HERE / "README.md").exists() else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["neurons", "neurons.*", "protocol", "protocol.*", "reward", "reward.*", "generation", "generation.*"]),
+    package_data={"neurons": ["data/*.txt"], "reward": ["assets/*"]},
+    install_requires=CORE,
+    extras_require={
+        "miner": MINER,
+        "validator": VALIDATOR,
+        "pyrender": PYRENDER,
+        "dev": sorted(set(MINER + VALIDATOR + PYRENDER + DEV)),
+    },
+    entry_points={"console_scripts": ["text3d=neurons.cli:main"]},
+)
