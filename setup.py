@@ -43,6 +43,7 @@ DEV = [
     "pytest-timeout>=2.3",
     "hypothesis>=6.100",
     "psutil>=5.9",
+    "scipy>=1.10",  # cKDTree in codec tests and bench/codec.py (already pulled in by sentence-transformers)
     "bittensor-cli==9.23.2",
 ]
 

@@ -1,0 +1,90 @@
+"""What a validator accepts from a miner, and the one way the decoder refuses.
+
+A miner's mesh arrives as bytes from an untrusted peer. Every decoder step is bounded
+by ``MeshLimits`` *before* it allocates: declared sizes in headers are checked first,
+so a 100-byte payload that claims 2^31 vertices costs microseconds, not gigabytes.
+
+``MeshDecodeError`` is the only exception ``decode_mesh`` raises; it is a miner fault
+(see ``reward/errors.py``): the miner's bytes are not a valid, bounded, coloured
+triangle mesh, and the message says why in one sentence.
+"""
+
+from dataclasses import dataclass
+
+__all__ = ["MeshLimits", "DEFAULT_LIMITS", "MeshDecodeError"]
+
+MIB = 1 << 20
+
+
+class MeshDecodeError(ValueError):
+    """The bytes are not a valid, bounded, coloured triangle mesh (a miner fault).
+
+    ``str(error)`` is a human-readable reason, e.g. ``"PLY declares 2147483648
+    vertices, the limit is 1000000"``.
+    """
+
+
+@dataclass(frozen=True)
+class MeshLimits:
+    """Upper bounds on one decoded mesh, checked before and after decoding.
+
+    The defaults are sized for Shap-E meshes: marching cubes at grid 128 gives about
+    50-150k faces, grid 256 about 200-600k, so 1M faces leaves headroom for busy shapes
+    while a single mesh stays below ~100 MB in memory (float64 vertices, int64 faces,
+    RGBA colours). 64 MiB of payload holds a 1M-face binary PLY (~29 MB) with room to
+    spare; the compact Draco form of the same mesh is about a tenth of that.
+
+    Attributes:
+        max_payload_bytes: encoded bytes accepted on the wire (before base64).
+        max_decoded_bytes: bytes the decoded arrays may take, estimated from the counts
+            declared in headers (vertices * 28 + faces * 24 for float64/int64/RGBA):
+            the bound on anything that inflates, Draco in particular.
+        max_vertices: vertex count, declared or decoded.
+        max_faces: triangle count, declared or decoded.
+        max_header_bytes: PLY text header / GLB JSON chunk size.
+        max_gltf_objects: GLB nodes, meshes, primitives, accessors or buffer views
+            (each); scene graphs larger than this are not Shap-E output.
+    """
+
+    max_payload_bytes: int = 64 * MIB
+    max_decoded_bytes: int = 128 * MIB
+    max_vertices: int = 1_000_000
+    max_faces: int = 1_000_000
+    max_header_bytes: int = 1 * MIB
+    max_gltf_objects: int = 256
+
+    def __post_init__(self) -> None:
+        for name in (
+            "max_payload_bytes",
+            "max_decoded_bytes",
+            "max_vertices",
+            "max_faces",
+            "max_header_bytes",
+            "max_gltf_objects",
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"MeshLimits.{name} must be a positive int, got {value!r}")
+
+    def decoded_bytes(self, n_vertices: int, n_faces: int) -> int:
+        """Memory estimate of a decoded mesh: float64 xyz + RGBA per vertex, int64 faces."""
+        return n_vertices * (3 * 8 + 4) + n_faces * 3 * 8
+
+    def check_counts(self, fmt: str, n_vertices: int, n_faces: int) -> None:
+        """Refuse declared or decoded counts beyond the limits (raises MeshDecodeError)."""
+        if n_vertices < 0 or n_faces < 0:
+            raise MeshDecodeError(f"{fmt} declares a negative element count")
+        if n_vertices > self.max_vertices:
+            raise MeshDecodeError(
+                f"{fmt} declares {n_vertices} vertices, the limit is {self.max_vertices}"
+            )
+        if n_faces > self.max_faces:
+            raise MeshDecodeError(f"{fmt} declares {n_faces} faces, the limit is {self.max_faces}")
+        decoded = self.decoded_bytes(n_vertices, n_faces)
+        if decoded > self.max_decoded_bytes:
+            raise MeshDecodeError(
+                f"{fmt} would decode to {decoded} bytes, the limit is {self.max_decoded_bytes}"
+            )
+
+
+DEFAULT_LIMITS = MeshLimits()
