@@ -1,0 +1,115 @@
+"""The validator's memory: per-uid moving averages, which hotkey earned them, and progress.
+
+Saved as JSON, atomically (write a temporary file in the same folder, fsync, then
+``os.replace``), so a crash mid-save leaves the previous state intact and a restart
+resumes where the validator stopped.
+
+Rules the state enforces:
+
+- ``update(uid, score, alpha)``: ``avg = alpha * score + (1 - alpha) * avg``; scores
+  are clipped to [0, 1] and a non-finite score counts as 0 (a miner fault).
+- ``sync_hotkeys(hotkeys)``: a uid whose hotkey changed (deregistered and taken by a
+  new neuron) starts again from 0 -- the newcomer inherits nothing.
+"""
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+__all__ = ["ValidatorState"]
+
+_FORMAT_VERSION = 1
+
+
+@dataclass
+class ValidatorState:
+    averages: dict[int, float] = field(default_factory=dict)
+    hotkeys: dict[int, str] = field(default_factory=dict)
+    step: int = 0
+    last_weight_block: int | None = None
+
+    # -- scores -------------------------------------------------------------------
+
+    def update(self, uid: int, score: float, alpha: float) -> float:
+        """Fold one step's score into the uid's moving average; returns the new average."""
+        value = float(score)
+        value = 0.0 if not math.isfinite(value) else min(1.0, max(0.0, value))
+        previous = self.averages.get(uid, 0.0)
+        self.averages[uid] = alpha * value + (1.0 - alpha) * previous
+        return self.averages[uid]
+
+    def sync_hotkeys(self, hotkeys: Sequence[str]) -> list[int]:
+        """Align with the metagraph's ``hotkeys`` (index = uid); returns the uids that were reset.
+
+        A uid whose stored hotkey differs from the metagraph's loses its average; uids
+        beyond the metagraph's size are forgotten.
+        """
+        reset = []
+        for uid, hotkey in enumerate(hotkeys):
+            known = self.hotkeys.get(uid)
+            if known is not None and known != hotkey:
+                self.averages.pop(uid, None)
+                reset.append(uid)
+            self.hotkeys[uid] = hotkey
+        for uid in [u for u in self.hotkeys if u >= len(hotkeys)]:
+            self.hotkeys.pop(uid)
+            self.averages.pop(uid, None)
+        for uid in [u for u in self.averages if u >= len(hotkeys)]:
+            self.averages.pop(uid)
+        return reset
+
+    # -- persistence ----------------------------------------------------------------
+
+    def to_json(self) -> dict:
+        return {
+            "format_version": _FORMAT_VERSION,
+            "step": self.step,
+            "last_weight_block": self.last_weight_block,
+            "averages": {str(uid): value for uid, value in sorted(self.averages.items())},
+            "hotkeys": {str(uid): hotkey for uid, hotkey in sorted(self.hotkeys.items())},
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> "ValidatorState":
+        if data.get("format_version") != _FORMAT_VERSION:
+            raise ValueError(f"unsupported validator state format {data.get('format_version')!r}")
+        return cls(
+            averages={int(uid): float(value) for uid, value in data["averages"].items()},
+            hotkeys={int(uid): str(hotkey) for uid, hotkey in data["hotkeys"].items()},
+            step=int(data["step"]),
+            last_weight_block=None if data["last_weight_block"] is None else int(data["last_weight_block"]),
+        )
+
+    def save(self, path: str | Path) -> None:
+        """Write atomically: the file at ``path`` is always either the old or the new state."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w") as handle:
+                json.dump(self.to_json(), handle, indent=1)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp_name, path)
+        except BaseException:
+            Path(tmp_name).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ValidatorState":
+        """The saved state, or a fresh one when ``path`` does not exist.
+
+        Raises ``ValueError`` for a file that exists but is not a validator state
+        (refusing beats silently forgetting every miner's history).
+        """
+        path = Path(path)
+        if not path.exists():
+            return cls()
+        try:
+            return cls.from_json(json.loads(path.read_text()))
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ValueError(f"{path} is not a readable validator state ({exc}); move it away to start afresh") from exc

@@ -1,0 +1,80 @@
+"""The validator's state survives restarts and crashes, and a new hotkey inherits nothing.
+
+Pinned rules: the moving average is ``alpha * score + (1 - alpha) * previous`` with
+scores clipped to [0, 1] and NaN counted as 0; a uid whose hotkey changes starts from
+zero; saving is atomic (a failed save leaves the previous file intact); load(save(s))
+is s; a missing file is a fresh start, a corrupt one is refused with a clear message.
+"""
+
+import json
+import os
+
+import pytest
+
+from neurons.state import ValidatorState
+
+
+def test_moving_average():
+    state = ValidatorState()
+    assert state.update(3, 1.0, alpha=0.5) == pytest.approx(0.5)
+    assert state.update(3, 1.0, alpha=0.5) == pytest.approx(0.75)
+    assert state.update(3, 0.0, alpha=0.5) == pytest.approx(0.375)
+
+
+def test_scores_are_clipped_and_nan_counts_as_zero():
+    state = ValidatorState()
+    assert state.update(0, 7.0, alpha=1.0) == 1.0
+    assert state.update(1, -2.0, alpha=1.0) == 0.0
+    assert state.update(2, float("nan"), alpha=1.0) == 0.0
+
+
+def test_hotkey_change_resets_that_uid_only():
+    state = ValidatorState()
+    state.sync_hotkeys(["a", "b", "c"])
+    for uid in range(3):
+        state.update(uid, 1.0, alpha=1.0)
+    assert state.sync_hotkeys(["a", "NEW", "c"]) == [1]
+    assert state.averages == {0: 1.0, 2: 1.0}
+    assert state.hotkeys[1] == "NEW"
+
+
+def test_shrinking_metagraph_forgets_vanished_uids():
+    state = ValidatorState()
+    state.sync_hotkeys(["a", "b", "c"])
+    state.update(2, 1.0, alpha=1.0)
+    state.sync_hotkeys(["a", "b"])
+    assert 2 not in state.averages and 2 not in state.hotkeys
+
+
+def test_save_then_load_resumes(tmp_path):
+    state = ValidatorState(averages={0: 0.25, 5: 0.5}, hotkeys={0: "a", 5: "f"}, step=42, last_weight_block=1200)
+    path = tmp_path / "deep" / "state.json"
+    state.save(path)
+    assert ValidatorState.load(path) == state
+    assert not [p for p in path.parent.iterdir() if p.name != "state.json"]  # no temp files left
+
+
+def test_failed_save_leaves_previous_state_intact(tmp_path, monkeypatch):
+    path = tmp_path / "state.json"
+    ValidatorState(averages={1: 0.9}, step=1).save(path)
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError):
+        ValidatorState(averages={1: 0.1}, step=2).save(path)
+    monkeypatch.undo()
+    assert ValidatorState.load(path).averages == {1: 0.9}
+    assert [p.name for p in tmp_path.iterdir()] == ["state.json"]
+
+
+def test_missing_file_is_a_fresh_start_and_corrupt_file_is_refused(tmp_path):
+    assert ValidatorState.load(tmp_path / "nothing.json") == ValidatorState()
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match="move it away"):
+        ValidatorState.load(bad)
+    bad.write_text(json.dumps({"format_version": 99}))
+    with pytest.raises(ValueError):
+        ValidatorState.load(bad)
