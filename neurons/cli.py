@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "render": "neurons.commands.render",
     "score": "neurons.commands.score",
     "llava": "neurons.commands.llava",
+    "devnet": "neurons.commands.devnet",
     "demo": "neurons.commands.demo",
 }
 

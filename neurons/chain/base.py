@@ -9,15 +9,23 @@ Two implementations satisfy it:
   ``--subtensor.network devnet --devnet.db PATH`` selects it.
 
 Neurons depend on this protocol only, so the miner, the validator and their tests run
-unchanged against either. Chain failures surface as ``reward.errors.ChainUnavailable``.
+unchanged against either. Chain failures surface as ``reward.errors.ChainUnavailable``;
+``serve_axon`` for a hotkey the chain does not know raises ``HotkeyNotRegistered`` (a
+configuration problem: register first). ``set_weights`` never raises for a refusal (rate
+limit, no permit, ...): it returns ``(False, reason)`` like subtensor does.
 """
 
 from dataclasses import dataclass
-from typing import Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, Sequence, runtime_checkable
 
-import bittensor as bt
+if TYPE_CHECKING:  # annotations only: importing the contract must not pay for bittensor
+    import bittensor as bt
 
-__all__ = ["NeuronInfo", "ChainAdapter"]
+__all__ = ["NeuronInfo", "ChainAdapter", "HotkeyNotRegistered"]
+
+
+class HotkeyNotRegistered(LookupError):
+    """The wallet's hotkey holds no uid on the subnet: register it first."""
 
 
 @dataclass(frozen=True)

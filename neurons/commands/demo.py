@@ -1,0 +1,68 @@
+"""``text3d demo``: the whole subnet on this machine, on a local SQLite devnet.
+
+    text3d demo --models tiny            # offline random-weight models, a minute or two on CPU
+    text3d demo --models real            # Shap-E, CLIP, mpnet, LLaVA-1.5 (GPU recommended)
+    text3d demo --workdir ./demo-run     # keep the chain, wallets, logs and reports there
+
+Creates a devnet and password-less wallets (a validator, two miners), starts the LLaVA
+captioning server and the miners as separate processes on 127.0.0.1, runs the validator
+for a few steps until its weights are on the devnet, then prints the leaderboard and the
+path of an HTML page with the last step's views, captions and scores.
+"""
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("demo", help="run a validator and two miners on a local devnet",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", choices=("real", "tiny"), default="real",
+                        help="real = production weights; tiny = offline random-weight models (fast)")
+    parser.add_argument("--workdir", type=Path, default=None, help="folder for chain, wallets, logs (default: a temp folder)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda (tiny models default to cpu)")
+    parser.add_argument("--steps", type=int, default=3, help="validator steps to run at least (more until weights are set)")
+    parser.add_argument("--no-captioner", action="store_true", help="skip the LLaVA server (CLIP-only scores)")
+    parser.add_argument("--timeout-s", type=float, default=900.0, help="limit for the validator's steps")
+    parser.add_argument("--debug", action="store_true", help="debug logging in the neurons")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from neurons.commands.llava import LlavaSetupError
+    from neurons.demo.processes import ChildFailed
+    from neurons.demo.run import DemoConfig, run_demo
+    from reward.errors import ChainUnavailable
+
+    console = Console(stderr=False)
+    if args.steps < 1:
+        print("text3d demo: --steps must be at least 1.", file=sys.stderr)
+        return 2
+    if args.models == "real":
+        from neurons.demo.preflight import missing_real_models
+
+        missing = missing_real_models()
+        if missing:
+            print("text3d demo: the real model weights are not on this machine; get them, or run "
+                  "`text3d demo --models tiny` (offline random-weight models). Missing:\n  - " + "\n  - ".join(missing),
+                  file=sys.stderr)
+            return 2
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="text3d-demo-"))
+    config = DemoConfig(workdir=Path(workdir), models=args.models, device=args.device, steps=args.steps,
+                        captioner=not args.no_captioner, run_timeout_s=args.timeout_s, debug=args.debug)
+    console.print(f"text3d demo ({args.models} models) in {config.workdir}")
+    try:
+        run_demo(config, console)
+    except KeyboardInterrupt:
+        print(f"text3d demo: interrupted; all neurons stopped. Logs: {config.workdir / 'logs'}", file=sys.stderr)
+        return 130
+    except (ChildFailed, LlavaSetupError, ChainUnavailable, OSError) as exc:
+        print(f"text3d demo failed: {exc}\nLogs: {config.workdir / 'logs'}", file=sys.stderr)
+        return 1
+    return 0
