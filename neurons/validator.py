@@ -295,9 +295,11 @@ class Validator:
     async def maybe_set_weights(self) -> str | None:
         """Set weights when ``weights_rate_limit`` blocks have passed since the last time.
 
-        With no evidence yet (every average 0) bittensor's ``process_weights`` spreads the
-        weight uniformly: a validator keeps setting weights (and its permit) from the start.
+        With no evidence yet (every average 0) nothing is set: bittensor's ``process_weights``
+        would spread the weight uniformly, rewarding garbage miners and this validator itself.
         """
+        if not any(value > 0 for value in self.state.averages.values()):
+            return "skipped: no miner has scored above 0 yet"
         try:
             block, rate_limit = await asyncio.to_thread(lambda: (self.chain.block(), self.chain.weights_rate_limit()))
             last = self.state.last_weight_block

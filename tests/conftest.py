@@ -6,3 +6,26 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def mpnet():
+    """The GENUINE all-mpnet-base-v2 (438 MB), loaded once per session from the local HF
+    cache that scripts/fetch_mpnet.sh fills. Wrap ``mpnet.model`` in a new ``TextEmbedder``
+    for fresh caches and counters."""
+    from reward.text import TextEmbedder
+
+    return TextEmbedder.from_pretrained(device="cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_clip():
+    """The tiny random-weight CLIP, built once under $TEXT3D_CACHE and loaded through open_clip."""
+    from reward.clip import ClipScorer
+    from reward.tiny_clip import ensure_tiny_clip
+
+    name, weights = ensure_tiny_clip()
+    return ClipScorer.from_pretrained(name, weights, device="cpu")

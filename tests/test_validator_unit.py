@@ -231,11 +231,11 @@ def test_weights_follow_the_rate_limit_and_carry_the_spec_version(tmp_path):
     assert len(chain.weight_calls) == 2 and validator.state.last_weight_block == 110
 
 
-def test_uniform_weights_before_anyone_scored(tmp_path):
+def test_no_weights_before_anyone_scored(tmp_path):
+    """No evidence is no ranking: uniform weights would pay garbage miners and ourselves."""
     validator, chain = make_validator(tmp_path, [OWN_HOTKEY, "slow", "idle-miner"], {"slow": "timeout"})
-    assert step(validator).weights.startswith("set at block 100")
-    uids, weights, _ = chain.weight_calls[0]
-    assert uids == [0, 1, 2] and weights == pytest.approx([1 / 3] * 3)  # bittensor's no-evidence rule
+    assert step(validator).weights.startswith("skipped")
+    assert chain.weight_calls == [] and validator.state.last_weight_block is None
 
 
 def test_restart_resumes_from_saved_state(tmp_path):

@@ -198,19 +198,14 @@ class LocalSubnet:
         return next((n.last_update for n in self.chain.neurons() if n.uid == uid), 0)
 
     def weights_after_evidence(self, name: str = "validator") -> Callable[[], bool]:
-        """A condition that turns true once the validator set weights *after* some miner scored.
+        """A condition that turns true once the validator has set weights on chain.
 
-        A validator with no evidence yet sets uniform weights (bittensor's convention);
-        those say nothing about the miners, so callers wait for the next setting.
+        The validator sets no weights until some miner scored above 0, so any weights
+        on chain rest on evidence.
         """
-        mark: list[int] = []
 
         def condition() -> bool:
-            if not mark:
-                if any(float(v) > 0 for v in self.saved_state()["averages"].values()):
-                    mark.append(self.last_weights_block(name))
-                return False
-            return self.last_weights_block(name) > mark[0]
+            return self.last_weights_block(name) > 0
 
         return condition
 

@@ -1,0 +1,60 @@
+"""``build_reward_model``: the one place that decides which models a RewardModel is made of.
+
+The score CLI, the validator, the demo and the benchmarks all call this, so a model
+set means the same thing everywhere:
+
+* ``real``: the production CLIP named in ``RewardConfig`` (default ViT-L-14 /
+  datacomp_xl_s13b_b90k, from the Hugging Face hub) + all-mpnet-base-v2.
+* ``tiny``: the tiny random-weight CLIP from ``ensure_tiny_clip()`` + the GENUINE
+  all-mpnet-base-v2 from the local Hugging Face cache (``scripts/fetch_mpnet.sh``):
+  offline, fast, and caption similarities still mean something.
+
+Missing weights raise ``ModelUnavailable`` with a sentence that says how to get them.
+"""
+
+from pathlib import Path
+from typing import Literal
+
+from reward.caption import Captioner
+from reward.clip import ClipScorer
+from reward.config import RewardConfig, resolve_device
+from reward.model import Renderer, RewardModel
+from reward.text import TextEmbedder
+from reward.tiny_clip import ensure_tiny_clip
+
+__all__ = ["build_reward_model", "ModelSet"]
+
+ModelSet = Literal["real", "tiny"]
+
+
+def build_reward_model(
+    models: ModelSet = "real",
+    captioner: Captioner | None = None,
+    *,
+    device: str = "auto",
+    config: RewardConfig | None = None,
+    in_memory: bool = True,
+    cache_dir: Path | None = None,
+    renderer: Renderer | None = None,
+    text: TextEmbedder | None = None,
+) -> RewardModel:
+    """Load the model set and wrap it in a ``RewardModel``.
+
+    ``text`` lets a caller that already holds a loaded ``TextEmbedder`` (438 MB) share it.
+    Without a captioner the text model is not loaded (CLIP-only scoring does not use it).
+    """
+    if models not in ("real", "tiny"):
+        raise ValueError(f"unknown model set {models!r}; choose 'real' or 'tiny'")
+    config = config or RewardConfig()
+    device = resolve_device(device)
+    if models == "tiny":
+        name, weights = ensure_tiny_clip()
+        clip = ClipScorer.from_pretrained(name, weights, device=device, batch_size=config.clip_batch_size)
+        config = config.model_copy(update={"clip_model": name, "clip_pretrained": str(weights)})
+    else:
+        clip = ClipScorer.from_pretrained(config.clip_model, config.clip_pretrained, device=device,
+                                          batch_size=config.clip_batch_size)
+    if text is None and captioner is not None:  # CLIP-only scoring never touches mpnet: skip 438 MB
+        text = TextEmbedder.from_pretrained(config.text_model, device=device, batch_size=config.text_batch_size)
+    return RewardModel(clip, text, captioner, config=config, in_memory=in_memory, cache_dir=cache_dir,
+                       renderer=renderer)
