@@ -11,6 +11,8 @@ lock, so a renderer may be created on one thread and used from another (the
 validator's executor), and several renderers may live in one process.
 """
 
+import importlib
+import importlib.util
 import logging
 import threading
 from typing import Iterable
@@ -25,6 +27,21 @@ from reward.render_mesh import EGL_APT_PACKAGES, RenderMesh, RendererUnavailable
 __all__ = ["ModernGLRenderer"]
 
 log = logging.getLogger(__name__)
+
+# Libraries that bundle their own LLVM. Mesa's llvmpipe loads the system LLVM into the
+# process when the EGL context is created; importing one of these *afterwards* makes the
+# two LLVMs' global constructors collide and the process segfaults (seen with triton,
+# which torch/open_clip import lazily). Loaded first, they coexist.
+_LLVM_BUNDLING_MODULES = ("triton",)
+
+
+def _preload_llvm_users() -> None:
+    for name in _LLVM_BUNDLING_MODULES:
+        if importlib.util.find_spec(name) is not None:
+            try:
+                importlib.import_module(name)
+            except Exception as exc:  # a broken optional install must not stop rendering
+                log.debug("could not preload %s: %s", name, exc)
 
 _VERTEX_SHADER = """
 #version 330
@@ -93,6 +110,7 @@ class ModernGLRenderer:
             raise RendererUnavailable(
                 "moderngl is not installed; install the validator extras: pip install -e '.[validator]'"
             ) from exc
+        _preload_llvm_users()
         kwargs = {} if device_index is None else {"device_index": device_index}
         try:
             ctx = moderngl.create_context(standalone=True, backend="egl", require=330, **kwargs)

@@ -289,3 +289,19 @@ def test_importing_the_renderer_loads_neither_bittensor_nor_gl():
     code = "import sys, reward.render; print(sorted({'bittensor', 'moderngl', 'pyrender', 'OpenGL'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert out.stdout.strip() == "[]"
+
+
+def test_renderer_survives_later_import_of_llvm_bundling_libraries():
+    """torch/open_clip import triton lazily; after llvmpipe's EGL context exists, a late
+    triton import used to segfault the process (two LLVMs). The renderer preloads it."""
+    import subprocess
+    import sys
+
+    code = (
+        "from reward.render_moderngl import ModernGLRenderer\n"
+        "r = ModernGLRenderer.create_headless()\n"
+        "import triton, open_clip\n"
+        "print('alive')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "alive" in done.stdout, done.stderr[-2000:]
