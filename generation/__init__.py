@@ -1,0 +1,31 @@
+"""Text-to-3D generation with Shap-E: prompts -> coloured ``trimesh.Trimesh`` meshes.
+
+Knows nothing of bittensor or scoring. Heavy modules (torch, diffusers) load on first
+use of ``ShapEGenerator`` / ``ensure_tiny_pipeline``, so ``GenerationConfig`` is cheap.
+"""
+
+from typing import Any
+
+from generation.config import GenerationConfig
+from generation.errors import EmptyMeshError, GenerationError, ModelNotAvailableError
+
+__all__ = [
+    "GenerationConfig",
+    "ShapEGenerator",
+    "ensure_tiny_pipeline",
+    "GenerationError",
+    "ModelNotAvailableError",
+    "EmptyMeshError",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ShapEGenerator":
+        from generation.shap_e import ShapEGenerator
+
+        return ShapEGenerator
+    if name == "ensure_tiny_pipeline":
+        from generation.tiny import ensure_tiny_pipeline
+
+        return ensure_tiny_pipeline
+    raise AttributeError(f"module 'generation' has no attribute {name!r}")
