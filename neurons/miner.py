@@ -27,6 +27,7 @@ if __package__ in (None, ""):  # `python neurons/miner.py`: make the repo import
 import bittensor as bt
 
 from neurons.blacklist import BlacklistPolicy, caller_stake, check_caller
+from neurons.registration import open_registered
 from neurons.config import (
     ConfigError,
     GenerationSettings,
@@ -320,16 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         bt.logging(config=bt_config)
         axon_cfg = axon_config(bt_config, neuron)
         settings = miner_config(bt_config)
-        from neurons.chain.factory import chain_from_config
-
-        wallet = bt.Wallet(config=bt_config)
-        hotkey = wallet.hotkey.ss58_address
-        chain = chain_from_config(bt_config)
-        if chain.uid_of(hotkey) is None:
-            raise ConfigError(
-                f"hotkey {hotkey} ({neuron.wallet.name}/{neuron.wallet.hotkey}) is not registered on netuid "
-                f"{neuron.netuid}: register it first."
-            )
+        wallet, chain, _ = open_registered(bt_config, neuron)
         generator = build_generator(neuron, generation_settings(bt_config))
         axon = bt.Axon(
             wallet=wallet,

@@ -33,6 +33,7 @@ if __package__ in (None, ""):  # `python neurons/validator.py`: make the repo im
 
 import bittensor as bt
 
+from neurons.registration import open_registered
 from neurons.config import ConfigError, NeuronConfig, ValidatorConfig, neuron_config, parse_bt_config, validator_config
 from neurons.prompts import PromptSampler, Task, load_prompts
 from neurons.reports import StepReports
@@ -373,19 +374,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         from bittensor_wallet.errors import KeyFileError
 
-        from neurons.chain.factory import chain_from_config
-
         neuron = neuron_config(bt_config)
         config = validator_config(bt_config, neuron)
         bt.logging(config=bt_config)
-        wallet = bt.Wallet(config=bt_config)
-        hotkey = wallet.hotkey.ss58_address
-        chain = chain_from_config(bt_config)
-        if chain.uid_of(hotkey) is None:
-            raise ConfigError(
-                f"hotkey {hotkey} ({neuron.wallet.name}/{neuron.wallet.hotkey}) is not registered on netuid "
-                f"{neuron.netuid}: register it first."
-            )
+        wallet, chain, _ = open_registered(bt_config, neuron)
         state = ValidatorState.load(config.state_path)
         reward_model = build_reward_model(neuron, config)
         dendrite = build_dendrite(wallet, "127.0.0.1" if neuron.is_local else None)
