@@ -49,6 +49,14 @@ class FakeSubtensor:
         self._record("rate", netuid)
         return None if netuid == 99 else 100
 
+    def min_allowed_weights(self, netuid):
+        self._record("min_allowed_weights", netuid)
+        return 8
+
+    def max_weight_limit(self, netuid):
+        self._record("max_weight_limit", netuid)
+        return 0.25
+
     def weights(self, netuid):
         self._record("weights", netuid)
         return [(0, [(1, 30000), (2, 10000)]), (5, [])]
@@ -137,6 +145,15 @@ def test_reads(chain):
         (0, "hk0", 10.0, True, 8091, 7),
         (1, "hk1", 0.0, False, 0, 0),
     ]
+
+
+def test_subnet_weight_limits_reach_process_weights(chain):
+    """The validator's weights must obey the chain's min_allowed_weights / max_weight_limit."""
+    from neurons.weights import limits_of
+
+    limits = limits_of(chain)
+    assert limits.min_allowed_weights(42) == 8
+    assert limits.max_weight_limit(42) == pytest.approx(0.25)
 
 
 def test_missing_subnet_is_chain_unavailable(fakes):

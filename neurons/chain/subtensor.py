@@ -112,6 +112,16 @@ class SubtensorChain:
             raise ChainUnavailable(f"subtensor {self.network} has no subnet {self.netuid}")
         return int(limit)
 
+    def min_allowed_weights(self) -> int:
+        """Subnet hyperparameter ``process_weights_for_netuid`` enforces (1 when unset)."""
+        value = self._call("read min_allowed_weights", lambda st: st.min_allowed_weights(self.netuid))
+        return 1 if value is None else int(value)
+
+    def max_weight_limit(self) -> float:
+        """Largest share one uid may get, as a fraction in (0, 1] (1.0 when unset)."""
+        value = self._call("read max_weight_limit", lambda st: st.max_weight_limit(self.netuid))
+        return 1.0 if value is None else float(value)
+
     def weights(self) -> dict[int, dict[int, float]]:
         rows = self._call("read weights", lambda st: st.weights(self.netuid))
         table: dict[int, dict[int, float]] = {}
