@@ -42,6 +42,12 @@ class RenderMesh:
         return int(self.faces.shape[0])
 
 
+def check_resolution(resolution: int) -> None:
+    """Both backends accept the same image sizes, so validators on either agree."""
+    if not 8 <= resolution <= 4096:
+        raise ValueError(f"resolution must be in 8..4096 pixels, got {resolution}")
+
+
 def prepare_mesh(mesh: trimesh.Trimesh, fallback_rgb: tuple[int, int, int] = (170, 170, 170)) -> RenderMesh:
     """Validate ``mesh`` and normalise it for rendering.
 

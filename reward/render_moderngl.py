@@ -22,7 +22,7 @@ import trimesh
 from PIL import Image
 
 from reward.camera import CameraRig
-from reward.render_mesh import EGL_APT_PACKAGES, RenderMesh, RendererUnavailable, prepare_mesh
+from reward.render_mesh import EGL_APT_PACKAGES, RenderMesh, RendererUnavailable, check_resolution, prepare_mesh
 
 __all__ = ["ModernGLRenderer"]
 
@@ -142,7 +142,7 @@ class ModernGLRenderer:
     ) -> list[list[Image.Image]]:
         """``render`` for many meshes, holding the context once. Fails on the first invalid mesh."""
         rig = rig or CameraRig()
-        _check_resolution(resolution)
+        check_resolution(resolution)
         views = rig.view_matrices(n_views)
         with self._lock, self._ctx:
             msaa_fbo, resolve_fbo = self._framebuffers_for(resolution)
@@ -224,7 +224,3 @@ def _gl_matrix(matrix: np.ndarray) -> bytes:
     """Row-major numpy matrix -> the column-major float32 bytes GL expects."""
     return np.ascontiguousarray(matrix.T, dtype=np.float32).tobytes()
 
-
-def _check_resolution(resolution: int) -> None:
-    if not 8 <= resolution <= 4096:
-        raise ValueError(f"resolution must be in 8..4096 pixels, got {resolution}")

@@ -19,7 +19,7 @@ import trimesh
 from PIL import Image
 
 from reward.camera import CameraRig
-from reward.render_mesh import EGL_APT_PACKAGES, RenderMesh, RendererUnavailable, prepare_mesh
+from reward.render_mesh import EGL_APT_PACKAGES, RenderMesh, RendererUnavailable, check_resolution, prepare_mesh
 
 __all__ = ["PyrenderRenderer"]
 
@@ -74,8 +74,7 @@ class PyrenderRenderer:
         rig: CameraRig | None = None,
     ) -> list[list[Image.Image]]:
         rig = rig or CameraRig()
-        if not 8 <= resolution <= 4096:
-            raise ValueError(f"resolution must be in 8..4096 pixels, got {resolution}")
+        check_resolution(resolution)
         poses = rig.camera_poses(n_views)
         with self._lock:
             offscreen = self._offscreen_for(resolution)
