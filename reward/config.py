@@ -4,7 +4,7 @@ Nothing in ``reward.model`` hard-codes a number that changes a score: validators
 must agree share one config, and a changed config is visible in every report.
 """
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -12,8 +12,8 @@ __all__ = ["Metric", "Aggregation", "RewardWeights", "RewardConfig", "resolve_de
 
 Metric = Literal["cosine", "jaccard", "euclidean", "dot"]
 Aggregation = Literal["sum", "mean", "median", "none"]
-METRICS: tuple[str, ...] = ("cosine", "jaccard", "euclidean", "dot")
-AGGREGATIONS: tuple[str, ...] = ("sum", "mean", "median", "none")
+METRICS: tuple[str, ...] = get_args(Metric)
+AGGREGATIONS: tuple[str, ...] = get_args(Aggregation)
 
 DEFAULT_REJECT_TEXTS = (
     "an empty white image",
