@@ -43,7 +43,7 @@ from protocol import TextTo3D
 from protocol.limits import DEFAULT_LIMITS, MeshDecodeError, MeshLimits
 from protocol.mesh_codec import decode_mesh
 from protocol.version import SPEC_VERSION
-from reward.errors import InvalidAssetError, ValidatorFault
+from reward.errors import ValidatorFault
 
 __all__ = ["MinerOutcome", "StepResult", "Validator", "build_dendrite", "main"]
 
@@ -202,20 +202,6 @@ class Validator:
     def _decode_all(self, uids: Sequence[int], responses: Sequence[Any]) -> list[tuple[MinerOutcome, Any]]:
         return [self._judge_response(uid, response) for uid, response in zip(uids, responses)]
 
-    def _score(self, meshes: list[Any], prompt: str) -> list[Any]:
-        """Executor job: one RewardReport per mesh; a mesh that cannot be scored gets None."""
-        prompts = [prompt] * len(meshes)
-        try:
-            return list(self.reward_model.score_batch(meshes, prompts))
-        except InvalidAssetError:  # isolate the culprit(s): score one by one
-            reports = []
-            for mesh in meshes:
-                try:
-                    reports.append(self.reward_model.score_batch([mesh], [prompt])[0])
-                except InvalidAssetError:
-                    reports.append(None)
-            return reports
-
     async def step(self) -> StepResult:
         """Run one step; never raises for a miner's or the validator's service failure."""
         loop = asyncio.get_running_loop()
@@ -245,7 +231,10 @@ class Validator:
         mark = self._clock()
         if to_score:
             try:
-                reports = await loop.run_in_executor(self.executor, self._score, [m for _, m in to_score], task.prompt)
+                # score_batch reports a mesh it cannot render as invalid (score 0, with the reason)
+                reports = await loop.run_in_executor(
+                    self.executor, self.reward_model.score_batch, [m for _, m in to_score], [task.prompt] * len(to_score)
+                )
             except ValidatorFault as exc:
                 fault = f"{type(exc).__name__}: {exc}"
             except Exception as exc:  # a bug on our side is our fault too: no miner pays for it
@@ -253,11 +242,8 @@ class Validator:
                 bt.logging.error(f"step {step_no}: scoring crashed:\n{traceback.format_exc()}")
             else:
                 for (outcome, _), report in zip(to_score, reports):
-                    if report is None:
-                        outcome.status, outcome.detail = "invalid", "the mesh decoded but cannot be scored"
-                        continue
                     outcome.report = report
-                    if not getattr(report, "is_valid", True):
+                    if not report.is_valid:
                         outcome.status, outcome.detail = "invalid", str(report.invalid_reason)
                         continue
                     outcome.score = float(report.score)
@@ -377,7 +363,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         neuron = neuron_config(bt_config)
         config = validator_config(bt_config, neuron)
         bt.logging(config=bt_config)
-        wallet, chain, _ = open_registered(bt_config, neuron)
+        wallet, chain = open_registered(bt_config, neuron)
         state = ValidatorState.load(config.state_path)
         reward_model = build_reward_model(neuron, config)
         dendrite = build_dendrite(wallet, "127.0.0.1" if neuron.is_local else None)
