@@ -15,17 +15,16 @@ from neurons.config import ConfigError, NeuronConfig
 __all__ = ["open_registered"]
 
 
-def open_registered(bt_config: Any, neuron: NeuronConfig) -> tuple["bt.Wallet", ChainAdapter, int]:
-    """The wallet, the chain adapter and the hotkey's uid. Raises ``ConfigError`` when unregistered."""
+def open_registered(bt_config: Any, neuron: NeuronConfig) -> tuple["bt.Wallet", ChainAdapter]:
+    """The wallet and the chain adapter. Raises ``ConfigError`` when the hotkey is unregistered."""
     from neurons.chain.factory import chain_from_config
 
     wallet = bt.Wallet(config=bt_config)
     hotkey = wallet.hotkey.ss58_address
     chain = chain_from_config(bt_config)
-    uid = chain.uid_of(hotkey)
-    if uid is None:
+    if chain.uid_of(hotkey) is None:
         raise ConfigError(
             f"hotkey {hotkey} ({neuron.wallet.name}/{neuron.wallet.hotkey}) is not registered on netuid "
             f"{neuron.netuid}: register it first."
         )
-    return wallet, chain, uid
+    return wallet, chain
