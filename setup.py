@@ -8,10 +8,11 @@ from setuptools import find_packages, setup
 HERE = Path(__file__).parent
 VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "protocol" / "version.py").read_text()).group(1)
 
-# Pins that must not drift (see DESIGN.md): bittensor 11 dropped Synapse/Axon/Dendrite,
-# and only this torch/torchvision pair imports together.
+# Pins that must not drift (see DESIGN.md): bittensor 11 is the chain SDK and btauth/1
+# identity layer (the HTTP transport is ours: FastAPI + uvicorn, httpx), and only this
+# torch/torchvision pair imports together.
 CORE = [
-    "bittensor==10.5.0",
+    "bittensor==11.3.0",
     "torch==2.14.1",
     "torchvision==0.29.1",
     "numpy==2.4.6",
@@ -20,6 +21,9 @@ CORE = [
     "zstandard>=0.22",
     "pydantic==2.14.4",
     "httpx==0.28.1",
+    "fastapi==0.163.2",
+    "uvicorn==0.54.0",
+    "pydantic-settings==2.16.3",
     "rich>=13",
     "tqdm>=4.66",
     "pillow>=10",
@@ -44,7 +48,6 @@ DEV = [
     "hypothesis>=6.100",
     "psutil>=5.9",
     "scipy>=1.10",  # cKDTree in codec tests and bench/codec.py (already pulled in by sentence-transformers)
-    "bittensor-cli==9.23.2",
 ]
 
 setup(

@@ -4,24 +4,18 @@ A miner's mesh arrives as bytes from an untrusted peer. Every decoder step is bo
 by ``MeshLimits`` *before* it allocates: declared sizes in headers are checked first,
 so a 100-byte payload that claims 2^31 vertices costs microseconds, not gigabytes.
 
-``MeshDecodeError`` is the only exception ``decode_mesh`` raises; it is a miner fault
-(see ``reward/errors.py``): the miner's bytes are not a valid, bounded, coloured
+``MeshDecodeError`` (defined in ``protocol/errors.py``) is the only exception ``decode_mesh``
+raises; it is a miner fault: the miner's bytes are not a valid, bounded, coloured
 triangle mesh, and the message says why in one sentence.
 """
 
 from dataclasses import dataclass
 
+from protocol.errors import MeshDecodeError
+
 __all__ = ["MeshLimits", "DEFAULT_LIMITS", "MeshDecodeError"]
 
 MIB = 1 << 20
-
-
-class MeshDecodeError(ValueError):
-    """The bytes are not a valid, bounded, coloured triangle mesh (a miner fault).
-
-    ``str(error)`` is a human-readable reason, e.g. ``"PLY declares 2147483648
-    vertices, the limit is 1000000"``.
-    """
 
 
 @dataclass(frozen=True)

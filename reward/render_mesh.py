@@ -11,15 +11,11 @@ from dataclasses import dataclass
 import numpy as np
 import trimesh
 
-from reward.errors import InvalidAssetError, ValidatorFault
+from reward.errors import InvalidAssetError, RendererUnavailable
 
 __all__ = ["RenderMesh", "RendererUnavailable", "prepare_mesh", "EGL_APT_PACKAGES"]
 
 EGL_APT_PACKAGES = "libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri"
-
-
-class RendererUnavailable(ValidatorFault):
-    """No headless OpenGL context (EGL) could be created: a validator fault, never a miner's."""
 
 
 @dataclass(frozen=True)

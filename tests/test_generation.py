@@ -163,7 +163,7 @@ def test_missing_local_model_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ModelNotAvailableError) as missing:
         ShapEGenerator.from_pretrained(tmp_path / "nowhere", GenerationConfig(**FAST))
     message = str(missing.value)
-    assert str(tmp_path / "nowhere") in message and "--model tiny" in message and "huggingface-cli download" in message
+    assert str(tmp_path / "nowhere") in message and "--models tiny" in message and "hf download" in message
     assert "\n" not in message
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelNotAvailableError, match="model_index.json"):
@@ -175,7 +175,7 @@ def test_uncached_hub_model_offline_is_one_clear_error() -> None:
     with pytest.raises(ModelNotAvailableError) as missing:
         ShapEGenerator.from_pretrained("text3d-tests/no-such-model", GenerationConfig(**FAST))
     message = str(missing.value)
-    assert "'text3d-tests/no-such-model'" in message and "huggingface-cli download text3d-tests/no-such-model" in message
+    assert "'text3d-tests/no-such-model'" in message and "hf download text3d-tests/no-such-model" in message
     assert "\n" not in message
 
 

@@ -38,10 +38,10 @@ def missing_real_models() -> list[str]:
     """One line per missing model, saying how to get it; empty when everything is cached."""
     missing = []
     if not _hf_cached("openai/shap-e"):
-        missing.append("Shap-E (openai/shap-e): `huggingface-cli download openai/shap-e` on a machine with internet access")
+        missing.append("Shap-E (openai/shap-e): `hf download openai/shap-e` on a machine with internet access")
     clip_repo = _clip_repo()
     if clip_repo and not _hf_cached(clip_repo):
-        missing.append(f"CLIP ({clip_repo}): `huggingface-cli download {clip_repo}` with internet access")
+        missing.append(f"CLIP ({clip_repo}): `hf download {clip_repo}` with internet access")
     if not _hf_cached("sentence-transformers/all-mpnet-base-v2"):
         missing.append("all-mpnet-base-v2: `make models` (scripts/fetch_mpnet.sh) installs it offline")
     cache = Path(os.environ.get("TEXT3D_CACHE") or Path.home() / ".cache" / "text3d")
