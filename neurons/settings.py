@@ -1,0 +1,407 @@
+"""The one settings tree of the neurons: every option, its one default, its flag, its env var.
+
+    Settings                          --netuid  --models  --device  --config FILE
+    ├── wallet      WalletSettings    --wallet.name  --wallet.hotkey  --wallet.path
+    ├── subtensor   SubtensorSettings --subtensor.network  --subtensor.chain_endpoint
+    ├── devnet      DevnetSettings    --devnet.db
+    ├── axon        AxonSettings      --axon.port  --axon.ip  --axon.external_ip  --axon.external_port
+    ├── logging     LoggingSettings   --logging.debug  --logging.info  ...
+    ├── generation  GenerationSettings  --generation.steps  --generation.guidance  --generation.grid_size ...
+    ├── miner       MinerSettings     --miner.*
+    ├── validator   ValidatorSettings --validator.*
+    └── captioner   CaptionerSettings --captioner URL|none  --captioner.timeout_s ...
+
+Values come from, highest first: command-line flags, environment variables
+(``TEXT3D_NETUID``, ``TEXT3D_MINER__MAX_BATCH_SIZE``: prefix ``TEXT3D_``, sections joined
+by ``__``), a TOML or JSON file given with ``--config`` (same nesting as the tree), and
+the defaults written here. Flags, their help and their defaults are generated from the
+fields, so a new option is one field; bittensor's dotted flag names stay.
+
+A value out of range is a ``ConfigError`` whose message names the flag and says what is
+allowed, never a traceback. Each component receives its own section (``settings.miner``,
+``settings.generation.to_config(...)``), not the whole tree. Nothing here reads argv or
+the environment at import time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tomllib
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal, Sequence, get_args, get_origin
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from generation.config import GenerationConfig
+from protocol.errors import ConfigError
+from protocol.wire import MAX_TIMEOUT_S
+from reward.caption_client import CaptionerConfig
+
+__all__ = [
+    "Role",
+    "LOCAL_NETWORKS",
+    "WalletSettings",
+    "SubtensorSettings",
+    "DevnetSettings",
+    "AxonSettings",
+    "LoggingSettings",
+    "GenerationSettings",
+    "MinerSettings",
+    "ValidatorSettings",
+    "CaptionerSettings",
+    "Settings",
+    "ROLE_SECTIONS",
+    "build_parser",
+    "load_settings",
+    "flag_of",
+]
+
+Role = Literal["miner", "validator"]
+LOCAL_NETWORKS = ("devnet", "local")
+ENV_PREFIX = "TEXT3D_"
+
+
+def _flag(name: str) -> dict[str, Any]:
+    """``json_schema_extra`` that gives a field a flag other than ``--section.field``."""
+    return {"flag": name}
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WalletSettings(Section):
+    name: str = Field("default", min_length=1, description="Wallet (coldkey) name.")
+    hotkey: str = Field("default", min_length=1, description="Hotkey name inside the wallet.")
+    path: str = Field("~/.bittensor/wallets", min_length=1, description="Folder holding the wallets.")
+
+
+class SubtensorSettings(Section):
+    network: str = Field(
+        "finney", min_length=1, description="finney | test | local | devnet, or a ws:// / wss:// endpoint."
+    )
+    chain_endpoint: str | None = Field(None, description="A ws:// or wss:// endpoint overriding --subtensor.network.")
+
+    @field_validator("chain_endpoint")
+    @classmethod
+    def _websocket(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("ws://", "wss://")):
+            raise ValueError("must start with ws:// or wss://")
+        return value
+
+
+class DevnetSettings(Section):
+    db: Path | None = Field(None, description="SQLite file of the local devnet (with --subtensor.network devnet).")
+
+
+class AxonSettings(Section):
+    ip: str = Field("0.0.0.0", description="Address the miner's HTTP server binds.")
+    port: int = Field(8091, ge=1, le=65535, description="Port the miner's HTTP server binds.")
+    external_ip: str | None = Field(
+        None, description="Address announced on chain (default: 127.0.0.1 on local networks, else detected)."
+    )
+    external_port: int | None = Field(None, ge=1, le=65535, description="Port announced on chain (default: --axon.port).")
+
+
+class LoggingSettings(Section):
+    debug: bool = Field(False, description="Debug logging.")
+    info: bool = Field(False, description="Info logging (the default level).")
+
+
+_GEN = GenerationConfig.model_fields
+
+
+class GenerationSettings(Section):
+    """The miner's generation flags; defaults are ``GenerationConfig``'s (Shap-E's reference)."""
+
+    steps: int = Field(_GEN["num_inference_steps"].default, ge=1, le=1000, description="Prior denoising steps.")
+    guidance: float = Field(_GEN["guidance_scale"].default, ge=0.0, le=100.0, description="Classifier-free guidance.")
+    grid_size: int = Field(_GEN["grid_size"].default, ge=8, le=512, description="Marching-cubes grid per axis.")
+    dtype: Literal["auto", "float16", "bfloat16", "float32"] = Field(
+        _GEN["dtype"].default, description="Weights' dtype (auto: float16 on CUDA)."
+    )
+
+    def to_config(self, *, model: str, device: str, max_batch_size: int) -> GenerationConfig:
+        return GenerationConfig(
+            model=model,
+            num_inference_steps=self.steps,
+            guidance_scale=self.guidance,
+            grid_size=self.grid_size,
+            dtype=self.dtype,
+            device=device,
+            max_batch_size=max_batch_size,
+            show_progress=False,
+        )
+
+
+class MinerSettings(Section):
+    format: Literal["draco", "ply", "glb"] = Field("draco", description="Wire format of the answers.")
+    max_batch_size: int = Field(4, ge=1, le=64, description="Prompts generated together.")
+    batch_window_s: float = Field(0.05, ge=0.0, le=5.0, description="How long a batch waits for company.")
+    min_validator_stake: float = Field(0.0, ge=0.0, description="Callers need at least this stake (TAO).")
+    require_validator_permit: bool = Field(True, description="Callers need a validator permit.")
+    resync_interval_s: float = Field(120.0, gt=0.0, description="Seconds between metagraph refreshes.")
+    deadline_margin_s: float = Field(0.25, ge=0.0, le=10.0, description="Time kept for the trip back.")
+    max_timeout_s: float = Field(
+        30.0, gt=0.0, le=MAX_TIMEOUT_S, description="Cap on the deadline a caller may ask for (seconds)."
+    )
+    max_in_flight_per_caller: int = Field(
+        4, ge=1, le=1024, description="Requests one caller may have queued or running (more: 429)."
+    )
+    max_queue: int = Field(32, ge=1, le=4096, description="Requests queued in all (more: 503, lowest stake first).")
+    nonce_db: Path | None = Field(
+        None, description="SQLite replay store shared by the miner's workers (default: in the miner's data folder)."
+    )
+
+
+class ValidatorSettings(Section):
+    sample_size: int = Field(16, ge=1, le=1024, description="Miners queried per step.")
+    timeout_s: float = Field(12.0, gt=0.0, le=MAX_TIMEOUT_S, description="Deadline for a miner's last byte.")
+    connect_timeout_s: float = Field(3.0, gt=0.0, le=60.0, description="TCP connect timeout per miner.")
+    max_concurrency: int = Field(
+        16, ge=1, le=1024, description="Miners read at once; memory per step <= this x the answer cap."
+    )
+    step_interval_s: float = Field(30.0, ge=0.0, description="Seconds from one step's start to the next.")
+    max_steps: int = Field(0, ge=0, description="Stop after this many steps (0: run forever).")
+    alpha: float = Field(0.1, gt=0.0, le=1.0, description="Moving-average factor of the scores.")
+    state_path: Path | None = Field(None, description="State file (default: in the validator's data folder).")
+    reports_dir: Path | None = Field(None, description="Step reports folder (HTML + JSON).")
+    reports_max_mb: float = Field(500.0, ge=0.0, description="Cap on the reports folder (MB).")
+    views: int = Field(8, ge=1, le=64, description="Views rendered per mesh.")
+    resolution: int = Field(512, ge=16, le=2048, description="View size in pixels.")
+
+
+class CaptionerSettings(CaptionerConfig):
+    """``CaptionerConfig`` with ``base_url`` as the validator's ``--captioner URL|none`` flag."""
+
+    base_url: str = Field(
+        "none",
+        json_schema_extra=_flag("--captioner"),
+        description="OpenAI-compatible vision server (e.g. http://127.0.0.1:8080), or none (CLIP only).",
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _normalise_base_url(cls, value: str) -> str:
+        if value.strip().lower() == "none":
+            return "none"
+        return CaptionerConfig._normalise_base_url(value)
+
+    @property
+    def enabled(self) -> bool:
+        return self.base_url != "none"
+
+    def to_config(self) -> CaptionerConfig | None:
+        if not self.enabled:
+            return None
+        return CaptionerConfig(**self.model_dump())
+
+
+_config_file: ContextVar[Path | None] = ContextVar("text3d_config_file", default=None)
+
+
+class _FileSource(PydanticBaseSettingsSource):
+    """The ``--config`` file (TOML or JSON), below flags and environment."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = _config_file.get()
+        if path is None:
+            return {}
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ConfigError(f"--config {path}: cannot read it ({exc.strerror or exc}).") from None
+        try:
+            data = json.loads(text) if path.suffix.lower() == ".json" else tomllib.loads(text)
+        except (ValueError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"--config {path}: not valid {'JSON' if path.suffix == '.json' else 'TOML'} ({exc}).") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"--config {path}: the file must hold a table of settings.")
+        return data
+
+
+class Settings(BaseSettings):
+    """Everything a miner or a validator can be told."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True, nested_model_default_partial_update=True
+    )
+
+    netuid: int = Field(1, ge=0, le=65535, description="Subnet uid.")
+    models: Literal["real", "tiny"] = Field("real", description="real: production weights; tiny: offline test models.")
+    device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$", description="auto | cpu | cuda[:N].")
+
+    wallet: WalletSettings = WalletSettings()
+    subtensor: SubtensorSettings = SubtensorSettings()
+    devnet: DevnetSettings = DevnetSettings()
+    axon: AxonSettings = AxonSettings()
+    logging: LoggingSettings = LoggingSettings()
+    generation: GenerationSettings = GenerationSettings()
+    miner: MinerSettings = MinerSettings()
+    validator: ValidatorSettings = ValidatorSettings()
+    captioner: CaptionerSettings = CaptionerSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, _FileSource(settings_cls)
+
+    @model_validator(mode="after")
+    def _devnet_needs_db(self) -> "Settings":
+        if self.subtensor.network == "devnet" and self.devnet.db is None:
+            raise ValueError("--subtensor.network devnet needs --devnet.db PATH (create one with `text3d devnet init`)")
+        return self
+
+    # -- derived values ---------------------------------------------------------------
+
+    @property
+    def is_local(self) -> bool:
+        """True on the devnet or a local subtensor: never look up an external address there."""
+        endpoint = self.subtensor.chain_endpoint or self.subtensor.network
+        return self.subtensor.network in LOCAL_NETWORKS or "127.0.0.1" in endpoint or "localhost" in endpoint
+
+    def resolved_device(self) -> str:
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    def data_dir(self) -> Path:
+        """Per-hotkey folder for state, replay store and reports (next to bittensor's own)."""
+        wallet = self.wallet
+        return (
+            Path(os.path.expanduser(wallet.path)).parent
+            / "text3d"
+            / wallet.name
+            / wallet.hotkey
+            / f"netuid{self.netuid}"
+        )
+
+    def announced_ip(self) -> str | None:
+        if self.axon.external_ip:
+            return self.axon.external_ip
+        return "127.0.0.1" if self.is_local else None
+
+
+ROLE_SECTIONS: dict[str, tuple[str, ...]] = {
+    "miner": ("wallet", "subtensor", "devnet", "axon", "logging", "generation", "miner"),
+    "validator": ("wallet", "subtensor", "devnet", "logging", "validator", "captioner"),
+}
+_TOP_LEVEL = ("netuid", "models", "device")
+_HIDDEN = {("captioner", "api_key"), ("captioner", "prompt_template"), ("captioner", "include_prompt")}
+
+
+# -- flags ---------------------------------------------------------------------------------
+
+
+def flag_of(section: str | None, name: str) -> str:
+    """The command-line flag of a field (``--netuid``, ``--miner.max_batch_size``, ``--captioner``)."""
+    if section is None:
+        return f"--{name}"
+    field = Settings.model_fields[section].annotation.model_fields[name]  # type: ignore[union-attr]
+    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+    return str(extra.get("flag") or f"--{section}.{name}")
+
+
+def _metavar(field: FieldInfo) -> str | None:
+    annotation = field.annotation
+    if get_origin(annotation) is Literal:
+        return "{" + ",".join(str(a) for a in get_args(annotation)) + "}"
+    args = [a for a in get_args(annotation) if a is not type(None)] or [annotation]
+    kind = args[0]
+    return {int: "N", float: "X", Path: "PATH", str: "TEXT"}.get(kind, "VALUE")  # type: ignore[call-overload]
+
+
+def _is_bool(field: FieldInfo) -> bool:
+    return field.annotation is bool
+
+
+def _add_field(parser: argparse.ArgumentParser, flag: str, dest: str, field: FieldInfo) -> None:
+    default = field.default
+    help_text = (field.description or "").rstrip(".") + f" (default: {default})."
+    if _is_bool(field):
+        parser.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
+    else:
+        parser.add_argument(flag, dest=dest, metavar=_metavar(field), default=argparse.SUPPRESS, help=help_text)
+
+
+def build_parser(role: Role, prog: str | None = None) -> argparse.ArgumentParser:
+    """Every flag of the ``role`` neuron, generated from the tree."""
+    parser = argparse.ArgumentParser(
+        prog=prog or f"text3d {role}",
+        description=f"text3d {role} neuron. Each flag is also TEXT3D_<SECTION>__<NAME> in the environment "
+        "or a key of the --config file.",
+    )
+    parser.add_argument("--config", type=Path, default=None, metavar="FILE", help="TOML or JSON settings file.")
+    for name in _TOP_LEVEL:
+        _add_field(parser, flag_of(None, name), name, Settings.model_fields[name])
+    for section in ROLE_SECTIONS[role]:
+        model = Settings.model_fields[section].annotation
+        group = parser.add_argument_group(section)
+        for name, field in model.model_fields.items():  # type: ignore[union-attr]
+            if (section, name) in _HIDDEN:
+                continue
+            _add_field(group, flag_of(section, name), f"{section}.{name}", field)  # type: ignore[arg-type]
+    return parser
+
+
+def _nest(flat: dict[str, Any]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for key, value in flat.items():
+        node = tree
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return tree
+
+
+def _sentence(exc: ValidationError, given: dict[str, Any]) -> str:
+    """One sentence for the first problem, naming the flag that fixes it."""
+    error = exc.errors()[0]
+    loc = [str(part) for part in error.get("loc", ())]
+    message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+    if not loc:
+        return message.rstrip(".") + "."
+    section, name = (None, loc[0]) if len(loc) == 1 else (loc[0], loc[1])
+    try:
+        flag = flag_of(section, name)
+    except (KeyError, AttributeError):
+        flag = "--" + ".".join(loc)
+    if error.get("type") == "extra_forbidden":
+        return f"{flag} is not a setting (check the --config file or TEXT3D_ variables)."
+    value = error.get("input")
+    shown = "" if isinstance(value, dict) or value is None else f" {value}"
+    return f"{flag}{shown}: {message[0].lower() + message[1:] if message else 'invalid'}."
+
+
+def load_settings(role: Role, argv: Sequence[str] | None = None, *, prog: str | None = None) -> Settings:
+    """Parse ``argv`` (default ``sys.argv[1:]``) with the role's flags into the one tree.
+
+    Unknown or malformed flags exit with status 2 (argparse's usage error); values that
+    parse but break a rule raise ``ConfigError`` with one sentence naming the flag.
+    """
+    namespace = vars(build_parser(role, prog).parse_args(argv))
+    config_file = namespace.pop("config", None)
+    token = _config_file.set(Path(config_file).expanduser() if config_file else None)
+    try:
+        return Settings(**_nest(namespace))
+    except ValidationError as exc:
+        raise ConfigError(_sentence(exc, namespace)) from None
+    finally:
+        _config_file.reset(token)
