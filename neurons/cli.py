@@ -14,6 +14,8 @@ from protocol.version import SPEC_VERSION, __version__
 
 # name -> module; order is the order shown in --help.
 COMMANDS: dict[str, str] = {
+    "miner": "neurons.commands.miner",
+    "validator": "neurons.commands.validator",
     "generate": "neurons.commands.generate",
     "render": "neurons.commands.render",
     "score": "neurons.commands.score",

@@ -3,21 +3,25 @@
 One step:
 
 1. resync the metagraph; a uid whose hotkey changed loses its history;
-2. draw a task (prompt from the shipped set + a fresh seed) and query a random sample
-   of serving miners (registered, axon served, not ourselves) concurrently through the
-   Dendrite, with ``timeout_s``;
-3. decode every answer under the codec's limits (in the executor, one at a time);
+2. draw a task (a prompt from the shipped set) and query a random sample of serving
+   miners (registered, axon served, not ourselves) at once over signed HTTP
+   (``neurons.miner_client``: capped, deadline-bound, timed at the last byte); each
+   miner gets its own seed;
+3. parse and decode every answer under the codec's limits, in the executor (never on
+   the event loop);
 4. score the decoded meshes with the RewardModel (in the executor);
-5. fold each queried miner's score into its moving average -- missing, late, empty or
-   invalid answers score 0 -- unless the step hit a ``ValidatorFault`` (our captioner or
-   models failed): then nobody's average changes;
+5. fold each queried miner's score into its moving average -- missing, late, refused,
+   oversize or invalid answers score 0 -- unless the step hit a ``ValidatorFault`` (our
+   captioner, models, memory, or our own network when *every* miner failed at the
+   transport level): then nobody's average changes;
 6. set weights when ``weights_rate_limit`` blocks have passed, save the state
    atomically, write the step's report folder.
 
-Run as ``python neurons/validator.py ...`` or ``python -m neurons.validator ...``.
+Run as ``text3d validator ...``, ``python -m neurons.validator ...`` or ``python neurons/validator.py ...``.
 """
 
 import asyncio
+import logging
 import random
 import signal
 import sys
@@ -31,34 +35,49 @@ from typing import Any, Callable, Sequence
 if __package__ in (None, ""):  # `python neurons/validator.py`: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import bittensor as bt
-
-from neurons.registration import open_registered
-from neurons.config import ConfigError, NeuronConfig, ValidatorConfig, neuron_config, parse_bt_config, validator_config
+from neurons.logs import setup_logging
+from neurons.miner_client import MinerAnswer, MinerClient, Target
 from neurons.prompts import PromptSampler, Task, load_prompts
 from neurons.reports import StepReports
+from neurons.settings import Settings, ValidatorSettings, load_settings
 from neurons.state import ValidatorState
-from neurons.weights import limits_of, weights_for_chain
-from protocol import TextTo3D
-from protocol.limits import DEFAULT_LIMITS, MeshDecodeError, MeshLimits
+from neurons.weights import weights_for_chain
+from protocol.errors import (
+    EXIT_CONFIG,
+    EXIT_FAILURE,
+    EXIT_OK,
+    ConfigError,
+    MeshDecodeError,
+    MinerTransportError,
+    NetworkUnavailable,
+    ResourceExhausted,
+    ValidatorFault,
+)
+from protocol.limits import DEFAULT_LIMITS, MeshLimits
 from protocol.mesh_codec import decode_mesh
 from protocol.version import SPEC_VERSION
-from reward.errors import ValidatorFault
+from protocol.wire import MAX_SEED, TextTo3DRequest, TextTo3DResponse
 
-__all__ = ["MinerOutcome", "StepResult", "Validator", "build_dendrite", "main"]
+log = logging.getLogger("text3d.validator")
+
+__all__ = ["MinerOutcome", "StepResult", "Validator", "build_reward_model", "main"]
 
 Clock = Callable[[], float]
 
 
 @dataclass
 class MinerOutcome:
-    """What one queried miner did this step. ``status``: ok | no_response | late | empty | invalid."""
+    """What one queried miner did this step.
+
+    ``status``: ok | no_response | late | oversize | encoded | refused | malformed | invalid.
+    """
 
     uid: int
     hotkey: str
     status: str
     score: float = 0.0
     detail: str = ""
+    seed: int | None = None
     response_s: float | None = None
     payload_bytes: int = 0
     mesh_format: str | None = None
@@ -93,14 +112,42 @@ class StepResult:
         }
 
 
+def judge_answer(answer: MinerAnswer, hotkey: str, seed: int, limits: MeshLimits) -> tuple[MinerOutcome, Any]:
+    """Executor job: the outcome of one answer and its decoded mesh (None unless status ok).
+
+    Raises ``ResourceExhausted`` on a ``MemoryError``: running out of memory is the
+    validator's problem, never the miner's.
+    """
+    outcome = MinerOutcome(
+        uid=answer.uid, hotkey=hotkey, status=answer.status, detail=answer.detail, seed=seed,
+        response_s=answer.elapsed_s, payload_bytes=len(answer.body),
+    )
+    if answer.status != "ok":
+        return outcome, None
+    try:
+        response = TextTo3DResponse.from_http(answer.headers, answer.body)
+        outcome.mesh_format = response.format.value
+        outcome.generation_time_s = response.generation_time_s
+        mesh = decode_mesh(response.payload, limits)
+    except MinerTransportError as exc:
+        outcome.status, outcome.detail = exc.status, str(exc)
+        return outcome, None
+    except MeshDecodeError as exc:
+        outcome.status, outcome.detail = "invalid", str(exc)
+        return outcome, None
+    except MemoryError:
+        raise ResourceExhausted(f"out of memory while decoding uid {answer.uid}'s answer") from None
+    return outcome, mesh
+
+
 class Validator:
     def __init__(
         self,
-        config: ValidatorConfig,
+        config: ValidatorSettings,
         *,
         wallet: Any,
         chain: Any,
-        dendrite: Any,
+        client: MinerClient,
         reward_model: Any,
         state: ValidatorState,
         sampler: PromptSampler,
@@ -114,7 +161,7 @@ class Validator:
         self.wallet = wallet
         self.hotkey = wallet.hotkey.ss58_address
         self.chain = chain
-        self.dendrite = dendrite
+        self.client = client
         self.reward_model = reward_model
         self.state = state
         self.sampler = sampler
@@ -132,17 +179,12 @@ class Validator:
         self.metagraph = self.chain.metagraph()
         reset = self.state.sync_hotkeys(list(self.metagraph.hotkeys))
         if reset:
-            bt.logging.info(f"hotkeys changed behind uids {reset}: their history starts again")
+            log.info("hotkeys changed behind uids %s: their history starts again", reset)
         return reset
 
     def serving_uids(self) -> list[int]:
         """Registered miners with a served axon, never ourselves."""
-        uids = []
-        for uid, axon in enumerate(self.metagraph.axons):
-            if axon.hotkey == self.hotkey or not axon.is_serving or not axon.port:
-                continue
-            uids.append(uid)
-        return uids
+        return [n.uid for n in self.metagraph.neurons if n.hotkey != self.hotkey and n.is_serving]
 
     def select_miners(self) -> list[int]:
         candidates = self.serving_uids()
@@ -150,57 +192,20 @@ class Validator:
 
     # -- one step -----------------------------------------------------------------
 
-    async def query(self, uids: Sequence[int], task: Task) -> list[Any]:
-        """One synapse per uid (same order), answered or carrying the dendrite's error status."""
-        if not uids:
-            return []
-        axons = [self.metagraph.axons[uid] for uid in uids]
-        responses = await self.dendrite.forward(
-            axons, TextTo3D(prompt=task.prompt, seed=task.seed), timeout=self.config.timeout_s, deserialize=False
-        )
-        history = getattr(self.dendrite, "synapse_history", None)
-        if isinstance(history, list):  # bittensor keeps every call forever: a slow leak in a validator
-            history.clear()
-        close = getattr(self.dendrite, "aclose_session", None)
-        if close is not None:
-            # Fresh connections every step: pooled keep-alive connections opened together also
-            # expire together at the axons, and reusing them in that instant fails every miner
-            # of a step with ServerDisconnectedError (seen in bench/validator.py).
-            await close()
-        return list(responses) if isinstance(responses, list) else [responses]
+    async def query(self, uids: Sequence[int], task: Task, seeds: Sequence[int]) -> list[MinerAnswer]:
+        """One answer per uid (same order); never raises for a miner's failure."""
+        targets, requests = [], []
+        for uid, seed in zip(uids, seeds):
+            neuron = self.metagraph.neuron(uid)
+            targets.append(Target(uid=uid, hotkey=neuron.hotkey, ip=neuron.axon_ip, port=neuron.axon_port))
+            requests.append(TextTo3DRequest(prompt=task.prompt, seed=int(seed), timeout_s=self.config.timeout_s))
+        return await self.client.query_many(targets, requests, self.config.timeout_s)
 
-    def _judge_response(self, uid: int, response: Any) -> tuple[MinerOutcome, Any]:
-        """Executor job: the outcome of one answer and its decoded mesh (None unless status ok)."""
-        outcome = MinerOutcome(uid=uid, hotkey=self.metagraph.hotkeys[uid], status="no_response")
-        dendrite = response.dendrite
-        status_code = int(dendrite.status_code) if dendrite is not None and dendrite.status_code is not None else None
-        try:
-            outcome.response_s = float(dendrite.process_time) if dendrite is not None and dendrite.process_time else None
-        except (TypeError, ValueError):
-            outcome.response_s = None
-        if status_code != 200:
-            outcome.detail = f"status {status_code}: {dendrite.status_message if dendrite is not None else ''}"
-            return outcome, None
-        if outcome.response_s is not None and outcome.response_s > self.config.timeout_s:
-            outcome.status, outcome.detail = "late", f"answered after {outcome.response_s:.2f}s"
-            return outcome, None
-        outcome.mesh_format = response.mesh_format
-        outcome.generation_time_s = response.generation_time_s
-        if not response.mesh_b64:
-            outcome.status, outcome.detail = "empty", "no mesh in the answer"
-            return outcome, None
-        try:
-            payload = response.mesh_bytes()
-            outcome.payload_bytes = len(payload)
-            mesh = decode_mesh(payload, self.limits)
-        except MeshDecodeError as exc:
-            outcome.status, outcome.detail = "invalid", str(exc)
-            return outcome, None
-        outcome.status = "ok"
-        return outcome, mesh
-
-    def _decode_all(self, uids: Sequence[int], responses: Sequence[Any]) -> list[tuple[MinerOutcome, Any]]:
-        return [self._judge_response(uid, response) for uid, response in zip(uids, responses)]
+    def _decode_all(self, answers: Sequence[MinerAnswer], seeds: Sequence[int]) -> list[tuple[MinerOutcome, Any]]:
+        judged = []
+        for answer, seed in zip(answers, seeds):
+            judged.append(judge_answer(answer, self.metagraph.hotkeys[answer.uid], seed, self.limits))
+        return judged
 
     async def step(self) -> StepResult:
         """Run one step; never raises for a miner's or the validator's service failure."""
@@ -211,25 +216,41 @@ class Validator:
         try:
             await asyncio.to_thread(self.resync)
         except ValidatorFault as exc:
-            bt.logging.warning(f"step {step_no}: chain unavailable, skipping the step: {exc}")
+            log.warning("step %d: chain unavailable, skipping the step: %s", step_no, exc)
             timing["total_s"] = self._clock() - started
             return StepResult(step_no, None, [], timing, updated=False, fault=f"{type(exc).__name__}: {exc}")
         timing["sync_s"] = self._clock() - started
 
         uids, task = self.select_miners(), self.sampler.draw()
+        seeds = [self.rng.randint(0, MAX_SEED) for _ in uids]  # each miner its own seed
         mark = self._clock()
-        responses = await self.query(uids, task)
+        answers = await self.query(uids, task, seeds)
         timing["network_s"] = self._clock() - mark
 
-        mark = self._clock()
-        judged = await loop.run_in_executor(self.executor, self._decode_all, uids, responses)
-        timing["decode_s"] = self._clock() - mark
-        outcomes = [outcome for outcome, _ in judged]
-        to_score = [(outcome, mesh) for outcome, mesh in judged if mesh is not None]
-
         fault = None
+        outcomes: list[MinerOutcome] = []
+        to_score: list[tuple[MinerOutcome, Any]] = []
+        if answers and all(answer.transport_level for answer in answers):
+            fault = f"{NetworkUnavailable.__name__}: all {len(answers)} queried miners failed at the transport level"
+            outcomes = [
+                MinerOutcome(uid=a.uid, hotkey=self.metagraph.hotkeys[a.uid], status=a.status, detail=a.detail,
+                             seed=s, response_s=a.elapsed_s)
+                for a, s in zip(answers, seeds)
+            ]
+        else:
+            mark = self._clock()
+            try:
+                judged = await loop.run_in_executor(self.executor, self._decode_all, answers, seeds)
+            except ValidatorFault as exc:
+                fault = f"{type(exc).__name__}: {exc}"
+                judged = []
+            del answers  # the bytes are decoded: let them go before rendering
+            timing["decode_s"] = self._clock() - mark
+            outcomes = [outcome for outcome, _ in judged]
+            to_score = [(outcome, mesh) for outcome, mesh in judged if mesh is not None]
+
         mark = self._clock()
-        if to_score:
+        if to_score and fault is None:
             try:
                 # score_batch reports a mesh it cannot render as invalid (score 0, with the reason)
                 reports = await loop.run_in_executor(
@@ -237,9 +258,11 @@ class Validator:
                 )
             except ValidatorFault as exc:
                 fault = f"{type(exc).__name__}: {exc}"
+            except MemoryError:
+                fault = "ResourceExhausted: out of memory while scoring"
             except Exception as exc:  # a bug on our side is our fault too: no miner pays for it
                 fault = f"{type(exc).__name__}: {exc}"
-                bt.logging.error(f"step {step_no}: scoring crashed:\n{traceback.format_exc()}")
+                log.error("step %d: scoring crashed:\n%s", step_no, traceback.format_exc())
             else:
                 for (outcome, _), report in zip(to_score, reports):
                     outcome.report = report
@@ -247,26 +270,36 @@ class Validator:
                         outcome.status, outcome.detail = "invalid", str(report.invalid_reason)
                         continue
                     outcome.score = float(report.score)
+        del to_score
         timing["render_score_s"] = self._clock() - mark
 
         if fault is None:
             for outcome in outcomes:
                 self.state.update(outcome.uid, outcome.score if outcome.status == "ok" else 0.0, self.config.alpha)
         else:
-            bt.logging.warning(f"step {step_no}: validator fault, no miner's score changes: {fault}")
+            log.warning("step %d: validator fault, no miner's score changes: %s", step_no, fault)
         self.state.step = step_no
         result = StepResult(step_no, task, outcomes, timing, updated=fault is None, fault=fault)
         result.weights = await self.maybe_set_weights()
-        await asyncio.to_thread(self.state.save, self.config.state_path)
+        await asyncio.to_thread(self.state.save, self.state_path)
         timing["total_s"] = self._clock() - started
         if self.reports is not None:
             await asyncio.to_thread(self._write_report, result)
-        bt.logging.info(
-            f"step {step_no}: {len(uids)} miners, prompt {task.prompt!r}, "
-            + ", ".join(f"{k} {v:.2f}" for k, v in timing.items())
-            + (f", weights: {result.weights}" if result.weights else "")
+        counts: dict[str, int] = {}
+        for outcome in outcomes:
+            counts[outcome.status] = counts.get(outcome.status, 0) + 1
+        log.info(
+            "step %d: %d miners (%s), prompt %r, %s%s",
+            step_no, len(uids), ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none", task.prompt,
+            ", ".join(f"{k} {v:.2f}" for k, v in timing.items()),
+            f", weights: {result.weights}" if result.weights else "",
         )
         return result
+
+    @property
+    def state_path(self) -> Path:
+        assert self.config.state_path is not None, "main() fills in the default state path"
+        return self.config.state_path
 
     def _write_report(self, result: StepResult) -> None:
         scored = [
@@ -275,15 +308,15 @@ class Validator:
         try:
             self.reports.write(result.step, result.to_json(), scored, title=f"step {result.step}: {result.task.prompt}")
         except Exception as exc:  # evidence is best-effort; never stop scoring for it
-            bt.logging.warning(f"step {result.step}: could not write the report: {type(exc).__name__}: {exc}")
+            log.warning("step %d: could not write the report: %s: %s", result.step, type(exc).__name__, exc)
 
     # -- weights ------------------------------------------------------------------
 
     async def maybe_set_weights(self) -> str | None:
         """Set weights when ``weights_rate_limit`` blocks have passed since the last time.
 
-        With no evidence yet (every average 0) nothing is set: bittensor's ``process_weights``
-        would spread the weight uniformly, rewarding garbage miners and this validator itself.
+        With no evidence yet (every average 0) nothing is set: spreading weight uniformly
+        would reward garbage miners and this validator itself.
         """
         if not any(value > 0 for value in self.state.averages.values()):
             return "skipped: no miner has scored above 0 yet"
@@ -292,9 +325,7 @@ class Validator:
             last = self.state.last_weight_block
             if last is not None and block - last < rate_limit:
                 return None
-            uids, weights = weights_for_chain(
-                self.state.averages, int(self.metagraph.n), self.chain.netuid, limits_of(self.chain), self.metagraph
-            )
+            uids, weights = weights_for_chain(self.state.averages, int(self.metagraph.n))
             ok, message = await asyncio.to_thread(
                 self.chain.set_weights, self.wallet, uids.tolist(), weights.tolist(), SPEC_VERSION
             )
@@ -316,7 +347,7 @@ class Validator:
             try:
                 await self.step()
             except Exception:  # one broken step must not end the validator
-                bt.logging.error(f"validator step failed:\n{traceback.format_exc()}")
+                log.error("validator step failed:\n%s", traceback.format_exc())
             done += 1
             if self.config.max_steps and done >= self.config.max_steps:
                 break
@@ -329,68 +360,63 @@ class Validator:
         return done
 
 
-def build_dendrite(wallet: Any, external_ip: str | None) -> "bt.Dendrite":
-    """A Dendrite; with ``external_ip`` (local networks) it never looks the address up online.
-
-    bittensor 10.5's ``Dendrite.__init__`` always calls ``get_external_ip()``, which
-    fails or hangs offline; we answer that one call with the configured address.
-    """
-    if external_ip is None:
-        return bt.Dendrite(wallet=wallet)
-    from unittest import mock
-
-    from bittensor.core import dendrite as dendrite_module
-
-    with mock.patch.object(dendrite_module.networking, "get_external_ip", return_value=external_ip):
-        return bt.Dendrite(wallet=wallet)
-
-
-def build_reward_model(neuron: NeuronConfig, config: ValidatorConfig) -> Any:
-    from reward.caption import CaptionerConfig, OpenAICaptioner
+def build_reward_model(settings: Settings) -> Any:
+    from reward.caption import OpenAICaptioner
     from reward.config import RewardConfig
     from reward.factory import build_reward_model as build
 
-    captioner = OpenAICaptioner(CaptionerConfig(base_url=config.captioner)) if config.captioner else None
-    reward_config = RewardConfig(n_views=config.views, resolution_px=config.resolution)
-    return build(neuron.models, captioner, device=neuron.resolved_device(), config=reward_config)
+    captioner_config = settings.captioner.to_config()
+    captioner = OpenAICaptioner(captioner_config) if captioner_config is not None else None
+    reward_config = RewardConfig(n_views=settings.validator.views, resolution_px=settings.validator.resolution)
+    return build(settings.models, captioner, device=settings.resolved_device(), config=reward_config)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    bt_config = parse_bt_config("validator", argv)
-    try:
-        from bittensor_wallet.errors import KeyFileError
+    from neurons.chain.factory import open_chain
+    from neurons.registration import open_registered
 
-        neuron = neuron_config(bt_config)
-        config = validator_config(bt_config, neuron)
-        bt.logging(config=bt_config)
-        wallet, chain = open_registered(bt_config, neuron)
+    try:
+        settings = load_settings("validator", argv)
+        setup_logging(settings.logging, role="validator")
+        config = settings.validator
+        if config.state_path is None:
+            config = config.model_copy(update={"state_path": settings.data_dir() / "validator_state.json"})
+        chain = open_chain(settings.subtensor.chain_endpoint or settings.subtensor.network, settings.netuid,
+                           devnet_db=settings.devnet.db)
+        wallet = open_registered(settings.wallet.name, settings.wallet.hotkey, settings.wallet.path, chain)
         state = ValidatorState.load(config.state_path)
-        reward_model = build_reward_model(neuron, config)
-        dendrite = build_dendrite(wallet, "127.0.0.1" if neuron.is_local else None)
-    except (ConfigError, ValidatorFault, KeyFileError, ValueError, OSError) as exc:
+        reward_model = build_reward_model(settings)
+    except ConfigError as exc:
         print(f"text3d validator: {exc}", file=sys.stderr)
-        return 2
-    rng = random.Random()  # OS-seeded: miners must not predict tasks
-    validator = Validator(
-        config,
-        wallet=wallet,
-        chain=chain,
-        dendrite=dendrite,
-        reward_model=reward_model,
-        state=state,
-        sampler=PromptSampler(load_prompts(), rng),
-        rng=rng,
-        reports=StepReports(config.reports_dir, config.reports_max_mb) if config.reports_dir else None,
-    )
+        return EXIT_CONFIG
+    except ValidatorFault as exc:  # chain or models unavailable: a restart later may help
+        print(f"text3d validator: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    rng = random.Random()  # OS-seeded: miners must not predict tasks or seeds
+
     async def serve() -> None:
+        client = MinerClient(wallet, connect_timeout_s=config.connect_timeout_s, max_concurrency=config.max_concurrency)
+        validator = Validator(
+            config,
+            wallet=wallet,
+            chain=chain,
+            client=client,
+            reward_model=reward_model,
+            state=state,
+            sampler=PromptSampler(load_prompts(), rng),
+            rng=rng,
+            reports=StepReports(config.reports_dir, config.reports_max_mb) if config.reports_dir else None,
+        )
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):  # finish the step in flight, keep the saved state
             asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-        await validator.run(stop)
-        await validator.dendrite.aclose_session()
+        try:
+            await validator.run(stop)
+        finally:
+            await client.aclose()
 
     asyncio.run(serve())
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -1,8 +1,7 @@
-"""The wire schema both sides import: the ``TextTo3D`` synapse and the mesh codec.
+"""The wire schema both sides import: the TextTo3D request/response, the mesh codec, the error tree.
 
-Exports load lazily (module ``__getattr__``): ``import protocol.mesh_codec`` never
-imports bittensor -- the scoring core decodes meshes without a wallet or a chain --
-and ``import protocol.version`` stays free of trimesh.
+Nothing here imports bittensor (only the neurons sign and verify). Exports load lazily
+(module ``__getattr__``), so ``import protocol.version`` stays free of trimesh and pydantic.
 """
 
 from importlib import import_module
@@ -11,10 +10,12 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from protocol.limits import DEFAULT_LIMITS, MeshDecodeError, MeshLimits
     from protocol.mesh_codec import MeshFormat, decode_mesh, encode_mesh
-    from protocol.synapse import TextTo3D
+    from protocol.wire import ROUTE, TextTo3DRequest, TextTo3DResponse
 
 __all__ = [
-    "TextTo3D",
+    "ROUTE",
+    "TextTo3DRequest",
+    "TextTo3DResponse",
     "MeshFormat",
     "MeshLimits",
     "DEFAULT_LIMITS",
@@ -24,13 +25,15 @@ __all__ = [
 ]
 
 _HOMES = {
-    "TextTo3D": "protocol.synapse",
+    "ROUTE": "protocol.wire",
+    "TextTo3DRequest": "protocol.wire",
+    "TextTo3DResponse": "protocol.wire",
     "MeshFormat": "protocol.mesh_codec",
     "encode_mesh": "protocol.mesh_codec",
     "decode_mesh": "protocol.mesh_codec",
     "MeshLimits": "protocol.limits",
     "DEFAULT_LIMITS": "protocol.limits",
-    "MeshDecodeError": "protocol.limits",
+    "MeshDecodeError": "protocol.errors",
 }
 
 
