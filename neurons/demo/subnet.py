@@ -99,12 +99,13 @@ class LocalSubnet:
         return subnet
 
     def wallet(self, name: str, *, create: bool = False):
-        """The ``bt.Wallet`` named ``name`` (hotkey "default"), created without passwords if asked."""
+        """The ``bittensor.Wallet`` named ``name`` (hotkey "default"), created without passwords if asked."""
         import bittensor as bt
 
         wallet = bt.Wallet(name=name, hotkey="default", path=str(self.wallets_dir))
-        if create:
-            wallet.create_if_non_existent(coldkey_use_password=False, hotkey_use_password=False, suppress=True)
+        if create and not (self.wallets_dir / name / "hotkeys" / "default").exists():
+            wallet.create_new_coldkey(use_password=False, suppress=True, overwrite=True)
+            wallet.create_new_hotkey(use_password=False, suppress=True, overwrite=True)
         return wallet
 
     def hotkey_of(self, name: str) -> str:
