@@ -1,42 +1,27 @@
-"""From moving averages to the weights a validator sets: pure normalisation, then chain rules.
+"""From moving averages to the weights a validator sends: pure normalisation, nothing more.
 
-``normalize_scores`` is pure: non-finite or negative values become 0, the rest are
-divided by their sum; all-zero input stays all-zero (the caller decides what to do:
-the chain's own ``process_weights`` then spreads weight uniformly, as subtensor
-expects from a validator with no evidence yet).
+The chain's own rules (max-weight clip, u16 quantisation, minimum count) belong to the
+chain adapter: bittensor 11's ``SetWeights`` applies them on subtensor, and the devnet
+applies the same rules through ``neurons.chain.weight_rules.conform_weights``. This module
+only turns scores into a normalised vector over every uid; the validator then calls::
 
-``weights_for_chain`` applies the subnet's ``min_allowed_weights`` and
-``max_weight_limit`` through ``bittensor.utils.weight_utils.process_weights_for_netuid``
-(works offline). That function wants a subtensor-like object; ``SubnetLimits`` is the
-minimal one, built from whatever the chain adapter exposes.
+    uids, weights = weights_for_chain(state.averages, metagraph.n)
+    ok, message = chain.set_weights(wallet, uids, weights, SPEC_VERSION)
 """
 
-from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Mapping
 
 import numpy as np
 
-__all__ = ["SubnetLimits", "normalize_scores", "limits_of", "weights_for_chain"]
-
-
-@dataclass(frozen=True)
-class SubnetLimits:
-    """The two hyperparameters ``process_weights_for_netuid`` asks a subtensor for."""
-
-    min_allowed_weights_: int = 1
-    max_weight_limit_: float = 1.0
-
-    def min_allowed_weights(self, netuid: int) -> int:
-        return self.min_allowed_weights_
-
-    def max_weight_limit(self, netuid: int) -> float:
-        return self.max_weight_limit_
+__all__ = ["normalize_scores", "weights_for_chain"]
 
 
 def normalize_scores(scores: np.ndarray) -> np.ndarray:
     """float32 weights of the same shape summing to 1, or all zeros when nothing scored.
 
-    NaN, inf and negative entries count as 0.
+    NaN, inf and negative entries count as 0 (a broken score is no evidence). All-zero
+    input stays all-zero: no evidence is not a ranking, and the chain refuses an all-zero
+    setting, so the caller skips setting weights instead.
     """
     values = np.asarray(scores, dtype=np.float64)
     values = np.where(np.isfinite(values) & (values > 0), values, 0.0)
@@ -46,38 +31,23 @@ def normalize_scores(scores: np.ndarray) -> np.ndarray:
     return (values / total).astype(np.float32)
 
 
-def limits_of(chain: Any) -> SubnetLimits:
-    """Subnet limits from the adapter when it exposes them, else permissive defaults."""
-    values = {}
-    for name in ("min_allowed_weights", "max_weight_limit"):
-        getter = getattr(chain, name, None)
-        if callable(getter):
-            try:
-                values[name + "_"] = getter()
-            except TypeError:  # a bt.Subtensor-style getter wanting the netuid
-                values[name + "_"] = getter(netuid=chain.netuid)
-    return SubnetLimits(**values)
+def weights_for_chain(averages: Mapping[int, float], n_uids: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(uids int64, weights float32)`` over every uid 0 .. n_uids-1, for ``chain.set_weights``.
 
+    ``averages`` maps uid -> moving average; uids outside 0 .. n_uids-1 are ignored and
+    uids missing from it count as 0. The weights are ``normalize_scores`` of that vector.
 
-def weights_for_chain(
-    averages: Mapping[int, float],
-    n_uids: int,
-    netuid: int,
-    limits: SubnetLimits,
-    metagraph: Any,
-) -> tuple[np.ndarray, np.ndarray]:
-    """``(uids int64, weights float32)`` ready for ``chain.set_weights``.
-
-    ``averages`` maps uid -> moving average; uids >= ``n_uids`` are ignored.
+    Zeros are **kept**: the chain's max-weight clip measures its limit against every uid
+    it is given, so with zeros present a limit the few scored miners cannot meet on their
+    own spreads the weight evenly over the subnet, which the chain accepts, instead of
+    over those few, which it would refuse. Quantisation drops zeros before anything is
+    stored, so they cost nothing on chain. ``weights.sum() == 0`` means nothing scored:
+    skip the setting (``set_weights`` would answer ``(False, "all weights are zero ...")``).
     """
-    from bittensor.utils.weight_utils import process_weights_for_netuid
-
-    raw = np.zeros(n_uids, dtype=np.float32)
+    if n_uids < 0:
+        raise ValueError(f"n_uids must be >= 0, got {n_uids}")
+    raw = np.zeros(n_uids, dtype=np.float64)
     for uid, value in averages.items():
         if 0 <= uid < n_uids:
             raw[uid] = value
-    uids = np.arange(n_uids, dtype=np.int64)
-    processed_uids, processed = process_weights_for_netuid(
-        uids=uids, weights=normalize_scores(raw), netuid=netuid, subtensor=limits, metagraph=metagraph
-    )
-    return np.asarray(processed_uids, dtype=np.int64), np.asarray(processed, dtype=np.float32)
+    return np.arange(n_uids, dtype=np.int64), normalize_scores(raw)

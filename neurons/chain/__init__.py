@@ -1,21 +1,26 @@
-"""Chain adapters: the real subtensor and the SQLite devnet, behind one protocol.
+"""Chain adapters: the real subtensor (bittensor 11) and the SQLite devnet, behind one protocol.
 
-Importing this package does not import bittensor; the adapters import it when they
-first need it.
+Importing this package does not import bittensor; ``SubtensorChain`` imports it when it
+is constructed. ``HotkeyNotRegistered`` and ``ChainUnavailable`` are defined in
+``protocol.errors`` (the one error tree) and re-exported here for existing callers.
 """
 
-from neurons.chain.base import ChainAdapter, HotkeyNotRegistered, NeuronInfo
+from neurons.chain.base import ChainAdapter, ChainUnavailable, HotkeyNotRegistered, Metagraph, NeuronInfo
 from neurons.chain.devnet import DevnetChain, DevnetParams
-from neurons.chain.factory import add_chain_args, chain_from_config
+from neurons.chain.factory import open_chain
 from neurons.chain.subtensor import SubtensorChain
+from neurons.chain.weight_rules import WeightsRefused, conform_weights
 
 __all__ = [
     "ChainAdapter",
+    "Metagraph",
     "NeuronInfo",
+    "ChainUnavailable",
     "HotkeyNotRegistered",
     "DevnetChain",
     "DevnetParams",
     "SubtensorChain",
-    "add_chain_args",
-    "chain_from_config",
+    "open_chain",
+    "conform_weights",
+    "WeightsRefused",
 ]

@@ -14,10 +14,16 @@ Rules it enforces, modelled on subtensor:
 - Validator permits go to the ``max_validators`` largest positive stakes at or above
   ``min_validator_stake_tao`` (ties: lower uid first).
 - ``set_weights`` is refused for unregistered hotkeys, hotkeys without a permit, a
-  ``version_key`` below the subnet's ``weights_version``, or within
-  ``weights_rate_limit`` blocks of the hotkey's previous weights. Weights are stored
-  normalised to sum 1.
+  ``version_key`` below the subnet's ``weights_version``, within ``weights_rate_limit``
+  blocks of the hotkey's previous weights, and for weights naming unregistered uids.
+  Accepted weights go through ``weight_rules.conform_weights`` with the subnet's
+  ``max_weight_limit`` and ``min_allowed_weights`` (the rules bittensor 11's
+  ``SetWeights`` applies), and the resulting u16 values are stored: both chains hold
+  the same weights for the same input. ``weights()`` reads each row normalised to sum 1.
 - The block number is ``floor((now - genesis) / block_time_s)``; ``clock`` is injectable.
+
+Every ``sqlite3`` error surfaces as ``ChainUnavailable``. Databases written before a
+hyperparameter existed read it at its default.
 """
 
 import math
@@ -28,9 +34,10 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from neurons.chain.base import HotkeyNotRegistered, NeuronInfo
+from neurons.chain.base import Metagraph, NeuronInfo, check_axon_address
+from neurons.chain.weight_rules import WeightsRefused, conform_weights
+from protocol.errors import ChainUnavailable, HotkeyNotRegistered
 from protocol.version import SPEC_VERSION
-from reward.errors import ChainUnavailable
 
 __all__ = ["DevnetParams", "DevnetChain"]
 
@@ -41,7 +48,8 @@ CREATE TABLE subnet (
     netuid INTEGER NOT NULL, tempo INTEGER NOT NULL, block_time_s REAL NOT NULL,
     weights_rate_limit INTEGER NOT NULL, max_uids INTEGER NOT NULL,
     max_validators INTEGER NOT NULL, min_validator_stake_tao REAL NOT NULL,
-    weights_version INTEGER NOT NULL, genesis_unix_s REAL NOT NULL
+    weights_version INTEGER NOT NULL, max_weight_limit REAL NOT NULL DEFAULT 1.0,
+    min_allowed_weights INTEGER NOT NULL DEFAULT 1, genesis_unix_s REAL NOT NULL
 );
 CREATE TABLE neurons (
     uid INTEGER PRIMARY KEY, hotkey TEXT NOT NULL UNIQUE, coldkey TEXT NOT NULL,
@@ -52,7 +60,7 @@ CREATE TABLE neurons (
     axon_version INTEGER NOT NULL DEFAULT 0, last_update INTEGER
 );
 CREATE TABLE weights (
-    validator_uid INTEGER NOT NULL, miner_uid INTEGER NOT NULL, weight REAL NOT NULL,
+    validator_uid INTEGER NOT NULL, miner_uid INTEGER NOT NULL, weight INTEGER NOT NULL,
     PRIMARY KEY (validator_uid, miner_uid)
 );
 """
@@ -70,6 +78,8 @@ class DevnetParams:
     max_validators: int = 64
     min_validator_stake_tao: float = 0.0
     weights_version: int = 0  # lowest version_key accepted by set_weights
+    max_weight_limit: float = 1.0  # largest share of a weights row one uid may get, in (0, 1]
+    min_allowed_weights: int = 1  # fewest non-zero weights one setting may carry
 
     def __post_init__(self) -> None:
         if self.netuid < 0:
@@ -80,6 +90,10 @@ class DevnetParams:
             raise ValueError("weights_rate_limit must be >= 0 and tempo >= 1")
         if self.max_uids < 1 or self.max_validators < 0:
             raise ValueError("max_uids must be >= 1 and max_validators >= 0")
+        if not 0.0 < self.max_weight_limit <= 1.0:
+            raise ValueError(f"max_weight_limit must be a fraction in (0, 1], got {self.max_weight_limit}")
+        if self.min_allowed_weights < 0:
+            raise ValueError(f"min_allowed_weights must be >= 0, got {self.min_allowed_weights}")
 
 
 class DevnetChain:
@@ -123,6 +137,8 @@ class DevnetChain:
             columns = [f.name for f in fields(DevnetParams)] + ["genesis_unix_s"]
             values = list(asdict(hyper).values()) + [clock()]
             conn.execute(f"INSERT INTO subnet ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})", values)
+        except sqlite3.Error as exc:
+            raise ChainUnavailable(f"cannot create devnet database {path}: {exc}") from exc
         finally:
             conn.close()
         return chain
@@ -139,10 +155,7 @@ class DevnetChain:
     def params(self) -> DevnetParams:
         """The subnet's hyperparameters as stored in the database."""
         with self._read() as conn:
-            row = conn.execute("SELECT * FROM subnet").fetchone()
-        if row is None:
-            raise ChainUnavailable(f"devnet database {self.db_path} has no subnet")
-        return DevnetParams(**{f.name: row[f.name] for f in fields(DevnetParams)})
+            return self._params(conn)
 
     def block(self) -> int:
         with self._read() as conn:
@@ -150,6 +163,12 @@ class DevnetChain:
 
     def weights_rate_limit(self) -> int:
         return self.params().weights_rate_limit
+
+    def min_allowed_weights(self) -> int:
+        return self.params().min_allowed_weights
+
+    def max_weight_limit(self) -> float:
+        return self.params().max_weight_limit
 
     def neurons(self) -> list[NeuronInfo]:
         with self._read() as conn:
@@ -161,56 +180,23 @@ class DevnetChain:
         return None if row is None else int(row["uid"])
 
     def weights(self) -> dict[int, dict[int, float]]:
+        """validator uid -> {miner uid: weight}: the stored u16 values, each row normalised to sum 1."""
         with self._read() as conn:
             rows = conn.execute("SELECT validator_uid, miner_uid, weight FROM weights ORDER BY 1, 2").fetchall()
+        stored: dict[int, dict[int, float]] = {}
+        for validator_uid, miner_uid, value in rows:
+            stored.setdefault(int(validator_uid), {})[int(miner_uid)] = float(value)
         table: dict[int, dict[int, float]] = {}
-        for row in rows:
-            table.setdefault(int(row[0]), {})[int(row[1])] = float(row[2])
+        for validator_uid, row in stored.items():
+            total = sum(row.values())
+            if total > 0:
+                table[validator_uid] = {uid: value / total for uid, value in row.items()}
         return table
 
-    def metagraph(self):
-        """A hand-built, unsynced ``bt.Metagraph`` (network "local") of the subnet."""
-        import bittensor as bt
-        import numpy as np
-
+    def metagraph(self) -> Metagraph:
+        """The subnet's neurons and the current block, read in one transaction."""
         with self._read() as conn:
-            neurons = self._neurons(conn)
-            block = self._block(conn)
-            weight_rows = conn.execute("SELECT validator_uid, miner_uid, weight FROM weights").fetchall()
-            axon_rows = {r["uid"]: r for r in conn.execute("SELECT * FROM neurons").fetchall()}
-        n = len(neurons)
-        graph = bt.Metagraph(self.netuid, network="local", sync=False)
-        graph.n = np.array(n, dtype=np.int64)
-        graph.block = np.array(block, dtype=np.int64)
-        graph.uids = np.array([nrn.uid for nrn in neurons], dtype=np.int64)
-        graph.stake = np.array([nrn.stake for nrn in neurons], dtype=np.float32)
-        graph.total_stake = graph.stake.copy()
-        graph.alpha_stake = graph.stake.copy()
-        graph.tao_stake = np.zeros(n, dtype=np.float32)
-        graph.validator_permit = np.array([nrn.validator_permit for nrn in neurons], dtype=bool)
-        graph.last_update = np.array([nrn.last_update for nrn in neurons], dtype=np.int64)
-        graph.active = np.ones(n, dtype=np.int64)
-        for name in ("consensus", "validator_trust", "incentive", "emission", "dividends"):
-            setattr(graph, name, np.zeros(n, dtype=np.float32))
-        matrix = np.zeros((n, n), dtype=np.float32)
-        position = {nrn.uid: i for i, nrn in enumerate(neurons)}
-        for validator_uid, miner_uid, weight in weight_rows:
-            if validator_uid in position and miner_uid in position:
-                matrix[position[validator_uid], position[miner_uid]] = weight
-        graph.weights = matrix
-        graph.axons = [
-            bt.AxonInfo(
-                version=int(row["axon_version"]),
-                ip=row["axon_ip"],
-                port=int(row["axon_port"]),
-                ip_type=int(row["axon_ip_type"]),
-                hotkey=row["hotkey"],
-                coldkey=row["coldkey"],
-                protocol=int(row["axon_protocol"]),
-            )
-            for row in (axon_rows[nrn.uid] for nrn in neurons)
-        ]
-        return graph
+            return Metagraph(netuid=self.netuid, block=self._block(conn), neurons=tuple(self._neurons(conn)))
 
     # -- writes -------------------------------------------------------------------
 
@@ -262,9 +248,12 @@ class DevnetChain:
             return stake_tao
 
     def serve_axon(self, wallet, ip: str, port: int) -> None:
-        """Record the wallet hotkey's axon; raises ``HotkeyNotRegistered`` for unknown hotkeys."""
-        if not 0 < port < 65536:
-            raise ValueError(f"axon port must be in 1..65535, got {port}")
+        """Record the wallet hotkey's axon.
+
+        Raises ``HotkeyNotRegistered`` for unknown hotkeys and ``ConfigError`` for an
+        address that is not a numeric IP or a port outside 1..65535.
+        """
+        check_axon_address(ip, port)
         hotkey = wallet.hotkey.ss58_address
         with self._write() as conn:
             updated = conn.execute(
@@ -276,16 +265,13 @@ class DevnetChain:
             raise HotkeyNotRegistered(f"hotkey {hotkey} is not registered on netuid {self.netuid}")
 
     def set_weights(self, wallet, uids: Sequence[int], weights: Sequence[float], version_key: int) -> tuple[bool, str]:
-        """Store the wallet's weights, normalised; returns (False, reason) when the chain refuses them."""
+        """Store the wallet's weights as the chain would; ``(False, reason)`` when it refuses them.
+
+        The checks run in subtensor's order: registration, permit, ``version_key``, rate
+        limit, then the weights themselves (``conform_weights``) and their uids. A refusal
+        changes nothing, so it does not start the rate limit either.
+        """
         hotkey = wallet.hotkey.ss58_address
-        uids = [int(u) for u in uids]
-        values = [float(w) for w in weights]
-        if len(uids) != len(values):
-            return False, f"{len(uids)} uids but {len(values)} weights"
-        if len(set(uids)) != len(uids):
-            return False, "duplicate uids"
-        if any(not math.isfinite(w) or w < 0 for w in values):
-            return False, "weights must be finite and non-negative"
         with self._write() as conn:
             hyper = self._params(conn)
             row = conn.execute("SELECT uid, last_update FROM neurons WHERE hotkey = ?", (hotkey,)).fetchone()
@@ -300,17 +286,24 @@ class DevnetChain:
             if row["last_update"] is not None and block - row["last_update"] < hyper.weights_rate_limit:
                 wait = hyper.weights_rate_limit - (block - row["last_update"])
                 return False, f"rate limited: weights set at block {row['last_update']}, retry in {wait} blocks"
+            try:
+                kept_uids, values = conform_weights(
+                    uids,
+                    weights,
+                    max_weight_limit=hyper.max_weight_limit,
+                    min_allowed_weights=hyper.min_allowed_weights,
+                    self_uid=uid,
+                )
+            except WeightsRefused as refusal:
+                return False, str(refusal)
             known = {r[0] for r in conn.execute("SELECT uid FROM neurons")}
-            unknown = sorted(set(uids) - known)
+            unknown = sorted(set(kept_uids) - known)
             if unknown:
                 return False, f"uids {unknown} are not registered"
-            total = sum(values)
-            if total <= 0:
-                return False, "weights sum to zero"
             conn.execute("DELETE FROM weights WHERE validator_uid = ?", (uid,))
             conn.executemany(
                 "INSERT INTO weights (validator_uid, miner_uid, weight) VALUES (?, ?, ?)",
-                [(uid, u, w / total) for u, w in zip(uids, values) if w > 0],
+                [(uid, miner_uid, value) for miner_uid, value in zip(kept_uids, values)],
             )
             conn.execute("UPDATE neurons SET last_update = ? WHERE uid = ?", (block, uid))
             return True, f"weights set at block {block}"
@@ -328,7 +321,10 @@ class DevnetChain:
 
     def _params(self, conn: sqlite3.Connection) -> DevnetParams:
         row = conn.execute("SELECT * FROM subnet").fetchone()
-        return DevnetParams(**{f.name: row[f.name] for f in fields(DevnetParams)})
+        if row is None:
+            raise ChainUnavailable(f"devnet database {self.db_path} has no subnet")
+        stored = set(row.keys())  # older databases lack the newer hyperparameters
+        return DevnetParams(**{f.name: row[f.name] for f in fields(DevnetParams) if f.name in stored})
 
     def _block(self, conn: sqlite3.Connection) -> int:
         genesis_unix_s, block_time_s = conn.execute("SELECT genesis_unix_s, block_time_s FROM subnet").fetchone()

@@ -1,86 +1,54 @@
-"""Pick the chain adapter from bittensor-style flags.
+"""Open the chain a neuron's settings name: the SQLite devnet or a real subtensor.
 
-``--subtensor.network devnet --devnet.db PATH`` selects the SQLite devnet; any other
-network (``finney``, ``test``, ``local``, a ``ws://`` endpoint, or
-``--subtensor.chain_endpoint``) selects the real subtensor.
-
-``chain_from_config`` reads either a ``bt.Config`` (nested: ``config.subtensor.network``)
-or a plain ``argparse.Namespace`` (flat: ``getattr(ns, "subtensor.network")``). Note that
-bittensor 10.5's ``bt.Config(parser)`` ignores the command line unless the environment
-has ``BT_NO_PARSE_CLI_ARGS=false``.
+``network == "devnet"`` selects the SQLite devnet (``devnet_db`` names its file); any
+other network is a subtensor: ``finney``, ``test``, ``local`` or a ``ws://``/``wss://``
+endpoint, with ``chain_endpoint`` overriding it when given. "devnet" here always means
+the project's SQLite devnet; bittensor 11's own ``devnet`` network name (opentensor's
+development chain) is reachable by passing its ``wss://`` address as ``network``.
 """
 
-import argparse
 import time
-from typing import Any, Callable
+from pathlib import Path
+from typing import Callable
 
 from neurons.chain.base import ChainAdapter
-from reward.errors import ChainUnavailable
+from protocol.errors import ConfigError
 
-__all__ = ["DEVNET", "add_chain_args", "chain_from_config"]
+__all__ = ["DEVNET", "open_chain"]
 
 DEVNET = "devnet"
 
 
-def add_chain_args(parser: argparse.ArgumentParser) -> None:
-    """Add the devnet flags (``--devnet.db``). ``bt.Subtensor.add_args`` adds the rest."""
-    try:
-        parser.add_argument(
-            "--devnet.db",
-            dest="devnet.db",
-            type=str,
-            default=None,
-            help="SQLite file of the local devnet; used when --subtensor.network is 'devnet'.",
-        )
-    except argparse.ArgumentError:  # added twice (bittensor's add_args convention)
-        pass
+def open_chain(
+    network: str,
+    netuid: int,
+    *,
+    chain_endpoint: str | None = None,
+    devnet_db: str | Path | None = None,
+    clock: Callable[[], float] = time.time,
+) -> ChainAdapter:
+    """The adapter for ``network``; a subtensor is not contacted until its first call.
 
-
-def chain_from_config(config: Any, *, clock: Callable[[], float] = time.time) -> ChainAdapter:
-    """Build the adapter the flags describe; nothing connects yet for a real subtensor.
-
-    Raises ``ChainUnavailable`` with a one-sentence reason for a devnet that cannot be
-    used (no ``--devnet.db``, a missing file, or a database holding another netuid).
+    Raises ``ConfigError`` (one sentence naming the flag) for a devnet without
+    ``devnet_db`` or with a ``chain_endpoint``, a devnet database holding another netuid, or an unknown network name,
+    and ``ChainUnavailable`` for a devnet database that is missing or unreadable.
+    ``clock`` drives the devnet's block number (tests inject one).
     """
-    from neurons.chain.devnet import DevnetChain
+    if network == DEVNET:
+        from neurons.chain.devnet import DevnetChain
+
+        if chain_endpoint:
+            raise ConfigError(
+                "--subtensor.chain_endpoint cannot be used with --subtensor.network devnet (the SQLite devnet); "
+                "drop one of them"
+            )
+        if not devnet_db:
+            raise ConfigError("--subtensor.network devnet needs --devnet.db PATH (create one with `text3d devnet init`)")
+        chain = DevnetChain.open(devnet_db, clock=clock)
+        if int(netuid) != chain.netuid:
+            raise ConfigError(f"devnet database {devnet_db} holds netuid {chain.netuid}, not --netuid {netuid}")
+        return chain
+
     from neurons.chain.subtensor import SubtensorChain
 
-    netuid = _get(config, "netuid")
-    network = _get(config, "subtensor.network") or "finney"
-    endpoint = _get(config, "subtensor.chain_endpoint")
-    if network == DEVNET:
-        db_path = _get(config, "devnet.db")
-        if not db_path:
-            raise ChainUnavailable("--subtensor.network devnet needs --devnet.db PATH (create one with `text3d devnet init`)")
-        chain = DevnetChain.open(db_path, clock=clock)
-        if netuid is not None and int(netuid) != chain.netuid:
-            raise ChainUnavailable(f"devnet database {db_path} holds netuid {chain.netuid}, not --netuid {netuid}")
-        return chain
-    if netuid is None:
-        raise ChainUnavailable("--netuid is required for a subtensor network")
-    return SubtensorChain(_target(network, endpoint), int(netuid))
-
-
-def _target(network: str, endpoint: str | None) -> str:
-    """The network name, unless ``--subtensor.chain_endpoint`` names a custom endpoint.
-
-    bittensor fills ``chain_endpoint`` with finney's address by default, so that value
-    (or the named network's own address) is no override.
-    """
-    from bittensor.core import settings
-
-    if endpoint and endpoint not in (settings.DEFAULTS.subtensor.chain_endpoint, settings.NETWORK_MAP.get(network)):
-        return endpoint
-    return network
-
-
-def _get(config: Any, dotted: str) -> Any:
-    """``config.a.b`` for nested configs, ``getattr(config, "a.b")`` for flat namespaces."""
-    if isinstance(config, argparse.Namespace) and hasattr(config, dotted):
-        return getattr(config, dotted)
-    node = config
-    for part in dotted.split("."):
-        node = node.get(part) if isinstance(node, dict) else getattr(node, part, None)
-        if node is None:
-            return None
-    return node
+    return SubtensorChain(chain_endpoint or network, int(netuid))

@@ -1,29 +1,54 @@
-"""The ``ChainAdapter`` over a real subtensor (finney, test, a local node, any ws:// endpoint).
+"""The ``ChainAdapter`` over a real subtensor, through bittensor 11's async ``Client``.
 
-``bt.Subtensor(...)`` opens a websocket when constructed, so the adapter builds it on
-first use and drops it after a failure (the next call reconnects). Every exception the
-SDK or the transport raises is translated here, at the boundary, into
-``reward.errors.ChainUnavailable``; refusals the chain answers politely (rate limit, no
-permit) stay ``(False, message)`` results of ``set_weights``.
+bittensor 11's client is async and wants one long-lived connection; the neurons call the
+adapter synchronously (from worker threads, through ``asyncio.to_thread``). So the
+adapter owns one background thread running an event loop, and on it one ``Client``,
+connected on first use and replaced after a failure; every call is a coroutine sent to
+that loop with ``run_coroutine_threadsafe`` and waited for with a deadline.
+
+Translation at this boundary (nothing above it sees a bittensor exception):
+
+- a transport failure, a timeout, a decoding surprise or a ``ChainError`` on a read:
+  ``ChainUnavailable`` (the connection is dropped; the next call reconnects);
+- ``serve_axon`` for an unregistered hotkey: ``HotkeyNotRegistered``; any other refusal
+  to serve: ``ChainUnavailable`` naming the chain's reason;
+- ``set_weights``: the SDK's own refusals (its preflight of registration and rate limit,
+  its conforming of the weights, a failed extrinsic) are ``(False, reason)``; only the
+  transport failing raises ``ChainUnavailable``.
+
+``SetWeights`` conforms the weights itself (max-weight clip, u16, minimum count) and picks
+plain or timelocked commit-reveal from the subnet's settings; ``weight_rules`` states the
+same rules for the devnet.
 """
 
-from typing import Any, Callable, Sequence, TypeVar
+import asyncio
+import concurrent.futures
+import threading
+from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
-from neurons.chain.base import HotkeyNotRegistered, NeuronInfo
-from reward.errors import ChainUnavailable
+from neurons.chain.base import Metagraph, NeuronInfo, check_axon_address
+from protocol.errors import ChainUnavailable, ConfigError, HotkeyNotRegistered
+from protocol.version import SPEC_VERSION
 
-__all__ = ["SubtensorChain"]
+__all__ = ["SubtensorChain", "parse_axon"]
 
 T = TypeVar("T")
-AXON_PROTOCOL = 4  # the protocol number subtensor's serve_axon announces
+AXON_PROTOCOL = 4  # the protocol tag subtensor stores with an axon (the SDK's default)
+U16_MAX = 65535
+
+ClientFactory = Callable[[str], Any]
+"""``network -> client``: a ``bittensor.Client`` or a stand-in with the same methods (not yet connected)."""
 
 
 class SubtensorChain:
-    """A lazily connected ``bt.Subtensor`` for one subnet.
+    """One subnet on a subtensor, over one lazily connected ``bittensor.Client``.
 
-    ``network`` is what ``bt.Subtensor(network)`` accepts: a name (``finney``, ``test``,
-    ``local``) or a ``ws://``/``wss://`` endpoint. ``subtensor_factory`` replaces the
-    constructor (unit tests inject a fake at this edge).
+    ``network`` is what ``bittensor.Client`` accepts: ``finney``, ``test``, ``local`` or a
+    ``ws://``/``wss://`` endpoint (``ConfigError`` otherwise). Constructing connects to
+    nothing and starts no thread. ``client_factory`` replaces ``bittensor.Client`` (unit
+    tests inject a fake at this edge). Reads wait at most ``read_timeout_s``; writes
+    (which wait for the extrinsic's inclusion in a block) at most ``write_timeout_s``.
+    Call ``close()`` to end the connection and the thread; a later call starts both again.
     """
 
     def __init__(
@@ -31,125 +56,316 @@ class SubtensorChain:
         network: str,
         netuid: int,
         *,
-        subtensor_factory: Callable[[str], Any] | None = None,
-    ):
+        client_factory: ClientFactory | None = None,
+        read_timeout_s: float = 30.0,
+        write_timeout_s: float = 120.0,
+    ) -> None:
+        if client_factory is None:
+            _check_network(network)
         self.network = network
-        self.netuid = netuid
-        self._factory = subtensor_factory
-        self._subtensor: Any = None
+        self.netuid = int(netuid)
+        self._factory = client_factory
+        self._read_timeout_s = read_timeout_s
+        self._write_timeout_s = write_timeout_s
+        self._lock = threading.Lock()  # guards the loop and thread handles
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._client: Any = None  # touched only on the loop's thread
+        self._connecting: asyncio.Lock | None = None
 
     @property
     def connected(self) -> bool:
-        return self._subtensor is not None
+        """True while a connected client is held."""
+        return self._client is not None
 
     def close(self) -> None:
-        if self._subtensor is not None:
-            try:
-                self._subtensor.close()
-            except Exception:  # closing a dead socket must not mask the real error
-                pass
-            self._subtensor = None
+        """Close the connection and stop the loop thread (idempotent, never raises)."""
+        with self._lock:
+            loop, thread = self._loop, self._thread
+            self._loop = self._thread = None
+        if loop is None:
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(self._disconnect(), loop).result(timeout=5.0)
+        except Exception:  # closing a dead socket must not mask anything
+            pass
+        loop.call_soon_threadsafe(loop.stop)
+        if thread is not None:
+            thread.join(timeout=5.0)
+        if not loop.is_running():
+            loop.close()
 
-    # -- the protocol -------------------------------------------------------------
+    def __enter__(self) -> "SubtensorChain":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- reads ----------------------------------------------------------------------
 
     def block(self) -> int:
-        return int(self._call("read the block number", lambda st: st.get_current_block()))
+        return int(self._read("read the block number", lambda client: client.block()))
 
-    def metagraph(self):
-        return self._call("sync the metagraph", lambda st: st.metagraph(self.netuid))
+    def metagraph(self) -> Metagraph:
+        """The subnet's metagraph (no commitments), mapped to the project's ``Metagraph``."""
+        graph = self._read(
+            "read the metagraph", lambda client: client.subnets.metagraph(self.netuid, commitments=False)
+        )
+        if graph is None:
+            raise ChainUnavailable(f"subtensor {self.network} has no subnet {self.netuid}")
+        try:
+            return Metagraph(
+                netuid=self.netuid, block=int(graph.block), neurons=tuple(_neuron_info(n) for n in graph.neurons)
+            )
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise ChainUnavailable(f"subtensor {self.network} sent a metagraph that does not decode: {exc}") from exc
 
     def neurons(self) -> list[NeuronInfo]:
-        graph = self.metagraph()
-        return [
-            NeuronInfo(
-                uid=int(graph.uids[i]),
-                hotkey=axon.hotkey,
-                coldkey=axon.coldkey,
-                stake=float(graph.S[i]),
-                validator_permit=bool(graph.validator_permit[i]),
-                axon_ip=axon.ip,
-                axon_port=int(axon.port),
-                last_update=int(graph.last_update[i]) if len(graph.last_update) > i else 0,
-            )
-            for i, axon in enumerate(graph.axons)
-        ]
+        return list(self.metagraph().neurons)
 
     def uid_of(self, hotkey: str) -> int | None:
-        uid = self._call("look up a uid", lambda st: st.get_uid_for_hotkey_on_subnet(hotkey, self.netuid))
+        uid = self._read("look up a uid", lambda client: client.neurons.uid(hotkey, self.netuid))
         return None if uid is None else int(uid)
 
-    def serve_axon(self, wallet, ip: str, port: int) -> None:
-        from bittensor.core.extrinsics.serving import serve_extrinsic
-
-        if self.uid_of(wallet.hotkey.ss58_address) is None:
-            raise HotkeyNotRegistered(f"hotkey {wallet.hotkey.ss58_address} is not registered on netuid {self.netuid}")
-        success, message = self._call(
-            "serve the axon",
-            lambda st: serve_extrinsic(
-                subtensor=st, wallet=wallet, ip=ip, port=port, protocol=AXON_PROTOCOL, netuid=self.netuid
-            ),
-        )
-        if not success:
-            raise ChainUnavailable(f"subtensor {self.network} refused to serve the axon at {ip}:{port}: {message}")
-
-    def set_weights(self, wallet, uids: Sequence[int], weights: Sequence[float], version_key: int) -> tuple[bool, str]:
-        # The SDK converts to u16, and switches to commit-reveal where the subnet has it on.
-        success, message = self._call(
-            "set weights",
-            lambda st: st.set_weights(
-                wallet=wallet,
-                netuid=self.netuid,
-                uids=list(uids),
-                weights=list(weights),
-                version_key=version_key,
-            ),
-        )
-        return bool(success), str(message or "")
-
     def weights_rate_limit(self) -> int:
-        limit = self._call("read weights_rate_limit", lambda st: st.weights_rate_limit(self.netuid))
-        if limit is None:
-            raise ChainUnavailable(f"subtensor {self.network} has no subnet {self.netuid}")
-        return int(limit)
+        return int(self._read("read weights_rate_limit", lambda c: c.hyperparameters.weights_rate_limit(self.netuid)))
 
     def min_allowed_weights(self) -> int:
-        """Subnet hyperparameter ``process_weights_for_netuid`` enforces (1 when unset)."""
-        value = self._call("read min_allowed_weights", lambda st: st.min_allowed_weights(self.netuid))
-        return 1 if value is None else int(value)
+        return int(self._read("read min_allowed_weights", lambda c: c.hyperparameters.min_allowed_weights(self.netuid)))
 
     def max_weight_limit(self) -> float:
-        """Largest share one uid may get, as a fraction in (0, 1] (1.0 when unset)."""
-        value = self._call("read max_weight_limit", lambda st: st.max_weight_limit(self.netuid))
-        return 1.0 if value is None else float(value)
+        """The subnet's ``MaxWeightsLimit`` (a u16) as a fraction in (0, 1]."""
+        raw = int(self._read("read max_weight_limit", lambda c: c.hyperparameters.max_weight_limit(self.netuid)))
+        return min(max(raw, 1), U16_MAX) / U16_MAX
 
     def weights(self) -> dict[int, dict[int, float]]:
-        rows = self._call("read weights", lambda st: st.weights(self.netuid))
-        table: dict[int, dict[int, float]] = {}
-        for validator_uid, pairs in rows:
-            total = float(sum(w for _, w in pairs))
-            if total > 0:
-                table[int(validator_uid)] = {int(u): float(w) / total for u, w in pairs if w > 0}
-        return table
+        """Rows as the chain stores them, normalised; validators without weights are left out."""
+        rows = self._read("read weights", lambda client: client.weights.weights(self.netuid))
+        return {int(v): {int(u): float(w) for u, w in row.items()} for v, row in rows.items() if row}
 
-    # -- internals ----------------------------------------------------------------
+    # -- writes ---------------------------------------------------------------------
 
-    def _client(self) -> Any:
-        if self._subtensor is None:
-            if self._factory is not None:
-                self._subtensor = self._factory(self.network)
-            else:
-                import bittensor as bt
+    def serve_axon(self, wallet: Any, ip: str, port: int) -> None:
+        """Publish the hotkey's address with ``ServeAxon`` (``version`` = ``SPEC_VERSION``)."""
+        import bittensor
+        from bittensor.result import ErrorCode
 
-                self._subtensor = bt.Subtensor(network=self.network)
-        return self._subtensor
-
-    def _call(self, what: str, operation: Callable[[Any], T]) -> T:
+        check_axon_address(ip, port)
+        hotkey = wallet.hotkey.ss58_address
+        if self.uid_of(hotkey) is None:
+            raise HotkeyNotRegistered(self._unregistered(hotkey))
+        intent = bittensor.ServeAxon(self.netuid, ip, int(port), protocol=AXON_PROTOCOL, version=SPEC_VERSION)
         try:
-            return operation(self._client())
-        except (ChainUnavailable, HotkeyNotRegistered):
-            raise
-        except Exception as exc:  # websocket, substrate and SDK errors alike
-            self.close()
+            result = self._write("serve the axon", lambda client: client.execute(intent, wallet, wait_for_finalization=False))
+        except bittensor.ChainError as refusal:
+            result = bittensor.ExtrinsicResult(False, refusal.message, error=refusal)
+        except _Refused as refusal:
+            result = bittensor.ExtrinsicResult(False, str(refusal))
+        if result.success:
+            return
+        if result.error is not None and result.error.code == ErrorCode.NOT_REGISTERED:
+            raise HotkeyNotRegistered(self._unregistered(hotkey))
+        raise ChainUnavailable(f"subtensor {self.network} refused to serve the axon at {ip}:{port}: {_reason(result)}")
+
+    def set_weights(self, wallet: Any, uids: Sequence[int], weights: Sequence[float], version_key: int) -> tuple[bool, str]:
+        """Submit ``SetWeights``; the SDK conforms the weights and chooses commit-reveal itself.
+
+        Waits for inclusion in a block, not finalisation: inclusion is what the rate limit
+        counts, and finalisation would hold the caller's thread for several more blocks.
+        """
+        import bittensor
+
+        try:
+            intent = bittensor.SetWeights(
+                self.netuid, [int(u) for u in uids], [float(w) for w in weights], version_key=int(version_key)
+            )
+        except bittensor.BittensorError as refusal:  # duplicate uids, mismatched lengths
+            return False, str(refusal)
+        try:
+            result = self._write("set weights", lambda client: client.execute(intent, wallet, wait_for_finalization=False))
+        except bittensor.ChainError as refusal:  # the preflight: unregistered, rate limited, too few weights
+            return False, _reason(bittensor.ExtrinsicResult(False, refusal.message, error=refusal))
+        except _Refused as refusal:
+            return False, str(refusal)
+        if result.success:
+            return True, result.message or "weights set"
+        return False, _reason(result)
+
+    # -- the loop -------------------------------------------------------------------
+
+    def _read(self, what: str, operation: Callable[[Any], Awaitable[T]]) -> T:
+        return self._call(what, operation, self._read_timeout_s, reads=True)
+
+    def _write(self, what: str, operation: Callable[[Any], Awaitable[T]]) -> T:
+        return self._call(what, operation, self._write_timeout_s, reads=False)
+
+    def _call(self, what: str, operation: Callable[[Any], Awaitable[T]], timeout_s: float, *, reads: bool) -> T:
+        """Run ``operation(client)`` on the loop; translate every failure (module doc).
+
+        On writes a ``bittensor.ChainError`` is the chain's answer and passes through for
+        the caller to turn into a refusal, and any other SDK error that is not about the
+        transport becomes ``_Refused``.
+        """
+        import bittensor
+
+        future = asyncio.run_coroutine_threadsafe(self._with_client(operation), self._ensure_loop())
+        try:
+            return future.result(timeout=timeout_s)
+        except concurrent.futures.TimeoutError:
+            future.cancel()  # the cancelled coroutine drops its connection (see _with_client)
             raise ChainUnavailable(
-                f"subtensor {self.network} is unavailable (could not {what}): {type(exc).__name__}: {exc}"
-            ) from exc
+                f"subtensor {self.network} did not answer within {timeout_s:g} s (could not {what})"
+            ) from None
+        except (ChainUnavailable, ConfigError):
+            raise
+        except bittensor.ChainError as exc:
+            if not reads:
+                raise
+            raise ChainUnavailable(f"subtensor {self.network} refused to {what}: {exc}") from exc
+        except bittensor.BittensorError as exc:
+            if not reads and not _connection_suspect(exc):
+                raise _Refused(str(exc)) from exc
+            raise self._unavailable(what, exc) from exc
+        except Exception as exc:  # websockets, OSError, decoding surprises
+            raise self._unavailable(what, exc) from exc
+
+    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(
+                    target=_run_forever, args=(loop,), name=f"subtensor-netuid{self.netuid}", daemon=True
+                )
+                thread.start()
+                self._loop, self._thread, self._connecting = loop, thread, None
+            return self._loop
+
+    async def _with_client(self, operation: Callable[[Any], Awaitable[T]]) -> T:
+        """``operation`` on the connected client; a failure that taints the connection drops it."""
+        client = await self._connected_client()
+        try:
+            return await operation(client)
+        except BaseException as exc:  # CancelledError too: a timed-out call leaves the socket mid-answer
+            if _connection_suspect(exc):
+                await self._disconnect(client)
+            raise
+
+    async def _connected_client(self) -> Any:
+        if self._connecting is None:
+            self._connecting = asyncio.Lock()
+        async with self._connecting:  # one connect at a time; later callers reuse it
+            if self._client is None:
+                client = self._new_client()
+                try:
+                    await asyncio.wait_for(client.connect(), timeout=self._read_timeout_s)
+                except BaseException:
+                    await _close_quietly(client)
+                    raise
+                self._client = client
+            return self._client
+
+    def _new_client(self) -> Any:
+        if self._factory is not None:
+            return self._factory(self.network)
+        import bittensor
+
+        return bittensor.Client(self.network)
+
+    async def _disconnect(self, client: Any = None) -> None:
+        """Close ``client`` (default: the current one) and forget it if it is still current."""
+        client = self._client if client is None else client
+        if client is self._client:
+            self._client = None
+        if client is not None:
+            await _close_quietly(client)
+
+    def _unavailable(self, what: str, exc: BaseException) -> ChainUnavailable:
+        return ChainUnavailable(f"subtensor {self.network} is unavailable (could not {what}): {type(exc).__name__}: {exc}")
+
+    def _unregistered(self, hotkey: str) -> str:
+        return (
+            f"hotkey {hotkey} is not registered on netuid {self.netuid} of {self.network}; "
+            f"register it first (`btcli tx burned-register --netuid {self.netuid}`)"
+        )
+
+
+class _Refused(Exception):
+    """An SDK error raised while building a write (not a transport failure): a refusal."""
+
+
+def parse_axon(endpoint: str | None) -> tuple[str, int]:
+    """``"1.2.3.4:8091"`` / ``"[::1]:8091"`` -> ``(ip, port)``; None -> ``("0.0.0.0", 0)``.
+
+    The form ``bittensor.metagraph.MetagraphNeuron.axon`` takes. Raises ``ValueError``
+    for anything else.
+    """
+    if not endpoint:
+        return "0.0.0.0", 0
+    if endpoint.startswith("["):
+        host, separator, port = endpoint[1:].partition("]:")
+    else:
+        host, separator, port = endpoint.rpartition(":")
+    if not separator or not host or not port.isdigit():
+        raise ValueError(f"axon endpoint {endpoint!r} is not ip:port")
+    return host, int(port)
+
+
+def _neuron_info(neuron: Any) -> NeuronInfo:
+    """A ``bittensor.metagraph.MetagraphNeuron`` as the project's ``NeuronInfo``."""
+    ip, port = parse_axon(neuron.axon)
+    return NeuronInfo(
+        uid=int(neuron.uid),
+        hotkey=str(neuron.hotkey),
+        coldkey=str(neuron.coldkey),
+        stake=float(neuron.total_stake.amount),  # alpha units: `.tao` raises for alpha balances
+        validator_permit=bool(neuron.validator_permit),
+        axon_ip=ip,
+        axon_port=port,
+        last_update=int(neuron.last_update or 0),
+    )
+
+
+def _reason(result: Any) -> str:
+    """One line from a failed ``ExtrinsicResult``: the message and the chain's error code."""
+    error = result.error
+    message = result.message or (error.message if error is not None else "") or "the extrinsic failed"
+    if error is not None and getattr(error, "code", None) is not None:
+        return f"{message} ({error.code.value})"
+    return message
+
+
+def _connection_suspect(exc: BaseException) -> bool:
+    """True when the connection can no longer be trusted after ``exc``.
+
+    The chain's own answers (``ChainError``) and the SDK refusing to build a call leave
+    the connection fine; transport errors, timeouts and anything foreign do not.
+    """
+    import bittensor
+
+    if isinstance(exc, (bittensor.RpcConnectionError, bittensor.ConnectionNotReady)):
+        return True
+    return not isinstance(exc, bittensor.BittensorError)
+
+
+def _check_network(network: str) -> None:
+    from bittensor.settings import resolve_endpoint
+
+    try:
+        resolve_endpoint(network)
+    except ValueError:
+        raise ConfigError(
+            f"unknown subtensor network {network!r}; pass finney, test, local, devnet (the SQLite devnet) "
+            "or a ws:// / wss:// endpoint with --subtensor.network or --subtensor.chain_endpoint"
+        ) from None
+
+
+def _run_forever(loop: asyncio.AbstractEventLoop) -> None:
+    asyncio.set_event_loop(loop)
+    loop.run_forever()
+
+
+async def _close_quietly(client: Any) -> None:
+    try:
+        await asyncio.wait_for(client.close(), timeout=5.0)
+    except BaseException:  # a dead socket may fail to close; the failure that got us here matters
+        pass

@@ -8,6 +8,11 @@ For people running miners and validators on one machine without ``text3d demo``:
     text3d devnet show --devnet.db chain.db
 
 then start the neurons with ``--subtensor.network devnet --devnet.db chain.db``.
+
+Wallets are bittensor 11 wallets (the same files ``btcli`` reads); ``--create-wallet``
+creates missing keys without passwords or prompts. Exit status: 0 on success, 78 for a
+configuration problem (a bad flag value, a missing wallet, an existing database), 1 when
+the devnet database cannot be used.
 """
 
 import argparse
@@ -31,6 +36,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     init.add_argument("--max-validators", type=int, default=64)
     init.add_argument("--min-validator-stake", type=float, default=0.0, help="TAO needed for a validator permit")
     init.add_argument("--weights-version", type=int, default=0, help="lowest version_key accepted")
+    init.add_argument("--max-weight-limit", type=float, default=1.0,
+                      help="largest share of a validator's weights one uid may get, in (0, 1]")
+    init.add_argument("--min-allowed-weights", type=int, default=1, help="fewest non-zero weights one setting may carry")
     init.add_argument("--overwrite", action="store_true", help="replace an existing database")
 
     for name, help_text in (("register", "register a wallet's hotkey"), ("stake", "add stake to a wallet's hotkey")):
@@ -54,9 +62,8 @@ def _db_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from neurons.chain.base import HotkeyNotRegistered
     from neurons.chain.devnet import DevnetChain
-    from reward.errors import ChainUnavailable
+    from protocol.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, ConfigError, Text3dError
 
     try:
         if args.action == "init":
@@ -71,13 +78,15 @@ def run(args: argparse.Namespace) -> int:
                 max_validators=args.max_validators,
                 min_validator_stake_tao=args.min_validator_stake,
                 weights_version=args.weights_version,
+                max_weight_limit=args.max_weight_limit,
+                min_allowed_weights=args.min_allowed_weights,
             )
             print(f"created devnet netuid {chain.netuid} at {chain.db_path}")
-            return 0
+            return EXIT_OK
         chain = DevnetChain.open(args.db)
         if args.action == "show":
             _show(chain)
-            return 0
+            return EXIT_OK
         wallet = _wallet(args)
         hotkey = wallet.hotkey.ss58_address
         if args.action == "register":
@@ -86,24 +95,35 @@ def run(args: argparse.Namespace) -> int:
         else:
             stake = chain.add_stake(hotkey, args.amount)
             print(f"{args.wallet_name}/{args.wallet_hotkey} ({hotkey}) now stakes {stake:g} TAO")
-        return 0
-    except (ChainUnavailable, HotkeyNotRegistered, FileExistsError, ValueError, OSError) as exc:
+        return EXIT_OK
+    except (ConfigError, FileExistsError, ValueError) as exc:  # HotkeyNotRegistered is a ConfigError
         print(f"text3d devnet: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
+    except (Text3dError, OSError) as exc:
+        print(f"text3d devnet: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
 
 
 def _wallet(args: argparse.Namespace):
-    import bittensor as bt
+    """The bittensor 11 wallet the flags name, both keys loaded (the devnet records the coldkey)."""
+    import bittensor
+    from bittensor.keyfiles import KeyfileError
 
-    wallet = bt.Wallet(name=args.wallet_name, hotkey=args.wallet_hotkey, path=args.wallet_path)
+    from neurons.registration import ensure_wallet
+    from protocol.errors import ConfigError
+
     if getattr(args, "create_wallet", False):
-        wallet.create_if_non_existent(coldkey_use_password=False, hotkey_use_password=False, suppress=True)
+        wallet = ensure_wallet(args.wallet_name, args.wallet_hotkey, args.wallet_path)
+    else:
+        wallet = bittensor.Wallet(name=args.wallet_name, hotkey=args.wallet_hotkey, path=args.wallet_path)
     try:
         wallet.hotkey, wallet.coldkeypub  # noqa: B018 -- load both keys now, fail with one sentence
-    except Exception as exc:
-        raise OSError(
-            f"wallet {args.wallet_name}/{args.wallet_hotkey} under {args.wallet_path} cannot be read ({exc}); "
-            "pass --create-wallet to create it"
+    except (OSError, ValueError, KeyfileError) as exc:
+        hint = "pass --create-wallet to create it"
+        if args.action != "register":
+            hint = "create it with `text3d devnet register --create-wallet`"
+        raise ConfigError(
+            f"wallet {args.wallet_name}/{args.wallet_hotkey} under {args.wallet_path} cannot be read ({exc}); {hint}"
         ) from exc
     return wallet
 
