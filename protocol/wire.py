@@ -90,7 +90,8 @@ class TextTo3DRequest(BaseModel):
 
     def to_body(self) -> bytes:
         """Canonical JSON bytes: what is signed and sent (compact, keys sorted)."""
-        return json.dumps(self.model_dump(), sort_keys=True, separators=(",", ":")).encode()
+        # UTF-8, not \u escapes: a 512-character prompt of 4-byte characters is 2 KiB, not 6 KiB
+        return json.dumps(self.model_dump(), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
     @classmethod
     def from_body(cls, raw: bytes) -> "TextTo3DRequest":
@@ -101,10 +102,10 @@ class TextTo3DRequest(BaseModel):
             data = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError):
             raise RequestError("request body is not UTF-8 JSON") from None
+        except RecursionError:  # "[[[[..." nested past the parser's depth: 4 KiB can do it
+            raise RequestError("request body nests too deeply") from None
         if not isinstance(data, dict):
             raise RequestError("request body must be a JSON object")
-        if isinstance(data.get("timeout_s"), int) and not isinstance(data.get("timeout_s"), bool):
-            data["timeout_s"] = float(data["timeout_s"])  # JSON has one number type
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
