@@ -40,8 +40,9 @@ __all__ = ["U16_MAX", "WeightsRefused", "conform_weights", "clip_to_max_weight"]
 U16_MAX = 65535
 
 _MARGIN = 1e-7
-"""Share of the total the largest clipped weight stays under the limit by, so that the
-chain's own ``max / sum <= limit`` check still holds after u16 rounding (the SDK's value)."""
+"""Share of the total the largest clipped weight stays under the limit by (the SDK's value),
+so float error cannot put it over. u16 rounding afterwards can still move ``max / sum`` by
+up to half a unit per uid, as it does in the SDK."""
 
 
 class WeightsRefused(ValueError):
