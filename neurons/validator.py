@@ -381,7 +381,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = settings.validator
         if config.state_path is None:
             config = config.model_copy(update={"state_path": settings.data_dir() / "validator_state.json"})
-        chain = open_chain(settings.subtensor.chain_endpoint or settings.subtensor.network, settings.netuid,
+        chain = open_chain(settings.subtensor.network, settings.netuid, chain_endpoint=settings.subtensor.chain_endpoint,
                            devnet_db=settings.devnet.db)
         wallet = open_registered(settings.wallet.name, settings.wallet.hotkey, settings.wallet.path, chain)
         state = ValidatorState.load(config.state_path)

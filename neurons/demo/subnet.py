@@ -102,11 +102,11 @@ class LocalSubnet:
         """The ``bittensor.Wallet`` named ``name`` (hotkey "default"), created without passwords if asked."""
         import bittensor as bt
 
-        wallet = bt.Wallet(name=name, hotkey="default", path=str(self.wallets_dir))
-        if create and not (self.wallets_dir / name / "hotkeys" / "default").exists():
-            wallet.create_new_coldkey(use_password=False, suppress=True, overwrite=True)
-            wallet.create_new_hotkey(use_password=False, suppress=True, overwrite=True)
-        return wallet
+        from neurons.registration import ensure_wallet
+
+        if create:
+            return ensure_wallet(name, "default", self.wallets_dir)
+        return bt.Wallet(name=name, hotkey="default", path=str(self.wallets_dir))
 
     def hotkey_of(self, name: str) -> str:
         return self.wallet(name).hotkey.ss58_address
