@@ -9,6 +9,7 @@
     ├── generation  GenerationSettings  --generation.steps  --generation.guidance  --generation.grid_size ...
     ├── miner       MinerSettings     --miner.*
     ├── validator   ValidatorSettings --validator.*
+    ├── reward      RewardConfig      --reward.n_views  --reward.resolution_px  --reward.metric ...
     └── captioner   CaptionerSettings --captioner URL|none  --captioner.timeout_s ...
 
 Values come from, highest first: command-line flags, environment variables
@@ -41,6 +42,7 @@ from generation.config import GenerationConfig
 from protocol.errors import ConfigError
 from protocol.wire import MAX_TIMEOUT_S
 from reward.caption_client import CaptionerConfig
+from reward.config import RewardConfig
 
 __all__ = [
     "Role",
@@ -172,8 +174,6 @@ class ValidatorSettings(Section):
     state_path: Path | None = Field(None, description="State file (default: in the validator's data folder).")
     reports_dir: Path | None = Field(None, description="Step reports folder (HTML + JSON).")
     reports_max_mb: float = Field(500.0, ge=0.0, description="Cap on the reports folder (MB).")
-    views: int = Field(8, ge=1, le=64, description="Views rendered per mesh.")
-    resolution: int = Field(512, ge=16, le=2048, description="View size in pixels.")
 
 
 class CaptionerSettings(CaptionerConfig):
@@ -247,6 +247,7 @@ class Settings(BaseSettings):
     generation: GenerationSettings = GenerationSettings()
     miner: MinerSettings = MinerSettings()
     validator: ValidatorSettings = ValidatorSettings()
+    reward: RewardConfig = RewardConfig()
     captioner: CaptionerSettings = CaptionerSettings()
 
     @classmethod
@@ -300,7 +301,7 @@ class Settings(BaseSettings):
 
 ROLE_SECTIONS: dict[str, tuple[str, ...]] = {
     "miner": ("wallet", "subtensor", "devnet", "axon", "logging", "generation", "miner"),
-    "validator": ("wallet", "subtensor", "devnet", "logging", "validator", "captioner"),
+    "validator": ("wallet", "subtensor", "devnet", "logging", "validator", "reward", "captioner"),
 }
 _TOP_LEVEL = ("netuid", "models", "device")
 _HIDDEN = {("captioner", "api_key"), ("captioner", "prompt_template"), ("captioner", "include_prompt")}
@@ -331,9 +332,19 @@ def _is_bool(field: FieldInfo) -> bool:
     return field.annotation is bool
 
 
+def _is_scalar(field: FieldInfo) -> bool:
+    """Fields a flag can carry; lists, tables and nested models are set in --config or the environment."""
+    annotation = field.annotation
+    if get_origin(annotation) is Literal:
+        return True
+    args = [a for a in get_args(annotation) if a is not type(None)] if get_args(annotation) else [annotation]
+    return all(a in (bool, int, float, str, Path) for a in args)
+
+
 def _add_field(parser: argparse.ArgumentParser, flag: str, dest: str, field: FieldInfo) -> None:
     default = field.default
-    help_text = (field.description or "").rstrip(".") + f" (default: {default})."
+    description = (field.description or "").rstrip(".")
+    help_text = f"{description} (default: {default})." if description else f"Default: {default}."
     if _is_bool(field):
         parser.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
     else:
@@ -354,7 +365,7 @@ def build_parser(role: Role, prog: str | None = None) -> argparse.ArgumentParser
         model = Settings.model_fields[section].annotation
         group = parser.add_argument_group(section)
         for name, field in model.model_fields.items():  # type: ignore[union-attr]
-            if (section, name) in _HIDDEN:
+            if (section, name) in _HIDDEN or not _is_scalar(field):
                 continue
             _add_field(group, flag_of(section, name), f"{section}.{name}", field)  # type: ignore[arg-type]
     return parser

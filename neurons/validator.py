@@ -362,13 +362,11 @@ class Validator:
 
 def build_reward_model(settings: Settings) -> Any:
     from reward.caption import OpenAICaptioner
-    from reward.config import RewardConfig
     from reward.factory import build_reward_model as build
 
     captioner_config = settings.captioner.to_config()
     captioner = OpenAICaptioner(captioner_config) if captioner_config is not None else None
-    reward_config = RewardConfig(n_views=settings.validator.views, resolution_px=settings.validator.resolution)
-    return build(settings.models, captioner, device=settings.resolved_device(), config=reward_config)
+    return build(settings.models, captioner, device=settings.resolved_device(), config=settings.reward)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -174,8 +174,8 @@ class LocalSubnet:
         if models == "tiny":
             argv += [
                 "--validator.timeout_s", str(tiny.timeout_s),
-                "--validator.views", str(tiny.views),
-                "--validator.resolution", str(tiny.resolution),
+                "--reward.n_views", str(tiny.views),
+                "--reward.resolution_px", str(tiny.resolution),
             ]
         return argv + list(extra)
 
