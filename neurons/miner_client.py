@@ -135,7 +135,7 @@ class MinerClient:
             try:
                 async with asyncio.timeout(timeout_s):
                     await self._exchange(target, body, headers, timeout_s, answer)
-            except TimeoutError:
+            except (TimeoutError, httpx.TimeoutException):
                 answer.status = "late"
                 answer.detail = f"no complete answer within {timeout_s:g}s ({answer.bytes_received} bytes received)"
                 answer.body = b""
