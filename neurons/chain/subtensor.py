@@ -86,7 +86,7 @@ class SubtensorChain:
         if loop is None:
             return
         try:
-            asyncio.run_coroutine_threadsafe(self._disconnect(), loop).result(timeout=5.0)
+            asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(timeout=10.0)
         except Exception:  # closing a dead socket must not mask anything
             pass
         loop.call_soon_threadsafe(loop.stop)
@@ -270,6 +270,15 @@ class SubtensorChain:
         import bittensor
 
         return bittensor.Client(self.network)
+
+    async def _shutdown(self) -> None:
+        """Close the connection, then cancel and await whatever still runs on the loop."""
+        await self._disconnect()
+        pending = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=5.0)
 
     async def _disconnect(self, client: Any = None) -> None:
         """Close ``client`` (default: the current one) and forget it if it is still current."""
