@@ -52,6 +52,8 @@ def chain(tmp_path: Path, clock: Clock) -> DevnetChain:
 def test_implements_the_adapter_protocol(chain):
     assert isinstance(chain, ChainAdapter)
     assert chain.netuid == 7
+    chain.close()  # a no-op: every call has its own connection
+    assert chain.block() == 0
 
 
 def test_create_refuses_to_clobber_and_open_reads_params(tmp_path, chain, clock):

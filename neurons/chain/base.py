@@ -178,3 +178,6 @@ class ChainAdapter(Protocol):
 
     def weights(self) -> dict[int, dict[int, float]]:
         """Weights on chain: validator uid -> {miner uid: weight}, each row summing to 1."""
+
+    def close(self) -> None:
+        """Release the connection (composition roots call it on shutdown); idempotent, never raises."""

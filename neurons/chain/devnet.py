@@ -105,6 +105,9 @@ class DevnetChain:
         self._clock = clock
         self._busy_timeout_s = busy_timeout_s
 
+    def close(self) -> None:
+        """Nothing to release: every call opens and closes its own connection."""
+
     # -- construction -------------------------------------------------------------
 
     @classmethod
