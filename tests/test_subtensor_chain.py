@@ -262,6 +262,16 @@ def test_missing_subnet_or_undecodable_metagraph_is_chain_unavailable(chain, fak
         chain.metagraph()
 
 
+def test_answers_of_an_unexpected_shape_are_chain_unavailable(chain, fakes):
+    chain.block()
+    fakes[0].block = fakes[0]._answer("block", lambda: None)
+    fakes[0].weights.weights = fakes[0]._answer("weights", lambda netuid: [(0, [(1, 3)])])
+    with pytest.raises(ChainUnavailable, match="a block number that does not decode"):
+        chain.block()
+    with pytest.raises(ChainUnavailable, match="weights that does not decode"):
+        chain.weights()
+
+
 def test_hyperparameters_and_weights(chain):
     assert chain.weights_rate_limit() == 100
     assert chain.min_allowed_weights() == 8

@@ -104,44 +104,45 @@ class SubtensorChain:
     # -- reads ----------------------------------------------------------------------
 
     def block(self) -> int:
-        return int(self._read("read the block number", lambda client: client.block()))
+        return self._decoded("a block number", int, self._read("read the block number", lambda c: c.block()))
 
     def metagraph(self) -> Metagraph:
         """The subnet's metagraph (no commitments), mapped to the project's ``Metagraph``."""
-        graph = self._read(
-            "read the metagraph", lambda client: client.subnets.metagraph(self.netuid, commitments=False)
-        )
+        graph = self._read("read the metagraph", lambda c: c.subnets.metagraph(self.netuid, commitments=False))
         if graph is None:
             raise ChainUnavailable(f"subtensor {self.network} has no subnet {self.netuid}")
-        try:
-            return Metagraph(
-                netuid=self.netuid, block=int(graph.block), neurons=tuple(_neuron_info(n) for n in graph.neurons)
-            )
-        except (AttributeError, TypeError, ValueError) as exc:
-            raise ChainUnavailable(f"subtensor {self.network} sent a metagraph that does not decode: {exc}") from exc
+        return self._decoded(
+            "a metagraph",
+            lambda g: Metagraph(netuid=self.netuid, block=int(g.block), neurons=tuple(_neuron_info(n) for n in g.neurons)),
+            graph,
+        )
 
     def neurons(self) -> list[NeuronInfo]:
         return list(self.metagraph().neurons)
 
     def uid_of(self, hotkey: str) -> int | None:
-        uid = self._read("look up a uid", lambda client: client.neurons.uid(hotkey, self.netuid))
-        return None if uid is None else int(uid)
+        uid = self._read("look up a uid", lambda c: c.neurons.uid(hotkey, self.netuid))
+        return None if uid is None else self._decoded("a uid", int, uid)
 
     def weights_rate_limit(self) -> int:
-        return int(self._read("read weights_rate_limit", lambda c: c.hyperparameters.weights_rate_limit(self.netuid)))
+        value = self._read("read weights_rate_limit", lambda c: c.hyperparameters.weights_rate_limit(self.netuid))
+        return self._decoded("weights_rate_limit", int, value)
 
     def min_allowed_weights(self) -> int:
-        return int(self._read("read min_allowed_weights", lambda c: c.hyperparameters.min_allowed_weights(self.netuid)))
+        value = self._read("read min_allowed_weights", lambda c: c.hyperparameters.min_allowed_weights(self.netuid))
+        return self._decoded("min_allowed_weights", int, value)
 
     def max_weight_limit(self) -> float:
         """The subnet's ``MaxWeightsLimit`` (a u16) as a fraction in (0, 1]."""
-        raw = int(self._read("read max_weight_limit", lambda c: c.hyperparameters.max_weight_limit(self.netuid)))
-        return min(max(raw, 1), U16_MAX) / U16_MAX
+        value = self._read("read max_weight_limit", lambda c: c.hyperparameters.max_weight_limit(self.netuid))
+        return min(max(self._decoded("max_weight_limit", int, value), 1), U16_MAX) / U16_MAX
 
     def weights(self) -> dict[int, dict[int, float]]:
         """Rows as the chain stores them, normalised; validators without weights are left out."""
-        rows = self._read("read weights", lambda client: client.weights.weights(self.netuid))
-        return {int(v): {int(u): float(w) for u, w in row.items()} for v, row in rows.items() if row}
+        rows = self._read("read weights", lambda c: c.weights.weights(self.netuid))
+        return self._decoded(
+            "weights", lambda r: {int(v): {int(u): float(w) for u, w in row.items()} for v, row in r.items() if row}, rows
+        )
 
     # -- writes ---------------------------------------------------------------------
 
@@ -287,6 +288,13 @@ class SubtensorChain:
             self._client = None
         if client is not None:
             await _close_quietly(client)
+
+    def _decoded(self, what: str, convert: Callable[[Any], T], value: Any) -> T:
+        """``convert(value)``; an answer of an unexpected shape is ``ChainUnavailable``."""
+        try:
+            return convert(value)
+        except (AttributeError, TypeError, ValueError, KeyError) as exc:
+            raise ChainUnavailable(f"subtensor {self.network} sent {what} that does not decode: {exc}") from exc
 
     def _unavailable(self, what: str, exc: BaseException) -> ChainUnavailable:
         return ChainUnavailable(f"subtensor {self.network} is unavailable (could not {what}): {type(exc).__name__}: {exc}")
