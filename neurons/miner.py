@@ -208,7 +208,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.get_running_loop().add_signal_handler(sig, stop.set)
         await miner.run(stop=stop, sock=sock)
 
-    asyncio.run(serve())
+    try:
+        asyncio.run(serve())
+    finally:
+        chain.close()
     return EXIT_OK
 
 

@@ -413,7 +413,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             await client.aclose()
 
-    asyncio.run(serve())
+    try:
+        asyncio.run(serve())
+    finally:
+        chain.close()
     return EXIT_OK
 
 
