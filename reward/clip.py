@@ -11,18 +11,47 @@ Contracts: embeddings are float32 CPU tensors, one row per input, unit L2 norm.
 Prompt and reject texts recur every step, so ``encode_texts`` keeps an in-memory
 cache per scorer (one scorer = one model); ``texts_encoded`` / ``images_encoded``
 count the inputs that actually went through the model.
+
+The CLIP component (``contrastive_clip``, pure numpy) -- contrastive, R-precision style,
+with a smooth margin. For view v with image embedding x_v, the prompt p and the
+contrast set D = K distractor prompts drawn from (prompt, step seed) plus the junk texts
+(all embeddings unit vectors, s = cosine)::
+
+    s_p      = cos(x_v, p)          s_d = cos(x_v, d)  for d in D
+    clip_v   = (1 / |D|) * sum_{d in D} sigmoid((s_p - s_d - margin) / temperature)
+    clip     = mean_v clip_v        (the protocol's aggregation)
+
+clip_v is a soft R-precision: the share of contrast texts the view prefers its prompt
+over, each counted smoothly. A view that leads a contrast text by ``margin`` earns half
+of that text's share, by ``margin + 2 * temperature`` 0.88, by ``margin + 4 * temperature``
+0.98; a tie earns sigmoid(-margin / temperature) (0.18 with the defaults margin 0.03,
+temperature 0.02). No step anywhere: moving a similarity by e moves clip_v by at most
+e / (4 * temperature), so near-ties no longer flip a view between 0 and 0.5 on GPUs
+that round differently, and a view must beat real prompts, not only four junk texts, to
+score high -- the component separates good from great, not just garbage from the rest.
+
+``draw_distractors(prompt, step_seed, pool, k)`` is the deterministic draw the
+RewardModel uses when the validator passes no distractors of its own.
 """
 
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 from PIL import Image
 
 from reward.config import resolve_device
 from reward.errors import ModelUnavailable
 
-__all__ = ["ClipScorer", "DEFAULT_CLIP_MODEL", "DEFAULT_CLIP_PRETRAINED", "cosine_matrix"]
+__all__ = [
+    "ClipScorer",
+    "DEFAULT_CLIP_MODEL",
+    "DEFAULT_CLIP_PRETRAINED",
+    "cosine_matrix",
+    "contrastive_clip",
+    "draw_distractors",
+]
 
 DEFAULT_CLIP_MODEL = "ViT-L-14"
 DEFAULT_CLIP_PRETRAINED = "datacomp_xl_s13b_b90k"
@@ -31,6 +60,37 @@ DEFAULT_CLIP_PRETRAINED = "datacomp_xl_s13b_b90k"
 def cosine_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """[N, D] x [M, D] unit vectors -> [N, M] cosine similarities."""
     return a @ b.T
+
+
+def contrastive_clip(
+    s_prompt: np.ndarray, s_contrast: np.ndarray, *, temperature: float, margin: float
+) -> np.ndarray:
+    """Per-view CLIP component (see the module docstring), float64 in (0, 1).
+
+    ``s_prompt``: [V] cosine(view, prompt); ``s_contrast``: [V, K] cosine(view, contrast
+    text) with K >= 1. Raises ``ValueError`` on mismatched shapes or K == 0.
+    """
+    s_prompt = np.asarray(s_prompt, dtype=np.float64).reshape(-1)
+    s_contrast = np.asarray(s_contrast, dtype=np.float64)
+    if s_contrast.ndim != 2 or s_contrast.shape[0] != s_prompt.shape[0] or s_contrast.shape[1] == 0:
+        raise ValueError(f"s_contrast must be [V={s_prompt.shape[0]}, K>=1], got {s_contrast.shape}")
+    z = (s_prompt[:, None] - s_contrast - margin) / temperature
+    # numerically stable sigmoid: exp of a non-positive number only
+    sig = np.where(z >= 0, 1.0 / (1.0 + np.exp(-np.abs(z))), np.exp(-np.abs(z)) / (1.0 + np.exp(-np.abs(z))))
+    return sig.mean(axis=1)
+
+
+def draw_distractors(prompt: str, step_seed: int, pool: Sequence[str], k: int) -> list[str]:
+    """``k`` distinct texts of ``pool`` other than ``prompt`` (case-insensitive), drawn by a
+    generator that depends only on ``(prompt, step_seed)``: the same list on every validator.
+    Returns fewer when the pool is smaller. Order follows the draw."""
+    from reward.camera import step_rng
+
+    key = prompt.strip().lower()
+    candidates = list(dict.fromkeys(t for t in pool if t.strip().lower() != key))
+    rng = step_rng(int(step_seed), "distractors/" + key)
+    picks = rng.choice(len(candidates), size=min(k, len(candidates)), replace=False) if candidates else []
+    return [candidates[int(i)] for i in picks]
 
 
 class ClipScorer:

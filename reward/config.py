@@ -1,12 +1,28 @@
 """``RewardConfig``: every weight, threshold and model name the scoring core uses.
 
-Nothing in ``reward.model`` hard-codes a number that changes a score: validators that
-must agree share one config, and a changed config is visible in every report.
+Nothing in ``reward.model`` hard-codes a number that changes a score: every default here
+comes from the pinned ``reward.scoring_protocol.PROTOCOL`` (the one place the numbers are
+written), validators that must agree share one config, and ``to_protocol()`` turns a
+config back into the protocol it scores with, for ``check_protocol`` and the reports.
+
+``RewardConfig(n_views=4, resolution_px=64)`` still works: the two rig sizes are read
+and written through ``rig`` (a ``RigSpec``).
 """
 
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from reward.scoring_protocol import (
+    PROTOCOL,
+    CaptionSpec,
+    ClipSpec,
+    DefenceSpec,
+    ModelSpec,
+    RewardWeights,
+    RigSpec,
+    ScoringProtocol,
+)
 
 __all__ = ["Metric", "Aggregation", "RewardWeights", "RewardConfig", "resolve_device", "METRICS", "AGGREGATIONS"]
 
@@ -15,68 +31,64 @@ Aggregation = Literal["sum", "mean", "median", "none"]
 METRICS: tuple[str, ...] = get_args(Metric)
 AGGREGATIONS: tuple[str, ...] = get_args(Aggregation)
 
-DEFAULT_REJECT_TEXTS = (
-    "an empty white image",
-    "a blurry shapeless blob",
-    "random noise",
-    "a flat grey plane",
-)
+DEFAULT_REJECT_TEXTS = PROTOCOL.clip.reject_texts
+DEFAULT_SIMILARITY_RANGE = dict(PROTOCOL.similarity_range)
 
-# Raw similarity that maps to 0 and to 1, per metric (clipped outside). Chosen from
-# all-mpnet-base-v2 on captions: unrelated sentences sit near cosine 0.0-0.15, a caption
-# that paraphrases the prompt 0.6-0.9. euclidean is 1/(1+d) on unit vectors, so the
-# same cosines map to about 0.43 and 0.61. jaccard is the word-set overlap.
-DEFAULT_SIMILARITY_RANGE: dict[str, tuple[float, float]] = {
-    "cosine": (0.1, 0.8),
-    "dot": (0.1, 0.8),
-    "euclidean": (0.43, 0.62),
-    "jaccard": (0.0, 0.6),
-}
-
-
-class RewardWeights(BaseModel):
-    """Relative weight of each score component; renormalised over the components present."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    clip: float = Field(0.5, ge=0.0)
-    caption: float = Field(0.35, ge=0.0)
-    reference: float = Field(0.15, ge=0.0)
-
-    @model_validator(mode="after")
-    def _not_all_zero(self) -> "RewardWeights":
-        if self.clip + self.caption + self.reference <= 0.0:
-            raise ValueError("at least one reward weight must be positive")
-        return self
+_P, _C, _D = PROTOCOL, PROTOCOL.clip, PROTOCOL.defences
 
 
 class RewardConfig(BaseModel):
-    """The scoring core's section of the config: models, rig size, metric, weights, gates."""
+    """The scoring core's section of the config: models, rig, metric, weights, gates."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    clip_model: str = "ViT-L-14"
-    clip_pretrained: str = "datacomp_xl_s13b_b90k"
-    text_model: str = "sentence-transformers/all-mpnet-base-v2"
+    clip_model: str = _P.models.clip_model
+    clip_pretrained: str = _P.models.clip_pretrained
+    text_model: str = _P.models.text_model
 
-    n_views: int = Field(8, ge=1, le=64)
-    resolution_px: int = Field(512, ge=32, le=2048)
+    rig: RigSpec = _P.rig
 
-    metric: Metric = "cosine"
-    aggregation: Aggregation = "mean"
+    metric: Metric = _P.metric
+    aggregation: Aggregation = _P.aggregation
     similarity_range: dict[str, tuple[float, float]] = Field(default_factory=lambda: dict(DEFAULT_SIMILARITY_RANGE))
 
-    reject_texts: tuple[str, ...] = DEFAULT_REJECT_TEXTS
-    # CLIP's softmax over [prompt] + reject_texts uses logits = scale * cosine. 100 is
-    # CLIP's trained logit scale (temperature 0.01).
-    clip_logit_scale: float = Field(100.0, gt=0.0)
-    # A view counts zero when max(reject cosine) >= prompt cosine - margin.
-    clip_reject_margin: float = 0.0
+    # contrastive CLIP (reward.clip.contrastive_clip)
+    reject_texts: tuple[str, ...] = _C.reject_texts
+    distractor_pool: tuple[str, ...] = _C.distractor_pool
+    n_distractors: int = Field(_C.n_distractors, ge=1, le=256)
+    clip_temperature: float = Field(_C.temperature, gt=0.0)
+    clip_margin: float = Field(_C.margin, ge=0.0)
 
-    weights: RewardWeights = RewardWeights()
+    weights: RewardWeights = _P.weights
 
+    # defences (reward.ocr, reward.flatness, reward.fingerprint, reward.budget)
+    ocr_max_chars: int = Field(_D.ocr_max_chars, ge=0)
+    ocr_min_confidence: float = Field(_D.ocr_min_confidence, ge=0.0, le=1.0)
+    min_thickness: float = Field(_D.min_thickness, ge=0.0, le=1.0)
+    fingerprint_max_distance: float = Field(_D.fingerprint_max_distance, gt=0.0)
+    fingerprint_view_max_distance: float = Field(_D.fingerprint_view_max_distance, gt=0.0)
+    max_overdraw: float = Field(_D.max_overdraw, gt=0.0)
+
+    # operational: change no score, so not part of the protocol
+    caption_deadline_s: float = Field(300.0, gt=0.0)  # one deadline for all captions of a batch
     clip_batch_size: int = Field(64, ge=1)
     text_batch_size: int = Field(64, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _rig_sizes(cls, data: Any) -> Any:
+        """Accept the flat ``n_views`` / ``resolution_px`` of earlier releases."""
+        if isinstance(data, dict) and ("n_views" in data or "resolution_px" in data):
+            data = dict(data)
+            rig = data.get("rig", PROTOCOL.rig)
+            rig = rig.model_dump() if isinstance(rig, RigSpec) else dict(rig)
+            for key in ("n_views", "resolution_px"):
+                if key in data:
+                    rig[key] = data.pop(key)
+            if rig.get("n_secret_views", 0) >= rig.get("n_views", 1):  # a tiny test rig keeps one ring view
+                rig["n_secret_views"] = max(0, rig["n_views"] - 1)
+            data["rig"] = rig
+        return data
 
     @model_validator(mode="after")
     def _ranges_cover_metrics(self) -> "RewardConfig":
@@ -86,7 +98,59 @@ class RewardConfig(BaseModel):
                 raise ValueError(f"similarity_range[{metric!r}] must be (low, high) with high > low")
         if not self.reject_texts:
             raise ValueError("reject_texts must list at least one negative text")
+        if len(set(self.distractor_pool)) < self.n_distractors + 1:
+            raise ValueError("distractor_pool must hold more distinct prompts than n_distractors")
         return self
+
+    @property
+    def n_views(self) -> int:
+        return self.rig.n_views
+
+    @property
+    def resolution_px(self) -> int:
+        return self.rig.resolution_px
+
+    @classmethod
+    def from_protocol(cls, protocol: ScoringProtocol = PROTOCOL, **operational: Any) -> "RewardConfig":
+        """The config that scores with ``protocol``; ``operational`` sets batch sizes and deadlines."""
+        c, d, m = protocol.clip, protocol.defences, protocol.models
+        return cls(
+            clip_model=m.clip_model, clip_pretrained=m.clip_pretrained, text_model=m.text_model, rig=protocol.rig,
+            metric=protocol.metric, aggregation=protocol.aggregation, similarity_range=dict(protocol.similarity_range),
+            reject_texts=c.reject_texts, distractor_pool=c.distractor_pool, n_distractors=c.n_distractors,
+            clip_temperature=c.temperature, clip_margin=c.margin, weights=protocol.weights,
+            ocr_max_chars=d.ocr_max_chars, ocr_min_confidence=d.ocr_min_confidence, min_thickness=d.min_thickness,
+            fingerprint_max_distance=d.fingerprint_max_distance,
+            fingerprint_view_max_distance=d.fingerprint_view_max_distance, max_overdraw=d.max_overdraw,
+            **operational,
+        )
+
+    def to_protocol(self, caption: CaptionSpec | None = None, *, base: ScoringProtocol = PROTOCOL) -> ScoringProtocol:
+        """The protocol this config scores with; ``caption`` is the captioner's side (default: ``base``'s).
+
+        Model revisions are kept from ``base`` when the model ids are ``base``'s, else unknown (None).
+        """
+        same_clip = (self.clip_model, self.clip_pretrained) == (base.models.clip_model, base.models.clip_pretrained)
+        same_text = self.text_model == base.models.text_model
+        models = ModelSpec(
+            clip_model=self.clip_model, clip_pretrained=self.clip_pretrained,
+            clip_hf_hub=base.models.clip_hf_hub if same_clip else None,
+            clip_revision=base.models.clip_revision if same_clip else None,
+            text_model=self.text_model, text_revision=base.models.text_revision if same_text else None,
+        )
+        return ScoringProtocol(
+            version=base.version, rig=self.rig, models=models, caption=caption or base.caption,
+            clip=ClipSpec(temperature=self.clip_temperature, margin=self.clip_margin, n_distractors=self.n_distractors,
+                          reject_texts=self.reject_texts, distractor_pool=self.distractor_pool),
+            weights=self.weights, metric=self.metric, aggregation=self.aggregation,
+            similarity_range=dict(self.similarity_range),
+            defences=DefenceSpec(
+                ocr_max_chars=self.ocr_max_chars, ocr_min_confidence=self.ocr_min_confidence,
+                ocr_engine=base.defences.ocr_engine, min_thickness=self.min_thickness,
+                fingerprint_max_distance=self.fingerprint_max_distance,
+                fingerprint_view_max_distance=self.fingerprint_view_max_distance, max_overdraw=self.max_overdraw,
+            ),
+        )
 
 
 def resolve_device(device: str = "auto") -> str:
