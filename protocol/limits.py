@@ -2,7 +2,8 @@
 
 A miner's mesh arrives as bytes from an untrusted peer. Every decoder step is bounded
 by ``MeshLimits`` *before* it allocates: declared sizes in headers are checked first,
-so a 100-byte payload that claims 2^31 vertices costs microseconds, not gigabytes.
+so a 100-byte payload that claims 2^31 vertices costs microseconds, not gigabytes, and
+a texture that claims 65535 x 65535 pixels is refused at its PNG/JPEG header.
 
 ``MeshDecodeError`` (defined in ``protocol/errors.py``) is the only exception ``decode_mesh``
 raises; it is a miner fault: the miner's bytes are not a valid, bounded, coloured
@@ -36,8 +37,17 @@ class MeshLimits:
         max_vertices: vertex count, declared or decoded.
         max_faces: triangle count, declared or decoded.
         max_header_bytes: PLY text header / GLB JSON chunk size.
-        max_gltf_objects: GLB nodes, meshes, primitives, accessors or buffer views
-            (each); scene graphs larger than this are not Shap-E output.
+        max_gltf_objects: GLB nodes, meshes, primitives, accessors, buffer views,
+            materials, textures or images (each); scene graphs larger than this are not
+            generator output.
+        max_image_px: width and height of any one texture image, read from its PNG IHDR
+            or JPEG SOF header before anything decodes it.
+        max_image_pixels: decoded pixels of all texture images of one payload together
+            (width * height summed). 4096^2 = 16.8M pixels decode to 64 MiB of RGBA: an
+            image bomb (a 50 KB PNG declaring 65535^2 pixels, 16 GiB decoded) is refused
+            at its header.
+        max_jpeg_scans: start-of-scan markers in one JPEG; a progressive JPEG with
+            thousands of scans costs a decoder minutes of CPU (ordinary ones have ~10).
     """
 
     max_payload_bytes: int = 64 * MIB
@@ -46,6 +56,9 @@ class MeshLimits:
     max_faces: int = 1_000_000
     max_header_bytes: int = 1 * MIB
     max_gltf_objects: int = 256
+    max_image_px: int = 4096
+    max_image_pixels: int = 4096 * 4096
+    max_jpeg_scans: int = 64
 
     def __post_init__(self) -> None:
         for name in (
@@ -55,6 +68,9 @@ class MeshLimits:
             "max_faces",
             "max_header_bytes",
             "max_gltf_objects",
+            "max_image_px",
+            "max_image_pixels",
+            "max_jpeg_scans",
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
@@ -79,6 +95,21 @@ class MeshLimits:
             raise MeshDecodeError(
                 f"{fmt} would decode to {decoded} bytes, the limit is {self.max_decoded_bytes}"
             )
+
+    def check_image(self, what: str, width: int, height: int, pixels_so_far: int = 0) -> int:
+        """Refuse an image whose declared size exceeds the limits; returns the running pixel total."""
+        if width <= 0 or height <= 0:
+            raise MeshDecodeError(f"{what} declares an empty image ({width} x {height})")
+        if width > self.max_image_px or height > self.max_image_px:
+            raise MeshDecodeError(
+                f"{what} is {width} x {height} pixels, the limit is {self.max_image_px} on each side"
+            )
+        total = pixels_so_far + width * height
+        if total > self.max_image_pixels:
+            raise MeshDecodeError(
+                f"{what} brings the texture images to {total} pixels, the limit is {self.max_image_pixels}"
+            )
+        return total
 
 
 DEFAULT_LIMITS = MeshLimits()

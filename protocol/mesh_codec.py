@@ -5,6 +5,7 @@ Three formats, told apart by their magic bytes (a declared format is never trust
     format  magic      encoder                 round trip
     PLY     b"ply"     trimesh, binary         exact at float32 (Shap-E's own output format)
     GLB     b"glTF"    trimesh, COLOR_0        exact at float32
+                       or textured (below)     textures exact (PNG), UVs exact at float32
     DRACO   b"DRACO"   DracoPy, 11-bit, lvl 7  vertices within 1e-3 of the bbox diagonal;
                                                order not preserved; colours exact
 
@@ -12,14 +13,27 @@ Draco is the compact wire format: quantising each axis to 11 bits over the large
 extent bounds the vertex error by sqrt(3) / (2 * 2047) = 4.2e-4 of the bbox diagonal
 for any shape, at about a tenth of the binary PLY size.
 
-Colour policy: a mesh must carry colours. Per-vertex colours are sent as they are;
-face colours and textures are converted to per-vertex colours by trimesh; a mesh
-with no colours at all is refused by ``encode_mesh`` with ``ValueError`` (there is no
-silent grey default: colour is half of what the validator scores).
+Colour policy: a mesh must carry colours (there is no silent grey default: colour is
+half of what the validator scores). Colours follow glTF's base colour, per part of the
+mesh (``protocol.mesh_parts``): vertex colour * base-colour factor * base-colour texture.
+
+- Vertex-coloured meshes travel as they are in every format (face colours become flat
+  per-face vertex colours).
+- Textured meshes (``TextureVisuals``: UVs and a base-colour texture, or a material
+  colour, per part) travel as a **textured GLB**: one primitive per part with POSITION,
+  TEXCOORD_0, optional COLOR_0 and a material whose base-colour texture is a PNG in the
+  BIN chunk. In PLY and Draco the texture is baked into per-vertex colours (one texel per
+  vertex: coarse).
+- A mesh with no colours at all is refused by ``encode_mesh`` with ``ValueError``.
 
 ``decode_mesh`` raises only ``MeshDecodeError``. Every decoded mesh, whatever its
 format, is validated: within ``MeshLimits``, finite coordinates, face indices in
 range, at least one face of non-zero area, per-vertex RGBA colours (uint8, (N, 4)).
+A textured GLB (any primitive with a base-colour texture or factor) may use PNG or
+JPEG textures within ``MeshLimits``' image limits, checked at the image headers before
+anything decodes them; it decodes to one ``trimesh.Trimesh`` with ``TextureVisuals``
+(``protocol.mesh_parts.merge_parts``: one material per primitive, decoded RGBA
+textures), which the renderer draws through the same path as vertex colours.
 """
 
 import enum
@@ -29,7 +43,9 @@ import numpy as np
 import trimesh
 
 from protocol.limits import DEFAULT_LIMITS, MeshDecodeError, MeshLimits
-from protocol.prescan import scan_draco, scan_glb, scan_ply
+from protocol.mesh_parts import Part, bake_vertex_colours, merge_parts, scene_parts, split_parts
+from protocol.prescan import scan_draco, scan_ply
+from protocol.prescan_gltf import scan_glb
 
 __all__ = [
     "MeshFormat",
@@ -65,17 +81,8 @@ def detect_format(data: bytes) -> MeshFormat:
     raise MeshDecodeError(f"unknown mesh format (leading bytes {bytes(data[:8])!r})")
 
 
-def _vertex_colours(mesh: trimesh.Trimesh) -> np.ndarray:
-    """(N, 4) uint8 RGBA per vertex, converting face colours / textures; ValueError if none."""
-    visual = mesh.visual
-    if visual is None or visual.kind is None:
-        raise ValueError("mesh has no colours: give it per-vertex colours (mesh.visual.vertex_colors)")
-    if visual.kind == "texture":
-        visual = visual.to_color()
-    colours = np.asarray(visual.vertex_colors)
-    if colours.shape != (len(mesh.vertices), 4) or colours.dtype != np.uint8:
-        raise ValueError(f"mesh vertex colours have shape {colours.shape} {colours.dtype}, need (N, 4) uint8")
-    return colours
+def _is_textured(parts: list[Part]) -> bool:
+    return any(p.texture is not None or p.factor is not None for p in parts)
 
 
 def encode_mesh(mesh: trimesh.Trimesh, fmt: MeshFormat = MeshFormat.DRACO) -> bytes:
@@ -84,6 +91,7 @@ def encode_mesh(mesh: trimesh.Trimesh, fmt: MeshFormat = MeshFormat.DRACO) -> by
     Args:
         mesh: vertices (N, 3), triangle faces (M, 3) and colours (see the module's
             colour policy); vertices are written as float32 (PLY, GLB) or quantised (Draco).
+            A textured mesh keeps its textures in GLB and is baked to vertex colours otherwise.
         fmt: a ``MeshFormat`` (or its string value).
 
     Raises:
@@ -94,9 +102,15 @@ def encode_mesh(mesh: trimesh.Trimesh, fmt: MeshFormat = MeshFormat.DRACO) -> by
         raise ValueError("mesh has no faces")
     if not np.isfinite(mesh.vertices).all():
         raise ValueError("mesh has non-finite vertex coordinates")
-    colours = _vertex_colours(mesh)
-    vertices = np.asarray(mesh.vertices, dtype=np.float64)
-    faces = np.asarray(mesh.faces, dtype=np.int64)
+    parts = split_parts(mesh)
+    if fmt is MeshFormat.GLB and _is_textured(parts):
+        from protocol.glb_writer import write_textured_glb
+
+        return write_textured_glb(parts)
+    colours = bake_vertex_colours(parts)
+    vertices = np.concatenate([p.vertices for p in parts]).astype(np.float64)
+    offsets = np.cumsum([0] + [len(p.vertices) for p in parts])
+    faces = np.concatenate([p.faces + o for p, o in zip(parts, offsets)]).astype(np.int64)
     if fmt is MeshFormat.DRACO:
         import DracoPy
 
@@ -117,7 +131,10 @@ def decode_mesh(data: bytes, limits: MeshLimits = DEFAULT_LIMITS) -> trimesh.Tri
     """Decode and validate a mesh from untrusted bytes.
 
     Returns a ``trimesh.Trimesh`` with float64 vertices (N, 3), int64 faces (M, 3) and
-    ``visual.vertex_colors`` uint8 (N, 4). Raises ``MeshDecodeError`` -- and nothing
+    ``visual.vertex_colors`` uint8 (N, 4) -- or, for a textured GLB, ``TextureVisuals``
+    as ``protocol.mesh_parts.merge_parts`` builds them (UVs (N, 2), one ``PBRMaterial``
+    per part with a decoded RGBA texture and/or a factor, vertex colours in
+    ``visual.vertex_attributes["color"]``). Raises ``MeshDecodeError`` -- and nothing
     else -- for anything that is not a valid, bounded, coloured triangle mesh.
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
@@ -134,7 +151,8 @@ def decode_mesh(data: bytes, limits: MeshLimits = DEFAULT_LIMITS) -> trimesh.Tri
             scan_ply(data, limits)
             vertices, faces, colours = _decode_trimesh(data, "ply")
         else:
-            scan_glb(data, limits)
+            if scan_glb(data, limits).uses_materials:
+                return _decode_textured_glb(data, limits)
             vertices, faces, colours = _decode_trimesh(data, "glb")
     except MeshDecodeError:
         raise
@@ -165,6 +183,37 @@ def _decode_trimesh(data: bytes, file_type: str) -> tuple[np.ndarray, np.ndarray
     if not isinstance(mesh, trimesh.Trimesh) or getattr(mesh.visual, "kind", None) != "vertex":
         raise MeshDecodeError(f"{file_type} payload has no per-vertex colours")
     return mesh.vertices, mesh.faces, mesh.visual.vertex_colors
+
+
+def _decode_textured_glb(data: bytes, limits: MeshLimits) -> trimesh.Trimesh:
+    """Load a pre-scanned textured GLB as parts, decode each base-colour texture once
+    within the image limits, validate the geometry and merge the parts into one mesh."""
+    from protocol.images import check_lazy_image
+
+    loaded = trimesh.load(io.BytesIO(data), file_type="glb", process=False)
+    found, others = scene_parts(loaded)
+    if others or not found:
+        raise MeshDecodeError("glb payload holds geometry that is not a triangle mesh")
+    decoded: dict[int, object] = {}
+    pixels = 0
+    parts = []
+    for part in found:
+        texture = part.texture
+        if texture is not None and id(texture) not in decoded:
+            if getattr(texture, "format", None) not in ("PNG", "JPEG"):
+                raise MeshDecodeError("glb base-colour texture is not a PNG or JPEG image")
+            pixels = check_lazy_image(texture, limits, "glb base-colour texture", pixels)
+            texture.load()
+            decoded[id(texture)] = texture.convert("RGBA")
+        if part.source == "none":
+            raise MeshDecodeError("glb primitive has no colours")
+        if part.uv is not None and not np.isfinite(part.uv).all():
+            raise MeshDecodeError("glb mesh has non-finite texture coordinates")
+        parts.append(Part(part.vertices, part.faces, part.colours, part.uv,
+                          None if texture is None else decoded[id(texture)], part.factor))
+    mesh = merge_parts(parts)
+    validate_mesh(mesh.vertices, mesh.faces, np.zeros((len(mesh.vertices), 4), np.uint8), limits, "glb")
+    return mesh
 
 
 def validate_mesh(

@@ -4,17 +4,18 @@ trimesh and DracoPy trust the sizes written in a file: a PLY header, a GLB acces
 ``count`` (a bufferless accessor becomes ``np.zeros(count)``) or a Draco face count
 decides how much they allocate. These scans read only the headers (and, for PLY, a
 strided view of the face-size bytes) and refuse, with ``MeshDecodeError``, anything
-whose declared sizes exceed ``MeshLimits`` or disagree with the payload length. They
-are not parsers: the libraries do the decoding, and every decoded mesh is validated
-again afterwards.
+whose declared sizes exceed ``MeshLimits`` or disagree with the payload length. A GLB's
+embedded texture images are bounded from their PNG/JPEG headers (``protocol.images``)
+before any decoder sees them. They are not parsers: the libraries do the decoding, and
+every decoded mesh is validated again afterwards.
 """
 
-import json
 from typing import Any
 
 import numpy as np
 
 from protocol.limits import MeshDecodeError, MeshLimits
+from protocol.prescan_gltf import scan_glb  # noqa: F401  (the GLB scan lives beside: glTF is a tree)
 
 __all__ = ["scan_ply", "scan_glb", "scan_draco"]
 
@@ -140,186 +141,6 @@ def scan_ply(data: bytes, limits: MeshLimits) -> None:
         raise MeshDecodeError("PLY faces must all be triangles")
     if n_faces and (face_block["indices"].min() < 0 or face_block["indices"].max() >= n_vertices):
         raise MeshDecodeError(f"PLY mesh has face indices outside [0, {n_vertices})")
-
-
-# ---------------------------------------------------------------------------- GLB
-
-_GLB_MAGIC, _GLB_JSON, _GLB_BIN = b"glTF", 0x4E4F534A, 0x004E4942
-_GLTF_COMPONENTS = {5120: 1, 5121: 1, 5122: 2, 5123: 2, 5125: 4, 5126: 4}
-_GLTF_TYPES = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT2": 4, "MAT3": 9, "MAT4": 16}
-
-
-def _index(value: Any, items: list, what: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < len(items):
-        raise MeshDecodeError(f"GLB {what} index {str(value)[:20]} is out of range")
-    return value
-
-
-def _uint(obj: dict, key: str, default: int | None, what: str) -> int:
-    value = obj.get(key, default)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise MeshDecodeError(f"GLB {what}.{key} must be a non-negative integer")
-    return value
-
-
-def _list(tree: dict, key: str, limits: MeshLimits) -> list:
-    items = tree.get(key, [])
-    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
-        raise MeshDecodeError(f"GLB {key} must be a list of objects")
-    if len(items) > limits.max_gltf_objects:
-        raise MeshDecodeError(f"GLB has {len(items)} {key}, the limit is {limits.max_gltf_objects}")
-    return items
-
-
-def _glb_chunks(data: bytes, limits: MeshLimits) -> tuple[dict, bytes]:
-    if len(data) < 20 or data[:4] != _GLB_MAGIC:
-        raise MeshDecodeError("GLB is shorter than its header")
-    version, length, json_length, json_type = np.frombuffer(data, "<u4", count=4, offset=4).tolist()
-    if version != 2:
-        raise MeshDecodeError(f"GLB version {version} is not glTF 2")
-    if length != len(data):
-        raise MeshDecodeError(f"GLB declares {length} bytes but the payload has {len(data)}")
-    if json_type != _GLB_JSON or json_length > limits.max_header_bytes or 20 + json_length > len(data):
-        raise MeshDecodeError("GLB first chunk is not a bounded JSON chunk")
-    try:
-        tree = json.loads(data[20 : 20 + json_length].decode("utf-8"))
-    except (ValueError, RecursionError):
-        raise MeshDecodeError("GLB JSON chunk is not valid JSON") from None
-    if not isinstance(tree, dict):
-        raise MeshDecodeError("GLB JSON chunk is not an object")
-    binary, offset = b"", 20 + json_length
-    while offset < len(data):
-        if offset + 8 > len(data):
-            raise MeshDecodeError("GLB ends inside a chunk header")
-        chunk_length, chunk_type = np.frombuffer(data, "<u4", count=2, offset=offset).tolist()
-        if offset + 8 + chunk_length > len(data):
-            raise MeshDecodeError("GLB chunk runs past the end of the payload")
-        if chunk_type == _GLB_BIN:
-            if binary:
-                raise MeshDecodeError("GLB has more than one BIN chunk")
-            binary = data[offset + 8 : offset + 8 + chunk_length]
-        offset += 8 + chunk_length
-    return tree, binary
-
-
-def scan_glb(data: bytes, limits: MeshLimits) -> None:
-    """Check a GLB's chunks and JSON: every accessor inside the BIN chunk, no external or
-    data URIs, no required extensions, triangle primitives with POSITION and COLOR_0, a
-    tree-shaped node graph, and instanced vertex/face totals within the limits."""
-    tree, binary = _glb_chunks(data, limits)
-    if tree.get("extensionsRequired"):
-        raise MeshDecodeError("GLB requires extensions; only plain glTF 2 meshes are accepted")
-    buffers = _list(tree, "buffers", limits)
-    if len(buffers) > 1 or any("uri" in b for b in buffers):
-        raise MeshDecodeError("GLB buffers must be the single embedded BIN chunk (no URIs)")
-    views = _list(tree, "bufferViews", limits)
-    for view in views:
-        _index(view.get("buffer"), buffers, "bufferView.buffer")
-        if _uint(view, "byteOffset", 0, "bufferView") + _uint(view, "byteLength", None, "bufferView") > len(binary):
-            raise MeshDecodeError("GLB bufferView runs past the BIN chunk")
-        if "byteStride" in view and not 4 <= _uint(view, "byteStride", None, "bufferView") <= 252:
-            raise MeshDecodeError("GLB bufferView.byteStride is outside 4..252")
-    accessors = _list(tree, "accessors", limits)
-    max_count = max(limits.max_vertices, 3 * limits.max_faces)
-    for accessor in accessors:
-        if "sparse" in accessor or "bufferView" not in accessor:
-            raise MeshDecodeError("GLB accessors must read a bufferView (no sparse or empty accessors)")
-        view = views[_index(accessor["bufferView"], views, "accessor.bufferView")]
-        if accessor.get("componentType") not in _GLTF_COMPONENTS or accessor.get("type") not in _GLTF_TYPES:
-            raise MeshDecodeError("GLB accessor has an unknown componentType or type")
-        count = _uint(accessor, "count", None, "accessor")
-        if not 1 <= count <= max_count:
-            raise MeshDecodeError(f"GLB accessor count {count} is outside 1..{max_count}")
-        element = _GLTF_COMPONENTS[accessor["componentType"]] * _GLTF_TYPES[accessor["type"]]
-        stride = view.get("byteStride", element)
-        if stride < element:
-            raise MeshDecodeError("GLB bufferView.byteStride is smaller than its elements")
-        if _uint(accessor, "byteOffset", 0, "accessor") + (count - 1) * stride + element > view["byteLength"]:
-            raise MeshDecodeError("GLB accessor runs past its bufferView")
-
-    meshes = _list(tree, "meshes", limits)
-    nodes = _list(tree, "nodes", limits)
-    instances = [0] * len(meshes)
-    parents: dict[int, int] = {}
-    for i, node in enumerate(nodes):
-        if "mesh" in node:
-            instances[_index(node["mesh"], meshes, "node.mesh")] += 1
-        children = node.get("children", [])
-        if not isinstance(children, list) or len(children) > len(nodes):
-            raise MeshDecodeError("GLB node.children must be a list of node indices")
-        for child in children:
-            if _index(child, nodes, "node.children") in parents or child == i:
-                raise MeshDecodeError("GLB node graph is not a tree")
-            parents[child] = i
-    for start in range(len(nodes)):
-        node, steps = start, 0
-        while node in parents:
-            node, steps = parents[node], steps + 1
-            if steps > len(nodes):
-                raise MeshDecodeError("GLB node graph has a cycle")
-
-    n_vertices = n_faces = n_primitives = 0
-    for mesh, copies in zip(meshes, instances):
-        primitives = mesh.get("primitives")
-        if not isinstance(primitives, list) or not all(isinstance(p, dict) for p in primitives):
-            raise MeshDecodeError("GLB mesh.primitives must be a list of objects")
-        n_primitives += len(primitives)
-        for primitive in primitives:
-            if primitive.get("mode", 4) != 4 or "extensions" in primitive or "targets" in primitive:
-                raise MeshDecodeError("GLB primitives must be plain triangle lists")
-            attributes = primitive.get("attributes")
-            if not isinstance(attributes, dict) or "POSITION" not in attributes:
-                raise MeshDecodeError("GLB primitive has no POSITION attribute")
-            if "COLOR_0" not in attributes:
-                raise MeshDecodeError("GLB primitive has no per-vertex colours (COLOR_0)")
-            for name in attributes:
-                _index(attributes[name], accessors, f"attribute {name[:20]}")
-            position = accessors[attributes["POSITION"]]
-            if position["type"] != "VEC3" or position["componentType"] != 5126:
-                raise MeshDecodeError("GLB POSITION must be float VEC3")
-            _check_glb_colours(accessors[attributes["COLOR_0"]], views, binary, position["count"])
-            corners = position["count"]
-            if "indices" in primitive:
-                indices = accessors[_index(primitive["indices"], accessors, "primitive.indices")]
-                if indices["type"] != "SCALAR" or indices["componentType"] not in (5121, 5123, 5125):
-                    raise MeshDecodeError("GLB indices must be unsigned integer scalars")
-                corners = indices["count"]
-                if _accessor_values(indices, views, binary).max() >= position["count"]:
-                    raise MeshDecodeError(f"GLB mesh has face indices outside [0, {position['count']})")
-            if corners % 3:
-                raise MeshDecodeError("GLB triangle list length is not a multiple of 3")
-            n_vertices += max(copies, 1) * position["count"]
-            n_faces += max(copies, 1) * corners // 3
-    if n_primitives > limits.max_gltf_objects:
-        raise MeshDecodeError(f"GLB has {n_primitives} primitives, the limit is {limits.max_gltf_objects}")
-    _check_counts(limits, "GLB", n_vertices, n_faces)
-
-
-_GLTF_DTYPES = {5120: "i1", 5121: "u1", 5122: "<i2", 5123: "<u2", 5125: "<u4", 5126: "<f4"}
-
-
-def _accessor_values(accessor: dict, views: list, binary: bytes) -> np.ndarray:
-    """A read-only (count, components) view of an accessor already bounds-checked by scan_glb."""
-    view = views[accessor["bufferView"]]
-    dtype = np.dtype(_GLTF_DTYPES[accessor["componentType"]])
-    width = _GLTF_TYPES[accessor["type"]]
-    stride = view.get("byteStride", dtype.itemsize * width)
-    start = view.get("byteOffset", 0) + accessor.get("byteOffset", 0)
-    raw = np.frombuffer(binary, np.uint8, count=(accessor["count"] - 1) * stride + dtype.itemsize * width, offset=start)
-    rows = np.lib.stride_tricks.as_strided(raw, (accessor["count"], dtype.itemsize * width), (stride, 1), writeable=False)
-    return np.ascontiguousarray(rows).view(dtype)
-
-
-def _check_glb_colours(accessor: dict, views: list, binary: bytes, n_vertices: int) -> None:
-    """COLOR_0 must be RGB/RGBA per vertex; float colours must be finite and in [0, 1]."""
-    if accessor["type"] not in ("VEC3", "VEC4") or accessor["count"] != n_vertices:
-        raise MeshDecodeError("GLB COLOR_0 must be one RGB or RGBA value per vertex")
-    if accessor["componentType"] not in (5121, 5123, 5126):
-        raise MeshDecodeError("GLB COLOR_0 must be unsigned byte, unsigned short or float")
-    if accessor["componentType"] == 5126:
-        values = _accessor_values(accessor, views, binary)
-        if not (np.isfinite(values).all() and values.min() >= 0.0 and values.max() <= 1.0):
-            raise MeshDecodeError("GLB float colours must be finite and within [0, 1]")
 
 
 # --------------------------------------------------------------------------- Draco

@@ -1,10 +1,15 @@
 """The canonical renderer: moderngl on a headless EGL context.
 
 Mesa llvmpipe renders on the CPU; on GPU machines the NVIDIA driver's EGL does. One
-``ModernGLRenderer`` holds one GL context, one shader program and one pair of
-framebuffers per resolution (a 4x multisampled one drawn into, a plain one resolved
-into and read back), all reused across calls. A mesh is uploaded once and drawn once
-per view; all views are read back into one preallocated array.
+``ModernGLRenderer`` holds one GL context, one shader program, a 1x1 white texture and
+one pair of framebuffers per resolution (a 4x multisampled one drawn into, a plain one
+resolved into and read back), all reused across calls. A mesh is uploaded once (its
+textures too, mipmapped) and drawn once per view, one draw call per material part;
+all views are read back into one preallocated array.
+
+One shader for every mesh: ``vertex colour * u_factor * texture(uv)``, lit (see
+``reward.render_mesh``). Vertex-coloured meshes sample the white texture, so their
+pixels are exactly what a colour-only shader draws.
 
 The context is made current only for the duration of a call (``with ctx:``), under a
 lock, so a renderer may be created on one thread and used from another (the
@@ -50,12 +55,15 @@ uniform mat4 u_proj;
 in vec3 in_position;
 in vec3 in_normal;
 in vec4 in_color;
+in vec2 in_uv;
 out vec3 v_normal_cam;
 out vec3 v_color;
+out vec2 v_uv;
 void main() {
     vec4 p = u_view * vec4(in_position, 1.0);
     v_normal_cam = mat3(u_view) * in_normal;  // the view matrix is a rotation + translation
     v_color = in_color.rgb;
+    v_uv = in_uv;
     gl_Position = u_proj * p;
 }
 """
@@ -68,14 +76,18 @@ _FRAGMENT_SHADER = """
 uniform vec3 u_light_dir_cam;
 uniform float u_ambient;
 uniform float u_diffuse;
+uniform vec3 u_factor;
+uniform sampler2D u_texture;
 in vec3 v_normal_cam;
 in vec3 v_color;
+in vec2 v_uv;
 out vec4 f_color;
 void main() {
     vec3 n = normalize(v_normal_cam);
     if (!gl_FrontFacing) n = -n;
     float shade = u_ambient + u_diffuse * max(dot(n, u_light_dir_cam), 0.0);
-    f_color = vec4(clamp(v_color * shade, 0.0, 1.0), 1.0);
+    vec3 base = v_color * u_factor * texture(u_texture, v_uv).rgb;
+    f_color = vec4(clamp(base * shade, 0.0, 1.0), 1.0);
 }
 """
 
@@ -95,6 +107,8 @@ class ModernGLRenderer:
             self.msaa_samples = min(msaa_samples, ctx.max_samples) if msaa_samples > 1 else 0
             self.gl_renderer: str = ctx.info["GL_RENDERER"]
             self._program = ctx.program(vertex_shader=_VERTEX_SHADER, fragment_shader=_FRAGMENT_SHADER)
+            self._program["u_texture"].value = 0
+            self._white = ctx.texture((1, 1), 4, data=b"\xff\xff\xff\xff")
         self._framebuffers: dict[int, tuple] = {}  # resolution -> (msaa fbo, resolve fbo)
 
     @classmethod
@@ -164,6 +178,7 @@ class ModernGLRenderer:
                                 attachment.release()
                         fbo.release()
                 self._framebuffers.clear()
+                self._white.release()
                 self._program.release()
             self._ctx.release()
 
@@ -189,34 +204,43 @@ class ModernGLRenderer:
 
     def _draw(self, mesh: RenderMesh, views: np.ndarray, resolution: int, rig: CameraRig, msaa_fbo, resolve_fbo) -> np.ndarray:
         """Upload ``mesh`` once, draw it from each view; returns (n_views, H, W, 3) uint8, top row first."""
+        import moderngl
+
         ctx = self._ctx
-        attributes = np.hstack([mesh.positions, mesh.normals])  # interleaved (V, 6) float32
+        attributes = np.hstack([mesh.positions, mesh.normals, mesh.uvs])  # interleaved (V, 8) float32
         buffers = [ctx.buffer(attributes.tobytes()), ctx.buffer(mesh.colors.tobytes()), ctx.buffer(mesh.faces.tobytes())]
         vao = ctx.vertex_array(
             self._program,
-            [(buffers[0], "3f 3f", "in_position", "in_normal"), (buffers[1], "4f1", "in_color")],
+            [(buffers[0], "3f 3f 2f", "in_position", "in_normal", "in_uv"), (buffers[1], "4f1", "in_color")],
             index_buffer=buffers[2],
             index_element_size=4,
         )
-        import moderngl
-
+        textures = []
         background = tuple(c / 255.0 for c in rig.background_rgb)
         pixels = np.empty((len(views), resolution, resolution, 3), dtype=np.uint8)
         frame_bytes = resolution * resolution * 3
         try:
+            for image in mesh.textures:  # GL rows run bottom-up: upload the image flipped
+                texture = ctx.texture((image.shape[1], image.shape[0]), 4, data=np.ascontiguousarray(image[::-1]).tobytes())
+                texture.build_mipmaps()
+                texture.filter = (moderngl.LINEAR_MIPMAP_LINEAR, moderngl.LINEAR)
+                textures.append(texture)
             ctx.enable(moderngl.DEPTH_TEST)
             ctx.disable(moderngl.CULL_FACE)
             for i, view in enumerate(views):
                 msaa_fbo.use()
                 msaa_fbo.clear(*background, 1.0, depth=1.0)
                 self._program["u_view"].write(_gl_matrix(view))
-                vao.render(moderngl.TRIANGLES)
+                for draw in mesh.draws:
+                    (self._white if draw.texture is None else textures[draw.texture]).use(location=0)
+                    self._program["u_factor"].value = draw.factor[:3]
+                    vao.render(moderngl.TRIANGLES, vertices=3 * draw.n_faces, first=3 * draw.first_face)
                 ctx.copy_framebuffer(resolve_fbo, msaa_fbo)
                 resolve_fbo.read_into(pixels, components=3, alignment=1, write_offset=i * frame_bytes)
         finally:
             vao.release()
-            for buffer in buffers:
-                buffer.release()
+            for resource in [*buffers, *textures]:
+                resource.release()
         return pixels[:, ::-1]  # GL rows run bottom-up
 
 

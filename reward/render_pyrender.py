@@ -1,7 +1,8 @@
 """The pyrender backend, for users who already run pyrender (``pyrender-maintained``).
 
 Same rig as the canonical moderngl renderer: camera poses, field of view, resolution,
-background, normalised mesh, vertex colours and smooth normals are identical; the
+background, normalised mesh, vertex colours, textures (one primitive per material part
+of ``RenderMesh.draws``) and smooth normals are identical; the
 lighting is pyrender's PBR shading tuned to approximate the same Lambert + ambient
 (pyrender gamma-encodes its output, so shades between full light and full shadow
 differ slightly). Silhouettes match the moderngl renderer; exact pixels do not.
@@ -106,22 +107,32 @@ class PyrenderRenderer:
         # same colour under full light and under ambient light alone.
         ambient_linear = rig.ambient**_GAMMA
         full_linear = min(rig.ambient + rig.diffuse, 1.0) ** _GAMMA
+        # pyrender linearises base-colour textures itself (sRGB -> linear, power 2.2) and
+        # multiplies factor * texture * COLOR_0: linearised colour and factor match it.
         colors = (mesh.colors.astype(np.float32) / 255.0) ** _GAMMA
         colors[:, 3] = 1.0
-        material = pyrender.MetallicRoughnessMaterial(
-            baseColorFactor=[1.0, 1.0, 1.0, 1.0], metallicFactor=0.0, roughnessFactor=1.0, alphaMode="OPAQUE"
-        )
-        primitive = pyrender.Primitive(
-            positions=mesh.positions,
-            normals=mesh.normals,
-            color_0=colors,
-            indices=mesh.faces,
-            material=material,
-            mode=pyrender.GLTF.TRIANGLES,
-        )
+        primitives = []
+        for draw in mesh.draws:
+            faces = mesh.faces[draw.first_face : draw.first_face + draw.n_faces]
+            texture = None
+            if draw.texture is not None:
+                texture = pyrender.Texture(source=mesh.textures[draw.texture], source_channels="RGBA")
+            material = pyrender.MetallicRoughnessMaterial(
+                baseColorFactor=[c**_GAMMA for c in draw.factor[:3]] + [1.0], baseColorTexture=texture,
+                metallicFactor=0.0, roughnessFactor=1.0, alphaMode="OPAQUE",
+            )
+            primitives.append(pyrender.Primitive(
+                positions=mesh.positions,
+                normals=mesh.normals,
+                color_0=colors,
+                texcoord_0=mesh.uvs if texture is not None else None,
+                indices=faces,
+                material=material,
+                mode=pyrender.GLTF.TRIANGLES,
+            ))
         background = [c / 255.0 for c in rig.background_rgb] + [1.0]
         scene = pyrender.Scene(bg_color=background, ambient_light=[ambient_linear] * 3)
-        scene.add(pyrender.Mesh(primitives=[primitive]))
+        scene.add(pyrender.Mesh(primitives=primitives))
         camera = pyrender.PerspectiveCamera(
             yfov=float(np.radians(rig.fov_deg)), znear=rig.near, zfar=rig.far, aspectRatio=1.0
         )

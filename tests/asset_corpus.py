@@ -1,0 +1,249 @@
+"""A small corpus of real asset files, one per format and colour case, written with trimesh and PIL.
+
+    python -m tests.asset_corpus OUT_DIR       writes the corpus (a few hundred KB) into OUT_DIR
+
+``write_corpus(folder)`` returns ``{relative path: Expected}``: what ``text3d score`` must
+make of each file -- scored (and coloured how), unscorable (and why), or a side file
+(material, texture, buffer) that a mesh reads. Nothing binary is committed: every file
+is generated here, deterministically.
+
+The base texture, ``quadrant_texture()``, is four flat quadrants (top-left red, top-right
+green, bottom-left blue, bottom-right yellow), so a test can tell whether a texture is
+drawn the right way up and round. ``textured_cube()`` maps the whole image onto each face
+of a unit cube, upright when seen from outside with +Y up.
+"""
+
+import io
+import json
+import sys
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import trimesh
+from PIL import Image
+from trimesh.visual.material import PBRMaterial, SimpleMaterial
+from trimesh.visual.texture import TextureVisuals
+
+__all__ = ["Expected", "write_corpus", "quadrant_texture", "textured_cube", "QUADRANTS", "coloured_box"]
+
+QUADRANTS = {"top_left": (220, 30, 30), "top_right": (30, 200, 30), "bottom_left": (30, 30, 220),
+             "bottom_right": (230, 210, 20)}
+
+
+@dataclass(frozen=True)
+class Expected:
+    """``kind``: "scored" | "unscorable" | "side"; ``colour``: the colour source the report
+    names for a scored file (a ``protocol.mesh_parts.SOURCES`` word); ``reason``: a
+    substring of an unscorable file's reason. ``needs``: a Python module trimesh needs
+    to read the format (the file is unscorable, with that module named, when it is missing)."""
+
+    kind: str
+    colour: str = ""
+    reason: str = ""
+    needs: str = ""
+
+
+def quadrant_texture(size: int = 64) -> Image.Image:
+    """An RGB image of four flat quadrants (see ``QUADRANTS``)."""
+    half = size // 2
+    pixels = np.zeros((size, size, 3), np.uint8)
+    pixels[:half, :half] = QUADRANTS["top_left"]
+    pixels[:half, half:] = QUADRANTS["top_right"]
+    pixels[half:, :half] = QUADRANTS["bottom_left"]
+    pixels[half:, half:] = QUADRANTS["bottom_right"]
+    return Image.fromarray(pixels)
+
+
+def _cube_faces() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """24 vertices (4 per side), 12 triangles, UVs spanning [0, 1]^2 on each side, upright
+    seen from outside (for the top and bottom sides, +Z/-Z is 'down' in the image)."""
+    sides = [  # (outward normal, right, up) in world space
+        ((0, 0, 1), (1, 0, 0), (0, 1, 0)), ((0, 0, -1), (-1, 0, 0), (0, 1, 0)),
+        ((1, 0, 0), (0, 0, -1), (0, 1, 0)), ((-1, 0, 0), (0, 0, 1), (0, 1, 0)),
+        ((0, 1, 0), (1, 0, 0), (0, 0, -1)), ((0, -1, 0), (1, 0, 0), (0, 0, 1)),
+    ]
+    vertices, uvs, faces = [], [], []
+    for normal, right, up in sides:
+        n, r, u = (np.array(a, float) for a in (normal, right, up))
+        base = len(vertices)
+        for su, sv in ((0, 0), (1, 0), (1, 1), (0, 1)):
+            vertices.append(0.5 * n + (su - 0.5) * r + (sv - 0.5) * u)
+            uvs.append((su, sv))
+        faces += [(base, base + 1, base + 2), (base, base + 2, base + 3)]
+    return np.array(vertices), np.array(faces), np.array(uvs, float)
+
+
+def textured_cube(texture: Image.Image | None = None, material: str = "pbr") -> trimesh.Trimesh:
+    """A unit cube with the texture on every side (``material``: "pbr" or "simple")."""
+    vertices, faces, uvs = _cube_faces()
+    texture = texture if texture is not None else quadrant_texture()
+    mat = PBRMaterial(baseColorTexture=texture) if material == "pbr" else SimpleMaterial(image=texture)
+    return trimesh.Trimesh(vertices, faces, visual=TextureVisuals(uv=uvs, material=mat), process=False)
+
+
+def coloured_box(rgb=(200, 60, 40)) -> trimesh.Trimesh:
+    """A unit box with one vertex colour."""
+    box = trimesh.creation.box()
+    colours = np.tile(np.array([*rgb, 255], np.uint8), (len(box.vertices), 1))
+    return trimesh.Trimesh(box.vertices, box.faces, vertex_colors=colours, process=False)
+
+
+def _sphere(colours: bool = True) -> trimesh.Trimesh:
+    sphere = trimesh.creation.icosphere(subdivisions=2)
+    if colours:
+        rgb = np.round(127.5 + 127.5 * np.sin(2.0 * sphere.vertices + (0.0, 2.0, 4.0))).astype(np.uint8)
+        return trimesh.Trimesh(sphere.vertices, sphere.faces, vertex_colors=rgb, process=False)
+    return trimesh.Trimesh(sphere.vertices, sphere.faces, process=False)
+
+
+def _jpeg(image: Image.Image) -> Image.Image:
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=95)
+    buffer.seek(0)
+    return Image.open(buffer)
+
+
+def _three_mf() -> bytes:
+    """A minimal 3MF package: one coloured-by-material tetrahedron (written by hand)."""
+    model = """<?xml version="1.0" encoding="UTF-8"?>
+<model unit="millimeter" xmlns="http://schemas.microsoft.com/3dmanufacturing/core/2015/02">
+ <resources>
+  <basematerials id="1"><base name="red" displaycolor="#DC2020"/></basematerials>
+  <object id="2" type="model" pid="1" pindex="0"><mesh>
+   <vertices><vertex x="0" y="0" z="0"/><vertex x="10" y="0" z="0"/><vertex x="0" y="10" z="0"/><vertex x="0" y="0" z="10"/></vertices>
+   <triangles><triangle v1="0" v2="2" v3="1"/><triangle v1="0" v2="1" v3="3"/><triangle v1="0" v2="3" v3="2"/><triangle v1="1" v2="2" v3="3"/></triangles>
+  </mesh></object>
+ </resources>
+ <build><item objectid="2"/></build>
+</model>"""
+    types = """<?xml version="1.0" encoding="UTF-8"?>
+<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">
+ <Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>
+ <Default Extension="model" ContentType="application/vnd.ms-package.3dmanufacturing-3dmodel+xml"/>
+</Types>"""
+    rels = """<?xml version="1.0" encoding="UTF-8"?>
+<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">
+ <Relationship Target="/3D/3dmodel.model" Id="rel0" Type="http://schemas.microsoft.com/3dmanufacturing/2013/01/3dmodel"/>
+</Relationships>"""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("[Content_Types].xml", types)
+        archive.writestr("_rels/.rels", rels)
+        archive.writestr("3D/3dmodel.model", model)
+    return buffer.getvalue()
+
+
+_DAE = """<?xml version="1.0" encoding="utf-8"?>
+<COLLADA xmlns="http://www.collada.org/2005/11/COLLADASchema" version="1.4.1">
+ <asset><up_axis>Y_UP</up_axis></asset>
+ <library_effects><effect id="red-fx"><profile_COMMON><technique sid="common"><lambert>
+  <diffuse><color>0.86 0.12 0.12 1</color></diffuse></lambert></technique></profile_COMMON></effect></library_effects>
+ <library_materials><material id="red"><instance_effect url="#red-fx"/></material></library_materials>
+ <library_geometries><geometry id="tet"><mesh>
+  <source id="tet-pos"><float_array id="tet-pos-array" count="12">0 0 0 1 0 0 0 1 0 0 0 1</float_array>
+   <technique_common><accessor source="#tet-pos-array" count="4" stride="3">
+    <param name="X" type="float"/><param name="Y" type="float"/><param name="Z" type="float"/></accessor></technique_common></source>
+  <vertices id="tet-vtx"><input semantic="POSITION" source="#tet-pos"/></vertices>
+  <triangles material="red" count="4"><input semantic="VERTEX" source="#tet-vtx" offset="0"/><p>0 2 1 0 1 3 0 3 2 1 2 3</p></triangles>
+ </mesh></geometry></library_geometries>
+ <library_visual_scenes><visual_scene id="scene"><node id="n"><instance_geometry url="#tet">
+  <bind_material><technique_common><instance_material symbol="red" target="#red"/></technique_common></bind_material>
+ </instance_geometry></node></visual_scene></library_visual_scenes>
+ <scene><instance_visual_scene url="#scene"/></scene>
+</COLLADA>
+"""
+
+
+def write_corpus(folder: Path) -> dict[str, Expected]:
+    """Write the corpus into ``folder`` (created); returns what each file must become."""
+    from protocol.mesh_codec import MeshFormat, encode_mesh
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    expected: dict[str, Expected] = {}
+
+    def put(name: str, data: bytes | str, want: Expected) -> None:
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data.encode() if isinstance(data, str) else data)
+        expected[name] = want
+
+    sphere, plain = _sphere(), _sphere(colours=False)
+    # PLY: binary with vertex colours (the wire form), ASCII, uncoloured, face-coloured
+    put("ply/vertex_colour_binary.ply", encode_mesh(sphere, MeshFormat.PLY), Expected("scored", "vertex colours"))
+    put("ply/vertex_colour_ascii.ply", sphere.export(file_type="ply", encoding="ascii"), Expected("scored", "vertex colours"))
+    put("ply/uncoloured.ply", plain.export(file_type="ply"), Expected("scored", "none"))
+    faced = plain.copy()
+    faced.visual.face_colors = np.tile([40, 90, 200, 255], (len(faced.faces), 1))
+    put("ply/face_colour.ply", faced.export(file_type="ply"), Expected("scored", "face colours"))
+    put("ply/points_only.ply", trimesh.PointCloud(sphere.vertices).export(file_type="ply"),
+        Expected("unscorable", reason="point cloud"))
+
+    # GLB: wire vertex colours, textured PNG, textured JPEG, material colour only, a scene
+    put("glb/vertex_colour.glb", encode_mesh(sphere, MeshFormat.GLB), Expected("scored", "vertex colours"))
+    put("glb/textured_png.glb", encode_mesh(textured_cube(), MeshFormat.GLB), Expected("scored", "texture"))
+    put("glb/textured_jpeg.glb", textured_cube(_jpeg(quadrant_texture())).export(file_type="glb"),
+        Expected("scored", "texture"))
+    tinted = trimesh.Trimesh(plain.vertices, plain.faces, process=False,
+                             visual=TextureVisuals(material=PBRMaterial(baseColorFactor=[0.2, 0.7, 0.3, 1.0])))
+    put("glb/material_colour.glb", tinted.export(file_type="glb"), Expected("scored", "material colour"))
+    scene = trimesh.Scene()
+    scene.add_geometry(textured_cube(), node_name="crate", transform=trimesh.transformations.translation_matrix([2, 0, 0]))
+    spin = trimesh.transformations.rotation_matrix(np.pi / 4, [0, 1, 0]) @ np.diag([0.5, 0.5, 0.5, 1.0])
+    scene.add_geometry(coloured_box(), node_name="box", transform=spin)
+    put("glb/scene_with_transforms.glb", scene.export(file_type="glb"), Expected("scored", "texture"))
+
+    # glTF: external .bin and .png beside the .gltf, and everything embedded as data URIs
+    files = textured_cube().export(file_type="gltf")
+    for name, data in files.items():
+        put(f"gltf_external/{name}", data, Expected("scored", "texture") if name.endswith(".gltf") else Expected("side"))
+    embedded = textured_cube().export(file_type="gltf", embed_buffers=True)
+    put("gltf_embedded.gltf", embedded["model.gltf"], Expected("scored", "texture"))
+
+    # OBJ: MTL + texture, MTL colour only, no colours, vertex colours
+    obj_files = textured_cube(material="simple").export(file_type="obj", mtl_name="crate.mtl", include_texture=True,
+                                                        return_texture=True)
+    obj_text, textures = obj_files if isinstance(obj_files, tuple) else (obj_files, {})
+    put("obj_textured/crate.obj", obj_text, Expected("scored", "texture"))
+    for name, data in textures.items():
+        put(f"obj_textured/{name}", data, Expected("side"))
+    put("obj_material/tet.obj", "mtllib tet.mtl\nv 0 0 0\nv 1 0 0\nv 0 1 0\nv 0 0 1\nusemtl red\n"
+        "f 1 3 2\nf 1 2 4\nf 1 4 3\nf 2 3 4\n", Expected("scored", "material colour"))
+    put("obj_material/tet.mtl", "newmtl red\nKd 0.86 0.12 0.12\n", Expected("side"))
+    put("obj/plain.obj", plain.export(file_type="obj", include_color=False, include_normals=False),
+        Expected("scored", "none"))
+    put("obj/vertex_colour.obj", sphere.export(file_type="obj", include_color=True, include_normals=False),
+        Expected("scored", "vertex colours"))
+
+    # STL (binary, ASCII), OFF, Draco, 3MF, COLLADA
+    put("stl/binary.stl", plain.export(file_type="stl"), Expected("scored", "none"))
+    put("stl/ascii.stl", plain.export(file_type="stl_ascii"), Expected("scored", "none"))
+    put("off/model.off", plain.export(file_type="off"), Expected("scored", "none"))
+    put("draco/blob.drc", encode_mesh(sphere, MeshFormat.DRACO), Expected("scored", "vertex colours"))
+    put("other/tetra.3mf", _three_mf(), Expected("scored", "material colour", needs="lxml"))
+    put("other/tetra.dae", _DAE, Expected("scored", "material colour", needs="collada"))
+
+    # what cannot be scored, and files that are not meshes
+    put("bad/empty.obj", b"", Expected("unscorable", reason="empty"))
+    put("bad/empty.glb", b"", Expected("unscorable", reason="empty"))
+    put("bad/garbage.glb", b"glTF" + bytes(range(256)) * 4, Expected("unscorable", reason="glb"))
+    put("bad/points.xyz", "\n".join(f"{x} {y} {z}" for x, y, z in sphere.vertices[:50]),
+        Expected("unscorable", reason="point cloud"))
+    put("bad/lines_only.obj", "v 0 0 0\nv 1 0 0\nv 1 1 0\nl 1 2 3\n", Expected("unscorable", reason="no triangles"))
+    put("README.txt", "generated by tests/asset_corpus.py\n", Expected("side", reason="not a mesh"))
+    return expected
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m tests.asset_corpus OUT_DIR", file=sys.stderr)
+        return 2
+    expected = write_corpus(Path(argv[0]))
+    print(json.dumps({name: e.kind for name, e in expected.items()}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
