@@ -123,6 +123,10 @@ class GenerationQueue:
                 self.retry_after_s(),
             )
         if self.expected_batch_s > 0 and deadline - now < self.estimated_wait_s(stake):
+            if not self._heap and not self._running:
+                # Idle, so no batch will re-measure the estimate: let a one-off slow batch (a warm-up)
+                # fade, or every request is refused from now on.
+                self.expected_batch_s *= 0.8
             raise Overloaded(503, "the miner cannot finish this request before its deadline", self.retry_after_s())
         if len(self._heap) >= self.max_queue:
             lowest = min(self._heap, key=lambda job: (job.stake, -job.priority[1]))
