@@ -1,10 +1,12 @@
 """The package's public surface: every exported name resolves, the CLI lists every
-subcommand, and the scoring core and generation stay free of bittensor (DESIGN.md:
-they must be usable without a wallet or a chain)."""
+subcommand, and the scoring core, generation, the wire protocol (every ``protocol/``
+module: only the neurons sign and verify) and the neurons' pure parts stay free of
+bittensor (DESIGN.md: they must be usable without a wallet or a chain)."""
 
 import importlib
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -40,7 +42,17 @@ def test_cli_without_a_command_prints_help_and_fails(capsys):
     assert "COMMAND" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("module", ["reward.model", "reward.factory", "generation.shap_e", "protocol.mesh_codec"])
+PROTOCOL = sorted(f"protocol.{path.stem}" for path in (Path(__file__).resolve().parent.parent / "protocol").glob("*.py")
+                  if path.stem != "__init__")  # fmt: skip
+PURE = ["reward.model", "reward.factory", "generation.shap_e", "protocol", *PROTOCOL,
+        "neurons.settings", "neurons.caller_policy", "neurons.generation_queue", "neurons.weights", "neurons.chain"]  # fmt: skip
+
+
+def test_the_check_covers_the_wire_protocol():
+    assert {"protocol.wire", "protocol.errors", "protocol.mesh_codec", "protocol.limits"} <= set(PROTOCOL)
+
+
+@pytest.mark.parametrize("module", PURE)
 def test_core_modules_do_not_import_bittensor(module):
     code = f"import sys, {module}; print('bittensor' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)

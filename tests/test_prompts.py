@@ -2,7 +2,7 @@
 
 Pinned rules: at least 1,000 unique prompts; no blanks or stray whitespace; varied
 (many distinct nouns, not one template); a seeded ``random.Random`` reproduces the task
-stream and seeds fit the synapse's uint32 field.
+stream and seeds fit the wire request's uint32 field.
 """
 
 import random
@@ -10,7 +10,7 @@ import random
 import pytest
 
 from neurons.prompts import DEFAULT_PROMPTS_PATH, PromptSampler, load_prompts
-from protocol.synapse import MAX_SEED
+from protocol.wire import MAX_SEED
 
 
 def test_shipped_set_has_at_least_1000_unique_prompts():
@@ -37,7 +37,7 @@ def test_load_skips_comments_blanks_and_duplicates(tmp_path):
         load_prompts(tmp_path / "empty.txt")
 
 
-def test_seeded_sampler_is_reproducible_and_seeds_fit_the_synapse():
+def test_seeded_sampler_is_reproducible_and_seeds_fit_the_wire():
     prompts = load_prompts()
     first = [PromptSampler(prompts, random.Random(5)).draw() for _ in range(1)]
     sampler_a, sampler_b = PromptSampler(prompts, random.Random(5)), PromptSampler(prompts, random.Random(5))
