@@ -16,6 +16,8 @@ from protocol.version import SPEC_VERSION, __version__
 COMMANDS: dict[str, str] = {
     "miner": "neurons.commands.miner",
     "validator": "neurons.commands.validator",
+    "register": "neurons.commands.register",
+    "doctor": "neurons.commands.doctor",
     "generate": "neurons.commands.generate",
     "render": "neurons.commands.render",
     "score": "neurons.commands.score",

@@ -276,11 +276,10 @@ class Settings(BaseSettings):
         return self.subtensor.network in LOCAL_NETWORKS or "127.0.0.1" in endpoint or "localhost" in endpoint
 
     def resolved_device(self) -> str:
-        if self.device != "auto":
-            return self.device
-        import torch
+        """``--device`` resolved and checked; ``ConfigError`` naming the flag when torch cannot use it."""
+        from reward.device import resolve_device
 
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return resolve_device(self.device)
 
     def data_dir(self) -> Path:
         """Per-hotkey folder for state, replay store and reports (next to bittensor's own)."""

@@ -17,12 +17,14 @@ from typing import Literal
 
 from reward.caption import Captioner
 from reward.clip import ClipScorer
-from reward.config import RewardConfig, resolve_device
+from reward.config import RewardConfig
+from reward.device import resolve_device
+from reward.errors import ModelUnavailable
 from reward.model import Renderer, RewardModel
 from reward.text import TextEmbedder
 from reward.tiny_clip import ensure_tiny_clip
 
-__all__ = ["build_reward_model", "ModelSet"]
+__all__ = ["build_reward_model", "clip_hub_repo", "ModelSet"]
 
 ModelSet = Literal["real", "tiny"]
 
@@ -49,12 +51,41 @@ def build_reward_model(
     device = resolve_device(device)
     if models == "tiny":
         name, weights = ensure_tiny_clip()
-        clip = ClipScorer.from_pretrained(name, weights, device=device, batch_size=config.clip_batch_size)
+        try:
+            clip = ClipScorer.from_pretrained(name, weights, device=device, batch_size=config.clip_batch_size)
+        except ModelUnavailable as exc:  # --models tiny is already set: never suggest it
+            raise ModelUnavailable(f"the tiny test CLIP {weights} could not be loaded ({_cause(exc)}); delete "
+                                   f"{Path(weights).parent} and run again to rebuild it") from exc
         config = config.model_copy(update={"clip_model": name, "clip_pretrained": str(weights)})
     else:
-        clip = ClipScorer.from_pretrained(config.clip_model, config.clip_pretrained, device=device,
-                                          batch_size=config.clip_batch_size)
+        try:
+            clip = ClipScorer.from_pretrained(config.clip_model, config.clip_pretrained, device=device,
+                                              batch_size=config.clip_batch_size)
+        except ModelUnavailable as exc:
+            repo = clip_hub_repo(config.clip_model, config.clip_pretrained)
+            fetch = f"`hf download {repo}`" if repo else "a download with internet access (HF_HUB_OFFLINE unset)"
+            raise ModelUnavailable(
+                f"CLIP weights {config.clip_model}/{config.clip_pretrained} are not available ({_cause(exc)}); "
+                f"get them once with {fetch}, or score offline with the test models (--models tiny)"
+            ) from exc
     if text is None and captioner is not None:  # CLIP-only scoring never touches mpnet: skip 438 MB
         text = TextEmbedder.from_pretrained(config.text_model, device=device, batch_size=config.text_batch_size)
     return RewardModel(clip, text, captioner, config=config, in_memory=in_memory, cache_dir=cache_dir,
                        renderer=renderer)
+
+
+def clip_hub_repo(model_name: str, pretrained: str) -> str | None:
+    """The Hugging Face repo open_clip downloads ``model_name``/``pretrained`` from (None if not on the hub)."""
+    try:
+        import open_clip
+
+        hub = open_clip.get_pretrained_cfg(model_name, pretrained).get("hf_hub", "")
+    except Exception:
+        return None
+    return hub.rstrip("/") or None
+
+
+def _cause(exc: BaseException) -> str:
+    """The innermost exception's type: what actually failed under a ``ModelUnavailable``."""
+    inner = exc.__cause__ or exc
+    return type(inner).__name__

@@ -70,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         first = exc.errors()[0]
         return _fail(f"invalid option {first['loc'][0]}: {first['msg']}.")
 
+    from protocol.errors import EXIT_CONFIG, ConfigError
     from reward.errors import ValidatorFault
     from reward.factory import build_reward_model
 
@@ -84,6 +85,9 @@ def run(args: argparse.Namespace) -> int:
                 return _fail(f"--captioner must be an http(s) URL or 'none', got {args.captioner!r}.")
         model = build_reward_model(args.models, captioner, device=args.device, config=config)
         names, reports = _score_files(model, files, args.prompt, list(args.references))
+    except ConfigError as exc:  # e.g. --device cuda without a working GPU: a setting to change
+        print(f"text3d score: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     except ValidatorFault as exc:  # models, captioner or renderer missing: our side, say how to fix it
         return _fail(str(exc))
     finally:
