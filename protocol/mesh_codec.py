@@ -206,7 +206,7 @@ def _decode_textured_glb(data: bytes, limits: MeshLimits) -> trimesh.Trimesh:
             texture.load()
             decoded[id(texture)] = texture.convert("RGBA")
         if part.source == "none":
-            raise MeshDecodeError("glb primitive has no colours")
+            raise MeshDecodeError("glb primitive has no usable colours (no COLOR_0, and its texture did not decode)")
         if part.uv is not None and not np.isfinite(part.uv).all():
             raise MeshDecodeError("glb mesh has non-finite texture coordinates")
         parts.append(Part(part.vertices, part.faces, part.colours, part.uv,

@@ -216,6 +216,14 @@ def _texture_rgba(texture) -> np.ndarray:
     return array.reshape(array.shape[0], array.shape[1], 4)
 
 
+def _wrap(coordinate: np.ndarray) -> np.ndarray:
+    """Repeat-wrap texture coordinates into [0, 1], keeping 1.0 (and 2.0 ...) at the far edge."""
+    coordinate = np.nan_to_num(np.asarray(coordinate, dtype=np.float64))
+    wrapped = coordinate - np.floor(coordinate)
+    wrapped[(wrapped == 0.0) & (coordinate > 0.0)] = 1.0
+    return wrapped
+
+
 def bake_vertex_colours(parts: list[Part]) -> np.ndarray:
     """Per-vertex RGBA uint8 for the concatenated parts: vertex colour * factor * the texel
     nearest each vertex's UV (wrapping). Coarser than the texture, as any per-vertex form
@@ -232,8 +240,7 @@ def bake_vertex_colours(parts: list[Part]) -> np.ndarray:
         if part.texture is not None and part.uv is not None:
             texels = _texture_rgba(part.texture)
             height, width = texels.shape[:2]
-            u = np.mod(np.nan_to_num(part.uv[:, 0]), 1.0)
-            v = np.mod(np.nan_to_num(part.uv[:, 1]), 1.0)
+            u, v = _wrap(part.uv[:, 0]), _wrap(part.uv[:, 1])
             column = np.minimum((u * width).astype(np.int64), width - 1)
             row = np.minimum(((1.0 - v) * height).astype(np.int64), height - 1)
             colour *= texels[row, column] / 255.0

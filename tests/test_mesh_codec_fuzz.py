@@ -44,6 +44,17 @@ def _seeds(fmt: str) -> list[bytes]:
 
         sphere = meshes[1]
         payloads.append(DracoPy.encode(sphere.vertices, sphere.faces, compression_level=0, colors=sphere.visual.vertex_colors))
+    if fmt == "glb":  # textured GLB: PNG and JPEG base-colour textures, and their image headers
+        import io
+
+        from PIL import Image
+
+        from tests.asset_corpus import quadrant_texture, textured_cube
+
+        buffer = io.BytesIO()
+        quadrant_texture(16).save(buffer, format="JPEG")
+        payloads.append(encode_mesh(textured_cube(quadrant_texture(16)), fmt))
+        payloads.append(textured_cube(Image.open(io.BytesIO(buffer.getvalue()))).export(file_type="glb"))
     return payloads
 
 
