@@ -250,9 +250,10 @@ def _precheck(suffix: str, data: bytes, limits: MeshLimits) -> None:
         if len(words) < 3 or not words[0].upper().endswith(b"OFF"):
             raise MeshDecodeError("OFF file does not start with an OFF header")
         try:
-            limits.check_counts("OFF", int(words[1]), int(words[2]))
+            n_vertices, n_faces = int(words[1]), int(words[2])
         except ValueError:
             raise MeshDecodeError("OFF header counts are not integers") from None
+        limits.check_counts("OFF", n_vertices, n_faces)
     elif suffix in (".glb", ".gltf"):
         from protocol.prescan_gltf import scan_gltf, split_glb
 

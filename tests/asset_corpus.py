@@ -196,7 +196,14 @@ def write_corpus(folder: Path) -> dict[str, Expected]:
     put("glb/scene_with_transforms.glb", scene.export(file_type="glb"), Expected("scored", "texture"))
 
     # glTF: external .bin and .png beside the .gltf, and everything embedded as data URIs
-    files = textured_cube().export(file_type="gltf")
+    files = dict(textured_cube().export(file_type="gltf"))
+    tree = json.loads(files["model.gltf"])
+    for image in tree.get("images", []):  # the texture as a .png file beside the .gltf, by URI
+        view = tree["bufferViews"][image.pop("bufferView")]  # left in place: indices stay valid
+        buffer = tree["buffers"][view["buffer"]]["uri"]
+        files["texture.png"] = files[buffer][view.get("byteOffset", 0) : view.get("byteOffset", 0) + view["byteLength"]]
+        image["uri"] = "texture.png"
+    files["model.gltf"] = json.dumps(tree).encode()
     for name, data in files.items():
         put(f"gltf_external/{name}", data, Expected("scored", "texture") if name.endswith(".gltf") else Expected("side"))
     embedded = textured_cube().export(file_type="gltf", embed_buffers=True)
@@ -228,7 +235,7 @@ def write_corpus(folder: Path) -> dict[str, Expected]:
     # what cannot be scored, and files that are not meshes
     put("bad/empty.obj", b"", Expected("unscorable", reason="empty"))
     put("bad/empty.glb", b"", Expected("unscorable", reason="empty"))
-    put("bad/garbage.glb", b"glTF" + bytes(range(256)) * 4, Expected("unscorable", reason="glb"))
+    put("bad/garbage.glb", b"glTF" + bytes(range(256)) * 4, Expected("unscorable", reason="GLB"))
     put("bad/points.xyz", "\n".join(f"{x} {y} {z}" for x, y, z in sphere.vertices[:50]),
         Expected("unscorable", reason="point cloud"))
     put("bad/lines_only.obj", "v 0 0 0\nv 1 0 0\nv 1 1 0\nl 1 2 3\n", Expected("unscorable", reason="no triangles"))
