@@ -21,14 +21,22 @@ __all__ = ["StepReports", "STEP_PREFIX"]
 STEP_PREFIX = "step_"
 
 
+def _existing_parent(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
 def _folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
 class StepReports:
-    def __init__(self, reports_dir: str | Path, max_mb: float) -> None:
+    def __init__(self, reports_dir: str | Path, max_mb: float, *, min_free_mb: float = 200.0) -> None:
         self.reports_dir = Path(reports_dir)
         self.max_bytes = int(max_mb * 1024 * 1024)
+        self.min_free_bytes = int(min_free_mb * 1024 * 1024)
 
     def folder_of(self, step: int) -> Path:
         return self.reports_dir / f"{STEP_PREFIX}{step:06d}"
@@ -61,14 +69,39 @@ class StepReports:
         self.prune(keep=folder)
         return folder
 
-    def prune(self, keep: Path | None = None) -> list[Path]:
-        """Delete the oldest step folders until the total fits the cap; returns what was deleted."""
+    def cap_bytes(self, used_bytes: int) -> int:
+        """The folder's cap now: ``max_mb``, and never more than the disk holds while keeping some free.
+
+        The space kept free is ``min_free_mb``, or a tenth of the file system when that is
+        smaller (a small disk). A full disk makes the cap smaller than what the reports use,
+        so pruning frees room for the validator's state first.
+        """
+        folder = self.reports_dir if self.reports_dir.exists() else _existing_parent(self.reports_dir)
+        try:
+            disk = shutil.disk_usage(folder)
+        except OSError:
+            return self.max_bytes
+        keep_free = min(self.min_free_bytes, disk.total // 10)
+        return max(0, min(self.max_bytes, used_bytes + disk.free - keep_free))
+
+    def last_step_bytes(self) -> int:
+        """Size of the newest step folder: what the next step will roughly need."""
+        folders = self.step_folders()
+        return _folder_bytes(folders[-1]) if folders else 0
+
+    def prune(self, keep: Path | None = None, *, reserve_bytes: int = 0) -> list[Path]:
+        """Delete the oldest step folders until the total plus ``reserve_bytes`` fits ``cap_bytes``.
+
+        Called before each write (with room for the next step reserved) and after it (the
+        step just written, ``keep``, is never deleted). Returns what was deleted.
+        """
         folders = self.step_folders()
         sizes = {folder: _folder_bytes(folder) for folder in folders}
         total = sum(sizes.values())
+        cap = self.cap_bytes(total)
         deleted = []
         for folder in folders:
-            if total <= self.max_bytes:
+            if total + reserve_bytes <= cap:
                 break
             if keep is not None and folder == keep:
                 continue

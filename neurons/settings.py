@@ -113,6 +113,12 @@ class AxonSettings(Section):
 class LoggingSettings(Section):
     debug: bool = Field(False, description="Debug logging.")
     info: bool = Field(False, description="Info logging (the default level).")
+    json_lines: bool = Field(
+        False, json_schema_extra=_flag("--logging.json"), description="One JSON object per line instead of text."
+    )
+    dir: Path | None = Field(None, description="Also write <role>.log in this folder, rotated (default: stderr only).")
+    max_mb: float = Field(50.0, ge=0.1, le=100_000.0, description="Rotate the log file at this size (MB).")
+    backups: int = Field(5, ge=0, le=1000, description="Rotated log files kept.")
 
 
 _GEN = GenerationConfig.model_fields
@@ -172,8 +178,12 @@ class ValidatorSettings(Section):
     max_steps: int = Field(0, ge=0, description="Stop after this many steps (0: run forever).")
     alpha: float = Field(0.1, gt=0.0, le=1.0, description="Moving-average factor of the scores.")
     state_path: Path | None = Field(None, description="State file (default: in the validator's data folder).")
-    reports_dir: Path | None = Field(None, description="Step reports folder (HTML + JSON).")
-    reports_max_mb: float = Field(500.0, ge=0.0, description="Cap on the reports folder (MB).")
+    reports_dir: Path | None = Field(
+        None, description="Step reports folder, HTML + JSON (default: reports/ in the validator's data folder)."
+    )
+    reports_max_mb: float = Field(
+        500.0, ge=0.0, description="Cap on the reports folder in MB, also kept within the free disk space (0: no reports)."
+    )
 
 
 class CaptionerSettings(CaptionerConfig):

@@ -2,7 +2,10 @@
 
 Saved as JSON, atomically (write a temporary file in the same folder, fsync, then
 ``os.replace``), so a crash mid-save leaves the previous state intact and a restart
-resumes where the validator stopped.
+resumes where the validator stopped. A save killed before its rename leaves its
+temporary file behind (``.<name>.XXXX.tmp``); ``load`` removes those. A save that
+fails (a full disk) raises ``OSError`` and leaves the previous file as it was; the
+validator logs it and saves again at its next step.
 
 Rules the state enforces:
 
@@ -99,14 +102,31 @@ class ValidatorState:
             Path(tmp_name).unlink(missing_ok=True)
             raise
 
+    @staticmethod
+    def remove_temp_files(path: str | Path) -> list[Path]:
+        """Delete the temporary files of saves that were killed before their rename; returns them."""
+        path = Path(path)
+        if not path.parent.is_dir():
+            return []
+        removed = []
+        for leftover in path.parent.glob(f".{path.name}.*.tmp"):
+            try:
+                leftover.unlink()
+            except OSError:
+                continue
+            removed.append(leftover)
+        return removed
+
     @classmethod
     def load(cls, path: str | Path) -> "ValidatorState":
         """The saved state, or a fresh one when ``path`` does not exist.
 
-        Raises ``ValueError`` for a file that exists but is not a validator state
-        (refusing beats silently forgetting every miner's history).
+        Removes the temporary files of killed saves first. Raises ``ValueError`` for a file
+        that exists but is not a validator state (refusing beats silently forgetting every
+        miner's history).
         """
         path = Path(path)
+        cls.remove_temp_files(path)
         if not path.exists():
             return cls()
         try:

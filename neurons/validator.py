@@ -281,7 +281,7 @@ class Validator:
         self.state.step = step_no
         result = StepResult(step_no, task, outcomes, timing, updated=fault is None, fault=fault)
         result.weights = await self.maybe_set_weights()
-        await asyncio.to_thread(self.state.save, self.state_path)
+        await asyncio.to_thread(self._save_state, step_no)
         timing["total_s"] = self._clock() - started
         if self.reports is not None:
             await asyncio.to_thread(self._write_report, result)
@@ -300,6 +300,28 @@ class Validator:
     def state_path(self) -> Path:
         assert self.config.state_path is not None, "main() fills in the default state path"
         return self.config.state_path
+
+    def _save_state(self, step: int) -> None:
+        """Save the state; a failure (a full disk) is logged and retried at the next step, scoring goes on.
+
+        Old reports are pruned first, keeping room for this step's: evidence is expendable,
+        the moving averages are not. The file on disk stays the last state that was saved.
+        """
+        if self.reports is not None:
+            try:
+                self.reports.prune(reserve_bytes=self.reports.last_step_bytes())
+            except OSError as exc:
+                log.warning("step %d: could not prune the reports: %s", step, exc)
+        try:
+            self.state.save(self.state_path)
+        except OSError as exc:
+            self._failed_saves = getattr(self, "_failed_saves", 0) + 1
+            log.error("step %d: could not save the state to %s (%s; %d failed in a row): scoring goes on, the save "
+                      "is retried at the next step", step, self.state_path, exc.strerror or exc, self._failed_saves)
+            return
+        if getattr(self, "_failed_saves", 0):
+            log.info("step %d: state saved again after %d failed saves", step, self._failed_saves)
+        self._failed_saves = 0
 
     def _write_report(self, result: StepResult) -> None:
         scored = [
@@ -379,6 +401,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = settings.validator
         if config.state_path is None:
             config = config.model_copy(update={"state_path": settings.data_dir() / "validator_state.json"})
+        if config.reports_dir is None:  # reports on by default, capped by --validator.reports_max_mb and free space
+            config = config.model_copy(update={"reports_dir": settings.data_dir() / "reports"})
         chain = open_chain(settings.subtensor.network, settings.netuid, chain_endpoint=settings.subtensor.chain_endpoint,
                            devnet_db=settings.devnet.db)
         wallet = open_registered(settings.wallet.name, settings.wallet.hotkey, settings.wallet.path, chain)
@@ -403,7 +427,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             state=state,
             sampler=PromptSampler(load_prompts(), rng),
             rng=rng,
-            reports=StepReports(config.reports_dir, config.reports_max_mb) if config.reports_dir else None,
+            reports=StepReports(config.reports_dir, config.reports_max_mb) if config.reports_max_mb > 0 else None,
         )
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):  # finish the step in flight, keep the saved state
