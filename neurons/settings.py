@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import tomllib
 from contextvars import ContextVar
 from pathlib import Path
@@ -36,7 +37,7 @@ from typing import Any, Literal, Sequence, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from generation.config import GenerationConfig
 from protocol.errors import ConfigError
@@ -423,5 +424,12 @@ def load_settings(role: Role, argv: Sequence[str] | None = None, *, prog: str | 
         return Settings(**_nest(namespace))
     except ValidationError as exc:
         raise ConfigError(_sentence(exc, namespace)) from None
+    except SettingsError as exc:  # e.g. TEXT3D_MINER=8: a section, list or table in the environment is JSON
+        found = re.search(r'field "(\w+)"', str(exc))
+        var = f"TEXT3D_{found.group(1).upper()}" if found else "TEXT3D_"
+        raise ConfigError(
+            f"{var} or a {var}__* variable does not parse: sections, lists and tables set in the environment are "
+            "written as JSON."
+        ) from None
     finally:
         _config_file.reset(token)
