@@ -113,12 +113,12 @@ class MinerService:
         caller = "-"
         prompt_tag = "-"
         try:
-            caller, stake = self._admit_caller(request)
+            caller, stake, nonce_ns = self._admit_caller(request)
             body = await self._read_body(request)
             self._verify(request, body)
             task = self._parse(body)
             prompt_tag = hashlib.sha256(task.prompt.encode()).hexdigest()[:10]
-            response = await self._generate(task, caller=caller, stake=stake)
+            response = await self._generate(task, caller=caller, stake=stake, nonce_ns=nonce_ns)
         except _Refusal as refusal:
             self.refused += 1
             headers = {"Retry-After": str(int(math.ceil(refusal.retry_after_s)))} if refusal.retry_after_s else None
@@ -136,8 +136,8 @@ class MinerService:
 
     # -- steps ---------------------------------------------------------------------
 
-    def _admit_caller(self, request: Request) -> tuple[str, float]:
-        hotkey, _ = precheck_auth_headers(
+    def _admit_caller(self, request: Request) -> tuple[str, float, int]:
+        hotkey, nonce_ns = precheck_auth_headers(
             request.headers,
             self_hotkey=self.hotkey,
             max_age_s=self.max_age_s,
@@ -148,7 +148,7 @@ class MinerService:
         if not decision.allowed:
             status = 503 if self.metagraph is None else 403
             raise _Refusal(status, decision.reason, 5.0 if status == 503 else None)
-        return hotkey, decision.stake
+        return hotkey, decision.stake, nonce_ns
 
     async def _read_body(self, request: Request) -> bytes:
         declared = request.headers.get("content-length")
@@ -194,11 +194,22 @@ class MinerService:
             raise _Refusal(400, str(exc)) from None
 
     def deadline_of(self, task: TextTo3DRequest, nonce_ns: int | None = None) -> float:
-        """The last moment (on ``clock``) an answer is still useful: capped timeout minus the trip back."""
-        return self.clock() + min(task.timeout_s, self.max_timeout_s) - self.deadline_margin_s
+        """The last moment (on ``clock``) an answer is still useful to the caller.
 
-    async def _generate(self, task: TextTo3DRequest, *, caller: str, stake: float) -> TextTo3DResponse:
-        deadline = self.deadline_of(task)
+        The budget is the caller's timeout (capped at ``max_timeout_s``), minus the time the
+        request already spent in transit -- from the signed nanosecond nonce, when the clocks
+        plausibly agree (0 <= age <= timeout) -- minus ``deadline_margin_s`` for the trip back.
+        """
+        timeout_s = min(task.timeout_s, self.max_timeout_s)
+        spent_s = 0.0
+        if nonce_ns is not None:
+            age_s = (self.wall_clock_ns() - nonce_ns) / 1e9
+            if 0.0 <= age_s <= timeout_s:
+                spent_s = age_s
+        return self.clock() + timeout_s - spent_s - self.deadline_margin_s
+
+    async def _generate(self, task: TextTo3DRequest, *, caller: str, stake: float, nonce_ns: int | None = None) -> TextTo3DResponse:
+        deadline = self.deadline_of(task, nonce_ns)
         started = self.clock()
         try:
             result = await self.queue.submit(task.prompt, task.seed, deadline, caller=caller, stake=stake)

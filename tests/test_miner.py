@@ -563,3 +563,25 @@ def test_runs_as_a_script():
     assert done.returncode == 0, done.stderr
     assert "--miner.max_batch_size" in done.stdout and "--axon.external_ip" in done.stdout
     assert "--generation.grid_size" in done.stdout and "--validator.timeout_s" not in done.stdout
+
+
+def test_deadline_counts_time_already_spent_in_transit():
+    """A request signed 3 s ago with a 10 s timeout has 7 s left (minus the margin), not 10."""
+    from neurons.caller_policy import CallerPolicy
+    from neurons.miner_app import MinerService
+    from protocol.wire import TextTo3DRequest
+
+    now_ns = 1_000_000_000_000
+    service = MinerService(
+        hotkey="h", policy=CallerPolicy(), queue=None, nonce_store=None, max_timeout_s=30.0, deadline_margin_s=0.5,
+        clock=lambda: 100.0, wall_clock_ns=lambda: now_ns,
+    )
+    task = TextTo3DRequest(prompt="a chair", seed=1, timeout_s=10.0)
+    assert service.deadline_of(task, now_ns - 3_000_000_000) == pytest.approx(100.0 + 10.0 - 3.0 - 0.5)
+    assert service.deadline_of(task, None) == pytest.approx(109.5)
+    # a nonce from the future or older than the timeout means the clocks disagree: trust the timeout alone
+    assert service.deadline_of(task, now_ns + 1_000_000_000) == pytest.approx(109.5)
+    assert service.deadline_of(task, now_ns - 20_000_000_000) == pytest.approx(109.5)
+    # the caller's timeout is capped by max_timeout_s
+    service.max_timeout_s = 4.0
+    assert service.deadline_of(TextTo3DRequest(prompt="a chair", seed=1, timeout_s=60.0), None) == pytest.approx(103.5)
