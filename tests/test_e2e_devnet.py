@@ -92,7 +92,7 @@ def test_honest_miners_earn_weight_garbage_earns_nothing_and_state_survives_a_ki
 def test_text3d_demo_tiny_end_to_end(tmp_path):
     workdir = tmp_path / "demo"
     done = subprocess.run(
-        [sys.executable, "-m", "neurons.cli", "demo", "--models", "tiny", "--workdir", str(workdir), "--steps", "2"],
+        [sys.executable, "-m", "neurons.cli", "demo", "--models", "tiny", "--workdir", str(workdir), "--validator-steps", "2"],
         cwd=REPO_ROOT, env=dict(child_env(), COLUMNS="200"), capture_output=True, text=True, timeout=540,
     )
     assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"

@@ -11,6 +11,9 @@ listens on 127.0.0.1 and serves the OpenAI-compatible API that
 ``reward.caption.OpenAICaptioner`` speaks; match the captioner's ``concurrency`` to
 ``-np``. The command stays in the foreground until interrupted.
 
+Exit status: 0 when stopped, 78 when the server cannot be set up (no binary, a missing or
+wrong model: restarting will not help, so pm2 stops), 1 when the server failed at run time.
+
 ``LlamaServer`` (the process manager) and ``find_llama_server`` / ``download_llava`` are
 also used by the integration tests and ``bench/caption.py``.
 """
@@ -29,6 +32,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Sequence
+
+from protocol.errors import EXIT_CONFIG
 
 __all__ = ["LlamaServer", "LlamaServerConfig", "LLAVA15_CHAT_TEMPLATE", "find_llama_server", "download_llava", "tiny_llava_models", "free_port", "add_parser", "run"]
 
@@ -325,9 +330,9 @@ def run(args: argparse.Namespace) -> int:
                                    threads=args.threads,
                                    chat_template=LLAVA15_CHAT_TEMPLATE if args.chat_template == "llava-1.5" else None)
         server = LlamaServer(config).start()
-    except LlavaSetupError as exc:
+    except LlavaSetupError as exc:  # no binary, no model, bad paths: restarting cannot fix it (pm2 stops on 78)
         print(f"text3d llava: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_CONFIG
     stop = {"now": False}
 
     def _on_signal(signum: int, _frame: object) -> None:

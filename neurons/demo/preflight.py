@@ -23,15 +23,10 @@ def _hf_cached(repo_id: str) -> bool:
 
 def _clip_repo() -> str | None:
     from reward.config import RewardConfig
+    from reward.factory import clip_hub_repo
 
     config = RewardConfig()
-    try:
-        import open_clip
-
-        hub = open_clip.get_pretrained_cfg(config.clip_model, config.clip_pretrained).get("hf_hub", "")
-    except Exception:
-        return None
-    return hub.rstrip("/") or None
+    return clip_hub_repo(config.clip_model, config.clip_pretrained)
 
 
 def missing_real_models() -> list[str]:
