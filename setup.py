@@ -42,6 +42,10 @@ VALIDATOR = [
     "gguf==0.19.0",
 ]
 PYRENDER = ["pyrender-maintained", "PyOpenGL>=3.1.7"]
+# A miner's generation on a Ray cluster (--generation.ray_address); adds packages beside the
+# pins above without changing any (checked with `pip check`); also brings uvicorn[standard]
+# (uvloop, httptools), which uvicorn then picks by itself.
+RAY = ["ray[serve]==2.60.0"]
 DEV = [
     "pytest>=8",
     "pytest-timeout>=2.3",
@@ -64,7 +68,8 @@ setup(
         "miner": MINER,
         "validator": VALIDATOR,
         "pyrender": PYRENDER,
-        "dev": sorted(set(MINER + VALIDATOR + PYRENDER + DEV)),
+        "ray": RAY,
+        "dev": sorted(set(MINER + VALIDATOR + PYRENDER + RAY + DEV)),
     },
     entry_points={"console_scripts": ["text3d=neurons.cli:main"]},
 )

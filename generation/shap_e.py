@@ -17,6 +17,9 @@ float rounding of batched matrix products) and the same starting noise on every
 device. The scheduler is deterministic, so same prompt + seed + device + settings
 gives the same mesh.
 
+``sample``/``decode``/``generate`` are the ``generation.interface`` names of the same steps,
+and ``from_options`` makes the class the default ``--generation.backend``.
+
 Meshes follow the convention of ``generation.mesh``: +Y up, front +Z, centred, in the
 unit sphere, uint8 RGBA vertex colours.
 
@@ -37,6 +40,7 @@ from tqdm.auto import tqdm
 
 from generation.config import TINY_MODEL, GenerationConfig
 from generation.errors import EmptyMeshError, ModelNotAvailableError
+from generation.interface import BackendContext
 from generation.mesh import to_trimesh
 
 __all__ = ["ShapEGenerator", "resolve_device", "resolve_dtype"]
@@ -120,8 +124,11 @@ class ShapEGenerator:
     """Prompts -> meshes with a loaded Shap-E pipeline.
 
     Build with ``from_pretrained``; the constructor only stores its parts. ``pipeline``
-    must already be on ``device`` in its final dtype.
+    must already be on ``device`` in its final dtype. The default backend of
+    ``generation.interface``: its ``Options`` are ``GenerationConfig``.
     """
+
+    Options = GenerationConfig
 
     def __init__(self, pipeline: Any, config: GenerationConfig, device: torch.device) -> None:
         self.pipeline = pipeline
@@ -152,6 +159,12 @@ class ShapEGenerator:
         pipeline = _load_pipeline(source, dtype, show_progress).to(device)
         log.info("loaded Shap-E %s on %s (%s)", source, device, dtype)
         return cls(pipeline, config, device)
+
+    @classmethod
+    def from_options(cls, options: GenerationConfig, context: BackendContext) -> "ShapEGenerator":
+        """The backend loader: ``options`` on ``context``'s device and batch size; ``tiny`` models -> the tiny pipeline."""
+        config = options.model_copy(update={"device": context.device, "max_batch_size": context.max_batch_size})
+        return cls.from_pretrained(TINY_MODEL if context.models == "tiny" else config.model, config)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -216,10 +229,17 @@ class ShapEGenerator:
         rgb = np.stack([raw.vertex_channels[c].detach().float().cpu().numpy() for c in "RGB"], axis=1)
         return to_trimesh(raw.verts.detach().float().cpu().numpy(), raw.faces.detach().cpu().numpy(), rgb)
 
-    def generate(self, prompts: Sequence[str], seeds: Sequence[int]) -> list[trimesh.Trimesh]:
-        """``sample_latents`` then ``decode_mesh`` for each: one mesh per prompt, in order."""
-        latents = self.sample_latents(prompts, seeds)
+    def sample(self, prompts: Sequence[str], seeds: Sequence[int]) -> torch.Tensor:
+        """The interface's first step (``generation.interface.TwoStageGenerator``): ``sample_latents``."""
+        return self.sample_latents(prompts, seeds)
+
+    def decode(self, latents: torch.Tensor) -> list[trimesh.Trimesh]:
+        """The interface's second step: ``decode_mesh`` for each of ``(B, num_embeddings, embedding_dim)``."""
         return [
             self.decode_mesh(latent)
             for latent in tqdm(latents, desc="Shap-E meshes", disable=not self.show_progress or len(latents) < 2)
         ]
+
+    def generate(self, prompts: Sequence[str], seeds: Sequence[int]) -> list[trimesh.Trimesh]:
+        """``sample_latents`` then ``decode_mesh`` for each: one mesh per prompt, in order."""
+        return self.decode(self.sample_latents(prompts, seeds))

@@ -15,6 +15,7 @@ from protocol.version import SPEC_VERSION, __version__
 # name -> module; order is the order shown in --help.
 COMMANDS: dict[str, str] = {
     "miner": "neurons.commands.miner",
+    "generation-server": "neurons.commands.generation_server",
     "validator": "neurons.commands.validator",
     "register": "neurons.commands.register",
     "doctor": "neurons.commands.doctor",

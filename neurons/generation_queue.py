@@ -16,6 +16,12 @@ Requests arriving within ``window_s`` of each other are generated together, up t
 ``max_batch_size``, on the single-worker ``executor``. A queued request whose deadline
 passes before its batch starts is dropped (``submit`` returns None), never started.
 Failures of ``work`` fail the requests of that batch only.
+
+``work`` is either a plain function ``work(prompts, seeds)``, run on ``executor`` (one
+generator in this process), or a coroutine function ``work(prompts, seeds, deadlines)``,
+awaited on the loop and told each request's deadline (a generation pool that sends the
+work elsewhere and passes the deadlines down). ``workers`` batches run at once (1 for one
+generator; one per endpoint or replica for a pool), and the wait estimate counts them.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import math
 import time
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from inspect import iscoroutinefunction
 from typing import Any, Callable
 
 __all__ = ["Overloaded", "GenerationQueue"]
@@ -60,17 +67,24 @@ class GenerationQueue:
 
     def __init__(
         self,
-        work: Callable[[list[str], list[int]], list[Any]],
-        executor: Executor,
+        work: Callable[..., Any],
+        executor: Executor | None,
         *,
         max_batch_size: int,
         window_s: float,
         max_queue: int,
         max_in_flight_per_caller: int,
+        workers: int = 1,
         clock: Clock = time.monotonic,
     ) -> None:
+        if workers < 1:
+            raise ValueError("workers must be at least 1")
         self._work = work
+        self._work_is_async = iscoroutinefunction(work)
+        if executor is None and not self._work_is_async:
+            raise ValueError("a plain work function needs an executor to run on")
         self._executor = executor
+        self.workers = workers
         self.max_batch_size = max_batch_size
         self.window_s = window_s
         self.max_queue = max_queue
@@ -81,7 +95,8 @@ class GenerationQueue:
         self.peak_queued = 0
         self._heap: list[_Job] = []
         self._in_flight: dict[str, int] = {}
-        self._running = 0  # jobs in the batch being generated
+        self._running = 0  # jobs in the batches being generated
+        self._running_batches = 0
         self._arrivals = itertools.count()
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
@@ -102,8 +117,8 @@ class GenerationQueue:
     def estimated_wait_s(self, stake: float) -> float:
         """Seconds until a new request of ``stake`` would be answered, from the batch-time average."""
         ahead = sum(1 for job in self._heap if job.stake >= stake)
-        batches = ahead // self.max_batch_size + 1 + (1 if self._running else 0)
-        return batches * self.expected_batch_s + self.window_s
+        batches = ahead // self.max_batch_size + 1 + self._running_batches  # ours, those ahead, those running
+        return math.ceil(batches / self.workers) * self.expected_batch_s + self.window_s
 
     # -- submission ----------------------------------------------------------------
 
@@ -194,44 +209,59 @@ class GenerationQueue:
         return batch
 
     async def _loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            batch = await self._collect()
-            now = self._clock()
-            live = [job for job in batch if not job.future.done() and job.deadline - now > self.expected_batch_s]
-            for job in batch:
-                if job not in live:
-                    self._release(job)
-                    if not job.future.done():
-                        job.future.set_result(None)  # cannot make it in time: drop, do not start
-            if len(live) < len(batch):  # forget a one-off slow batch (warm-up) slowly, or we never try again
-                self.expected_batch_s *= 0.8
-            if not live:
-                continue
-            started = self._clock()
-            self._running = len(live)
-            try:
-                results = await loop.run_in_executor(
-                    self._executor, self._work, [job.prompt for job in live], [job.seed for job in live]
-                )
-                if len(results) != len(live):
-                    raise RuntimeError(f"generator returned {len(results)} results for {len(live)} prompts")
-            except Exception as exc:  # one failed batch fails its requests, never the loop
-                for job in live:
-                    if not job.future.done():
-                        job.future.set_exception(exc)
-                results = None
-            finally:
-                self._running = 0
-                elapsed_s = self._clock() - started
-                self.expected_batch_s = (
-                    elapsed_s if not self.batch_sizes else 0.7 * self.expected_batch_s + 0.3 * elapsed_s
-                )
-                self.batch_sizes.append(len(live))
-                for job in live:
-                    self._release(job)
-            if results is None:
-                continue
-            for job, result in zip(live, results):
+        free = asyncio.Semaphore(self.workers)
+        running: set[asyncio.Task] = set()
+        try:
+            while True:
+                await free.acquire()  # collect only when a worker can start at once: stake order holds until then
+                batch = await self._collect()
+                now = self._clock()
+                live = [job for job in batch if not job.future.done() and job.deadline - now > self.expected_batch_s]
+                for job in batch:
+                    if job not in live:
+                        self._release(job)
+                        if not job.future.done():
+                            job.future.set_result(None)  # cannot make it in time: drop, do not start
+                if len(live) < len(batch):  # forget a one-off slow batch (warm-up) slowly, or we never try again
+                    self.expected_batch_s *= 0.8
+                if not live:
+                    free.release()
+                    continue
+                self._running += len(live)
+                self._running_batches += 1
+                task = asyncio.get_running_loop().create_task(self._run_batch(live))
+                running.add(task)
+                task.add_done_callback(lambda done: (running.discard(done), free.release()))
+        finally:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+
+    async def _run_batch(self, live: list[_Job]) -> None:
+        started = self._clock()
+        prompts, seeds = [job.prompt for job in live], [job.seed for job in live]
+        try:
+            if self._work_is_async:
+                results = await self._work(prompts, seeds, [job.deadline for job in live])
+            else:
+                results = await asyncio.get_running_loop().run_in_executor(self._executor, self._work, prompts, seeds)
+            if len(results) != len(live):
+                raise RuntimeError(f"generator returned {len(results)} results for {len(live)} prompts")
+        except Exception as exc:  # one failed batch fails its requests, never the loop
+            for job in live:
                 if not job.future.done():
-                    job.future.set_result(result)
+                    job.future.set_exception(exc)
+            results = None
+        finally:
+            self._running -= len(live)
+            self._running_batches -= 1
+            elapsed_s = self._clock() - started
+            self.expected_batch_s = elapsed_s if not self.batch_sizes else 0.7 * self.expected_batch_s + 0.3 * elapsed_s
+            self.batch_sizes.append(len(live))
+            for job in live:
+                self._release(job)
+        if results is None:
+            return
+        for job, result in zip(live, results):
+            if not job.future.done():
+                job.future.set_result(result)

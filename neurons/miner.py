@@ -1,10 +1,11 @@
 """The miner: serves ``POST /v1/text3d`` (FastAPI under uvicorn), turning prompts into meshes.
 
 Composition (built in ``main()``, passed in everywhere else): the settings tree, a
-wallet, a chain adapter, a generator (``generate(prompts, seeds) -> list[Trimesh]``),
-one single-worker executor for all GPU/CPU-heavy work, the stake-ordered
-``GenerationQueue``, a replay store shared by the miner's workers, and the ASGI app of
-``neurons.miner_app``. The metagraph the caller policy reads is refreshed every
+wallet, a chain adapter, a generation pool (``neurons.generation_pool``: by default one
+generator, ``generate(prompts, seeds) -> list[Trimesh]``, on one single-worker executor
+for all GPU/CPU-heavy work; or generation servers, or a Ray Serve deployment), the
+stake-ordered ``GenerationQueue``, a replay store shared by the miner's workers, and the
+ASGI app of ``neurons.miner_app``. The metagraph the caller policy reads is refreshed every
 ``--miner.resync_interval_s``; the axon address is announced on chain (``ServeAxon`` on
 subtensor, a row on the devnet) once the server listens.
 
@@ -27,6 +28,7 @@ if __package__ in (None, ""):  # `python neurons/miner.py`: make the repo import
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from neurons.caller_policy import CallerPolicy
+from neurons.generation_pool import InProcessPool, build_pool
 from neurons.generation_queue import GenerationQueue
 from neurons.logs import setup_logging
 from neurons.miner_app import MinerService, create_app
@@ -57,22 +59,25 @@ def encode_for_wire(mesh: Any, fmt: MeshFormat) -> tuple[bytes, MeshFormat]:
 class Miner:
     """The serving loop around a ``MinerService``: metagraph resyncs, announce, shutdown."""
 
-    def __init__(self, settings: Settings, *, wallet: Any, chain: Any, generator: Any, nonce_store: Any,
-                 executor: ThreadPoolExecutor | None = None) -> None:
+    def __init__(self, settings: Settings, *, wallet: Any, chain: Any, nonce_store: Any, generator: Any = None,
+                 executor: ThreadPoolExecutor | None = None, pool: Any = None) -> None:
+        """``pool`` (``neurons.generation_pool``) or, for the in-process default, ``generator``."""
         self.settings = settings
         self.wallet = wallet
         self.chain = chain
-        self.generator = generator
-        self.executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="text3d-gen")
         self.format = MeshFormat(settings.miner.format)
+        self.pool = pool if pool is not None else InProcessPool(generator, self.format, encode_for_wire, executor)
+        self.generator = getattr(self.pool, "generator", None)
+        self.executor = self.pool.executor
         section = settings.miner
         self.queue = GenerationQueue(
-            self._generate_encoded,
+            self.pool.generate,
             self.executor,
             max_batch_size=section.max_batch_size,
             window_s=section.batch_window_s,
             max_queue=section.max_queue,
             max_in_flight_per_caller=section.max_in_flight_per_caller,
+            workers=self.pool.workers,
         )
         self.service = MinerService(
             hotkey=wallet.hotkey.ss58_address,
@@ -84,17 +89,6 @@ class Miner:
         )
         self.app = create_app(self.service)
 
-    def _generate_encoded(self, prompts: list[str], seeds: list[int]) -> list[tuple[bytes, MeshFormat] | Exception]:
-        """Executor job: generate a batch and encode each mesh (or keep its error for its request)."""
-        meshes = self.generator.generate(prompts, seeds)
-        encoded: list[tuple[bytes, MeshFormat] | Exception] = []
-        for mesh in meshes:
-            try:
-                encoded.append(encode_for_wire(mesh, self.format))
-            except ValueError as exc:  # e.g. a mesh without colours or faces
-                encoded.append(exc)
-        return encoded
-
     async def sync(self) -> None:
         self.service.metagraph = await asyncio.to_thread(self.chain.metagraph)
 
@@ -104,6 +98,7 @@ class Miner:
 
         stop = stop or asyncio.Event()
         axon = self.settings.axon
+        await self.pool.start()
         await self.sync()
         config = uvicorn.Config(self.app, host=axon.ip, port=axon.port, log_config=None, access_log=False,
                                 lifespan="off", timeout_keep_alive=15, limit_concurrency=1024)
@@ -138,6 +133,7 @@ class Miner:
             server.should_exit = True
             await asyncio.gather(serving, return_exceptions=True)
             await self.queue.close()
+            await self.pool.close()
 
 
 def _external_ip() -> str:
@@ -150,8 +146,12 @@ def _external_ip() -> str:
             raise ConfigError("cannot determine this machine's address: set --axon.external_ip") from None
 
 
-def check_port_free(ip: str, port: int) -> socket.socket:
-    """Bind the listening socket now, so a taken port is one sentence, not a log line after start-up."""
+def check_port_free(ip: str, port: int, *, flags: tuple[str, str] = ("--axon.ip", "--axon.port")) -> socket.socket:
+    """Bind the listening socket now, so a taken port is one sentence, not a log line after start-up.
+
+    ``flags``: the (address, port) flags the sentence names (the generation server has its own).
+    """
+    ip_flag, port_flag = flags
     family = socket.AF_INET6 if ":" in ip else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -161,23 +161,20 @@ def check_port_free(ip: str, port: int) -> socket.socket:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
             raise ConfigError(
-                f"--axon.port {port} is already in use on {ip} (another miner?): pick a free one with --axon.port"
+                f"{port_flag} {port} is already in use on {ip} (another miner?): pick a free one with {port_flag}"
             ) from None
-        raise ConfigError(f"cannot listen on {ip}:{port} ({exc.strerror}): check --axon.ip and --axon.port") from None
+        raise ConfigError(f"cannot listen on {ip}:{port} ({exc.strerror}): check {ip_flag} and {port_flag}") from None
     sock.listen(1024)
     sock.setblocking(False)
     return sock
 
 
 def build_generator(settings: Settings) -> Any:
-    """The Shap-E generator for ``--models real|tiny`` (tiny: the offline random-weight pipeline)."""
-    from generation import ShapEGenerator
-
-    model = "tiny" if settings.models == "tiny" else "openai/shap-e"
-    config = settings.generation.to_config(
-        model=model, device=settings.resolved_device(), max_batch_size=settings.miner.max_batch_size
+    """The ``--generation.backend`` generator (Shap-E by default; ``--models tiny``: its offline test weights)."""
+    spec = settings.generation.spec(
+        models=settings.models, device=settings.resolved_device(), max_batch_size=settings.miner.max_batch_size
     )
-    return ShapEGenerator.from_pretrained(model, config)
+    return spec.build()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -192,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                            devnet_db=settings.devnet.db)
         wallet = open_registered(settings.wallet.name, settings.wallet.hotkey, settings.wallet.path, chain)
         sock = check_port_free(settings.axon.ip, settings.axon.port)
-        generator = build_generator(settings)
+        pool = build_pool(settings, encode_for_wire)
         nonce_store = SqliteNonceStore(settings.miner.nonce_db or settings.data_dir() / "miner_nonces.sqlite")
     except ConfigError as exc:
         print(f"text3d miner: {exc}", file=sys.stderr)
@@ -200,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidatorFault as exc:  # the chain is down: a restart later may help
         print(f"text3d miner: {exc}", file=sys.stderr)
         return EXIT_FAILURE
-    miner = Miner(settings, wallet=wallet, chain=chain, generator=generator, nonce_store=nonce_store)
+    miner = Miner(settings, wallet=wallet, chain=chain, pool=pool, nonce_store=nonce_store)
 
     async def serve() -> None:
         stop = asyncio.Event()

@@ -6,7 +6,8 @@
     ├── devnet      DevnetSettings    --devnet.db
     ├── axon        AxonSettings      --axon.port  --axon.ip  --axon.external_ip  --axon.external_port
     ├── logging     LoggingSettings   --logging.debug  --logging.info  ...
-    ├── generation  GenerationSettings  --generation.steps  --generation.guidance  --generation.grid_size ...
+    ├── generation  GenerationSettings  --generation.steps  --generation.backend  --generation.endpoints ...
+    ├── server      ServerSettings    --server.ip  --server.port  ...   (text3d generation-server)
     ├── miner       MinerSettings     --miner.*
     ├── validator   ValidatorSettings --validator.*
     ├── reward      RewardConfig      --reward.n_views  --reward.resolution_px  --reward.metric ...
@@ -35,11 +36,12 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal, Sequence, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from generation.config import GenerationConfig
+from generation.interface import DEFAULT_BACKEND, BackendContext, GeneratorSpec
 from protocol.errors import ConfigError
 from protocol.wire import MAX_TIMEOUT_S
 from reward.caption_client import CaptionerConfig
@@ -54,6 +56,7 @@ __all__ = [
     "AxonSettings",
     "LoggingSettings",
     "GenerationSettings",
+    "ServerSettings",
     "MinerSettings",
     "ValidatorSettings",
     "CaptionerSettings",
@@ -64,7 +67,7 @@ __all__ = [
     "flag_of",
 ]
 
-Role = Literal["miner", "validator"]
+Role = Literal["miner", "validator", "generation-server"]
 LOCAL_NETWORKS = ("devnet", "local")
 ENV_PREFIX = "TEXT3D_"
 
@@ -135,6 +138,72 @@ class GenerationSettings(Section):
         _GEN["dtype"].default, description="Weights' dtype (auto: float16 on CUDA)."
     )
 
+    backend: str = Field(
+        DEFAULT_BACKEND, min_length=3, description="Generator class as package.module:Class (default: Shap-E)."
+    )
+    backend_options: dict[str, Any] = Field(
+        default_factory=dict, description="The backend's own settings: a table in --config, checked by its Options."
+    )
+    endpoints: str = Field(
+        "", description="Generation servers, comma-separated http://host:port (default: generate in this process)."
+    )
+    token: str | None = Field(None, description="Shared token sent to the generation servers (X-Text3d-Token).")
+    endpoint_concurrency: int = Field(
+        0, ge=0, le=1024, description="Requests in flight per generation server or Ray replica (0: --miner.max_batch_size)."
+    )
+    health_interval_s: float = Field(2.0, gt=0.0, le=60.0, description="Seconds between health checks of the pool.")
+    ray_address: str | None = Field(
+        None, description="Ray cluster to run the generation replicas on (auto, HOST:6379 or ray://HOST:10001)."
+    )
+    ray_replicas: int = Field(0, ge=0, le=1024, description="Ray Serve replicas (0: one per GPU of the cluster).")
+    ray_num_gpus: float = Field(1.0, ge=0.0, le=8.0, description="GPUs per Ray replica (0: CPU replicas).")
+    ray_num_cpus: float = Field(1.0, ge=0.0, le=256.0, description="CPUs reserved per Ray replica.")
+    ray_app: str = Field(
+        "text3d-generation", pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Ray Serve application name."
+    )
+
+    @field_validator("endpoints")
+    @classmethod
+    def _endpoint_urls(cls, value: str) -> str:
+        urls = []
+        for raw in (part.strip() for part in value.split(",")):
+            if not raw:
+                continue
+            match = re.fullmatch(r"(https?)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})/?", raw)
+            if match is None or not 1 <= int(match.group(3)) <= 65535:
+                raise ValueError(f"{raw!r} is not http://HOST:PORT (comma-separated, no path)")
+            urls.append(raw.rstrip("/"))
+        if len(set(urls)) != len(urls):
+            raise ValueError("an endpoint is listed twice")
+        return ",".join(urls)
+
+    @field_validator("ray_address")
+    @classmethod
+    def _one_pool(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("endpoints"):
+            raise ValueError("cannot be used with --generation.endpoints: pick one pool")
+        return value
+
+    @property
+    def endpoint_urls(self) -> tuple[str, ...]:
+        return tuple(url for url in self.endpoints.split(",") if url)
+
+    def spec(self, *, models: str, device: str, max_batch_size: int) -> GeneratorSpec:
+        """The generator these settings name, as data (``GeneratorSpec.build`` loads it anywhere).
+
+        For the default backend (Shap-E) the ``--generation.*`` flags above are its options,
+        and ``backend_options`` may add or override any ``GenerationConfig`` field; another
+        backend gets ``backend_options`` alone.
+        """
+        options = dict(self.backend_options)
+        if self.backend == DEFAULT_BACKEND:
+            options = {
+                "num_inference_steps": self.steps, "guidance_scale": self.guidance, "grid_size": self.grid_size,
+                "dtype": self.dtype, "show_progress": False, **options,
+            }  # fmt: skip
+        context = BackendContext(device=device, max_batch_size=max_batch_size, models=models)  # type: ignore[arg-type]
+        return GeneratorSpec(self.backend, options, context)
+
     def to_config(self, *, model: str, device: str, max_batch_size: int) -> GenerationConfig:
         return GenerationConfig(
             model=model,
@@ -146,6 +215,23 @@ class GenerationSettings(Section):
             max_batch_size=max_batch_size,
             show_progress=False,
         )
+
+
+class ServerSettings(Section):
+    """``text3d generation-server``: one generator behind HTTP on one device."""
+
+    ip: str = Field("127.0.0.1", description="Address the generation server binds (not loopback: set a token).")
+    port: int = Field(8093, ge=1, le=65535, description="Port the generation server binds.")
+    token: str | None = Field(None, description="Shared token callers must send (X-Text3d-Token).")
+    format: Literal["draco", "ply", "glb"] = Field("draco", description="Wire format of the answers.")
+    max_batch_size: int = Field(4, ge=1, le=64, description="Prompts generated together.")
+    batch_window_s: float = Field(0.05, ge=0.0, le=5.0, description="How long a batch waits for company.")
+    max_queue: int = Field(32, ge=1, le=4096, description="Requests queued in all (more: 503).")
+    max_timeout_s: float = Field(
+        MAX_TIMEOUT_S, gt=0.0, le=MAX_TIMEOUT_S, description="Cap on the deadline a caller may ask for (seconds)."
+    )
+    deadline_margin_s: float = Field(0.05, ge=0.0, le=10.0, description="Time kept for the trip back to the miner.")
+    warmup: bool = Field(True, description="Generate one mesh before answering ready.")
 
 
 class MinerSettings(Section):
@@ -256,6 +342,7 @@ class Settings(BaseSettings):
     axon: AxonSettings = AxonSettings()
     logging: LoggingSettings = LoggingSettings()
     generation: GenerationSettings = GenerationSettings()
+    server: ServerSettings = ServerSettings()
     miner: MinerSettings = MinerSettings()
     validator: ValidatorSettings = ValidatorSettings()
     reward: RewardConfig = RewardConfig()
@@ -312,9 +399,11 @@ class Settings(BaseSettings):
 ROLE_SECTIONS: dict[str, tuple[str, ...]] = {
     "miner": ("wallet", "subtensor", "devnet", "axon", "logging", "generation", "miner"),
     "validator": ("wallet", "subtensor", "devnet", "logging", "validator", "reward", "captioner"),
+    "generation-server": ("logging", "generation", "server"),
 }
 _TOP_LEVEL = ("netuid", "models", "device")
-_HIDDEN = {("captioner", "api_key"), ("captioner", "prompt_template"), ("captioner", "include_prompt")}
+_HIDDEN = {("captioner", "api_key"), ("captioner", "prompt_template"), ("captioner", "include_prompt"),
+           ("generation", "token"), ("server", "token")}  # secrets: from the environment or the --config file
 
 
 # -- flags ---------------------------------------------------------------------------------
