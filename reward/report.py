@@ -26,13 +26,19 @@ class ViewReport(BaseModel):
     index: int
     caption: str | None = None
     clip_similarity: float  # cosine(image, prompt)
-    clip_probability: float  # softmax over [prompt] + reject texts, prompt's share
+    clip_probability: float  # the view's contrastive CLIP value (reward.clip.contrastive_clip)
     best_reject: str
     best_reject_similarity: float
-    rejected: bool  # a reject text matched at least as well as the prompt: view counts 0
-    clip_score: float  # clip_probability, or 0 when rejected
+    rejected: bool  # a junk text matched at least as well as the prompt (evidence only: no cliff)
+    clip_score: float  # clip_probability, or 0 when OCR rejected the view
     caption_similarity: float | None = None  # metric(caption, prompt), raw
     reference_similarities: list[float] = Field(default_factory=list)  # metric(caption, reference_i), raw
+    best_distractor: str | None = None  # the contrast text closest to the view
+    best_distractor_similarity: float | None = None
+    ocr_text: str | None = None  # legible text OCR read on the view (None: OCR off)
+    ocr_rejected: bool = False  # more legible characters than the protocol allows: the view counts 0
+    caption_flag: str | None = None  # why the caption earns no caption score (reward.caption_guard)
+    caption_score: float | None = None  # the view's caption value after the guards
 
 
 class RewardReport(BaseModel):
@@ -59,8 +65,23 @@ class RewardReport(BaseModel):
     models: dict[str, str] = Field(default_factory=dict)
     invalid_reason: str | None = None
     views: list[ViewReport] = Field(default_factory=list)
+    rig: dict[str, Any] | None = None  # the cameras of the views (reward.camera.CameraRig.to_dict)
+    distractors: list[str] = Field(default_factory=list)  # the contrast prompts of the CLIP component
+    defences: dict[str, Any] = Field(default_factory=dict)  # budget, flatness, OCR, caption guard evidence
+    timings_s: dict[str, float] = Field(default_factory=dict)  # seconds per stage for this asset
+    protocol_digest: str | None = None  # reward.scoring_protocol digest the score was computed under
 
     _images: list[Image.Image] = PrivateAttr(default_factory=list)
+    _fingerprint: Any = PrivateAttr(default=None)
+
+    @property
+    def fingerprint(self) -> Any:
+        """The asset's ``reward.fingerprint.Fingerprint`` (not serialised), or None."""
+        return self._fingerprint
+
+    def attach_fingerprint(self, fingerprint: Any) -> "RewardReport":
+        self._fingerprint = fingerprint
+        return self
 
     @property
     def images(self) -> list[Image.Image]:
