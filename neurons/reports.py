@@ -9,10 +9,18 @@
 The cap is on the whole folder: after each write, whole step folders are deleted
 oldest first (by step number) until the total is at most ``max_mb``; the step just
 written is never deleted.
+
+The page has the same design as ``text3d score``'s (``reward.report_html``): a summary
+table of the scored miners, the legend, each miner's views, and the miners that were not
+scored (no answer, late, invalid mesh) with the reason from ``step.json``. Files are
+written without following links planted in the reports folder (``reward.safe_fs``), and
+sizes are counted and folders pruned without following links either.
 """
 
 import json
+import re
 import shutil
+import stat
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -29,7 +37,13 @@ def _existing_parent(path: Path) -> Path:
 
 
 def _folder_bytes(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    """Bytes of the regular files under ``folder``, links neither followed nor counted."""
+    total = 0
+    for path in folder.rglob("*"):
+        info = path.lstat()
+        if stat.S_ISREG(info.st_mode):
+            total += info.st_size
+    return total
 
 
 class StepReports:
@@ -45,7 +59,8 @@ class StepReports:
         """Existing step folders, oldest (lowest step) first."""
         if not self.reports_dir.is_dir():
             return []
-        folders = [p for p in self.reports_dir.iterdir() if p.is_dir() and p.name.startswith(STEP_PREFIX)]
+        folders = [p for p in self.reports_dir.iterdir()
+                   if p.name.startswith(STEP_PREFIX) and p.is_dir() and not p.is_symlink()]
         return sorted(folders, key=lambda p: p.name)
 
     def write(
@@ -55,17 +70,27 @@ class StepReports:
         scored: Sequence[tuple[str, Any]] = (),
         title: str | None = None,
     ) -> Path:
-        """Write ``step.json`` (``summary``) and, when anything was scored, ``index.html``.
+        """Write ``step.json`` (``summary``) and, when any miner answered, ``index.html``.
 
-        ``scored`` pairs a label with a ``RewardReport``. Returns the step folder.
+        ``scored`` pairs a label with a ``RewardReport``; miners in ``summary["miners"]``
+        without a report are listed on the page as not scored, with their status and
+        detail. Returns the step folder.
         """
-        folder = self.folder_of(step)
-        folder.mkdir(parents=True, exist_ok=True)
-        if scored:
+        from reward.safe_fs import make_dirs_inside, write_inside
+
+        folder = make_dirs_inside(self.reports_dir, self.folder_of(step).name)
+        miners = [m for m in summary.get("miners", []) if isinstance(m, dict)]
+        unscored = [(_miner_label(m), f"{m.get('status', '?')}: {m.get('detail') or 'no detail'}")
+                    for m in miners if m.get("report") is None]
+        if scored or unscored:
             from reward.report_html import write_html_report
 
-            write_html_report(list(scored), folder, title or f"text3d validator step {step}")
-        (folder / "step.json").write_text(json.dumps(summary, indent=1, default=str))
+            with_report = [m for m in miners if m.get("report") is not None]
+            labels = [_miner_label(m) for m in with_report] if len(with_report) == len(scored) else None
+            entries = [(labels[i] if labels else _strip_score(label), report)
+                       for i, (label, report) in enumerate(scored)]
+            write_html_report(entries, folder, title or f"text3d validator step {step}", unscored=unscored)
+        write_inside(folder, "step.json", json.dumps(summary, indent=1, default=str))
         self.prune(keep=folder)
         return folder
 
@@ -109,3 +134,13 @@ class StepReports:
             total -= sizes[folder]
             deleted.append(folder)
         return deleted
+
+
+def _miner_label(miner: dict) -> str:
+    """``uid 3 (5Grwva…)``: who answered, without the score (the page shows it once)."""
+    hotkey = str(miner.get("hotkey", ""))[:8]
+    return f"uid {miner.get('uid', '?')} ({hotkey})" if hotkey else f"uid {miner.get('uid', '?')}"
+
+
+def _strip_score(label: str) -> str:
+    return re.sub(r"\s*score\s+[-0-9.]+\s*$", "", str(label))

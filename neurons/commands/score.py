@@ -1,10 +1,18 @@
 """``text3d score PATH --prompt "..."``: score and rank 3D assets against a description.
 
-PATH is one mesh file or a folder of them (PLY, GLB, Draco: ``.ply .glb .drc .draco``),
-decoded with the wire codec's checks exactly as a validator decodes a miner's answer.
-A file that does not decode or render is listed as invalid (score 0), never a crash.
-Prints a ranked table; ``--json`` writes every report, ``--html`` a page with the views,
-captions and scores side by side. Works without a wallet, a chain or bittensor.
+PATH is one mesh file or a folder (walked recursively) of them, in any format trimesh
+reads (``reward.assets``: GLB/glTF, OBJ + MTL, PLY, STL, OFF, 3MF, DAE, Draco), with their
+textures and material colours; uncoloured meshes are drawn with a neutral default
+material. A file that cannot be scored is listed with the reason (invalid assets score 0;
+files that are not meshes are listed as not scored), never a crash and never silently.
+
+Streaming: assets are loaded, rendered and scored ``--batch-size`` at a time; results
+are written as they come (``--json`` rewritten and ``--html`` views saved after every
+batch), so an interrupted run keeps what it finished. Memory is bounded by one batch
+(meshes, textures at most 2048 px a side, views) plus about 3 KB per asset for the
+ranking. A progress bar runs on stderr when it is a terminal. Everything printed is
+escaped (rich markup and terminal control characters). Works without a wallet, a chain
+or bittensor.
 """
 
 import argparse
@@ -12,11 +20,11 @@ import json
 import sys
 from pathlib import Path
 
-__all__ = ["add_parser", "run", "MESH_SUFFIXES"]
+__all__ = ["add_parser", "run"]
 
-MESH_SUFFIXES = (".ply", ".glb", ".drc", ".draco")
 _METRICS = ("cosine", "jaccard", "euclidean", "dot")
 _AGGREGATIONS = ("sum", "mean", "median", "none")
+_LISTED = 40  # not-scored files printed in the terminal; the JSON and HTML list them all
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -25,11 +33,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="score and rank mesh files against a text prompt (CLIP + caption similarity)",
         description="Render each mesh, caption its views (optional) and score it against the prompt in [0, 1].",
     )
-    parser.add_argument("path", type=Path, help="a mesh file (.ply .glb .drc) or a folder of them")
+    parser.add_argument("path", type=Path, help="a mesh file (.glb .gltf .obj .ply .stl .off .3mf .dae .drc) or a folder")
     parser.add_argument("--prompt", required=True, help="the text the assets should depict")
     parser.add_argument("--references", nargs="+", default=[], metavar="TEXT",
                         help="extra reference descriptions the captions are compared with")
-    parser.add_argument("--json", type=Path, metavar="FILE", help="write all reports as JSON to FILE")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="write all reports as JSON to FILE (updated as it goes)")
     parser.add_argument("--html", type=Path, metavar="DIR", help="write an HTML report with the views into DIR")
     parser.add_argument("--captioner", default="none", metavar="URL|none",
                         help="OpenAI-compatible vision server (e.g. http://127.0.0.1:8080, see `text3d llava`); "
@@ -43,38 +51,42 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--aggregation", choices=_AGGREGATIONS, default="mean",
                         help="reduction over views/references (default: mean)")
     parser.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, cuda:1 ... (default: auto)")
+    parser.add_argument("--batch-size", type=int, default=8,
+                        help="assets loaded, rendered and scored together (default: 8); memory grows with it")
+    parser.add_argument("--max-file-mb", type=float, default=64.0,
+                        help="largest mesh file (and file it references) that is read, in MiB (default: 64)")
     parser.set_defaults(run=run)
     return parser
-
-
-def _mesh_files(path: Path) -> list[Path]:
-    if path.is_dir():
-        return sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in MESH_SUFFIXES)
-    return [path]
 
 
 def run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
+    from reward.assets import MESH_SUFFIXES, discover
     from reward.config import RewardConfig
 
-    if not args.path.exists():
+    if not args.path.exists() and not args.path.is_symlink():
         return _fail(f"{args.path} does not exist.")
-    files = _mesh_files(args.path)
-    if not files:
-        return _fail(f"{args.path} holds no mesh files ({', '.join(MESH_SUFFIXES)}).")
+    if args.batch_size < 1 or not args.max_file_mb > 0:
+        return _fail("--batch-size must be at least 1 and --max-file-mb positive.")
     try:
         config = RewardConfig(n_views=args.views, resolution_px=args.resolution, metric=args.metric,
                               aggregation=args.aggregation)
     except ValidationError as exc:
         first = exc.errors()[0]
-        return _fail(f"invalid option {first['loc'][0]}: {first['msg']}.")
+        return _fail(f"invalid option {first['loc'][-1] if first['loc'] else '?'}: {first['msg']}.")
+    root, entries = discover(args.path)
+    meshes = [e for e in entries if e.kind == "mesh"]
+    if not meshes:
+        return _fail(f"{args.path} holds no mesh files ({' '.join(MESH_SUFFIXES)}).")
 
     from protocol.errors import EXIT_CONFIG, ConfigError
     from reward.errors import ValidatorFault
     from reward.factory import build_reward_model
 
     captioner = None
+    outputs = _Outputs(args, [(e.name, str(e.reason)) for e in entries if e.kind != "mesh"])
+    interrupted = False
     try:
         if args.captioner.lower() != "none":
             from reward.caption import CaptionerConfig, OpenAICaptioner
@@ -84,95 +96,177 @@ def run(args: argparse.Namespace) -> int:
             except ValidationError:
                 return _fail(f"--captioner must be an http(s) URL or 'none', got {args.captioner!r}.")
         model = build_reward_model(args.models, captioner, device=args.device, config=config)
-        names, reports = _score_files(model, files, args.prompt, list(args.references))
+        try:
+            _score_streaming(model, root, meshes, args, outputs)
+        except KeyboardInterrupt:
+            interrupted = True
     except ConfigError as exc:  # e.g. --device cuda without a working GPU: a setting to change
-        print(f"text3d score: {exc}", file=sys.stderr)
+        print(f"text3d score: {_safe(exc)}", file=sys.stderr)
         return EXIT_CONFIG
     except ValidatorFault as exc:  # models, captioner or renderer missing: our side, say how to fix it
         return _fail(str(exc))
+    except OSError as exc:
+        return _fail(f"cannot write the report: {exc.strerror or exc}.")
     finally:
         if captioner is not None:
             captioner.close()
 
-    _print_table(names, reports, args)
     try:
-        if args.json is not None:
-            _write_json(args.json, names, reports, args)
-        if args.html is not None:
-            from reward.report_html import write_html_report
-
-            index = write_html_report(list(zip(names, reports)), args.html, f"text3d score: {args.prompt}")
-            print(f"HTML report: {index}")
+        outputs.flush(complete=not interrupted)
     except OSError as exc:
         return _fail(f"cannot write the report: {exc.strerror or exc}.")
+    _print_table(outputs, args)
+    _print_unscored(outputs)
+    for label, path in outputs.paths():
+        print(f"{label}: {_safe(path)}")
+    if interrupted:
+        print(f"text3d score: interrupted after {len(outputs.records)} of {len(meshes)} assets; "
+              "the reports hold what finished.", file=sys.stderr)
+        return 130
     return 0
 
 
-def _score_files(model, files: list[Path], prompt: str, references: list[str]):
-    """Decode every file (a bad one becomes an invalid entry) and score the rest in one batch."""
-    from protocol.limits import MeshDecodeError
-    from protocol.mesh_codec import decode_mesh
+def _score_streaming(model, root: Path, meshes, args, outputs: "_Outputs") -> None:
+    """Load, render and score ``args.batch_size`` assets at a time, writing each batch out."""
+    from tqdm import tqdm
 
-    entries: list = []  # a mesh, or the reason it is invalid
-    for path in files:
-        try:
-            entries.append(decode_mesh(path.read_bytes()))
-        except MeshDecodeError as exc:
-            entries.append(f"cannot decode {path.name}: {exc}")
-        except OSError as exc:
-            entries.append(f"cannot read {path.name}: {exc.strerror or exc}")
-    meshes = [e for e in entries if not isinstance(e, str)]
-    scored = iter(model.score_batch(meshes, [prompt] * len(meshes), [references] * len(meshes)) if meshes else [])
+    from reward.assets import AssetLimits, load_asset
+    from reward.errors import InvalidAssetError
     from reward.report import RewardReport
 
-    reports = [
-        RewardReport.invalid(prompt, e, references=references, metric=model.metric, aggregation=model.aggregation,
-                             captioner=model.captioner_name, models=model.models())
-        if isinstance(e, str) else next(scored)
-        for e in entries
-    ]
-    return [p.name for p in files], reports
+    limits = AssetLimits(max_file_bytes=int(args.max_file_mb * (1 << 20)))
+    prompt, references = args.prompt, list(args.references)
+    progress = tqdm(total=len(meshes), unit="asset", desc="scoring", file=sys.stderr, disable=None,
+                    dynamic_ncols=True, leave=False)
+    invalid = 0
+    try:
+        for start in range(0, len(meshes), args.batch_size):
+            batch = meshes[start : start + args.batch_size]
+            loaded: list = []
+            for entry in batch:
+                try:
+                    loaded.append(load_asset(entry, root, limits))
+                except InvalidAssetError as exc:
+                    loaded.append(f"cannot load {entry.name}: {exc}")
+            assets = [a for a in loaded if not isinstance(a, str)]
+            scored = iter(model.score_batch([a.mesh for a in assets], [prompt] * len(assets),
+                                            [references] * len(assets)) if assets else [])
+            for entry, item in zip(batch, loaded):
+                if isinstance(item, str):
+                    report = RewardReport.invalid(prompt, item, references=references, metric=model.metric,
+                                                  aggregation=model.aggregation, captioner=model.captioner_name,
+                                                  models=model.models())
+                    colours = None
+                else:
+                    report = next(scored)
+                    report.notes.extend(item.notes)
+                    colours = item.colours
+                invalid += not report.is_valid
+                outputs.add(entry.name, report, colours)
+            del loaded, assets, scored  # meshes, textures and views of this batch go now
+            outputs.flush(complete=False)
+            progress.update(len(batch))
+            progress.set_postfix(invalid=invalid, refresh=False)
+    finally:
+        progress.close()
 
 
-def _ranking(reports) -> list[int]:
-    """Indices best first; invalid assets after valid ones with the same score."""
-    return sorted(range(len(reports)), key=lambda i: (-reports[i].score, reports[i].invalid_reason is not None))
+class _Outputs:
+    """Results as they come: the ranking records, the JSON document and the HTML folder."""
+
+    def __init__(self, args: argparse.Namespace, unscored: list[tuple[str, str]]) -> None:
+        from reward.report_html import HtmlReport
+
+        self.args = args
+        self.unscored = unscored
+        self.records: list[tuple[str, object, str | None]] = []  # (name, report without images, colours)
+        self.html = None
+        if args.html is not None:
+            self.html = HtmlReport(args.html, f"text3d score: {args.prompt}", model_set=args.models)
+            for name, reason in unscored:
+                self.html.add_unscored(name, reason)
+
+    def add(self, name: str, report, colours: str | None) -> None:
+        if self.html is not None:
+            self.html.add(name, report, colours)
+        report.attach_images([])  # the PNGs are on disk (or not wanted): free the views
+        self.records.append((name, report, colours))
+
+    def ranking(self) -> list[int]:
+        """Indices best first; invalid assets after valid ones with the same score."""
+        reports = [r for _, r, _ in self.records]
+        return sorted(range(len(reports)), key=lambda i: (-reports[i].score, reports[i].invalid_reason is not None))
+
+    def flush(self, complete: bool) -> None:
+        if self.args.json is not None:
+            self._write_json(complete)
+        if self.html is not None:
+            self.html.write()
+
+    def paths(self) -> list[tuple[str, Path]]:
+        out = []
+        if self.args.json is not None:
+            out.append(("JSON report", self.args.json))
+        if self.args.html is not None:
+            out.append(("HTML report", Path(self.args.html) / "index.html"))
+        return out
+
+    def _write_json(self, complete: bool) -> None:
+        from reward.safe_fs import write_inside
+
+        rank = {i: r for r, i in enumerate(self.ranking(), start=1)}
+        document = {
+            "prompt": self.args.prompt,
+            "references": list(self.args.references),
+            "models": self.args.models,
+            "complete": complete,
+            "assets": [{"name": n, "rank": rank[i], "colours": c, "report": r.to_dict()}
+                       for i, (n, r, c) in enumerate(self.records)],
+            "not_scored": [{"name": n, "reason": reason} for n, reason in self.unscored],
+        }
+        path = Path(self.args.json)
+        write_inside(path.parent, path.name, json.dumps(document, indent=2))
 
 
-def _print_table(names, reports, args) -> None:
+def _safe(text: object, max_chars: int | None = None) -> str:
+    from reward.terminal import terminal_safe
+
+    return terminal_safe(text, max_chars)
+
+
+def _print_table(outputs: _Outputs, args) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=f"text3d score: {args.prompt!r} ({args.models} models)")
-    for column in ("rank", "asset", "score", "clip", "caption", "reference", "status"):
+    title = Text(f"text3d score: {_safe(repr(args.prompt), 200)} ({args.models} models)")
+    table = Table(title=title, highlight=False)
+    for column in ("rank", "asset", "score", "clip", "caption", "reference", "colours", "status"):
         table.add_column(column, justify="right" if column in ("rank", "score", "clip", "caption", "reference") else "left")
-    order = _ranking(reports)
-    for rank, i in enumerate(order, start=1):
-        r = reports[i]
+    for rank, i in enumerate(outputs.ranking(), start=1):
+        name, r, colours = outputs.records[i]
         comp = r.components
 
         def cell(key: str) -> str:
             return f"{comp[key]:.3f}" if key in comp else "-"
 
         status = f"invalid: {r.invalid_reason}" if r.invalid_reason else ("; ".join(r.notes) or "ok")
-        table.add_row(str(rank), names[i], f"{r.score:.4f}", cell("clip"), cell("caption"), cell("reference"), status)
-    Console(file=sys.stdout, width=max(120, Console().width)).print(table)
+        table.add_row(*(Text(_safe(value)) for value in (
+            str(rank), name, f"{r.score:.3f}", cell("clip"), cell("caption"), cell("reference"), colours or "-", status)))
+    console = Console(file=sys.stdout, width=max(120, Console().width), markup=False, highlight=False, emoji=False)
+    console.print(table)
 
 
-def _write_json(path: Path, names, reports, args) -> None:
-    order = _ranking(reports)
-    rank = {i: r for r, i in enumerate(order, start=1)}
-    document = {
-        "prompt": args.prompt,
-        "references": list(args.references),
-        "models": args.models,
-        "assets": [{"name": n, "rank": rank[i], "report": reports[i].to_dict()} for i, n in enumerate(names)],
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(document, indent=2))
-    print(f"JSON report: {path}")
+def _print_unscored(outputs: _Outputs) -> None:
+    if not outputs.unscored:
+        return
+    print(f"not scored ({len(outputs.unscored)} files):")
+    for name, reason in outputs.unscored[:_LISTED]:
+        print(f"  {_safe(name, 120)}: {_safe(reason, 200)}")
+    if len(outputs.unscored) > _LISTED:
+        print(f"  ... and {len(outputs.unscored) - _LISTED} more (all are listed in the JSON and HTML reports)")
 
 
 def _fail(message: str) -> int:
-    print(f"text3d score: {message}", file=sys.stderr)
+    print(f"text3d score: {_safe(message)}", file=sys.stderr)
     return 1
