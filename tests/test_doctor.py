@@ -1,0 +1,218 @@
+"""``text3d doctor``: one line per check, an exit status, never a traceback.
+
+Rules pinned here:
+- on this machine (no GPU) ``doctor --role miner`` reports the missing GPU as a FAIL line
+  and exits 1, without a traceback (on a GPU machine the same line passes);
+- a registered devnet wallet passes, an unregistered one fails naming the command that
+  registers it; a taken axon port fails with the miner's own sentence;
+- the captioner: unreachable is a fail, a sensible description of the canary passes, junk
+  is a warning; the clock is compared with a peer's HTTP Date header;
+- a bad flag value exits 78, an unknown flag 2.
+Everything runs on the devnet and 127.0.0.1 (fake captioners are plain HTTP servers).
+"""
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw
+
+from neurons.demo import LocalSubnet
+from neurons.doctor import caption_is_sensible, check_captioner, check_clock, check_port, check_wallet, run_checks
+from neurons.settings import load_settings
+
+REPO = Path(__file__).resolve().parent.parent
+LINE = re.compile(r"^(PASS|WARN|FAIL)  \S")
+
+
+def doctor(*argv: str, timeout_s: float = 240) -> subprocess.CompletedProcess:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, "-m", "neurons.cli", "doctor", *argv], cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout_s, env=env)
+
+
+@pytest.fixture(scope="module")
+def subnet(tmp_path_factory):
+    return LocalSubnet.create(tmp_path_factory.mktemp("doctor"), validators=("validator",), miners=("miner1",))
+
+
+def neuron_flags(subnet: LocalSubnet, name: str) -> list[str]:
+    return ["--netuid", "1", "--subtensor.network", "devnet", "--devnet.db", str(subnet.chain.db_path),
+            "--wallet.name", name, "--wallet.path", str(subnet.wallets_dir)]
+
+
+class Captioner:
+    """A scripted OpenAI-compatible server on 127.0.0.1: GET /health, POST /v1/chat/completions."""
+
+    def __init__(self, caption: str, health: int = 200) -> None:
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _send(self, status, body):
+                data = json.dumps(body).encode()
+                self.send_response(status)  # adds a Date header, which the clock check reads
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                self._send(owner.health, {"status": "ok"})
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                owner.requests += 1
+                self._send(200, {"choices": [{"message": {"role": "assistant", "content": owner.caption}}]})
+
+        self.caption, self.health, self.requests = caption, health, 0
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def canary(tmp_path) -> Path:
+    image = Image.new("RGB", (128, 128), "white")
+    ImageDraw.Draw(image).ellipse((24, 24, 104, 104), fill=(210, 30, 30))
+    path = tmp_path / "canary.png"
+    image.save(path)
+    return path
+
+
+# -- the whole command ------------------------------------------------------------------------
+
+
+def test_doctor_miner_on_this_machine_fails_on_the_missing_gpu_without_a_traceback(subnet):
+    import torch
+
+    from neurons.demo import free_port
+
+    done = doctor("--role", "miner", *neuron_flags(subnet, "miner1"), "--axon.ip", "127.0.0.1", "--axon.port",
+                  str(free_port()))
+    lines = done.stdout.strip().splitlines()
+    checks = [line for line in lines if LINE.match(line)]
+    assert "Traceback" not in done.stdout + done.stderr, done.stderr
+    assert len(checks) >= 8 and lines[-1].endswith("failed")
+    gpu = next(line for line in checks if line.split()[1] == "gpu")
+    if torch.cuda.is_available():  # pragma: no cover - a GPU machine
+        assert gpu.startswith("PASS")
+    else:
+        assert gpu.startswith("FAIL") and "no GPU" in gpu and "NVIDIA GPU" in gpu, gpu
+        assert done.returncode == 1
+    registered = next(line for line in checks if line.split()[1] == "registered")
+    assert registered.startswith("PASS") and f"uid {subnet.uids['miner1']}" in registered
+    assert any(line.startswith("PASS  port") for line in checks)
+    assert any(line.startswith("PASS  external ip") and "127.0.0.1" in line for line in checks)
+
+
+def test_doctor_validator_with_a_captioner_and_the_renderer(subnet):
+    captioner = Captioner("A red ball sitting on a white background.")
+    try:
+        done = doctor("--role", "validator", *neuron_flags(subnet, "validator"), "--captioner", captioner.url,
+                      "--models", "tiny")
+    finally:
+        captioner.close()
+    assert "Traceback" not in done.stdout + done.stderr, done.stderr
+    checks = {line.split("  ")[1].split()[0]: line for line in done.stdout.splitlines() if LINE.match(line)}
+    assert checks["renderer"].startswith(("PASS", "WARN")) and "GL_RENDERER=" in checks["renderer"]
+    assert checks["captioner"].startswith("PASS") and "a red ball" in checks["captioner"].lower()
+    assert captioner.requests == 1  # one caption of the rendered canary
+    assert checks["registered"].startswith("PASS") and "validator permit" in checks["registered"]
+    assert checks["clock"].startswith("PASS") and captioner.url in checks["clock"]
+
+
+def test_bad_flag_values_exit_78_and_unknown_flags_2():
+    done = doctor("--role", "miner", "--axon.port", "0x")
+    assert done.returncode == 78 and done.stderr.startswith("text3d doctor: --axon.port") and "Traceback" not in done.stderr
+    assert doctor("--role", "miner", "--no-such-flag").returncode == 2
+    assert doctor("--role", "painter").returncode == 2
+    helped = doctor("--role", "miner", "--help")
+    assert helped.returncode == 0 and "--axon.port" in helped.stdout and "pass, warn or fail" not in helped.stderr
+
+
+# -- single checks ------------------------------------------------------------------------------
+
+
+def test_an_unregistered_wallet_fails_naming_the_fix(subnet, tmp_path):
+    from tests.loopback import make_wallet
+
+    make_wallet(subnet.wallets_dir, "stranger")
+    settings = load_settings("miner", neuron_flags(subnet, "stranger"))
+    checks, _ = check_wallet(settings, "miner")
+    assert [c.status for c in checks] == ["pass", "fail"]
+    assert "holds no uid on netuid 1" in checks[1].detail and "text3d devnet register" in checks[1].detail
+    missing, _ = check_wallet(load_settings("miner", [*neuron_flags(subnet, "ghost")]), "miner")
+    assert missing[0].status == "fail" and "--create" in missing[0].detail
+
+
+def test_a_taken_port_fails_with_the_miners_sentence():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        check = check_port(load_settings("miner", ["--axon.ip", "127.0.0.1", "--axon.port", str(port)]))
+    assert check.status == "fail"
+    assert check.detail == (f"--axon.port {port} is already in use on 127.0.0.1 (another miner?): pick a free one "
+                            "with --axon.port")
+
+
+@pytest.mark.parametrize(("caption", "status"), [
+    ("A red ball sitting on a white background.", "pass"),
+    ("a shiny red sphere", "pass"),
+    ("ATTR rang kcal\u0441\u043a\u0438 ;; ## 1212 zzq", "warn"),  # what a random-weight model says
+    ("A wooden chair with four legs.", "warn"),  # English, but not what the canary shows
+])
+def test_the_captioner_is_judged_by_its_description_of_the_canary(canary, caption, status):
+    captioner = Captioner(caption)
+    try:
+        check = check_captioner(load_settings("validator", ["--captioner", captioner.url]), canary)
+    finally:
+        captioner.close()
+    assert check.status == status, check.detail
+    assert caption_is_sensible(caption) is (status == "pass")
+
+
+def test_an_unreachable_or_loading_captioner(canary):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again: nothing listens there
+    check = check_captioner(load_settings("validator", ["--captioner", f"http://127.0.0.1:{port}"]), canary)
+    assert check.status == "fail" and "unreachable" in check.detail and "text3d llava" in check.detail
+    loading = Captioner("", health=503)
+    try:
+        check = check_captioner(load_settings("validator", ["--captioner", loading.url]), canary)
+    finally:
+        loading.close()
+    assert check.status == "warn" and "still loading" in check.detail
+    assert check_captioner(load_settings("validator", []), canary).status == "warn"  # --captioner none
+
+
+def test_the_clock_without_any_peer_is_a_warning_not_a_pass():
+    check = check_clock([])
+    assert check.status == "warn" and "could not compare the clock" in check.detail
+
+
+def test_machine_only_checks_never_raise(tmp_path):
+    seen = []
+    results = run_checks(None, load_settings("validator", ["--wallet.path", str(tmp_path / "w")]), models="tiny",
+                         emit=seen.append)
+    assert results == seen and {c.name for c in results} >= {"python", "torch", "cuda", "gpu", "renderer", "model",
+                                                             "disk", "clock"}
+    assert all(c.status in ("pass", "warn", "fail") and c.detail for c in results)
