@@ -1,15 +1,21 @@
-"""Text-to-3D generation with Shap-E: prompts -> coloured ``trimesh.Trimesh`` meshes.
+"""Text-to-3D generation: prompts -> coloured ``trimesh.Trimesh`` meshes (Shap-E by default).
 
-Knows nothing of bittensor or scoring. Heavy modules (torch, diffusers) load on first
-use of ``ShapEGenerator`` / ``ensure_tiny_pipeline``, so ``GenerationConfig`` is cheap.
+Knows nothing of bittensor or scoring. ``generation.interface`` is the contract every
+generator meets (``Generator``, ``TwoStageGenerator``) and loads any backend by import
+path (``GeneratorSpec``). Heavy modules (torch, diffusers) load on first use of
+``ShapEGenerator`` / ``ensure_tiny_pipeline``, so ``GenerationConfig`` is cheap.
 """
 
 from typing import Any
 
 from generation.config import GenerationConfig
 from generation.errors import EmptyMeshError, GenerationError, ModelNotAvailableError
+from generation.interface import Generator, GeneratorSpec, TwoStageGenerator
 
 __all__ = [
+    "Generator",
+    "TwoStageGenerator",
+    "GeneratorSpec",
     "GenerationConfig",
     "ShapEGenerator",
     "ensure_tiny_pipeline",

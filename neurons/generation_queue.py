@@ -80,7 +80,7 @@ class GenerationQueue:
         if workers < 1:
             raise ValueError("workers must be at least 1")
         self._work = work
-        self._work_is_async = iscoroutinefunction(work)
+        self._work_is_async = iscoroutinefunction(work) or iscoroutinefunction(getattr(work, "__call__", None))
         if executor is None and not self._work_is_async:
             raise ValueError("a plain work function needs an executor to run on")
         self._executor = executor
