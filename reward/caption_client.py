@@ -52,6 +52,7 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from reward.errors import CaptionerUnavailable
+from reward.scoring_protocol import PROTOCOL
 
 __all__ = ["CaptionerConfig", "OpenAICaptioner"]
 
@@ -66,12 +67,13 @@ class CaptionerConfig(BaseModel):
 
     base_url: str = "http://127.0.0.1:8080"
     model: str = "llava-v1.5"
-    instruction: str = "Describe this 3D model"
-    include_prompt: bool = False  # captions stay unbiased unless asked: the prompt leaks the answer
+    # the scoring protocol's caption section (reward.scoring_protocol) is the one place for these
+    instruction: str = PROTOCOL.caption.instruction
+    include_prompt: bool = PROTOCOL.caption.include_prompt  # the prompt would leak the answer
     prompt_template: str = '{instruction}. It was generated from the description: "{prompt}"'
-    max_tokens: int = Field(64, ge=1, le=4096)
-    temperature: float = Field(0.0, ge=0.0, le=2.0)
-    seed: int | None = 0
+    max_tokens: int = Field(PROTOCOL.caption.max_tokens, ge=1, le=4096)
+    temperature: float = Field(PROTOCOL.caption.temperature, ge=0.0, le=2.0)
+    seed: int | None = PROTOCOL.caption.seed
     concurrency: int = Field(4, ge=1, le=1024)  # match the server's slots (llama-server -np)
     timeout_s: float = Field(60.0, gt=0)
     connect_timeout_s: float = Field(5.0, gt=0)
