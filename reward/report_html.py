@@ -63,22 +63,26 @@ q { font-style: italic; }
 """
 
 _LEGEND = """<dl class="legend">
-<dt>score</dt><dd>The asset's score in [0, 1]: the weighted mean of the components present ({weights}). Higher is
-better. Scores rank assets drawn for the same prompt with the same models; with the production models, above 0.6
-the views clearly depict the prompt and below 0.3 they do not.</dd>
-<dt>clip</dt><dd>Mean over the views of CLIP's probability that a view shows the prompt rather than one of {n_reject}
-reject texts ({rejects}). Chance is {chance:.2f}; near 1 means CLIP clearly prefers the prompt. A view that a reject
-text matches at least as well as the prompt counts 0 (<span class="rejected">rejected</span>).</dd>
+<dt>score</dt><dd>The asset's score in [0, 1]: the weighted mean of the components present ({weights}), times a
+flatness factor that is 1 unless the shape is thinner than the protocol's minimum. Higher is better; the components
+below say what their values mean, and the score reads the same way: about 0.5 or less is no evidence that the asset
+depicts the prompt, near 1 is strong evidence. Compare scores for the same prompt and models only.</dd>
+<dt>clip</dt><dd>Mean over the views of CLIP's preference for the prompt over each contrast text (other prompts drawn
+for this run and junk texts such as “an empty white image”): per pair, a sigmoid of the gap between the view's
+similarity to the prompt and to the text. 0.5 is a coin toss; near 1 means CLIP clearly prefers the prompt. A view on
+which OCR reads legible text counts 0.</dd>
 <dt>caption</dt><dd>How close the captions of the views are to the prompt ({metric} similarity of their
 embeddings), rescaled so that {low} counts 0 (unrelated) and {high} counts 1 (a paraphrase). Above 0.5 the captioner
-describes what the prompt asks for. Absent when scored without a captioner (CLIP only).</dd>
+describes what the prompt asks for. A caption that reads text off the asset or quotes the prompt counts 0. Absent
+when scored without a captioner (CLIP only).</dd>
 <dt>reference</dt><dd>The same as caption, against the reference descriptions; absent without references.</dd>
 <dt>colours</dt><dd>What coloured the asset: vertex colours, face colours, a texture (base-colour texture through
 the mesh's UVs), a material colour, or none (drawn with the neutral grey default material).</dd>
 <dt>per view: CLIP</dt><dd>The raw cosine similarity of the view and the prompt in CLIP space (production ViT-L-14:
 about 0.15 for unrelated pictures, 0.25 to 0.35 for a good match; the tiny test model's values mean nothing).</dd>
-<dt>per view: p</dt><dd>That view's share of CLIP's probability for the prompt against the reject texts (what the
-clip component averages).</dd>
+<dt>per view: p</dt><dd>The view's clip value (the preference described above) before the OCR rule.</dd>
+<dt>per view: junk</dt><dd>Shown when a junk text matches the view at least as well as the prompt: evidence of an
+empty or shapeless render, already priced into p.</dd>
 <dt>per view: caption</dt><dd>The view's caption and its raw {metric} similarity to the prompt, before rescaling.</dd>
 </dl>"""
 
@@ -93,13 +97,20 @@ def _slug(name: str, index: int) -> str:
     return f"{index:03d}_{cleaned[:60]}"
 
 
-@dataclass
+_RANK = "\x00rank\x00"  # placeholder in a stored article, replaced when the page is laid out
+
+
+@dataclass(frozen=True)
 class _Row:
+    """What the page needs of one scored asset: a few numbers and its article, already
+    rendered to HTML (so the report holds kilobytes per asset, not its RewardReport)."""
+
     name: str
-    report: RewardReport
-    images: list[str]
+    score: float
+    components: dict[str, float]
     colours: str | None
     anchor: str
+    article: str
 
 
 @dataclass
@@ -107,7 +118,7 @@ class HtmlReport:
     """An HTML report folder written as assets arrive (see the module docstring).
 
     ``model_set`` ("tiny" / "real"), when given, decides the tiny-model banner; otherwise
-    the reports' model names do.
+    the reports' model names do. Holds about 3 KB per asset between writes.
     """
 
     out_dir: Path
@@ -115,6 +126,7 @@ class HtmlReport:
     model_set: str | None = None
     _rows: list[_Row] = field(default_factory=list)
     _unscored: list[tuple[str, str]] = field(default_factory=list)
+    _first: RewardReport | None = None  # the page's context (prompt, models, weights), without images
     _count: int = 0
 
     def add(self, name: str, report: RewardReport, colours: str | None = None) -> None:
@@ -125,6 +137,8 @@ class HtmlReport:
         if not report.is_valid:
             self._unscored.append((name, str(report.invalid_reason)))
             return
+        if self._first is None:
+            self._first = RewardReport.model_validate(report.model_dump())  # no images, no fingerprint
         slug = _slug(name, index)
         paths = []
         for v, image in enumerate(report.images):
@@ -133,7 +147,9 @@ class HtmlReport:
             relative = f"{slug}/view_{v:02d}.png"
             write_inside(self.out_dir, relative, buffer.getvalue())
             paths.append(relative)
-        self._rows.append(_Row(name, report, paths, colours, f"asset-{index}"))
+        anchor = f"asset-{index}"
+        self._rows.append(_Row(name, float(report.score), dict(report.components), colours, anchor,
+                               _article(name, report, paths, anchor)))
 
     def add_unscored(self, name: str, reason: str) -> None:
         """List a file (or a miner) that was not scored, with the reason."""
@@ -148,8 +164,8 @@ class HtmlReport:
 
     def page(self) -> str:
         e = html.escape
-        ranked = sorted(self._rows, key=lambda row: -row.report.score)
-        first = ranked[0].report if ranked else None
+        ranked = sorted(self._rows, key=lambda row: -row.score)
+        first = self._first
         parts = [
             '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -165,7 +181,7 @@ class HtmlReport:
         parts.append("<h2 id=\"legend\">How to read the numbers</h2>" + self._legend(first))
         if ranked:
             parts.append('<h2 id="assets">Assets, best first</h2>')
-            parts.extend(self._asset(rank, row) for rank, row in enumerate(ranked, start=1))
+            parts.extend(row.article.replace(_RANK, str(rank)) for rank, row in enumerate(ranked, start=1))
         if self._unscored:
             rows = "".join(f"<tr><td>{e(name)}</td><td class=\"reason\">{e(reason)}</td></tr>"
                            for name, reason in self._unscored)
@@ -190,22 +206,25 @@ class HtmlReport:
             f'<p class="meta" id="models">models: {models}; captioner: {e(str(first.captioner or "none (CLIP only)"))}; '
             f"metric {e(first.metric)}, aggregation {e(first.aggregation)}</p>"
         )
+        if getattr(first, "distractors", None):
+            lines.append('<p class="meta">contrast prompts: ' + "; ".join(f"<q>{e(d)}</q>" for d in first.distractors)
+                         + "</p>")
         return "\n".join(lines)
 
     def _summary(self, ranked: list[_Row]) -> str:
         e = html.escape
-        components = [c for c in ("clip", "caption", "reference") if any(c in r.report.components for r in ranked)]
+        components = [c for c in ("clip", "caption", "reference") if any(c in r.components for r in ranked)]
         head = "".join(f'<th class="num">{c}</th>' for c in components)
         cols = "".join('<col class="comp">' for _ in components)
         rows = []
         for rank, row in enumerate(ranked, start=1):
             cells = "".join(
-                f'<td class="num">{row.report.components[c]:.3f}</td>' if c in row.report.components else "<td>-</td>"
+                f'<td class="num">{row.components[c]:.3f}</td>' if c in row.components else "<td>-</td>"
                 for c in components
             )
             rows.append(
                 f'<tr><td class="num">{rank}</td><td><a href="#{row.anchor}">{e(row.name)}</a></td>'
-                f'<td class="num"><b>{row.report.score:.3f}</b></td>{cells}<td>{e(row.colours or "-")}</td></tr>'
+                f'<td class="num"><b>{row.score:.3f}</b></td>{cells}<td>{e(row.colours or "-")}</td></tr>'
             )
         if not rows:
             rows.append(f'<tr><td colspan="{4 + len(components)}">no asset could be scored</td></tr>')
@@ -217,39 +236,41 @@ class HtmlReport:
         )
 
     def _legend(self, first: RewardReport | None) -> str:
-        from reward.config import DEFAULT_REJECT_TEXTS, DEFAULT_SIMILARITY_RANGE
+        from reward.config import DEFAULT_SIMILARITY_RANGE
 
         e = html.escape
         weights = ", ".join(f"{k} {v:.2f}" for k, v in (first.weights.items() if first else ()))
         metric = first.metric if first else "cosine"
         low, high = DEFAULT_SIMILARITY_RANGE.get(metric, (0.0, 1.0))
-        return _LEGEND.format(
-            weights=e(f"weights: {weights}") if weights else "weights as configured",
-            n_reject=len(DEFAULT_REJECT_TEXTS),
-            rejects="by default " + e("; ".join(f"“{t}”" for t in DEFAULT_REJECT_TEXTS)),
-            chance=1.0 / (len(DEFAULT_REJECT_TEXTS) + 1), metric=e(metric), low=low, high=high,
-        )
+        return _LEGEND.format(weights=e(f"weights: {weights}") if weights else "weights as configured",
+                              metric=e(metric), low=low, high=high)
 
-    def _asset(self, rank: int, row: _Row) -> str:
-        e = html.escape
-        lines = [f'<article class="asset" id="{row.anchor}"><h3>#{rank} {e(row.name)}</h3>']
-        lines += [f'<p class="note">{e(note)}</p>' for note in row.report.notes]
-        lines.append('<div class="views">')
-        for view in row.report.views:
-            src = row.images[view.index] if view.index < len(row.images) else None
-            img = f'<img src="{e(src)}" alt="view {view.index}" loading="lazy">' if src else ""
-            reject = (f'<br><span class="rejected">rejected: <q>{e(view.best_reject)}</q> matches '
-                      f"{view.best_reject_similarity:.3f}</span>" if view.rejected else "")
-            caption = ""
-            if view.caption is not None:
-                similarity = "" if view.caption_similarity is None else f" ({view.caption_similarity:.3f})"
-                caption = f"<br>caption: <q>{e(view.caption)}</q>{similarity}"
-            lines.append(
-                f"<figure>{img}<figcaption>view {view.index}: CLIP {view.clip_similarity:.3f}, "
-                f"p {view.clip_probability:.3f}{reject}{caption}</figcaption></figure>"
-            )
-        lines.append("</div></article>")
-        return "\n".join(lines)
+
+def _article(name: str, report: RewardReport, image_paths: list[str], anchor: str) -> str:
+    """One asset's section: its notes, then each view with its own numbers (each once)."""
+    e = html.escape
+    lines = [f'<article class="asset" id="{anchor}"><h3>#{_RANK} {e(name)}</h3>']
+    lines += [f'<p class="note">{e(note)}</p>' for note in report.notes]
+    lines.append('<div class="views">')
+    for view in report.views:
+        src = image_paths[view.index] if view.index < len(image_paths) else None
+        img = f'<img src="{e(src)}" alt="view {view.index}" loading="lazy">' if src else ""
+        extra = ""
+        if getattr(view, "ocr_rejected", False):  # (fields of the defended formula; absent in older reports)
+            extra += f'<br><span class="rejected">OCR read <q>{e(str(getattr(view, "ocr_text", "") or ""))}</q>: counts 0</span>'
+        if view.rejected:
+            extra += f"<br>junk: <q>{e(view.best_reject)}</q> {view.best_reject_similarity:.3f}"
+        if view.caption is not None:
+            similarity = "" if view.caption_similarity is None else f" ({view.caption_similarity:.3f})"
+            extra += f"<br>caption: <q>{e(view.caption)}</q>{similarity}"
+            if getattr(view, "caption_flag", None):
+                extra += f'<br><span class="rejected">caption not counted: {e(str(view.caption_flag))}</span>'
+        lines.append(
+            f"<figure>{img}<figcaption>view {view.index}: CLIP {view.clip_similarity:.3f}, "
+            f"p {view.clip_probability:.3f}{extra}</figcaption></figure>"
+        )
+    lines.append("</div></article>")
+    return "\n".join(lines)
 
 
 def write_html_report(

@@ -18,6 +18,7 @@ or bittensor.
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["add_parser", "run"]
@@ -112,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
             captioner.close()
 
     try:
-        outputs.flush(complete=not interrupted)
+        outputs.flush(final=True, complete=not interrupted)
     except OSError as exc:
         return _fail(f"cannot write the report: {exc.strerror or exc}.")
     _print_table(outputs, args)
@@ -163,23 +164,44 @@ def _score_streaming(model, root: Path, meshes, args, outputs: "_Outputs") -> No
                     colours = item.colours
                 invalid += not report.is_valid
                 outputs.add(entry.name, report, colours)
-            del loaded, assets, scored  # meshes, textures and views of this batch go now
-            outputs.flush(complete=False)
+            del loaded, assets, scored, report, item  # meshes, textures and views of this batch go now
+            outputs.flush(final=False)
             progress.update(len(batch))
             progress.set_postfix(invalid=invalid, refresh=False)
     finally:
         progress.close()
 
 
-class _Outputs:
-    """Results as they come: the ranking records, the JSON document and the HTML folder."""
+@dataclass(frozen=True)
+class _Record:
+    """What is kept of one scored asset until the end: the table's fields and its report
+    as JSON text (a few KB), never the report object, its views or its mesh."""
 
-    def __init__(self, args: argparse.Namespace, unscored: list[tuple[str, str]]) -> None:
+    name: str
+    score: float
+    components: dict
+    notes: tuple
+    invalid_reason: str | None
+    colours: str | None
+    report_json: str
+
+
+class _Outputs:
+    """Results as they come: the ranking records, the JSON document and the HTML folder.
+
+    ``flush`` rewrites the JSON document and the HTML index at most every ``every_s``
+    seconds (views are saved as each asset arrives), so rewriting the growing files costs
+    O(n) per write but not O(n) per batch; ``flush(final)`` always writes.
+    """
+
+    def __init__(self, args: argparse.Namespace, unscored: list[tuple[str, str]], every_s: float = 2.0) -> None:
         from reward.report_html import HtmlReport
 
         self.args = args
         self.unscored = unscored
-        self.records: list[tuple[str, object, str | None]] = []  # (name, report without images, colours)
+        self.every_s = every_s
+        self.records: list[_Record] = []
+        self._flushed_at = float("-inf")
         self.html = None
         if args.html is not None:
             self.html = HtmlReport(args.html, f"text3d score: {args.prompt}", model_set=args.models)
@@ -189,17 +211,23 @@ class _Outputs:
     def add(self, name: str, report, colours: str | None) -> None:
         if self.html is not None:
             self.html.add(name, report, colours)
-        report.attach_images([])  # the PNGs are on disk (or not wanted): free the views
-        self.records.append((name, report, colours))
+        self.records.append(_Record(name, float(report.score), dict(report.components), tuple(report.notes),
+                                    report.invalid_reason, colours, report.to_json()))
 
     def ranking(self) -> list[int]:
         """Indices best first; invalid assets after valid ones with the same score."""
-        reports = [r for _, r, _ in self.records]
-        return sorted(range(len(reports)), key=lambda i: (-reports[i].score, reports[i].invalid_reason is not None))
+        return sorted(range(len(self.records)),
+                      key=lambda i: (-self.records[i].score, self.records[i].invalid_reason is not None))
 
-    def flush(self, complete: bool) -> None:
+    def flush(self, final: bool, complete: bool = True) -> None:
+        import time
+
+        now = time.monotonic()
+        if not final and now - self._flushed_at < self.every_s:
+            return
+        self._flushed_at = now
         if self.args.json is not None:
-            self._write_json(complete)
+            self._write_json(complete=final and complete)
         if self.html is not None:
             self.html.write()
 
@@ -212,20 +240,20 @@ class _Outputs:
         return out
 
     def _write_json(self, complete: bool) -> None:
+        """The document, one asset per line; each report's JSON was serialised once, on arrival."""
         from reward.safe_fs import write_inside
 
         rank = {i: r for r, i in enumerate(self.ranking(), start=1)}
-        document = {
-            "prompt": self.args.prompt,
-            "references": list(self.args.references),
-            "models": self.args.models,
-            "complete": complete,
-            "assets": [{"name": n, "rank": rank[i], "colours": c, "report": r.to_dict()}
-                       for i, (n, r, c) in enumerate(self.records)],
-            "not_scored": [{"name": n, "reason": reason} for n, reason in self.unscored],
-        }
+        head = {"prompt": self.args.prompt, "references": list(self.args.references), "models": self.args.models,
+                "complete": complete}
+        assets = ",\n".join(
+            f'{{"name": {json.dumps(r.name)}, "rank": {rank[i]}, "colours": {json.dumps(r.colours)}, '
+            f'"report": {r.report_json}}}' for i, r in enumerate(self.records)
+        )
+        not_scored = json.dumps([{"name": n, "reason": reason} for n, reason in self.unscored], indent=1)
+        text = json.dumps(head)[:-1] + f',\n"assets": [\n{assets}\n],\n"not_scored": {not_scored}\n}}\n'
         path = Path(self.args.json)
-        write_inside(path.parent, path.name, json.dumps(document, indent=2))
+        write_inside(path.parent, path.name, text)
 
 
 def _safe(text: object, max_chars: int | None = None) -> str:
@@ -244,15 +272,15 @@ def _print_table(outputs: _Outputs, args) -> None:
     for column in ("rank", "asset", "score", "clip", "caption", "reference", "colours", "status"):
         table.add_column(column, justify="right" if column in ("rank", "score", "clip", "caption", "reference") else "left")
     for rank, i in enumerate(outputs.ranking(), start=1):
-        name, r, colours = outputs.records[i]
-        comp = r.components
+        r = outputs.records[i]
 
         def cell(key: str) -> str:
-            return f"{comp[key]:.3f}" if key in comp else "-"
+            return f"{r.components[key]:.3f}" if key in r.components else "-"
 
         status = f"invalid: {r.invalid_reason}" if r.invalid_reason else ("; ".join(r.notes) or "ok")
         table.add_row(*(Text(_safe(value)) for value in (
-            str(rank), name, f"{r.score:.3f}", cell("clip"), cell("caption"), cell("reference"), colours or "-", status)))
+            str(rank), r.name, f"{r.score:.3f}", cell("clip"), cell("caption"), cell("reference"), r.colours or "-",
+            status)))
     console = Console(file=sys.stdout, width=max(120, Console().width), markup=False, highlight=False, emoji=False)
     console.print(table)
 
