@@ -21,18 +21,16 @@ default material and the asset's notes say so.
 Hostile files: a file's size is checked (``fstat``) before it is read; links are followed
 only to files inside the scored folder (``reward.safe_fs``), for the mesh and for every
 material, buffer or texture it references; declared element counts (PLY/OFF headers,
-OBJ lines, STL triangle counts, glTF accessors) are checked against ``MeshLimits``
-before trimesh parses; texture sizes are read from image headers and bounded before any
+OBJ lines, STL triangle counts, glTF accessors: ``reward.asset_prescan``) are checked
+against ``MeshLimits`` before trimesh parses; texture sizes are read from image headers and bounded before any
 image is decoded, then textures are decoded one at a time and box-filtered down to
 ``MAX_TEXTURE_PX``. Anything trimesh raises becomes an ``InvalidAssetError``.
 """
 
 import importlib.util
 import io
-import json
 import os
 import stat
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +40,7 @@ import trimesh
 from protocol.errors import MeshDecodeError
 from protocol.limits import MeshLimits
 from protocol.mesh_parts import Part, colour_summary, merge_parts, scene_parts
+from reward.asset_prescan import precheck
 from reward.errors import InvalidAssetError
 from reward.render_mesh import MAX_TEXTURE_PX
 from reward.safe_fs import inside, read_inside
@@ -225,83 +224,6 @@ class _FolderResolver(trimesh.resolvers.Resolver):
         raise PermissionError("asset folders are read-only")
 
 
-# -- declared counts, checked before trimesh parses ---------------------------------------
-
-
-def _precheck(suffix: str, data: bytes, limits: MeshLimits) -> None:
-    if suffix == ".ply":
-        _precheck_ply(data, limits)
-    elif suffix == ".obj":
-        n_vertices = data.count(b"\nv ") + data.count(b"\nv\t") + data.startswith(b"v ")
-        n_faces = data.count(b"\nf ") + data.count(b"\nf\t") + data.startswith(b"f ")
-        limits.check_counts("OBJ", n_vertices, n_faces)
-    elif suffix == ".stl":
-        if data[:5].lower() == b"solid" and b"facet" in data[:4096]:
-            limits.check_counts("STL", 0, data.count(b"facet normal"))
-        else:
-            if len(data) < 84:
-                raise MeshDecodeError("binary STL is shorter than its 84-byte header")
-            n_faces = int(np.frombuffer(data, "<u4", count=1, offset=80)[0])
-            limits.check_counts("STL", 0, n_faces)
-            if 84 + 50 * n_faces != len(data):
-                raise MeshDecodeError(f"binary STL declares {n_faces} triangles but holds {len(data) - 84} bytes of them")
-    elif suffix == ".off":
-        words = [w for line in data[:4096].split(b"\n") if not line.strip().startswith(b"#") for w in line.split()]
-        if len(words) < 3 or not words[0].upper().endswith(b"OFF"):
-            raise MeshDecodeError("OFF file does not start with an OFF header")
-        try:
-            n_vertices, n_faces = int(words[1]), int(words[2])
-        except ValueError:
-            raise MeshDecodeError("OFF header counts are not integers") from None
-        limits.check_counts("OFF", n_vertices, n_faces)
-    elif suffix in (".glb", ".gltf"):
-        from protocol.prescan_gltf import scan_gltf, split_glb
-
-        if data[:4] == b"glTF":
-            tree, binary = split_glb(data, limits)
-        else:
-            try:
-                tree, binary = json.loads(data.decode("utf-8")), b""
-            except (ValueError, RecursionError):
-                raise MeshDecodeError("glTF file is neither a GLB container nor JSON") from None
-            if not isinstance(tree, dict):
-                raise MeshDecodeError("glTF JSON is not an object")
-        scan_gltf(tree, binary, limits, strict=False)
-    elif suffix == ".3mf":
-        try:
-            with zipfile.ZipFile(io.BytesIO(data)) as archive:
-                members = archive.infolist()
-        except zipfile.BadZipFile:
-            raise MeshDecodeError("3MF file is not a zip package") from None
-        unpacked = sum(m.file_size for m in members)
-        if len(members) > limits.max_gltf_objects or unpacked > limits.max_decoded_bytes:
-            raise MeshDecodeError(f"3MF package unpacks to {unpacked} bytes in {len(members)} files: too large")
-    elif suffix in (".drc", ".draco"):
-        from protocol.prescan import scan_draco
-
-        if not data.startswith(b"DRACO"):
-            raise MeshDecodeError("Draco file does not start with DRACO")
-        if data[7] == 1:  # meshes only; a Draco point cloud is reported as such after decoding
-            scan_draco(data, limits)
-
-
-def _precheck_ply(data: bytes, limits: MeshLimits) -> None:
-    end = data.find(b"end_header", 0, limits.max_header_bytes)
-    if not data.startswith(b"ply") or end < 0:
-        raise MeshDecodeError("PLY file has no header ending in end_header")
-    counts: dict[str, int] = {}
-    for line in data[:end].split(b"\n"):
-        words = line.split()
-        if len(words) == 3 and words[0] == b"element":
-            if len(words[2]) > 12 or not words[2].isdigit():
-                raise MeshDecodeError("PLY element count is not a bounded integer")
-            counts[words[1].decode("ascii", "replace")] = int(words[2])
-    limits.check_counts("PLY", counts.get("vertex", 0), counts.get("face", 0))
-    for name, count in counts.items():
-        if count > max(limits.max_vertices, limits.max_faces):
-            raise MeshDecodeError(f"PLY declares {count} {name[:20]} elements, the limit is {limits.max_vertices}")
-
-
 # -- loading ---------------------------------------------------------------------------------
 
 
@@ -320,7 +242,7 @@ def load_asset(entry: Entry | str | Path, root: str | Path, limits: AssetLimits 
         module, package = _NEEDS[suffix]
         raise InvalidAssetError(f"reading {suffix} files needs the Python package {package} (pip install {package})")
     try:
-        _precheck(suffix, data, limits.mesh)
+        precheck(suffix, data, limits.mesh)
         if suffix in (".drc", ".draco"):
             loaded, state = _load_draco(data), {"notes": [], "fatal": None, "pixels": 0}
         else:

@@ -213,3 +213,15 @@ def test_large_textures_are_kept_at_most_2048_pixels_a_side(tmp_path):
     (tmp_path / "big.glb").write_bytes(encode_mesh(textured_cube(big), MeshFormat.GLB))
     (part,) = split_parts(load(tmp_path, "big.glb").mesh)
     assert part.texture.size == (2048, 512)
+
+
+def test_a_validator_and_text3d_score_draw_the_same_pixels_for_the_same_file(corpus):
+    """One drawing path: the wire decoder's mesh and the asset loader's mesh of one textured
+    GLB (and of a vertex-coloured one) render identically."""
+    from protocol.mesh_codec import decode_mesh
+
+    for name in ("glb/textured_png.glb", "glb/vertex_colour.glb", "ply/vertex_colour_binary.ply"):
+        wire = decode_mesh((corpus[0] / name).read_bytes())
+        local = load(corpus[0], name).mesh
+        for a, b in zip(render_views(wire, 2, PX), render_views(local, 2, PX)):
+            assert np.array_equal(np.asarray(a), np.asarray(b)), name
