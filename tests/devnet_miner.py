@@ -1,0 +1,103 @@
+"""A real miner process on the devnet and a validator's signed requests to it, for scale-out tests.
+
+- ``child_env()``: the environment of child processes (repo importable, hub offline, one torch thread).
+- ``generation_server_argv(port, *flags)``: ``text3d generation-server`` on 127.0.0.1 with tiny Shap-E.
+- ``wait_ready(port, group, timeout_s)``: until ``GET /ready`` says 200 (children checked alive).
+- ``ask(subnet, port, prompts, ...)``: signed ``TextTo3DRequest``s from the subnet's validator wallet
+  through the real ``MinerClient``, a few at a time; one ``MinerAnswer`` per prompt, in order.
+- ``validator_argv(subnet, **options)``: ``LocalSubnet.validator_argv`` without flags the
+  validator does not (or no longer) know, so a tiny-settings flag that moved elsewhere
+  cannot stop a test about the miner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from typing import Callable, Sequence
+
+import httpx
+
+from neurons.demo import LocalSubnet, ProcessGroup, wait_until
+from neurons.demo.subnet import REPO_ROOT, TinySettings
+from neurons.miner_client import MinerAnswer, MinerClient, Target
+from protocol.wire import TextTo3DRequest
+
+__all__ = ["TINY", "child_env", "generation_server_argv", "wait_ready", "ask", "validator_argv"]
+
+TINY = TinySettings()
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", RAY_USAGE_STATS_ENABLED="0")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+    return {**env, **extra}
+
+
+def generation_server_argv(port: int, *flags: str) -> list[str]:
+    return [sys.executable, "-m", "neurons.cli", "generation-server", "--models", "tiny", "--device", "cpu",
+            "--generation.steps", str(TINY.generation_steps), "--generation.guidance", str(TINY.generation_guidance),
+            "--generation.grid_size", str(TINY.grid_size), "--server.port", str(port), *flags]  # fmt: skip
+
+
+def wait_ready(port: int, group: ProcessGroup, timeout_s: float = 180.0) -> None:
+    def ready() -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(ready, timeout_s=timeout_s, what=f"the generation server on port {port} to be ready",
+               check=group.check_alive)  # fmt: skip
+
+
+def ask(
+    subnet: LocalSubnet,
+    miner: str,
+    port: int,
+    prompts: Sequence[str],
+    *,
+    timeout_s: float = 30.0,
+    concurrency: int = 4,
+    on_answer: Callable[[int, MinerAnswer], None] | None = None,
+) -> list[MinerAnswer]:
+    """Each prompt once (seed = its index), ``concurrency`` in flight; ``on_answer(i, answer)`` as they come."""
+    target = Target(uid=subnet.uids[miner], hotkey=subnet.hotkey_of(miner), ip="127.0.0.1", port=port)
+
+    async def go() -> list[MinerAnswer]:
+        client = MinerClient(subnet.wallet("validator"), max_concurrency=concurrency)
+        try:
+            async def one(i: int, prompt: str) -> MinerAnswer:
+                answer = await client.query(target, TextTo3DRequest(prompt=prompt, seed=i, timeout_s=timeout_s),
+                                            timeout_s)  # fmt: skip
+                if on_answer is not None:
+                    on_answer(i, answer)
+                return answer
+
+            return list(await asyncio.gather(*(one(i, p) for i, p in enumerate(prompts))))
+        finally:
+            await client.aclose()
+
+    started = time.monotonic()
+    answers = asyncio.run(go())
+    assert time.monotonic() - started < timeout_s * len(prompts)  # sanity: the client's own deadlines held
+    return answers
+
+
+def validator_argv(subnet: LocalSubnet, **options: object) -> list[str]:
+    from neurons.settings import build_parser
+
+    known = {flag for action in build_parser("validator")._actions for flag in action.option_strings}
+    argv = subnet.validator_argv(**options)  # type: ignore[arg-type]
+    kept, skip = argv[:3], False
+    for i, item in enumerate(argv[3:], start=3):
+        if skip:
+            skip = False
+            continue
+        if item.startswith("--") and item not in known:
+            skip = i + 1 < len(argv) and not argv[i + 1].startswith("--")
+            continue
+        kept.append(item)
+    return kept
