@@ -7,6 +7,11 @@ ratio vs binary PLY and its max vertex error relative to the bbox diagonal.
 
     python bench/codec.py [--faces 100000] [--runs 15]
 
+Also times a textured GLB (the same mesh with spherical UVs and a ``--texture-px`` PNG
+base-colour texture; decode includes the image header checks and decoding the texture)
+and the refusal of an image bomb (a PNG header declaring 65535 x 65535 pixels inside
+that GLB: refused at the header).
+
 Targets: Draco >= 5x smaller than binary PLY, max vertex error <= 1e-3 of the bbox
 diagonal, Draco decode <= 50 ms. The last line is one JSON object. Exits 1 if the size or
 error target is missed (both deterministic); timings are reported, not enforced.
@@ -44,10 +49,55 @@ def median_ms(fn, runs: int) -> tuple[float, float]:
     return round(1000 * statistics.median(wall), 2), round(1000 * statistics.median(cpu), 2)
 
 
+def textured_figures(mesh: trimesh.Trimesh, texture_px: int, runs: int) -> dict:
+    """Size and speed of a textured GLB of ``mesh``, and of refusing an image bomb in it."""
+    from PIL import Image
+    from trimesh.visual.material import PBRMaterial
+    from trimesh.visual.texture import TextureVisuals
+
+    from protocol.limits import MeshDecodeError
+    from tests.meshes import glb_join, glb_split
+    from tests.test_textured_codec import png_bomb
+
+    unit = mesh.vertices / np.linalg.norm(mesh.vertices, axis=1, keepdims=True)
+    uv = np.stack([0.5 + np.arctan2(unit[:, 0], unit[:, 2]) / (2 * np.pi), 0.5 + np.arcsin(unit[:, 1]) / np.pi], axis=1)
+    y, x = np.mgrid[0:texture_px, 0:texture_px] / texture_px
+    rng = np.random.default_rng(0)
+    rgb = np.stack([np.sin(6 * x), np.cos(5 * y), np.sin(4 * (x + y))], axis=2) * 0.4 + 0.5
+    rgb += rng.normal(scale=0.03, size=rgb.shape)  # some grain, so the PNG is not trivially small
+    texture = Image.fromarray(np.clip(rgb * 255, 0, 255).astype(np.uint8))
+    textured = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False,
+                               visual=TextureVisuals(uv=uv, material=PBRMaterial(baseColorTexture=texture)))
+    data = encode_mesh(textured, MeshFormat.GLB)
+    encode_ms, _ = median_ms(lambda: encode_mesh(textured, MeshFormat.GLB), max(3, runs // 3))
+    decode_ms, decode_cpu_ms = median_ms(lambda: decode_mesh(data), max(3, runs // 3))
+    tree, binary = glb_split(data)
+    bomb = png_bomb(65535, 65535)
+    binary += b"\0" * (-len(binary) % 4)
+    tree["bufferViews"].append({"buffer": 0, "byteOffset": len(binary), "byteLength": len(bomb)})
+    tree["images"][0] = {"bufferView": len(tree["bufferViews"]) - 1, "mimeType": "image/png"}
+    tree["buffers"][0]["byteLength"] = len(binary) + len(bomb)
+    bombed = glb_join(tree, binary + bomb)
+
+    def refuse() -> None:
+        try:
+            decode_mesh(bombed)
+        except MeshDecodeError:
+            return
+        raise SystemExit("the image bomb was not refused")
+
+    bomb_ms, bomb_cpu_ms = median_ms(refuse, runs)
+    print(f"textured GLB ({texture_px} px PNG): {len(data):,} bytes  encode {encode_ms:.1f} ms  decode {decode_ms:.1f} ms "
+          f"(cpu {decode_cpu_ms:.1f}); 65535^2 PNG bomb refused in {bomb_ms:.2f} ms")
+    return {"bytes": len(data), "texture_px": texture_px, "encode_ms": encode_ms, "decode_ms": decode_ms,
+            "decode_cpu_ms": decode_cpu_ms, "image_bomb_refusal_ms": bomb_ms, "image_bomb_refusal_cpu_ms": bomb_cpu_ms}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--faces", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--texture-px", type=int, default=1024)
     args = parser.parse_args()
 
     mesh = coloured_sphere(target_faces=args.faces, seed=0)
@@ -66,6 +116,8 @@ def main() -> int:
         }
         print(f"{fmt.value:>6}: {len(data):>10,} bytes  encode {encode_ms:7.2f} ms (cpu {encode_cpu_ms:7.2f})  "
               f"decode {decode_ms:7.2f} ms (cpu {decode_cpu_ms:7.2f})  median of {args.runs}")
+
+    results["glb_textured"] = textured_figures(mesh, args.texture_px, args.runs)
 
     decoded = decode_mesh(encode_mesh(mesh, MeshFormat.DRACO))
     diagonal = float(np.linalg.norm(np.ptp(mesh.vertices, axis=0)))
