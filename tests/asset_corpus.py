@@ -229,7 +229,8 @@ def write_corpus(folder: Path) -> dict[str, Expected]:
     put("stl/ascii.stl", plain.export(file_type="stl_ascii"), Expected("scored", "none"))
     put("off/model.off", plain.export(file_type="off"), Expected("scored", "none"))
     put("draco/blob.drc", encode_mesh(sphere, MeshFormat.DRACO), Expected("scored", "vertex colours"))
-    put("other/tetra.3mf", _three_mf(), Expected("scored", "material colour", needs="lxml"))
+    # trimesh 5.2's 3MF reader ignores <basematerials> colours: the tetrahedron is drawn grey
+    put("other/tetra.3mf", _three_mf(), Expected("scored", "none", needs="lxml"))
     put("other/tetra.dae", _DAE, Expected("scored", "material colour", needs="collada"))
 
     # what cannot be scored, and files that are not meshes

@@ -9,7 +9,7 @@ files that are not meshes are listed as not scored), never a crash and never sil
 Streaming: assets are loaded, rendered and scored ``--batch-size`` at a time; results
 are written as they come (``--json`` rewritten and ``--html`` views saved after every
 batch), so an interrupted run keeps what it finished. Memory is bounded by one batch
-(meshes, textures at most 2048 px a side, views) plus about 3 KB per asset for the
+(meshes, textures at most 2048 px a side, views) plus about 14 KB per asset for the
 ranking. A progress bar runs on stderr when it is a terminal. Everything printed is
 escaped (rich markup and terminal control characters). Works without a wallet, a chain
 or bittensor.
