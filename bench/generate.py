@@ -29,7 +29,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -112,10 +112,17 @@ def production_size(args: argparse.Namespace) -> dict:
     config = GenerationConfig(model="production-size", device=str(device), max_batch_size=args.batch, show_progress=False)
     timings: dict[str, float] = {}
     latent = None
+    captured: dict[str, Any] = {}
+
+    def capture(module, args, kwargs):  # the prior's real inputs, for counting its FLOPs below
+        captured.setdefault("call", (args, kwargs))
+
     for steps in (low, high):
         generator = ShapEGenerator(pipeline, config.model_copy(update={"num_inference_steps": steps}), device)
         if steps == low:
+            hook = pipeline.prior.register_forward_pre_hook(capture, with_kwargs=True)
             generator.sample_latents(PROMPTS[:1], [0])  # warm-up
+            hook.remove()
             sync()
         mark = time.perf_counter()
         latent = generator.sample_latents(PROMPTS[:1], [0])[0]
@@ -123,6 +130,12 @@ def production_size(args: argparse.Namespace) -> dict:
         timings[str(steps)] = time.perf_counter() - mark
         print(f"production-size prior, {steps} steps, 1 prompt: {timings[str(steps)]:.2f} s", flush=True)
     per_step = (timings[str(high)] - timings[str(low)]) / (high - low)
+    from torch.utils.flop_counter import FlopCounterMode
+
+    args_, kwargs_ = captured["call"]
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        pipeline.prior(*args_, **kwargs_)
+    flops_per_evaluation = counter.get_total_flops()  # one prior call: a CFG batch of 2 for one prompt
     batch_s = None
     if args.batch > 1:
         generator = ShapEGenerator(pipeline, config.model_copy(update={"num_inference_steps": low}), device)
@@ -155,6 +168,8 @@ def production_size(args: argparse.Namespace) -> dict:
         "prior_s": {k: round(v, 3) for k, v in timings.items()},
         "prior_s_per_step": round(per_step, 3),
         "prior_evaluations_per_step": 2,  # Heun: two prior calls a step (one on the last), each a CFG batch of 2
+        "prior_flops_per_evaluation": flops_per_evaluation,
+        "prior_tflops_per_mesh_64_steps": round(flops_per_evaluation * (2 * 64 - 1) / 1e12, 1),
         f"prior_s_{low}_steps_batch_{args.batch}": None if batch_s is None else round(batch_s, 3),
         "estimated_s_per_mesh_64_steps": round(64 * per_step, 1),
         "decode": decode,
@@ -162,6 +177,7 @@ def production_size(args: argparse.Namespace) -> dict:
         "peak_memory_before_mb": round(rss_before, 1),
         "peak_memory_after_prior_mb": round(peak_prior_mb, 1),
         "peak_memory_mb": round(peak_mb, 1),
+        "load_avg_1m_at_end": round(os.getloadavg()[0], 2),  # other work on the machine inflates the times
     }
 
 

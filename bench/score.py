@@ -10,6 +10,12 @@ moderngl renderer. Compares, for the same assets:
 
 Prints medians over ``--repeats`` after one warm-up of each, then ONE JSON line.
 Run from the repo root: ``python bench/score.py [--assets 32] [--views 8] [--resolution 512]``.
+
+``--production-clip`` measures the production CLIP instead: ``open_clip`` ViT-L-14 built
+with ``pretrained=None`` (random weights: the cost does not depend on them, and the real
+ones cannot be fetched offline) inside the production ``ClipScorer``; seconds per view
+for ``--views`` rendered-size views (one asset), seconds for 20 prompt/distractor texts,
+the model's parameters and peak memory (RSS on the CPU, allocated memory on CUDA).
 """
 
 import argparse
@@ -54,6 +60,64 @@ def timed(fn, repeats: int) -> list[float]:
     return times
 
 
+def production_clip(args) -> dict:
+    """Cost of the production CLIP (ViT-L-14, random weights) per view and per batch of texts."""
+    import numpy as np
+    import open_clip
+    import torch
+    from PIL import Image
+
+    from reward.clip import ClipScorer
+    from reward.device import resolve_device
+
+    device = resolve_device(args.device)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    started = time.perf_counter()
+    model, _, preprocess = open_clip.create_model_and_transforms("ViT-L-14", pretrained=None, device=device)
+    model.eval()
+    clip = ClipScorer(model, preprocess, open_clip.get_tokenizer("ViT-L-14"), model_name="ViT-L-14",
+                      pretrained="none (random weights)", device=device)
+    build_s = time.perf_counter() - started
+    params = sum(p.numel() for p in model.parameters())
+    rng = np.random.default_rng(0)
+    views = [Image.fromarray(rng.integers(0, 255, (args.resolution, args.resolution, 3), dtype=np.uint8))
+             for _ in range(args.views)]
+    texts = [f"a 3D model of object number {i}" for i in range(20)]
+    cuda = device.startswith("cuda")
+    sync = (lambda: torch.cuda.synchronize()) if cuda else (lambda: None)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+
+    def images() -> None:
+        clip.encode_images(views)
+        sync()
+
+    def text_batch() -> None:
+        clip.clear_cache()
+        clip.encode_texts(texts)
+        sync()
+
+    image_s = statistics.median(timed(images, args.repeats))
+    text_s = statistics.median(timed(text_batch, args.repeats))
+    peak_mb = (torch.cuda.max_memory_allocated() / 2**20) if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"production CLIP ViT-L-14 on {device}: {image_s:.2f} s for {args.views} views "
+          f"({image_s / args.views:.3f} s/view), {text_s:.2f} s for {len(texts)} texts; peak {peak_mb:.0f} MB",
+          file=sys.stderr)
+    return {
+        "bench": "score", "mode": "production-clip", "clip": "ViT-L-14", "weights": "random (pretrained=None)",
+        "params": params, "weights_mb_fp32": round(params * 4 / 2**20, 1), "build_s": round(build_s, 2),
+        "views": args.views, "view_px": args.resolution, "clip_input_px": 224, "repeats": args.repeats,
+        "images_s": round(image_s, 3), "s_per_view": round(image_s / args.views, 4),
+        "texts": len(texts), "texts_s": round(text_s, 3),
+        "peak_memory_kind": "cuda_max_allocated" if cuda else "process_max_rss",
+        "peak_memory_before_mb": round(rss_before, 1), "peak_memory_mb": round(peak_mb, 1),
+        "device": device, "gpu": torch.cuda.get_device_name(0) if cuda else None,
+        "cpu_threads": torch.get_num_threads(), "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
+        "versions": {"python": platform.python_version(), "torch": torch.__version__, "torch_cuda": torch.version.cuda,
+                     "open_clip": open_clip.__version__},
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--assets", type=int, default=32)
@@ -62,7 +126,12 @@ def main() -> int:
     parser.add_argument("--faces", type=int, default=20_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--production-clip", action="store_true",
+                        help="time the production CLIP (ViT-L-14, random weights) per view instead")
     args = parser.parse_args()
+    if args.production_clip:
+        print(json.dumps(production_clip(args)))
+        return 0
 
     import torch
 

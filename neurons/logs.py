@@ -6,8 +6,9 @@ our handlers on the root logger once per process, so every line -- ours and thei
 is written exactly once, in one format:
 
 - stderr always (pm2, systemd and the demo capture it into files: no colour codes);
-- ``--logging.dir DIR``: also ``DIR/<role>.log``, rotated at ``--logging.max_mb`` with
-  ``--logging.backups`` old files kept (``RotatingFileHandler``);
+- ``--logging.dir DIR``: also ``DIR/<wallet>.log`` (``DIR/<role>.log`` without a wallet),
+  rotated at ``--logging.max_mb`` with ``--logging.backups`` old files kept
+  (``RotatingFileHandler``); one file per neuron, so several can share a folder;
 - ``--logging.json``: one JSON object per line (``time``, ``level``, ``logger``, ``role``,
   ``message``, and ``exc`` for a traceback) instead of text.
 
@@ -59,11 +60,11 @@ def _formatter(settings: Any, role: str) -> logging.Formatter:
     return logging.Formatter(TEXT_FORMAT, datefmt=_DATE_FORMAT)
 
 
-def _handlers(settings: Any, role: str) -> list[logging.Handler]:
+def _handlers(settings: Any, role: str, name: str) -> list[logging.Handler]:
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     folder = getattr(settings, "dir", None)
     if folder:
-        path = Path(folder).expanduser() / f"{role}.log"
+        path = Path(folder).expanduser() / f"{name}.log"
         path.parent.mkdir(parents=True, exist_ok=True)
         max_bytes = int(float(getattr(settings, "max_mb", 50.0)) * 1024 * 1024)
         handlers.append(logging.handlers.RotatingFileHandler(
@@ -76,8 +77,11 @@ def _handlers(settings: Any, role: str) -> list[logging.Handler]:
     return handlers
 
 
-def setup_logging(settings: Any, *, role: str) -> logging.Logger:
+def setup_logging(settings: Any, *, role: str, name: str | None = None) -> logging.Logger:
     """Configure logging for the ``role`` neuron from its ``LoggingSettings``; returns ``text3d.<role>``.
+
+    ``name`` names the log file in ``--logging.dir`` (the neurons pass their wallet name;
+    default: ``role``).
 
     Idempotent: a second call replaces the handlers of the first. A ``StreamHandler`` that
     someone else put on the root logger for stderr/stdout (``logging.basicConfig``) is
@@ -92,7 +96,7 @@ def setup_logging(settings: Any, *, role: str) -> logging.Logger:
             root.removeHandler(handler)
             if getattr(handler, _OURS, False):
                 handler.close()
-    for handler in _handlers(settings, role):
+    for handler in _handlers(settings, role, name or role):
         root.addHandler(handler)
     root.setLevel(logging.WARNING)  # other libraries: warnings and errors only
     for name in ("text3d", "bittensor"):

@@ -184,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         settings = load_settings("miner", argv)
-        setup_logging(settings.logging, role="miner")
+        setup_logging(settings.logging, role="miner", name=settings.wallet.name)
         chain = open_chain(settings.subtensor.network, settings.netuid, chain_endpoint=settings.subtensor.chain_endpoint,
                            devnet_db=settings.devnet.db)
         wallet = open_registered(settings.wallet.name, settings.wallet.hotkey, settings.wallet.path, chain)

@@ -397,7 +397,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         settings = load_settings("validator", argv)
-        setup_logging(settings.logging, role="validator")
+        setup_logging(settings.logging, role="validator", name=settings.wallet.name)
         config = settings.validator
         if config.state_path is None:
             config = config.model_copy(update={"state_path": settings.data_dir() / "validator_state.json"})
