@@ -14,8 +14,9 @@ options and context as plain data, so the same generator can be built in this pr
 in a generation server or in a Ray replica on another machine.
 
 Contract of every mesh a generator returns (what the miner encodes and validators score):
-a ``trimesh.Trimesh`` with triangle faces and per-vertex colours (``visual.vertex_colors``,
-uint8 RGBA), +Y up, front +Z, centred in the unit sphere (see ``generation.mesh``).
+a ``trimesh.Trimesh`` with triangle faces and colours -- per-vertex (``visual.vertex_colors``,
+uint8 RGBA) or a base-colour texture (kept in GLB, baked to vertex colours for Draco and
+PLY) -- +Y up, front +Z, centred in the unit sphere (see ``generation.mesh``).
 ``seeds`` are integers in [0, 2**32) (the wire's range); the same prompt, seed, settings
 and device give the same mesh. A generator need not be thread-safe: the callers run it
 on one worker thread. Errors are ``GenerationError`` (or any exception: it fails that

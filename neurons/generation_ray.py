@@ -20,7 +20,8 @@ Routing and health are Ray Serve's: a request goes to the less loaded of two rep
 pool passes each request's remaining time down (the replica's queue never starts what
 cannot finish), cancels it at its deadline, and retries on another replica when one dies
 mid-request or refuses (503) while time is left. The application keeps running when the
-miner exits, so a restart finds it warm; ``serve shutdown`` removes it.
+miner exits, so a restart finds it warm; ``serve.delete(app)`` (or ``serve shutdown -y``)
+removes it.
 """
 
 from __future__ import annotations

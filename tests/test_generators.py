@@ -7,12 +7,13 @@ backend is Shap-E, whose options are the ``--generation.*`` flags plus any
 ``[generation.backend_options]`` key of ``GenerationConfig``; sample and decode run apart
 and together give what ``generate`` gives; the procedural second backend answers the
 prompt's shape and colour words, deterministically per seed, with meshes the wire
-accepts; the settings of the pools (endpoints, Ray) and of the generation server parse
+accepts; the minimal backend of ``docs/generators.md`` works as printed; the settings of the pools (endpoints, Ray) and of the generation server parse
 and refuse with a sentence; the interface and the pool import neither torch nor bittensor.
 """
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,6 +32,7 @@ from neurons.settings import build_parser, load_settings
 from protocol.errors import ConfigError
 from protocol.mesh_codec import MeshFormat, decode_mesh, encode_mesh
 
+REPO = Path(__file__).resolve().parent.parent
 PRIMITIVES = "generation.primitives:PrimitiveGenerator"
 TINY_FLAGS = ["--models", "tiny", "--device", "cpu", "--generation.steps", "2", "--generation.grid_size", "16"]
 
@@ -212,3 +214,27 @@ def test_the_interface_and_the_pool_import_neither_torch_nor_bittensor(module):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "[]"
+
+
+# -- the documentation's minimal backend ----------------------------------------------------------------------
+
+
+def test_the_minimal_backend_of_the_docs_loads_by_its_path_and_crosses_the_wire(tmp_path, monkeypatch):
+    from neurons.miner import encode_for_wire
+
+    text = (REPO / "docs" / "generators.md").read_text()
+    code = text.split("## A minimal backend", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    package = tmp_path / "my_generators"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "spheres.py").write_text(code)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = GeneratorSpec("my_generators.spheres:SphereGenerator", {"subdivisions": 2})
+    generator = spec.build()
+    first, second = generator.generate(["a red chair", "a red chair"], [1, 2])
+    assert len(first.faces) == 320 and not np.array_equal(first.visual.vertex_colors, second.visual.vertex_colors)
+    payload, fmt = encode_for_wire(first, MeshFormat.DRACO)
+    assert len(decode_mesh(payload).faces) == 320
+    with pytest.raises(ConfigError, match=r"^--generation\.backend_options\.subdivisons is not an option of "
+                                          r"SphereGenerator \(its options: subdivisions\)\.$"):  # fmt: skip
+        GeneratorSpec("my_generators.spheres:SphereGenerator", {"subdivisons": 2}).check()
