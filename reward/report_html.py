@@ -46,6 +46,7 @@ table { border-collapse: collapse; width: 100%; table-layout: fixed; }
 th, td { border-bottom: 1px solid #e5e5e5; padding: 0.25em 0.45em; text-align: left; vertical-align: top; }
 th { background: #f6f6f6; font-weight: 600; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.total { font-weight: 700; }
 th { overflow-wrap: normal; }
 table.summary col.rank { width: 3.4em; } table.summary col.score { width: 4.6em; }
 table.summary col.comp { width: 5.6em; } table.summary col.colours { width: 8.5em; }
@@ -224,7 +225,7 @@ class HtmlReport:
             )
             rows.append(
                 f'<tr><td class="num">{rank}</td><td><a href="#{row.anchor}">{e(row.name)}</a></td>'
-                f'<td class="num"><b>{row.score:.3f}</b></td>{cells}<td>{e(row.colours or "-")}</td></tr>'
+                f'<td class="num total">{row.score:.3f}</td>{cells}<td>{e(row.colours or "-")}</td></tr>'
             )
         if not rows:
             rows.append(f'<tr><td colspan="{4 + len(components)}">no asset could be scored</td></tr>')
