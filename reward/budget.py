@@ -6,7 +6,7 @@ The renderer's cost grows with the pixels its triangles cover (rasterisation, sh
 triangle projected by every view of the rig, in units of the viewport,
 
     overdraw_v = sum_f min(area_px(f, v), W * H) / (W * H)        per view v
-    refused  <=> max_v overdraw_v > max_overdraw                  (protocol: 24)
+    refused  <=> max_v overdraw_v > max_overdraw                  (protocol: 8)
 
 computed on the mesh normalised exactly as the renderer normalises it. A closed honest
 mesh covers its silhouette about twice (front and back), so its overdraw is ~1-3; a

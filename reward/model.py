@@ -12,7 +12,8 @@ and writes the evidence. Per batch:
    (passed in, else drawn from the pool by (prompt, step seed)) and junk texts (cached);
 4. OCR on every view when an OCR engine is set (``reward.ocr``);
 5. captions for every asset in one captioner call under ONE deadline for the batch
-   (``caption_deadline_s``; past it: ``CaptionerUnavailable``), the caption guard
+   (``caption_deadline_s`` from the first caption call, shared by any re-scoring; past
+   it: ``CaptionerUnavailable``), the caption guard
    (``reward.caption_guard``) and one mpnet batch for the captions.
 
 Faults. A mesh the renderer or the budget rejects (``InvalidAssetError``) scores 0 with
@@ -66,6 +67,20 @@ class Renderer(Protocol):
         self, mesh: trimesh.Trimesh, n_views: int = 8, resolution: int = 512, rig: CameraRig | None = None
     ) -> list[Image.Image]:
         """``n_views`` RGB views under ``rig``; raises ``InvalidAssetError`` for a mesh that cannot be drawn."""
+
+
+class _Deadline:
+    """One caption deadline for a whole batch: it starts when the first caption call does
+    (rendering time does not eat into it) and is shared by the one-by-one re-scoring."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._end: float | None = None
+
+    def remaining(self) -> float:
+        if self._end is None:
+            self._end = time.monotonic() + self.seconds
+        return self._end - time.monotonic()
 
 
 class _Prepared:
@@ -210,7 +225,7 @@ class RewardModel:
         if len(refs) != len(prompts):
             raise ValueError("references must have one entry per mesh")
         rig = self.rig_for(step_seed, rig)
-        deadline = time.monotonic() + self.config.caption_deadline_s
+        deadline = _Deadline(self.config.caption_deadline_s)
         try:
             return self._score_meshes(list(meshes), list(prompts), refs, contrast, rig, deadline)
         except ValidatorFault:
@@ -246,7 +261,7 @@ class RewardModel:
                 item.images = list(v)
             prepared.append(item)
         contrast = self._contrast_lists(prompts, step_seed, distractors)
-        deadline = time.monotonic() + self.config.caption_deadline_s
+        deadline = _Deadline(self.config.caption_deadline_s)
         return self._score_prepared(prepared, list(prompts), refs, contrast, rig, deadline)
 
     # -- internals -----------------------------------------------------------------------
@@ -398,12 +413,13 @@ class RewardModel:
                                         captions, caption_sims, None if ocr is None else ocr[a], rig))
         return reports
 
-    def _caption(self, views: list[list[Image.Image]], prompts: list[str], deadline: float) -> list[list[str]]:
+    def _caption(self, views: list[list[Image.Image]], prompts: list[str], deadline: _Deadline) -> list[list[str]]:
         """All captions of the batch, or ``CaptionerUnavailable`` once ``deadline`` passes."""
-        remaining = deadline - time.monotonic()
+        remaining = deadline.remaining()
         n_views = sum(len(v) for v in views)
         if remaining <= 0:
-            raise CaptionerUnavailable(f"no time left in the batch's caption deadline for {n_views} views")
+            raise CaptionerUnavailable(f"captioner {self.captioner_name}: the batch deadline of "
+                                       f"{self.config.caption_deadline_s:g} s passed before {n_views} views were captioned")
         box: dict[str, Any] = {}
 
         def run() -> None:

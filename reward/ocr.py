@@ -76,8 +76,9 @@ def ocr_views(
 class RapidOcrEngine:
     """rapidocr-onnxruntime with its bundled models. Cheap to construct; models load on first use.
 
-    ``det_limit_side_len`` is the detector's input size: rapidocr's default (736 on the
-    short side) upsamples a 512 px view for no gain, so the view's own size is used.
+    ``det_limit_side_len`` caps the detector's input side: rapidocr's default (at least
+    736 on the short side) upsamples a 512 px view for no gain; here a view is only ever
+    scaled down, to 512 at most.
     Calls are serialised (one ONNX session set per engine).
     """
 
@@ -98,7 +99,7 @@ class RapidOcrEngine:
                     "rapidocr-onnxruntime is not installed; install the validator extras: pip install -e '.[validator]'"
                 ) from exc
             self._ocr = RapidOCR(
-                det_limit_side_len=self.det_limit_side_len, intra_op_num_threads=self.threads,
+                det_limit_side_len=self.det_limit_side_len, det_limit_type="max", intra_op_num_threads=self.threads,
                 inter_op_num_threads=self.threads, print_verbose=False,
             )
         return self._ocr

@@ -184,7 +184,7 @@ class DefenceSpec(BaseModel):
     min_thickness: float = Field(0.03, ge=0.0, le=1.0)  # reward.flatness: factor = min(1, t / this)
     fingerprint_max_distance: float = Field(0.05, gt=0.0)  # reward.fingerprint geometry distance
     fingerprint_view_max_distance: float = Field(0.02, gt=0.0)  # per-pixel RMS at 32 px, same rig
-    max_overdraw: float = Field(24.0, gt=0.0)  # reward.budget: projected area / viewport, worst view
+    max_overdraw: float = Field(8.0, gt=0.0)  # reward.budget: projected area / viewport, worst view
 
 
 class RewardWeights(BaseModel):

@@ -1,0 +1,154 @@
+"""Blame per asset and budgets inside RewardModel.score_batch.
+
+Attacks pinned (each fails before this change):
+- the overdraw mesh (1M large overlapping triangles, within every decoder limit) took
+  306 s to score; now the render budget refuses it before drawing, in well under a
+  second of estimate (asserted loosely: < 5 s on a shared 2-core machine), and the
+  honest asset beside it is scored;
+- one mesh that makes scoring raise anything but InvalidAssetError voided the whole
+  batch; now only that asset scores 0, with the exception in its reason;
+- a hung captioner (64 images took 49 s under a 1 s timeout): now the batch ends at its
+  one caption deadline with CaptionerUnavailable (a validator fault).
+"""
+
+import socket
+import threading
+import time
+
+import pytest
+
+from reward.caption import OpenAICaptioner, CaptionerConfig, StaticCaptioner
+from reward.clip import ClipScorer
+from reward.config import RewardConfig
+from reward.errors import CaptionerUnavailable, ResourceExhausted, ValidatorFault
+from reward.model import RewardModel
+from reward.render import get_renderer
+from reward.text import TextEmbedder
+from tests.attack_meshes import overdraw_mesh
+from tests.meshes import coloured_sphere, red_cube
+
+CONFIG = RewardConfig(n_views=4, resolution_px=64)
+
+
+def _clip(tiny_clip) -> ClipScorer:
+    return ClipScorer(tiny_clip.model, tiny_clip.preprocess, tiny_clip.tokenizer, model_name=tiny_clip.model_name,
+                      pretrained=tiny_clip.pretrained, device="cpu")
+
+
+def test_overdraw_mesh_is_refused_before_drawing_and_the_batch_finishes(tiny_clip):
+    attack, honest = overdraw_mesh(1_000_000), coloured_sphere(100_000)
+    model = RewardModel(_clip(tiny_clip), None, config=RewardConfig(n_views=8, resolution_px=512))
+    start = time.perf_counter()
+    bad, good = model.score_batch([attack, honest], ["a chair", "a chair"], step_seed=5)
+    elapsed = time.perf_counter() - start
+    assert not bad.is_valid and "render budget" in bad.invalid_reason
+    assert bad.defences["overdraw"] > 1000 and "render" not in bad.timings_s
+    assert bad.timings_s["budget"] < 5.0  # was 306 s of rendering; typically ~0.5 s
+    assert good.is_valid and good.defences["overdraw"] <= PROTOCOL_MAX and good.timings_s["render"] > 0
+    assert elapsed < 60
+
+
+PROTOCOL_MAX = CONFIG.max_overdraw
+
+
+class FailsOn:
+    """The real renderer, except that one mesh makes it raise ``error`` (a driver error, a bug)."""
+
+    def __init__(self, bad, error: BaseException) -> None:
+        self.bad, self.error, self.inner = bad, error, get_renderer()
+
+    def render(self, mesh, n_views=8, resolution=512, rig=None):
+        if mesh is self.bad:
+            raise self.error
+        return self.inner.render(mesh, n_views, resolution, rig)
+
+
+def test_an_asset_that_raises_scores_zero_and_the_others_are_scored(tiny_clip):
+    meshes = [red_cube(), coloured_sphere(2000, seed=1), coloured_sphere(2000, seed=2)]
+    alone = RewardModel(_clip(tiny_clip), None, config=CONFIG).score_batch(meshes[::2], ["a cube", "a blob"], step_seed=1)
+    model = RewardModel(_clip(tiny_clip), None, config=CONFIG, renderer=FailsOn(meshes[1], RuntimeError("GL error 1285")))
+    reports = model.score_batch(meshes, ["a cube", "a ball", "a blob"], step_seed=1)
+    assert [r.is_valid for r in reports] == [True, False, True]
+    assert "RuntimeError: GL error 1285" in reports[1].invalid_reason
+    assert [reports[0].score, reports[2].score] == [alone[0].score, alone[1].score]
+
+
+def test_every_asset_failing_is_our_fault_and_memory_is_ours(tiny_clip):
+    class Broken:
+        def render(self, mesh, n_views=8, resolution=512, rig=None):
+            raise RuntimeError("the renderer is broken")
+
+    model = RewardModel(_clip(tiny_clip), None, config=CONFIG, renderer=Broken())
+    with pytest.raises(ValidatorFault, match="every one of 2 assets"):
+        model.score_batch([red_cube(), red_cube()], ["a", "b"])
+    oom = RewardModel(_clip(tiny_clip), None, config=CONFIG, renderer=FailsOn(None, MemoryError()))
+    oom.renderer.bad = mesh = red_cube()
+    with pytest.raises(ResourceExhausted):
+        oom.score_batch([mesh], ["a cube"])
+
+
+class HungCaptioner:
+    name = "hung"
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def caption(self, images, prompt):
+        self.release.wait(60)
+        return ["too late"] * len(images)
+
+
+def test_a_hung_captioner_ends_the_batch_at_its_deadline(tiny_clip, mpnet):
+    captioner = HungCaptioner()
+    text = TextEmbedder(mpnet.model, model_id=mpnet.model_id)
+    model = RewardModel(_clip(tiny_clip), text, captioner, config=CONFIG.model_copy(update={"caption_deadline_s": 0.5}))
+    start = time.perf_counter()
+    with pytest.raises(CaptionerUnavailable, match="deadline of 0.5 s"):
+        model.score_batch([red_cube(), red_cube()], ["a cube", "a cube"])
+    assert time.perf_counter() - start < 10
+    captioner.release.set()
+
+
+def test_a_server_that_never_answers_ends_at_the_deadline_not_after_the_retries(tiny_clip, mpnet):
+    """The real OpenAI-compatible client against a socket that accepts and never replies:
+    its own budget is (retries + 1) x timeout per view wave; the batch deadline is shorter."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def hold():
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                pass
+
+    threading.Thread(target=hold, daemon=True).start()
+    port = listener.getsockname()[1]
+    captioner = OpenAICaptioner(CaptionerConfig(base_url=f"http://127.0.0.1:{port}", timeout_s=2.0, retries=3,
+                                                backoff_s=0.0))
+    text = TextEmbedder(mpnet.model, model_id=mpnet.model_id)
+    model = RewardModel(_clip(tiny_clip), text, captioner, config=CONFIG.model_copy(update={"caption_deadline_s": 1.0}))
+    try:
+        start = time.perf_counter()
+        with pytest.raises(CaptionerUnavailable):
+            model.score_batch([red_cube()] * 4, ["a cube"] * 4)
+        assert time.perf_counter() - start < 6  # the client alone would take >= 8 s
+    finally:
+        stop.set()
+        captioner.close()
+        for conn in held:
+            conn.close()
+        listener.close()
+
+
+def test_timings_are_reported_per_asset(tiny_clip, mpnet):
+    text = TextEmbedder(mpnet.model, model_id=mpnet.model_id)
+    model = RewardModel(_clip(tiny_clip), text, StaticCaptioner(), config=CONFIG)
+    report = model.score(coloured_sphere(2000), "a blob", step_seed=3)
+    assert {"budget", "render", "flatness", "fingerprint", "clip", "captions", "text"} <= set(report.timings_s)
+    assert all(v >= 0 for v in report.timings_s.values())
+    assert report.rig["view_elevations_deg"] and report.protocol_digest
