@@ -207,7 +207,7 @@ class HtmlReport:
             f'<p class="meta" id="models">models: {models}; captioner: {e(str(first.captioner or "none (CLIP only)"))}; '
             f"metric {e(first.metric)}, aggregation {e(first.aggregation)}</p>"
         )
-        if getattr(first, "distractors", None):
+        if first.distractors:
             lines.append('<p class="meta">contrast prompts: ' + "; ".join(f"<q>{e(d)}</q>" for d in first.distractors)
                          + "</p>")
         return "\n".join(lines)
@@ -257,15 +257,15 @@ def _article(name: str, report: RewardReport, image_paths: list[str], anchor: st
         src = image_paths[view.index] if view.index < len(image_paths) else None
         img = f'<img src="{e(src)}" alt="view {view.index}" loading="lazy">' if src else ""
         extra = ""
-        if getattr(view, "ocr_rejected", False):  # (fields of the defended formula; absent in older reports)
-            extra += f'<br><span class="rejected">OCR read <q>{e(str(getattr(view, "ocr_text", "") or ""))}</q>: counts 0</span>'
+        if view.ocr_rejected:
+            extra += f'<br><span class="rejected">OCR read <q>{e(view.ocr_text or "")}</q>: counts 0</span>'
         if view.rejected:
             extra += f"<br>junk: <q>{e(view.best_reject)}</q> {view.best_reject_similarity:.3f}"
         if view.caption is not None:
             similarity = "" if view.caption_similarity is None else f" ({view.caption_similarity:.3f})"
             extra += f"<br>caption: <q>{e(view.caption)}</q>{similarity}"
-            if getattr(view, "caption_flag", None):
-                extra += f'<br><span class="rejected">caption not counted: {e(str(view.caption_flag))}</span>'
+            if view.caption_flag:
+                extra += f'<br><span class="rejected">caption not counted: {e(view.caption_flag)}</span>'
         lines.append(
             f"<figure>{img}<figcaption>view {view.index}: CLIP {view.clip_similarity:.3f}, "
             f"p {view.clip_probability:.3f}{extra}</figcaption></figure>"
