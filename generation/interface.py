@@ -118,7 +118,8 @@ def load_backend(path: str) -> type:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name == module_name or module_name.startswith(f"{exc.name}."):  # it, not something it imports
-            raise ConfigError(f"{BACKEND_FLAG} {path!r}: no module named {module_name!r} on this Python path.") from None
+            missing = f"{BACKEND_FLAG} {path!r}: no module named {module_name!r} on this Python path."
+            raise ConfigError(missing) from None
         raise ConfigError(f"{BACKEND_FLAG} {path!r}: importing it failed: {exc}.") from None
     target: Any = module
     for part in attribute.split("."):

@@ -128,6 +128,7 @@ class _Unavailable(Exception):
 
 
 _LATE = object()  # the deadline passed: nobody can answer in time any more
+_TOKEN_REFUSED = "it refused our token: set the same --generation.token as its --server.token"
 
 
 class EndpointPool:
@@ -224,7 +225,7 @@ class EndpointPool:
             return False
         endpoint.misses = 0
         if response.status_code == 401:
-            await self._mark(endpoint, False, "it refused our token: set the same --generation.token as its --server.token")
+            await self._mark(endpoint, False, _TOKEN_REFUSED)
             return False
         if response.status_code != 200:
             await self._mark(endpoint, False, str(data.get("detail", f"/ready answered {response.status_code}"))[:200])
@@ -335,7 +336,7 @@ class EndpointPool:
         if status in (429, 503):
             return _Unavailable(detail)  # busy or cannot finish in time: another endpoint may
         if status == 401:
-            await self._mark(endpoint, False, "it refused our token: set the same --generation.token as its --server.token")
+            await self._mark(endpoint, False, _TOKEN_REFUSED)
             return _Unavailable(detail)
         return GenerationError(f"{endpoint.url} answered {status}: {detail}")
 

@@ -123,14 +123,16 @@ class RayPool:
         replicas = generation.ray_replicas
         if replicas == 0:
             if generation.ray_num_gpus == 0:
-                raise ConfigError("--generation.ray_replicas 0 means one replica per GPU, but --generation.ray_num_gpus "
-                                  "is 0: say how many CPU replicas with --generation.ray_replicas.")  # fmt: skip
+                raise ConfigError("--generation.ray_replicas 0 means one replica per GPU, but "
+                                  "--generation.ray_num_gpus is 0: say how many CPU replicas with "
+                                  "--generation.ray_replicas.")  # fmt: skip
             replicas = int(gpus // generation.ray_num_gpus)
             if replicas == 0:
                 raise ConfigError(f"the Ray cluster at {generation.ray_address} has no GPU: add GPU nodes, or run CPU "
                                   "replicas with --generation.ray_num_gpus 0 --generation.ray_replicas N.")  # fmt: skip
-        server = {"format": miner.format, "max_batch_size": miner.max_batch_size, "batch_window_s": miner.batch_window_s,
-                  "max_queue": miner.max_queue, "max_timeout_s": miner.max_timeout_s}  # fmt: skip
+        server = {"format": miner.format, "max_batch_size": miner.max_batch_size,
+                  "batch_window_s": miner.batch_window_s, "max_queue": miner.max_queue,
+                  "max_timeout_s": miner.max_timeout_s}  # fmt: skip
         return cls(generation.ray_address, spec, server, replicas=replicas, num_gpus=generation.ray_num_gpus,
                    num_cpus=generation.ray_num_cpus, app_name=generation.ray_app,
                    max_ongoing_requests=generation.endpoint_concurrency or miner.max_batch_size)  # fmt: skip

@@ -323,7 +323,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not is_loopback(server.ip) and not server.token:
             raise ConfigError(
                 f"--server.ip {server.ip} is not a loopback address: set a shared token (TEXT3D_SERVER__TOKEN, or "
-                "token in the [server] table of --config) and the same generation token on the miner, or bind 127.0.0.1."
+                "token in the [server] table of --config) and the same generation token on the miner, or bind "
+                "127.0.0.1."
             )
         spec = settings.generation.spec(models=settings.models, device=settings.resolved_device(),
                                         max_batch_size=server.max_batch_size)  # fmt: skip

@@ -149,7 +149,8 @@ class GenerationSettings(Section):
     )
     token: str | None = Field(None, description="Shared token sent to the generation servers (X-Text3d-Token).")
     endpoint_concurrency: int = Field(
-        0, ge=0, le=1024, description="Requests in flight per generation server or Ray replica (0: --miner.max_batch_size)."
+        0, ge=0, le=1024,
+        description="Requests in flight per generation server or Ray replica (0: --miner.max_batch_size).",
     )
     health_interval_s: float = Field(2.0, gt=0.0, le=60.0, description="Seconds between health checks of the pool.")
     ray_address: str | None = Field(

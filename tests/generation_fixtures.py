@@ -79,9 +79,12 @@ def bound_socket(port: int = 0) -> socket.socket:
 
 
 @contextlib.contextmanager
-def served_generation_server(generator: Any = None, *, token: str | None = None, sock: socket.socket | None = None,
-                             ready: bool = True, **options: Any) -> Iterator[tuple[ServedApp, GenerationService, CountingApp]]:  # fmt: skip
-    service = GenerationService(token=token, worker=make_worker(generator or TimedGenerator(), **options) if ready else None)
+def served_generation_server(
+    generator: Any = None, *, token: str | None = None, sock: socket.socket | None = None, ready: bool = True,
+    **options: Any,
+) -> Iterator[tuple[ServedApp, GenerationService, CountingApp]]:
+    worker = make_worker(generator or TimedGenerator(), **options) if ready else None
+    service = GenerationService(token=token, worker=worker)
     counting = CountingApp(create_app(service))
     served = ServedApp(counting)
     if sock is not None:

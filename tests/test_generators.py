@@ -7,7 +7,8 @@ backend is Shap-E, whose options are the ``--generation.*`` flags plus any
 ``[generation.backend_options]`` key of ``GenerationConfig``; sample and decode run apart
 and together give what ``generate`` gives; the procedural second backend answers the
 prompt's shape and colour words, deterministically per seed, with meshes the wire
-accepts; the minimal backend of ``docs/generators.md`` works as printed; the settings of the pools (endpoints, Ray) and of the generation server parse
+accepts; the minimal backend of ``docs/generators.md`` works as printed; the settings
+of the pools (endpoints, Ray) and of the generation server parse
 and refuse with a sentence; the interface and the pool import neither torch nor bittensor.
 """
 
@@ -187,8 +188,9 @@ def test_endpoints_are_urls_and_one_pool_at_a_time():
     settings = load_settings("miner", ["--generation.endpoints", " http://10.0.0.2:8093/, http://[::1]:8094"])
     assert settings.generation.endpoint_urls == ("http://10.0.0.2:8093", "http://[::1]:8094")
     assert load_settings("miner", []).generation.endpoint_urls == ()
-    for value, says in [("10.0.0.2:8093", "is not http://HOST:PORT"), ("http://a:1/generate", "is not http://HOST:PORT"),
-                        ("http://a:1,http://a:1", "listed twice")]:  # fmt: skip
+    cases = [("10.0.0.2:8093", "is not http://HOST:PORT"), ("http://a:1/generate", "is not http://HOST:PORT"),
+             ("http://a:1,http://a:1", "listed twice")]
+    for value, says in cases:
         with pytest.raises(ConfigError) as caught:
             load_settings("miner", ["--generation.endpoints", value])
         assert str(caught.value).startswith(f"--generation.endpoints {value}: ") and says in str(caught.value)

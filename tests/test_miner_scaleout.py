@@ -76,7 +76,8 @@ def test_a_second_backend_by_import_path_answers_through_the_same_miner(tmp_path
     with ProcessGroup(subnet.logs_dir, cwd=REPO_ROOT, env=child_env()) as group:
         group.start("miner", subnet.miner_argv("miner", port, extra=["--config", str(config)]))
         wait_until(lambda: subnet.serving(["miner"]), timeout_s=180, what="the miner serving", check=group.check_alive)
-        cube, ball, chair, cube_again = ask(subnet, "miner", port, ["a red cube", "a blue ball", "a chair", "a red cube"])
+        prompts = ["a red cube", "a blue ball", "a chair", "a red cube"]
+        cube, ball, chair, cube_again = ask(subnet, "miner", port, prompts)
     for answer in (cube, ball, chair):
         assert answer.status == "ok", answer.detail
     cube_mesh, ball_mesh, chair_mesh = (decode_mesh(a.body) for a in (cube, ball, chair))
