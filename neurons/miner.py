@@ -30,6 +30,7 @@ if __package__ in (None, ""):  # `python neurons/miner.py`: make the repo import
 from neurons.caller_policy import CallerPolicy
 from neurons.generation_pool import InProcessPool, build_pool
 from neurons.generation_queue import GenerationQueue
+from neurons.autoupdate import start_autoupdate
 from neurons.logs import setup_logging
 from neurons.miner_app import MinerService, create_app
 from neurons.settings import Settings, load_settings
@@ -185,6 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings("miner", argv)
         setup_logging(settings.logging, role="miner", name=settings.wallet.name)
+        start_autoupdate(settings.autoupdate)  # off unless --autoupdate
         chain = open_chain(settings.subtensor.network, settings.netuid, chain_endpoint=settings.subtensor.chain_endpoint,
                            devnet_db=settings.devnet.db)
         wallet = open_registered(settings.wallet.name, settings.wallet.hotkey, settings.wallet.path, chain)

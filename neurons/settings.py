@@ -11,7 +11,8 @@
     ├── miner       MinerSettings     --miner.*
     ├── validator   ValidatorSettings --validator.*
     ├── reward      RewardConfig      --reward.n_views  --reward.resolution_px  --reward.metric ...
-    └── captioner   CaptionerSettings --captioner URL|none  --captioner.timeout_s ...
+    ├── captioner   CaptionerSettings --captioner URL|none  --captioner.timeout_s ...
+    └── autoupdate  AutoUpdateSettings --autoupdate  --autoupdate.interval_s   (off by default)
 
 Values come from, highest first: command-line flags, environment variables
 (``TEXT3D_NETUID``, ``TEXT3D_MINER__MAX_BATCH_SIZE``: prefix ``TEXT3D_``, sections joined
@@ -60,6 +61,7 @@ __all__ = [
     "MinerSettings",
     "ValidatorSettings",
     "CaptionerSettings",
+    "AutoUpdateSettings",
     "Settings",
     "ROLE_SECTIONS",
     "build_parser",
@@ -274,6 +276,16 @@ class ValidatorSettings(Section):
     )
 
 
+class AutoUpdateSettings(Section):
+    """``neurons.autoupdate``: pull, reinstall and restart when the upstream's spec_version changes."""
+
+    enabled: bool = Field(
+        False, json_schema_extra=_flag("--autoupdate"),
+        description="Pull, reinstall and restart when the checkout's upstream has a new spec_version.",
+    )
+    interval_s: float = Field(900.0, ge=30.0, le=86400.0, description="Seconds between update checks.")
+
+
 class CaptionerSettings(CaptionerConfig):
     """``CaptionerConfig`` with ``base_url`` as the validator's ``--captioner URL|none`` flag."""
 
@@ -348,6 +360,7 @@ class Settings(BaseSettings):
     validator: ValidatorSettings = ValidatorSettings()
     reward: RewardConfig = RewardConfig()
     captioner: CaptionerSettings = CaptionerSettings()
+    autoupdate: AutoUpdateSettings = AutoUpdateSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -398,8 +411,8 @@ class Settings(BaseSettings):
 
 
 ROLE_SECTIONS: dict[str, tuple[str, ...]] = {
-    "miner": ("wallet", "subtensor", "devnet", "axon", "logging", "generation", "miner"),
-    "validator": ("wallet", "subtensor", "devnet", "logging", "validator", "reward", "captioner"),
+    "miner": ("wallet", "subtensor", "devnet", "axon", "logging", "generation", "miner", "autoupdate"),
+    "validator": ("wallet", "subtensor", "devnet", "logging", "validator", "reward", "captioner", "autoupdate"),
     "generation-server": ("logging", "generation", "server"),
 }
 _TOP_LEVEL = ("netuid", "models", "device")

@@ -35,6 +35,7 @@ from typing import Any, Callable, Sequence
 if __package__ in (None, ""):  # `python neurons/validator.py`: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from neurons.autoupdate import start_autoupdate
 from neurons.logs import setup_logging
 from neurons.miner_client import MinerAnswer, MinerClient, Target
 from neurons.prompts import PromptSampler, Task, load_prompts
@@ -398,6 +399,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings("validator", argv)
         setup_logging(settings.logging, role="validator", name=settings.wallet.name)
+        start_autoupdate(settings.autoupdate)  # off unless --autoupdate
         config = settings.validator
         if config.state_path is None:
             config = config.model_copy(update={"state_path": settings.data_dir() / "validator_state.json"})
