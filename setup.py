@@ -40,6 +40,8 @@ VALIDATOR = [
     "transformers==5.24.0",
     "moderngl==5.13.0",
     "gguf==0.19.0",
+    "lxml==6.1.3",  # trimesh's 3MF and COLLADA (.dae) loaders for `text3d score`
+    "pycollada==0.9.3",
 ]
 PYRENDER = ["pyrender-maintained", "PyOpenGL>=3.1.7"]
 # A miner's generation on a Ray cluster (--generation.ray_address); adds packages beside the
