@@ -1,16 +1,34 @@
-"""The shipped prompt set is large, varied and clean; tasks are reproducible given the rng.
+"""Prompts a lookup table cannot serve: the shipped list mixed with prompts composed from
+shipped word lists (exactly 194,639,018 distinct ones), optional LLM prompts with the
+composed source as fallback, distractors from the same source; all deterministic from a seed.
 
-Pinned rules: at least 1,000 unique prompts; no blanks or stray whitespace; varied
-(many distinct nouns, not one template); a seeded ``random.Random`` reproduces the task
-stream and seeds fit the wire request's uint32 field.
+Before this change the 1,260 shipped prompts were the whole task space (answers could be
+precomputed and served from a table): ``ComposedPrompts`` did not exist.
 """
 
+import json
 import random
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from neurons.prompts import DEFAULT_PROMPTS_PATH, PromptSampler, load_prompts
+from neurons.prompts import (
+    DEFAULT_PROMPTS_PATH,
+    SLOTS,
+    ComposedPrompts,
+    LLMPrompts,
+    MixedPrompts,
+    PromptSampler,
+    ShippedPrompts,
+    load_prompts,
+    load_words,
+    prompt_for_seed,
+)
 from protocol.wire import MAX_SEED
+
+EXPECTED_SIZE = 322 * 17 * 31 * 31 * 37  # objects x (styles + 1) x (colours + 1) x (materials + 1) x (attributes + 1)
 
 
 def test_shipped_set_has_at_least_1000_unique_prompts():
@@ -19,13 +37,6 @@ def test_shipped_set_has_at_least_1000_unique_prompts():
     assert len(set(lines)) == len(lines)
     assert all(line == line.strip() and 3 <= len(line) <= 200 for line in lines)
     assert load_prompts() == lines
-
-
-def test_shipped_set_is_varied():
-    prompts = load_prompts()
-    last_words = {p.split()[-1] for p in prompts}
-    assert len(last_words) >= 150
-    assert len({p.split()[1] for p in prompts}) >= 50
 
 
 def test_load_skips_comments_blanks_and_duplicates(tmp_path):
@@ -37,12 +48,120 @@ def test_load_skips_comments_blanks_and_duplicates(tmp_path):
         load_prompts(tmp_path / "empty.txt")
 
 
-def test_seeded_sampler_is_reproducible_and_seeds_fit_the_wire():
+def test_composed_source_counts_exactly_194639018_distinct_prompts():
+    composed = ComposedPrompts()
+    sizes = {name: len(load_words(name)) for name in SLOTS}
+    assert sizes == {"styles": 16, "colours": 30, "materials": 30, "objects": 322, "attributes": 36}
+    assert composed.size == EXPECTED_SIZE == 194_639_018
+    # Exactly that many distinct strings: no word is in two lists (the constructor refuses
+    # such lists), so every prompt parses back to its one combination -- prompt_at is
+    # injective. Checked on the corners of the index space and 5,000 random indices.
+    rng = random.Random(0)
+    indices = [0, 1, composed.size - 1] + [rng.randrange(composed.size) for _ in range(5000)]
+    prompts = [composed.prompt_at(i) for i in indices]
+    assert len(set(prompts)) == len(set(indices))
+    for prompt in prompts:
+        assert composed.compose(composed.parse(prompt)) == prompt
+    with pytest.raises(IndexError):
+        composed.prompt_at(composed.size)
+
+
+def test_composed_source_enumerates_a_small_product_exhaustively():
+    words = {"styles": ["toy"], "colours": ["red", "navy blue"], "materials": ["glass"],
+             "objects": ["owl", "teddy bear", "umbrella"], "attributes": ["with a lid"]}
+    small = ComposedPrompts(words)
+    everything = {small.prompt_at(i) for i in range(small.size)}
+    assert small.size == 3 * 2 * 3 * 2 * 2 == len(everything)
+    assert "an umbrella" in everything and "a toy navy blue glass teddy bear with a lid" in everything
+    assert "an owl" in everything and "a red owl" in everything
+
+
+def test_ambiguous_word_lists_are_refused():
+    words = {"styles": [], "colours": ["orange"], "materials": [], "objects": ["orange", "cup"], "attributes": []}
+    with pytest.raises(ValueError, match="'orange' is in both"):
+        ComposedPrompts(words)
+
+
+def test_draws_are_deterministic_from_a_seed_and_varied():
+    source = MixedPrompts()
+    assert prompt_for_seed(source, 42) == prompt_for_seed(MixedPrompts(), 42)
+    draws = [prompt_for_seed(source, s) for s in range(400)]
+    assert len(set(draws)) > 380
+    shipped = set(load_prompts())
+    from_list = sum(d in shipped for d in draws)
+    assert 40 < from_list < 130  # about 20 % from the shipped list
+    composed = ComposedPrompts()
+    for d in draws:
+        if d not in shipped:
+            composed.parse(d)
+
+
+def test_sampler_is_reproducible_and_seeds_fit_the_wire():
     prompts = load_prompts()
-    first = [PromptSampler(prompts, random.Random(5)).draw() for _ in range(1)]
-    sampler_a, sampler_b = PromptSampler(prompts, random.Random(5)), PromptSampler(prompts, random.Random(5))
-    tasks = [sampler_a.draw() for _ in range(50)]
-    assert tasks == [sampler_b.draw() for _ in range(50)]
-    assert tasks[0] == first[0]
-    assert all(0 <= t.seed <= MAX_SEED for t in tasks)
-    assert len({t.prompt for t in tasks}) > 40
+    a, b = PromptSampler(prompts, random.Random(5)), PromptSampler(prompts, random.Random(5))
+    tasks = [a.draw() for _ in range(50)]
+    assert tasks == [b.draw() for _ in range(50)]
+    assert all(0 <= t.seed <= MAX_SEED for t in tasks) and len({t.prompt for t in tasks}) > 40
+    mixed = PromptSampler(MixedPrompts(), random.Random(5))
+    again = PromptSampler(MixedPrompts(), random.Random(5))
+    assert [mixed.draw() for _ in range(5)] == [again.draw() for _ in range(5)]
+    assert mixed.prompts == [] and a.prompts == prompts
+
+
+def test_distractors_come_from_the_same_source_by_prompt_and_step_seed():
+    source = MixedPrompts()
+    d = source.distractors("a red wooden chair", 77, 15)
+    assert d == MixedPrompts().distractors("a red wooden chair", 77, 15)
+    assert d != source.distractors("a red wooden chair", 78, 15)
+    assert len(set(d)) == 15 and "a red wooden chair" not in d
+    assert len(ShippedPrompts(["a", "b", "c"]).distractors("a", 1, 15)) == 2  # a small source runs out
+
+
+class _Chat(BaseHTTPRequestHandler):
+    answers: list = []
+
+    def do_POST(self):  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        answer = self.answers.pop(0) if self.answers else "a small brass owl with green glass eyes"
+        if answer == "sleep":
+            time.sleep(1.5)
+            answer = "too late"
+        if answer == "500":
+            self.send_response(500)
+            self.end_headers()
+            return
+        data = json.dumps({"choices": [{"message": {"content": answer}}], "seed": body["seed"]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture()
+def chat_server():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Chat)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_llm_prompts_with_the_composed_source_as_fallback(chat_server):
+    url = f"http://127.0.0.1:{chat_server.server_address[1]}/v1"
+    _Chat.answers = ["A small brass owl with green glass eyes.", "500", "sleep",
+                     "Sure! Here is a prompt:\n1. a chair\n2. a table", "x" * 300]
+    source = LLMPrompts(url, timeout_s=0.5)
+    draws = [source.draw(random.Random(i)) for i in range(5)]
+    assert draws[0] == "a small brass owl with green glass eyes"
+    composed = ComposedPrompts()
+    for d in draws[1:]:  # HTTP 500, a timeout, several lines, junk: the composed prompt of that draw
+        composed.parse(d)
+    assert source.answers == 1 and source.failures == 4
+    assert draws[1] == ComposedPrompts().draw(random.Random(1))  # the fallback is deterministic
+    down = LLMPrompts("http://127.0.0.1:9", timeout_s=0.2)
+    composed.parse(down.draw(random.Random(3)))
+    assert down.distractors("an owl", 5, 3) == ComposedPrompts().distractors("an owl", 5, 3)
