@@ -33,6 +33,7 @@ from typing import Any, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.requests import ClientDisconnect
 
 from neurons.caller_policy import CallerPolicy, check_caller
 from neurons.generation_queue import GenerationQueue, Overloaded
@@ -121,7 +122,11 @@ class MinerService:
             response = await self._generate(task, caller=caller, stake=stake, nonce_ns=nonce_ns)
         except _Refusal as refusal:
             self.refused += 1
-            headers = {"Retry-After": str(int(math.ceil(refusal.retry_after_s)))} if refusal.retry_after_s else None
+            # Connection: close -- uvicorn would otherwise drain (read and discard) a refused body to its
+            # declared end, e.g. 200 MB, or forever from a stranger who keeps sending.
+            headers = {"Connection": "close"}
+            if refusal.retry_after_s:
+                headers["Retry-After"] = str(int(math.ceil(refusal.retry_after_s)))
             log.info(
                 "request from %s prompt %s: %d %s (%.2fs)", caller[:12], prompt_tag, refusal.status, refusal.detail,
                 self.clock() - started,
@@ -160,10 +165,13 @@ class MinerService:
         if request.headers.get("content-encoding", "identity").lower() != "identity":
             raise _Refusal(415, "compressed request bodies are not accepted")
         body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_REQUEST_BYTES:
-                raise _Refusal(413, f"request body over {MAX_REQUEST_BYTES} bytes")
+        try:
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > MAX_REQUEST_BYTES:
+                    raise _Refusal(413, f"request body over {MAX_REQUEST_BYTES} bytes")
+        except ClientDisconnect:  # the caller hung up mid-body: nobody to answer, nothing to log a traceback for
+            raise _Refusal(400, "the caller disconnected before its body arrived") from None
         return bytes(body)
 
     def _verify(self, request: Request, body: bytes) -> None:

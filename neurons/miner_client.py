@@ -140,7 +140,9 @@ class MinerClient:
                 answer.detail = f"no complete answer within {timeout_s:g}s ({answer.bytes_received} bytes received)"
                 answer.body = b""
             except httpx.HTTPError as exc:
-                answer.status = "no_response"
+                # h11 refused what the miner sent (e.g. a multi-MB header line): the miner spoke broken
+                # HTTP, so it is "malformed", not a transport failure that could mean our network is down
+                answer.status = "malformed" if _h11_refused(exc) else "no_response"
                 answer.detail = f"{type(exc).__name__}: {str(exc)[:200] or 'connection failed'}"
                 answer.body = b""
             answer.elapsed_s = self._clock() - started
@@ -183,6 +185,18 @@ class MinerClient:
                 return
             answer.status = "ok"
             answer.body = bytes(buffer)
+
+
+def _h11_refused(exc: BaseException) -> bool:
+    """True when the cause chain holds h11's ``RemoteProtocolError`` (the peer's bytes are not HTTP)."""
+    import h11
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, h11.RemoteProtocolError):
+            return True
+        seen = seen.__cause__ or seen.__context__  # httpcore keeps h11's error as the context only
+    return False
 
 
 def _short(text: str) -> str:
