@@ -21,6 +21,7 @@ Run as ``text3d validator ...``, ``python -m neurons.validator ...`` or ``python
 """
 
 import asyncio
+import gc
 import logging
 import random
 import signal
@@ -272,6 +273,7 @@ class Validator:
                         continue
                     outcome.score = float(report.score)
         del to_score
+        gc.collect()  # decoded meshes sit in reference cycles: free them now, not at some later collection
         timing["render_score_s"] = self._clock() - mark
 
         if fault is None:
