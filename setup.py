@@ -40,6 +40,7 @@ VALIDATOR = [
     "transformers==5.24.0",
     "moderngl==5.13.0",
     "gguf==0.19.0",
+    "rapidocr-onnxruntime==1.4.4",  # OCR on the views (bundled PP-OCRv4 ONNX models; offline)
     "lxml==6.1.3",  # trimesh's 3MF and COLLADA (.dae) loaders for `text3d score`
     "pycollada==0.9.3",
 ]
