@@ -7,6 +7,7 @@ when their modules are imported, so ``from reward import RewardConfig`` stays ch
 from reward.config import RewardConfig, RewardWeights
 from reward.errors import CaptionerUnavailable, InvalidAssetError, ModelUnavailable, ValidatorFault
 from reward.report import RewardReport, ViewReport
+from reward.scoring_protocol import PROTOCOL, ScoringProtocol, check_protocol
 
 __all__ = [
     "RewardConfig",
@@ -17,4 +18,7 @@ __all__ = [
     "ValidatorFault",
     "CaptionerUnavailable",
     "ModelUnavailable",
+    "PROTOCOL",
+    "ScoringProtocol",
+    "check_protocol",
 ]
