@@ -182,6 +182,7 @@ def perspective(fov_y_deg: float, aspect: float, near: float, far: float) -> np.
 
 
 def _rig_constants(spec: Any) -> dict[str, Any]:
+    spec = spec.camera
     return {
         "fov_deg": float(spec.fov_deg), "distance": float(spec.distance),
         "background_rgb": tuple(int(c) for c in spec.background_rgb),
@@ -195,7 +196,8 @@ def canonical_rig(spec: Any) -> CameraRig:
     """The public rig of a ``RigSpec`` (or a ``ScoringProtocol``): evenly spaced azimuths
     from 0 at ``canonical_elevation_deg``. Used when no step seed is given."""
     spec = getattr(spec, "rig", spec)
-    return CameraRig(elevation_deg=float(spec.canonical_elevation_deg), azimuth_start_deg=0.0, **_rig_constants(spec))
+    return CameraRig(elevation_deg=float(spec.camera.canonical_elevation_deg), azimuth_start_deg=0.0,
+                     **_rig_constants(spec))
 
 
 def step_rng(step_seed: int, purpose: str) -> np.random.Generator:
@@ -212,7 +214,7 @@ def draw_secret_rig(spec: Any, rng_or_seed: "int | np.random.Generator") -> Came
     Views ``0 .. n_ring-1``: a ring of ``n_ring = n_views - n_secret_views`` azimuths spaced
     ``360 / n_ring`` apart and turned by one offset drawn from ``azimuth_offset_range_deg``;
     each ring view has its own elevation drawn from ``elevation_range_deg``. Then
-    ``n_secret_views`` views a miner cannot predict: each picks one of
+    ``n_secret_views`` views a miner cannot predict: each picks one of the camera's
     ``secret_elevation_bands_deg`` (below / above) uniformly, an elevation in it and an
     azimuth in [0, 360). Angles are rounded to 1e-6 degree so the rig's JSON is exact.
 
@@ -221,17 +223,18 @@ def draw_secret_rig(spec: Any, rng_or_seed: "int | np.random.Generator") -> Came
     """
     spec = getattr(spec, "rig", spec)
     rng = rng_or_seed if isinstance(rng_or_seed, np.random.Generator) else step_rng(int(rng_or_seed), "rig")
+    camera = spec.camera
     n_ring = spec.n_views - spec.n_secret_views
-    offset = float(rng.uniform(*spec.azimuth_offset_range_deg))
+    offset = float(rng.uniform(*camera.azimuth_offset_range_deg))
     azimuths = [(offset + 360.0 * i / n_ring) % 360.0 for i in range(n_ring)]
-    elevations = [float(rng.uniform(*spec.elevation_range_deg)) for _ in range(n_ring)]
-    bands = list(spec.secret_elevation_bands_deg)
+    elevations = [float(rng.uniform(*camera.elevation_range_deg)) for _ in range(n_ring)]
+    bands = list(camera.secret_elevation_bands_deg)
     for _ in range(spec.n_secret_views):
         low, high = bands[int(rng.integers(len(bands)))]
         elevations.append(float(rng.uniform(low, high)))
         azimuths.append(float(rng.uniform(0.0, 360.0)))
     return CameraRig(
-        elevation_deg=float(spec.canonical_elevation_deg),
+        elevation_deg=float(camera.canonical_elevation_deg),
         view_azimuths_deg=tuple(round(a, 6) % 360.0 for a in azimuths),
         view_elevations_deg=tuple(round(e, 6) for e in elevations),
         **_rig_constants(spec),

@@ -5,8 +5,9 @@ comes from the pinned ``reward.scoring_protocol.PROTOCOL`` (the one place the nu
 written), validators that must agree share one config, and ``to_protocol()`` turns a
 config back into the protocol it scores with, for ``check_protocol`` and the reports.
 
-``RewardConfig(n_views=4, resolution_px=64)`` still works: the two rig sizes are read
-and written through ``rig`` (a ``RigSpec``).
+The rig is three flat fields (``n_views``, ``resolution_px``, ``n_secret_views``: one flag
+each) and the nested ``camera`` (a ``CameraSpec``: angles, field of view, lighting);
+``rig`` puts them together as the protocol's ``RigSpec``.
 """
 
 from typing import Any, Literal, get_args
@@ -15,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from reward.scoring_protocol import (
     PROTOCOL,
+    CameraSpec,
     CaptionSpec,
     ClipSpec,
     DefenceSpec,
@@ -46,7 +48,10 @@ class RewardConfig(BaseModel):
     clip_pretrained: str = _P.models.clip_pretrained
     text_model: str = _P.models.text_model
 
-    rig: RigSpec = _P.rig
+    n_views: int = Field(_P.rig.n_views, ge=1, le=64)
+    resolution_px: int = Field(_P.rig.resolution_px, ge=32, le=2048)
+    n_secret_views: int = Field(_P.rig.n_secret_views, ge=0)  # at most n_views - 1 (lowered for tiny rigs)
+    camera: CameraSpec = _P.rig.camera
 
     metric: Metric = _P.metric
     aggregation: Aggregation = _P.aggregation
@@ -76,18 +81,12 @@ class RewardConfig(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _rig_sizes(cls, data: Any) -> Any:
-        """Accept the flat ``n_views`` / ``resolution_px`` of earlier releases."""
-        if isinstance(data, dict) and ("n_views" in data or "resolution_px" in data):
-            data = dict(data)
-            rig = data.get("rig", PROTOCOL.rig)
-            rig = rig.model_dump() if isinstance(rig, RigSpec) else dict(rig)
-            for key in ("n_views", "resolution_px"):
-                if key in data:
-                    rig[key] = data.pop(key)
-            if rig.get("n_secret_views", 0) >= rig.get("n_views", 1):  # a tiny test rig keeps one ring view
-                rig["n_secret_views"] = max(0, rig["n_views"] - 1)
-            data["rig"] = rig
+    def _tiny_rigs(cls, data: Any) -> Any:
+        """A rig of n views keeps at least one ring view unless n_secret_views is set explicitly."""
+        if isinstance(data, dict) and "n_views" in data and "n_secret_views" not in data:
+            n = data["n_views"]
+            if isinstance(n, int) and n <= PROTOCOL.rig.n_secret_views:
+                data = {**data, "n_secret_views": max(0, n - 1)}
         return data
 
     @model_validator(mode="after")
@@ -100,22 +99,24 @@ class RewardConfig(BaseModel):
             raise ValueError("reject_texts must list at least one negative text")
         if len(set(self.distractor_pool)) < self.n_distractors + 1:
             raise ValueError("distractor_pool must hold more distinct prompts than n_distractors")
+        if self.n_secret_views >= self.n_views:
+            raise ValueError("n_secret_views must leave at least one ring view (n_secret_views < n_views)")
         return self
 
     @property
-    def n_views(self) -> int:
-        return self.rig.n_views
-
-    @property
-    def resolution_px(self) -> int:
-        return self.rig.resolution_px
+    def rig(self) -> RigSpec:
+        """The protocol's ``RigSpec`` of this config."""
+        return RigSpec(n_views=self.n_views, resolution_px=self.resolution_px, n_secret_views=self.n_secret_views,
+                       camera=self.camera)
 
     @classmethod
     def from_protocol(cls, protocol: ScoringProtocol = PROTOCOL, **operational: Any) -> "RewardConfig":
         """The config that scores with ``protocol``; ``operational`` sets batch sizes and deadlines."""
         c, d, m = protocol.clip, protocol.defences, protocol.models
         return cls(
-            clip_model=m.clip_model, clip_pretrained=m.clip_pretrained, text_model=m.text_model, rig=protocol.rig,
+            clip_model=m.clip_model, clip_pretrained=m.clip_pretrained, text_model=m.text_model,
+            n_views=protocol.rig.n_views, resolution_px=protocol.rig.resolution_px,
+            n_secret_views=protocol.rig.n_secret_views, camera=protocol.rig.camera,
             metric=protocol.metric, aggregation=protocol.aggregation, similarity_range=dict(protocol.similarity_range),
             reject_texts=c.reject_texts, distractor_pool=c.distractor_pool, n_distractors=c.n_distractors,
             clip_temperature=c.temperature, clip_margin=c.margin, weights=protocol.weights,

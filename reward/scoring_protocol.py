@@ -39,6 +39,7 @@ from protocol.errors import ConfigError
 from protocol.version import SPEC_VERSION
 
 __all__ = [
+    "CameraSpec",
     "RigSpec",
     "ModelSpec",
     "CaptionSpec",
@@ -65,17 +66,15 @@ def _ordered(name: str, value: Range, low: float, high: float) -> None:
         raise ValueError(f"{name} must be (a, b) with {low} <= a <= b <= {high}, got {value}")
 
 
-class RigSpec(BaseModel):
-    """Where the cameras may be. Angles in degrees; +Y up; azimuth 0 looks from +Z."""
+class CameraSpec(BaseModel):
+    """Where the cameras may be and how the scene is lit. Angles in degrees; +Y up;
+    azimuth 0 looks from +Z."""
 
     model_config = _FROZEN
 
-    n_views: int = Field(8, ge=1, le=64)
-    resolution_px: int = Field(512, ge=32, le=2048)
     canonical_elevation_deg: float = 20.0  # the public rig, used when no step seed is given
     elevation_range_deg: Range = (5.0, 35.0)  # each ring view draws its own elevation from here
     azimuth_offset_range_deg: Range = (0.0, 360.0)  # the ring is turned by one draw from here
-    n_secret_views: int = Field(2, ge=0)  # views from below/above at a secret azimuth
     secret_elevation_bands_deg: tuple[Range, ...] = ((-50.0, -25.0), (50.0, 70.0))  # below, above
     fov_deg: float = 40.0
     distance: float = 3.0
@@ -86,17 +85,32 @@ class RigSpec(BaseModel):
     diffuse: float = 0.65
 
     @model_validator(mode="after")
-    def _check(self) -> "RigSpec":
+    def _check(self) -> "CameraSpec":
         _ordered("elevation_range_deg", self.elevation_range_deg, -80.0, 80.0)
         _ordered("azimuth_offset_range_deg", self.azimuth_offset_range_deg, -360.0, 360.0)
         if not -80.0 <= self.canonical_elevation_deg <= 80.0:
             raise ValueError("canonical_elevation_deg must be in [-80, 80]")
-        if self.n_secret_views >= self.n_views:
-            raise ValueError("n_secret_views must leave at least one ring view")
-        if self.n_secret_views and not self.secret_elevation_bands_deg:
-            raise ValueError("secret views need at least one elevation band")
+        if not self.secret_elevation_bands_deg:
+            raise ValueError("secret_elevation_bands_deg needs at least one band")
         for band in self.secret_elevation_bands_deg:
             _ordered("secret_elevation_bands_deg", band, -80.0, 80.0)
+        return self
+
+
+class RigSpec(BaseModel):
+    """The rig: how many views at what size, how many of them from below/above, the cameras."""
+
+    model_config = _FROZEN
+
+    n_views: int = Field(8, ge=1, le=64)
+    resolution_px: int = Field(512, ge=32, le=2048)
+    n_secret_views: int = Field(2, ge=0)  # views from below/above at a secret azimuth
+    camera: CameraSpec = CameraSpec()
+
+    @model_validator(mode="after")
+    def _check(self) -> "RigSpec":
+        if self.n_secret_views >= self.n_views:
+            raise ValueError("n_secret_views must leave at least one ring view")
         return self
 
     @property

@@ -18,7 +18,7 @@ from reward.config import RewardConfig
 from reward.scoring_protocol import PROTOCOL, CaptionSpec, RigSpec, ScoringProtocol, check_protocol
 
 # Changing any scoring number changes this digest: update it deliberately, with a new spec_version.
-PINNED_DIGEST = "3ac9f5698d8de1fba692d573f2006bc74f750681b4013e4e1ba0ee563826b07c"
+PINNED_DIGEST = "b1343817656edecb38c61629c6d029169c750da1dabfa8b2780c75624f5c9498"
 
 
 def test_protocol_pins_the_production_rig_models_and_caption():
@@ -56,10 +56,20 @@ def test_reward_config_defaults_are_the_protocol():
     assert CaptionerConfig().max_tokens == PROTOCOL.caption.max_tokens
 
 
-def test_legacy_rig_sizes_still_construct_a_config():
+def test_rig_sizes_are_flat_fields_and_tiny_rigs_keep_a_ring_view():
     config = RewardConfig(n_views=4, resolution_px=64)
     assert (config.n_views, config.resolution_px) == (4, 64) and config.rig.n_secret_views == 2
-    assert RewardConfig(n_views=1).rig.n_secret_views == 0
+    assert RewardConfig(n_views=1).rig.n_secret_views == 0 and RewardConfig(n_views=2).n_secret_views == 1
+    with pytest.raises(ValueError, match="n_secret_views"):
+        RewardConfig(n_views=2, n_secret_views=2)
+
+
+def test_every_scalar_of_the_rig_has_a_validator_flag():
+    from neurons.settings import build_parser
+
+    help_text = build_parser("validator").format_help()
+    for flag in ("--reward.n_views", "--reward.resolution_px", "--reward.n_secret_views", "--reward.max_overdraw"):
+        assert flag in help_text
 
 
 @pytest.mark.parametrize("network", ["finney", "test"])

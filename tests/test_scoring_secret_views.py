@@ -31,8 +31,10 @@ def test_draw_is_deterministic_within_ranges_and_has_unpredictable_views():
     assert rig.n_views == spec.n_views == 8
     ring = rig.view_elevations_deg[: spec.n_ring_views]
     secret = rig.view_elevations_deg[spec.n_ring_views :]
-    assert all(spec.elevation_range_deg[0] <= e <= spec.elevation_range_deg[1] for e in ring)
-    assert len(secret) == 2 and all(any(lo <= e <= hi for lo, hi in spec.secret_elevation_bands_deg) for e in secret)
+    low, high = spec.camera.elevation_range_deg
+    assert all(low <= e <= high for e in ring)
+    assert len(secret) == 2
+    assert all(any(lo <= e <= hi for lo, hi in spec.camera.secret_elevation_bands_deg) for e in secret)
     azimuths = rig.view_azimuths_deg[: spec.n_ring_views]
     steps = np.diff(np.unwrap(np.radians(azimuths)))
     np.testing.assert_allclose(np.degrees(steps), 60.0, atol=1e-4)  # an evenly spaced ring, turned
