@@ -9,9 +9,9 @@ surface, normalised for position and size, described by magnitudes that do not c
 when the object turns about its vertical axis:
 
 1. the surface is sampled with area weights -- the centroids of a regular subdivision of
-   each triangle, about 20,000 in all (a 12-triangle box as densely as a blob) -- and splatted trilinearly into a 32^3 grid spanning
-   +-2.5 RMS radii around the area-weighted centroid; each cell's area becomes an
-   occupancy min(1, area / (cell^2 / 2)). Everything is a sum over faces: independent of
+   each triangle, about 20,000 in all (a 12-triangle box as densely as a blob) -- and
+   splatted trilinearly into a 32^3 grid spanning +-2.5 RMS radii around the
+   area-weighted centroid; each cell's area becomes an occupancy min(1, area / (cell^2 / 2)). Everything is a sum over faces: independent of
    vertex and face order, of the container format, of translation and uniform scale;
    occupancy rather than area, so jitter (which inflates small triangles' area) hardly
    moves it;
@@ -36,7 +36,8 @@ axis (which also changes what the validator sees). Cost: 0.05 s at 20k faces, 0.
 **Views** (``view_fingerprint(images) -> np.ndarray [V, 32, 32, 3] float32``): the rendered
 views at 32 px. Under one rig (one step) the same object renders the same pixels, whatever
 is hidden inside it; ``view_distance`` is the RMS pixel difference in [0, 1] (protocol
-threshold 0.02). It catches what geometry cannot: hidden interior geometry added to make
+threshold 0.02; measured at 512 px views: Draco 0.002, 0.2 % jitter 0.013 -- the shading
+of jittered normals --, different blobs 0.34 or more). It catches what geometry cannot: hidden interior geometry added to make
 the surface statistics differ. It needs both answers rendered under the same rig, so it
 is for answers of one step; ``RecentAnswers`` (different steps, different rigs) uses
 geometry only.
@@ -101,7 +102,8 @@ def _lattice(level: int) -> np.ndarray:
     """[level^2, 2] (u, v) of the centroids of a triangle's regular level x level subdivision:
     the point A + u (B - A) + v (C - A); the set is the same whichever vertex is A."""
     up = [((3 * i + 1) / (3 * level), (3 * j + 1) / (3 * level)) for i in range(level) for j in range(level - i)]
-    down = [((3 * i + 2) / (3 * level), (3 * j + 2) / (3 * level)) for i in range(level - 1) for j in range(level - 1 - i)]
+    down = [((3 * i + 2) / (3 * level), (3 * j + 2) / (3 * level))
+            for i in range(level - 1) for j in range(level - 1 - i)]
     return np.array(up + down, dtype=np.float64)
 
 

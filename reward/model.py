@@ -418,8 +418,10 @@ class RewardModel:
         remaining = deadline.remaining()
         n_views = sum(len(v) for v in views)
         if remaining <= 0:
-            raise CaptionerUnavailable(f"captioner {self.captioner_name}: the batch deadline of "
-                                       f"{self.config.caption_deadline_s:g} s passed before {n_views} views were captioned")
+            raise CaptionerUnavailable(
+                f"captioner {self.captioner_name}: the batch deadline of {self.config.caption_deadline_s:g} s passed "
+                f"before {n_views} views were captioned"
+            )
         box: dict[str, Any] = {}
 
         def run() -> None:

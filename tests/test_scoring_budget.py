@@ -65,8 +65,10 @@ class FailsOn:
 
 def test_an_asset_that_raises_scores_zero_and_the_others_are_scored(tiny_clip):
     meshes = [red_cube(), coloured_sphere(2000, seed=1), coloured_sphere(2000, seed=2)]
-    alone = RewardModel(_clip(tiny_clip), None, config=CONFIG).score_batch(meshes[::2], ["a cube", "a blob"], step_seed=1)
-    model = RewardModel(_clip(tiny_clip), None, config=CONFIG, renderer=FailsOn(meshes[1], RuntimeError("GL error 1285")))
+    alone = RewardModel(_clip(tiny_clip), None, config=CONFIG).score_batch(meshes[::2], ["a cube", "a blob"],
+                                                                           step_seed=1)
+    failing = FailsOn(meshes[1], RuntimeError("GL error 1285"))
+    model = RewardModel(_clip(tiny_clip), None, config=CONFIG, renderer=failing)
     reports = model.score_batch(meshes, ["a cube", "a ball", "a blob"], step_seed=1)
     assert [r.is_valid for r in reports] == [True, False, True]
     assert "RuntimeError: GL error 1285" in reports[1].invalid_reason

@@ -12,7 +12,6 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from reward.canary import CANARY_PROMPT, CanaryExpectations, canary_mesh, check_canary
