@@ -25,6 +25,10 @@ captioner failure (``CaptionerUnavailable``), a missing model, renderer or OCR e
 the validator's fault and propagates: it never becomes a zero. ``MemoryError`` becomes
 ``ResourceExhausted``.
 
+Size: one class for one pipeline (gather inputs -> ``reward.formula`` -> report), kept
+together so the order of the stages and the fault rules read in one place; the pieces
+(budget, flatness, fingerprint, OCR, guard, formula) are their own modules.
+
 Costs: every report carries ``timings_s`` -- budget, render, flatness, fingerprint, OCR
 per asset; CLIP, captions and text embedding of the batch split evenly over its assets.
 """
