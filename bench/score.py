@@ -97,6 +97,11 @@ def production_clip(args) -> dict:
         clip.encode_texts(texts)
         sync()
 
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        clip.encode_images(views[:1])
+    flops_per_view = counter.get_total_flops()
     image_s = statistics.median(timed(images, args.repeats))
     text_s = statistics.median(timed(text_batch, args.repeats))
     peak_mb = (torch.cuda.max_memory_allocated() / 2**20) if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -108,6 +113,7 @@ def production_clip(args) -> dict:
         "params": params, "weights_mb_fp32": round(params * 4 / 2**20, 1), "build_s": round(build_s, 2),
         "views": args.views, "view_px": args.resolution, "clip_input_px": 224, "repeats": args.repeats,
         "images_s": round(image_s, 3), "s_per_view": round(image_s / args.views, 4),
+        "flops_per_view": flops_per_view,
         "texts": len(texts), "texts_s": round(text_s, 3),
         "peak_memory_kind": "cuda_max_allocated" if cuda else "process_max_rss",
         "peak_memory_before_mb": round(rss_before, 1), "peak_memory_mb": round(peak_mb, 1),

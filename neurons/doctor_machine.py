@@ -227,7 +227,7 @@ def model_needs(role: str | None, models: str) -> list[ModelNeed]:
         if models == "real":
             cache = Path(os.environ.get("TEXT3D_CACHE") or Path.home() / ".cache" / "text3d")
             folder = cache / "models" / "llava-v1.5-7b"
-            needs.append(ModelNeed("LLaVA-1.5 7B", None, "`text3d llava --download 7b --no-serve`", "4.5 GB",
+            needs.append(ModelNeed("LLaVA-1.5 7B", None, "`text3d llava --download 7b --no-serve`", "about 4-5 GB",
                                    (folder / "ggml-model-q4_k.gguf", folder / "mmproj-model-f16.gguf"), severity="warn"))
     return needs
 
