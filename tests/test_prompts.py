@@ -131,11 +131,14 @@ class _Chat(BaseHTTPRequestHandler):
             self.end_headers()
             return
         data = json.dumps({"choices": [{"message": {"content": answer}}], "seed": body["seed"]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up on the slow answer
+            pass
 
     def log_message(self, *args):
         pass
