@@ -3,7 +3,7 @@
     text3d llava --models tiny                 # tiny random pair, offline; for tests/demos
     text3d llava --download 7b                 # fetch LLaVA-1.5 7B gguf + mmproj, then serve
     text3d llava --models 13b -np 8 -c 16384   # serve a previously downloaded 13B
-    text3d llava --model m.gguf --mmproj p.gguf
+    text3d llava --model-path m.gguf --mmproj p.gguf
 
 The binary is, in order: ``$LLAMA_SERVER``, ``llama-server`` on PATH, else the build
 of ``scripts/build_llama_server.sh`` (once per machine; a no-op when cached). The server
@@ -133,7 +133,7 @@ def download_llava(size: str, quant: str = "q4_k", cache_dir: Path | None = None
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
         raise LlavaSetupError(
             f"could not download {LLAVA_REPOS[size]} into {out} ({type(exc).__name__}); "
-            "check the machine's internet access, or pass --model/--mmproj for files you already have"
+            "check the machine's internet access, or pass --model-path/--mmproj for files you already have"
         ) from exc
     return paths[0], paths[1]
 
@@ -278,8 +278,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--download", choices=list(LLAVA_REPOS), default=None,
                         help="download LLaVA-1.5 of this size first (needs internet once), then serve it")
     parser.add_argument("--quant", choices=LLAVA_QUANTS, default="q4_k", help="language model quantisation")
-    parser.add_argument("--model", type=Path, help="serve this language model gguf (with --mmproj)")
-    parser.add_argument("--mmproj", type=Path, help="serve this vision projector gguf (with --model)")
+    parser.add_argument("--model-path", dest="model", type=Path, metavar="GGUF",
+                        help="serve this language model gguf file (with --mmproj)")
+    parser.add_argument("--mmproj", type=Path, metavar="GGUF", help="serve this vision projector gguf (with --model-path)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("-np", "--slots", type=int, default=4, help="parallel slots (match captioner.concurrency)")
@@ -296,7 +297,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def _resolve_models(args: argparse.Namespace, binary: Path | None = None) -> tuple[Path, Path]:
     if args.model or args.mmproj:
         if not (args.model and args.mmproj):
-            raise LlavaSetupError("--model and --mmproj go together")
+            raise LlavaSetupError("--model-path and --mmproj go together")
         for path in (args.model, args.mmproj):
             if not path.is_file():
                 raise LlavaSetupError(f"{path} does not exist")
