@@ -43,7 +43,8 @@ def surface_moments(vertices: np.ndarray, faces: np.ndarray) -> tuple[float, np.
         return 0.0, np.zeros(3), np.zeros((3, 3))
     s = tri.sum(axis=1)  # [F, 3]
     centroid = (area[:, None] * s / 3.0).sum(axis=0) / total
-    second = np.einsum("f,fij,fik->jk", area, tri, tri) + np.einsum("f,fj,fk->jk", area, s, s)
+    corners = tri.reshape(-1, 3)
+    second = (corners * np.repeat(area, 3)[:, None]).T @ corners + (s * area[:, None]).T @ s
     cov = second / (12.0 * total) - np.outer(centroid, centroid)
     return total, centroid, (cov + cov.T) / 2.0
 
