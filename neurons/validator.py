@@ -51,6 +51,7 @@ from protocol.errors import (
     ConfigError,
     MeshDecodeError,
     MinerTransportError,
+    ModelUnavailable,
     NetworkUnavailable,
     ResourceExhausted,
     ValidatorFault,
@@ -412,10 +413,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         wallet = open_registered(settings.wallet.name, settings.wallet.hotkey, settings.wallet.path, chain)
         state = ValidatorState.load(config.state_path)
         reward_model = build_reward_model(settings)
-    except ConfigError as exc:
+    except (ConfigError, ModelUnavailable) as exc:  # missing weights too: a restart cannot fetch them (pm2 stops on 78)
         print(f"text3d validator: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    except ValidatorFault as exc:  # chain or models unavailable: a restart later may help
+    except ValidatorFault as exc:  # the chain unavailable: a restart later may help
         print(f"text3d validator: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     rng = random.Random()  # OS-seeded: miners must not predict tasks or seeds

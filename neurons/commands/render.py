@@ -38,10 +38,12 @@ def run(args: argparse.Namespace) -> int:
     from reward.terminal import terminal_safe
     from reward.safe_fs import write_inside
 
+    from protocol.errors import EXIT_CONFIG
+
     if args.views < 1:
-        return _fail(f"--views must be at least 1, got {args.views}.")
+        return _fail(f"--views must be at least 1, got {args.views}.", EXIT_CONFIG)
     if not 8 <= args.resolution <= 4096:
-        return _fail(f"--resolution must be between 8 and 4096 pixels, got {args.resolution}.")
+        return _fail(f"--resolution must be between 8 and 4096 pixels, got {args.resolution}.", EXIT_CONFIG)
     try:
         asset = load_asset(args.mesh, args.mesh.parent)
         renderer = get_renderer(args.backend)
@@ -67,8 +69,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fail(message: str) -> int:
+def _fail(message: str, status: int = 1) -> int:
+    """Print the one sentence; ``status``: 78 (EXIT_CONFIG) for a setting to change, 1 for a failure."""
     from reward.terminal import terminal_safe
 
     print(terminal_safe(f"text3d render: {message}"), file=sys.stderr)
-    return 1
+    return status

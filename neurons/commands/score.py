@@ -63,26 +63,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
+    from protocol.errors import EXIT_CONFIG
     from reward.assets import MESH_SUFFIXES, discover
     from reward.config import RewardConfig
 
     if not args.path.exists() and not args.path.is_symlink():
-        return _fail(f"{args.path} does not exist.")
+        return _fail(f"{args.path} does not exist.", EXIT_CONFIG)
     if args.batch_size < 1 or not args.max_file_mb > 0:
-        return _fail("--batch-size must be at least 1 and --max-file-mb positive.")
+        return _fail("--batch-size must be at least 1 and --max-file-mb positive.", EXIT_CONFIG)
     try:
         config = RewardConfig(n_views=args.views, resolution_px=args.resolution, metric=args.metric,
                               aggregation=args.aggregation)
     except ValidationError as exc:
         first = exc.errors()[0]
-        return _fail(f"invalid option {first['loc'][-1] if first['loc'] else '?'}: {first['msg']}.")
+        return _fail(f"invalid option {first['loc'][-1] if first['loc'] else '?'}: {first['msg']}.", EXIT_CONFIG)
     root, entries = discover(args.path)
     meshes = [e for e in entries if e.kind == "mesh"]
     if not meshes:
-        return _fail(f"{args.path} holds no mesh files ({' '.join(MESH_SUFFIXES)}).")
+        return _fail(f"{args.path} holds no mesh files ({' '.join(MESH_SUFFIXES)}).", EXIT_CONFIG)
 
-    from protocol.errors import EXIT_CONFIG, ConfigError
-    from reward.errors import ValidatorFault
+    from protocol.errors import ConfigError
+    from reward.errors import ModelUnavailable, ValidatorFault
     from reward.factory import build_reward_model
 
     captioner = None
@@ -95,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
             try:
                 captioner = OpenAICaptioner(CaptionerConfig(base_url=args.captioner))
             except ValidationError:
-                return _fail(f"--captioner must be an http(s) URL or 'none', got {args.captioner!r}.")
+                return _fail(f"--captioner must be an http(s) URL or 'none', got {args.captioner!r}.", EXIT_CONFIG)
         model = build_reward_model(args.models, captioner, device=args.device, config=config)
         try:
             _score_streaming(model, root, meshes, args, outputs)
@@ -104,7 +105,9 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:  # e.g. --device cuda without a working GPU: a setting to change
         print(f"text3d score: {_safe(exc)}", file=sys.stderr)
         return EXIT_CONFIG
-    except ValidatorFault as exc:  # models, captioner or renderer missing: our side, say how to fix it
+    except ModelUnavailable as exc:  # weights to fetch: a setting to change, like a ConfigError
+        return _fail(str(exc), EXIT_CONFIG)
+    except ValidatorFault as exc:  # captioner or renderer failing: our side, say how to fix it
         return _fail(str(exc))
     except OSError as exc:
         return _fail(f"cannot write the report: {exc.strerror or exc}.")
@@ -295,6 +298,7 @@ def _print_unscored(outputs: _Outputs) -> None:
         print(f"  ... and {len(outputs.unscored) - _LISTED} more (all are listed in the JSON and HTML reports)")
 
 
-def _fail(message: str) -> int:
+def _fail(message: str, status: int = 1) -> int:
+    """Print the one sentence; ``status``: 78 (EXIT_CONFIG) for a setting to change, 1 for a failure."""
     print(f"text3d score: {_safe(message)}", file=sys.stderr)
-    return 1
+    return status
