@@ -5,9 +5,9 @@
 - ``wait_ready(port, group, timeout_s)``: until ``GET /ready`` says 200 (children checked alive).
 - ``ask(subnet, port, prompts, ...)``: signed ``TextTo3DRequest``s from the subnet's validator wallet
   through the real ``MinerClient``, a few at a time; one ``MinerAnswer`` per prompt, in order.
-- ``validator_argv(subnet, **options)``: ``LocalSubnet.validator_argv`` without flags the
-  validator does not (or no longer) know, so a tiny-settings flag that moved elsewhere
-  cannot stop a test about the miner.
+- ``validator_argv(subnet, **options)``: ``LocalSubnet.validator_argv`` with the validator's own
+  scoring defaults (no ``--reward.*`` overrides) and without flags it does not (or no longer)
+  know, so a change to the scoring protocol's tiny settings cannot stop a test about the miner.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def validator_argv(subnet: LocalSubnet, **options: object) -> list[str]:
         if skip:
             skip = False
             continue
-        if item.startswith("--") and item not in known:
+        if item.startswith("--") and (item not in known or item.startswith("--reward.")):
             skip = i + 1 < len(argv) and not argv[i + 1].startswith("--")
             continue
         kept.append(item)

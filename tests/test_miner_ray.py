@@ -3,7 +3,8 @@
 The test starts its own local Ray cluster (``ray.init(num_cpus=2)``: the head in this
 process's children, CPU only) and shuts it down at the end. Pinned: a miner process given
 ``--generation.ray_address`` joins that cluster and deploys two CPU replicas of its own
-generator (tiny Shap-E), each in its own process; it serves concurrent signed requests with
+generator (tiny Shap-E), each in its own process (finding the cluster's auth token itself);
+it serves concurrent signed requests with
 meshes that decode, and a real validator process scores it on the devnet in one step
 (status ok, a score above 0) -- the same miner as in process, only its
 generation elsewhere.
@@ -47,7 +48,9 @@ def test_a_ray_serve_deployment_serves_the_miner_end_to_end(tmp_path, ray_cluste
 
     subnet = LocalSubnet.create(tmp_path, miners=("miner",))
     port = free_port()
-    with ProcessGroup(subnet.logs_dir, cwd=REPO_ROOT, env=child_env()) as group:
+    env = child_env()
+    env.pop("RAY_AUTH_MODE", None)  # as in an operator's shell: ray.init() set it here, the miner must find the token
+    with ProcessGroup(subnet.logs_dir, cwd=REPO_ROOT, env=env) as group:
         group.start("miner", subnet.miner_argv("miner", port, extra=[
             "--generation.ray_address", ray_cluster, "--generation.ray_replicas", "2",
             "--generation.ray_num_gpus", "0", "--generation.ray_num_cpus", "0.5", "--generation.ray_app", APP,
