@@ -292,7 +292,9 @@ async def serve(settings: Any, spec: Any, sock: Any, *, stop: asyncio.Event | No
             log.info("warm-up mesh in %.2fs", seconds)
         service.worker = worker
         log.info("generation server ready on http://%s:%d (%s)", host, port, type(generator).__name__)
-        await asyncio.wait([asyncio.create_task(stop.wait()), serving], return_when=asyncio.FIRST_COMPLETED)
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait([stopping, serving], return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
     except ConfigError as exc:  # ModelNotAvailableError, a backend refusing its options
         log.error("%s", exc)
         print(f"text3d generation-server: {exc}", file=sys.stderr)
