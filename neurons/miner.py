@@ -101,8 +101,10 @@ class Miner:
         axon = self.settings.axon
         await self.pool.start()
         await self.sync()
+        # http="h11": the same, tested request parser whatever else is installed (ray[serve] brings httptools,
+        # which uvicorn would otherwise pick by itself); h11 caps a request's headers at 64 KiB.
         config = uvicorn.Config(self.app, host=axon.ip, port=axon.port, log_config=None, access_log=False,
-                                lifespan="off", timeout_keep_alive=15, limit_concurrency=1024)
+                                lifespan="off", timeout_keep_alive=15, limit_concurrency=1024, http="h11")
         server = uvicorn.Server(config)
         server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # ours handle SIGTERM
         serving = asyncio.create_task(server.serve(sockets=[sock] if sock is not None else None))

@@ -11,6 +11,7 @@
     ├── miner       MinerSettings     --miner.*
     ├── validator   ValidatorSettings --validator.*
     ├── reward      RewardConfig      --reward.n_views  --reward.resolution_px  --reward.metric ...
+    ├── incentive   IncentiveCurve    --incentive.kind power|rank  --incentive.exponent ...
     ├── captioner   CaptionerSettings --captioner URL|none  --captioner.timeout_s ...
     └── autoupdate  AutoUpdateSettings --autoupdate  --autoupdate.interval_s   (off by default)
 
@@ -46,6 +47,7 @@ from generation.interface import DEFAULT_BACKEND, BackendContext, GeneratorSpec
 from protocol.errors import ConfigError
 from protocol.wire import MAX_TIMEOUT_S
 from reward.caption_client import CaptionerConfig
+from neurons.incentive import IncentiveCurve
 from reward.config import RewardConfig
 
 __all__ = [
@@ -274,6 +276,18 @@ class ValidatorSettings(Section):
     reports_max_mb: float = Field(
         500.0, ge=0.0, description="Cap on the reports folder in MB, also kept within the free disk space (0: no reports)."
     )
+    prompts: Literal["mixed", "composed", "shipped"] = Field(
+        "mixed", description="Prompt source: composed from word lists, mixed with the shipped list, or shipped only."
+    )
+    prompts_llm_url: str | None = Field(
+        None, description="OpenAI-compatible server writing fresh prompts (the composed source is the fallback)."
+    )
+    canary_every_steps: int = Field(
+        1, ge=0, le=1000, description="Score the canary every N steps (0: never); a failed canary voids the step."
+    )
+    copycat_window_steps: int = Field(
+        32, ge=1, le=10000, description="Steps a miner's answers are remembered to catch one object sent for many prompts."
+    )
 
 
 class AutoUpdateSettings(Section):
@@ -342,7 +356,7 @@ class Settings(BaseSettings):
     """Everything a miner or a validator can be told."""
 
     model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True, nested_model_default_partial_update=True
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
     )
 
     netuid: int = Field(1, ge=0, le=65535, description="Subnet uid.")
@@ -359,6 +373,7 @@ class Settings(BaseSettings):
     miner: MinerSettings = MinerSettings()
     validator: ValidatorSettings = ValidatorSettings()
     reward: RewardConfig = RewardConfig()
+    incentive: IncentiveCurve = IncentiveCurve()
     captioner: CaptionerSettings = CaptionerSettings()
     autoupdate: AutoUpdateSettings = AutoUpdateSettings()
 
@@ -412,7 +427,7 @@ class Settings(BaseSettings):
 
 ROLE_SECTIONS: dict[str, tuple[str, ...]] = {
     "miner": ("wallet", "subtensor", "devnet", "axon", "logging", "generation", "miner", "autoupdate"),
-    "validator": ("wallet", "subtensor", "devnet", "logging", "validator", "reward", "captioner", "autoupdate"),
+    "validator": ("wallet", "subtensor", "devnet", "logging", "validator", "reward", "incentive", "captioner", "autoupdate"),
     "generation-server": ("logging", "generation", "server"),
 }
 _TOP_LEVEL = ("netuid", "models", "device")

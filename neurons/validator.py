@@ -9,18 +9,26 @@ One step:
    miner gets its own seed;
 3. parse and decode every answer under the codec's limits, in the executor (never on
    the event loop);
-4. score the decoded meshes with the RewardModel (in the executor);
-5. fold each queried miner's score into its moving average -- missing, late, refused,
-   oversize or invalid answers score 0 -- unless the step hit a ``ValidatorFault`` (our
-   captioner, models, memory, or our own network when *every* miner failed at the
-   transport level): then nobody's average changes;
-6. set weights when ``weights_rate_limit`` blocks have passed, save the state
-   atomically, write the step's report folder.
+4. score the decoded meshes with the RewardModel (in the executor) under the step's
+   secret camera rig and contrast prompts, both drawn from a fresh step seed (recorded in
+   the report, so every score can be reproduced);
+5. copycats: answers in one step that are the same object earn once, for the earliest
+   complete answer; a miner that sends the same object for different prompts within
+   ``copycat_window_steps`` scores 0 for the repeat;
+6. the canary (a known mesh and prompt) is scored every ``canary_every_steps``: when it
+   fails, our renderer, CLIP or captioner is broken and the step is void;
+7. fold each queried miner's score into its moving average -- missing, late, refused,
+   oversize, invalid, duplicate or repeated answers score 0 -- unless the step hit a
+   ``ValidatorFault`` (our captioner, models, memory, a failed canary, or our own network
+   when *every* miner failed at the transport level): then nobody's average changes;
+8. set weights (the averages through the incentive curve) when ``weights_rate_limit``
+   blocks have passed, save the state atomically, write the step's report folder.
 
 Run as ``text3d validator ...``, ``python -m neurons.validator ...`` or ``python neurons/validator.py ...``.
 """
 
 import asyncio
+import functools
 import gc
 import logging
 import random
@@ -39,11 +47,11 @@ if __package__ in (None, ""):  # `python neurons/validator.py`: make the repo im
 from neurons.autoupdate import start_autoupdate
 from neurons.logs import setup_logging
 from neurons.miner_client import MinerAnswer, MinerClient, Target
-from neurons.prompts import PromptSampler, Task, load_prompts
+from neurons.prompts import PromptSampler, Task
 from neurons.reports import StepReports
 from neurons.settings import Settings, ValidatorSettings, load_settings
 from neurons.state import ValidatorState
-from neurons.weights import weights_for_chain
+from neurons.incentive import DEFAULT_CURVE, IncentiveCurve, incentive_weights
 from protocol.errors import (
     EXIT_CONFIG,
     EXIT_FAILURE,
@@ -60,6 +68,8 @@ from protocol.limits import DEFAULT_LIMITS, MeshLimits
 from protocol.mesh_codec import decode_mesh
 from protocol.version import SPEC_VERSION
 from protocol.wire import MAX_SEED, TextTo3DRequest, TextTo3DResponse
+from reward.canary import CanaryExpectations, check_canary
+from reward.fingerprint import RecentAnswers, first_come
 
 log = logging.getLogger("text3d.validator")
 
@@ -72,7 +82,9 @@ Clock = Callable[[], float]
 class MinerOutcome:
     """What one queried miner did this step.
 
-    ``status``: ok | no_response | late | oversize | encoded | refused | malformed | invalid.
+    ``status``: ok | no_response | late | oversize | encoded | refused | malformed | invalid |
+    duplicate (the same object as an earlier answer of this step) | repeat (the same object
+    this miner sent for another prompt within the copycat window).
     """
 
     uid: int
@@ -102,10 +114,16 @@ class StepResult:
     updated: bool  # False when a ValidatorFault (or a chain failure) kept every average unchanged
     fault: str | None = None
     weights: str | None = None  # what happened to weights this step, for the logs
+    step_seed: int | None = None  # draws the secret rig and the contrast prompts
+    rig: dict | None = None
+    canary: str | None = None  # "ok", the failure, or None when not run this step
 
     def to_json(self) -> dict:
         return {
             "step": self.step,
+            "step_seed": self.step_seed,
+            "rig": self.rig,
+            "canary": self.canary,
             "task": asdict(self.task) if self.task else None,
             "updated": self.updated,
             "fault": self.fault,
@@ -159,8 +177,16 @@ class Validator:
         executor: ThreadPoolExecutor | None = None,
         limits: MeshLimits = DEFAULT_LIMITS,
         clock: Clock = time.monotonic,
+        incentive: IncentiveCurve = DEFAULT_CURVE,
+        n_distractors: int = 15,
+        canary: CanaryExpectations = CanaryExpectations(),
     ) -> None:
         self.config = config
+        self.incentive = incentive
+        self.n_distractors = n_distractors
+        self.recent = RecentAnswers(max_steps=config.copycat_window_steps)
+        self.canary_expectations = canary
+        self._canary_failed = False
         self.wallet = wallet
         self.hotkey = wallet.hotkey.ss58_address
         self.chain = chain
@@ -180,7 +206,11 @@ class Validator:
     def resync(self) -> list[int]:
         """Refresh the metagraph and reset the history of uids whose hotkey changed."""
         self.metagraph = self.chain.metagraph()
+        previous = dict(self.state.hotkeys)
         reset = self.state.sync_hotkeys(list(self.metagraph.hotkeys))
+        for uid in reset:  # the newcomer inherits nothing, not even the old hotkey's answers
+            if uid in previous:
+                self.recent.forget(previous[uid])
         if reset:
             log.info("hotkeys changed behind uids %s: their history starts again", reset)
         return reset
@@ -253,11 +283,18 @@ class Validator:
             to_score = [(outcome, mesh) for outcome, mesh in judged if mesh is not None]
 
         mark = self._clock()
+        step_seed = self.rng.getrandbits(63)  # the secret rig and the contrast prompts of this step
+        distractors = self.sampler.distractors(task.prompt, step_seed, self.n_distractors)
+        rig = self._rig_of(step_seed)
         if to_score and fault is None:
             try:
                 # score_batch reports a mesh it cannot render as invalid (score 0, with the reason)
                 reports = await loop.run_in_executor(
-                    self.executor, self.reward_model.score_batch, [m for _, m in to_score], [task.prompt] * len(to_score)
+                    self.executor,
+                    functools.partial(
+                        self.reward_model.score_batch, [m for _, m in to_score], [task.prompt] * len(to_score),
+                        step_seed=step_seed, distractors=[distractors] * len(to_score),
+                    ),
                 )
             except ValidatorFault as exc:
                 fault = f"{type(exc).__name__}: {exc}"
@@ -273,9 +310,18 @@ class Validator:
                         outcome.status, outcome.detail = "invalid", str(report.invalid_reason)
                         continue
                     outcome.score = float(report.score)
+                self._judge_copies([outcome for outcome, _ in to_score], task.prompt, step_no)
         del to_score
         gc.collect()  # decoded meshes sit in reference cycles: free them now, not at some later collection
         timing["render_score_s"] = self._clock() - mark
+
+        canary = None
+        if fault is None and self._canary_due(step_no):
+            mark = self._clock()
+            canary = await loop.run_in_executor(self.executor, self._run_canary, step_seed)
+            timing["canary_s"] = self._clock() - mark
+            if canary != "ok":
+                fault = f"canary failed ({canary}): our renderer, CLIP or captioner is broken"
 
         if fault is None:
             for outcome in outcomes:
@@ -283,7 +329,8 @@ class Validator:
         else:
             log.warning("step %d: validator fault, no miner's score changes: %s", step_no, fault)
         self.state.step = step_no
-        result = StepResult(step_no, task, outcomes, timing, updated=fault is None, fault=fault)
+        result = StepResult(step_no, task, outcomes, timing, updated=fault is None, fault=fault,
+                            step_seed=step_seed, rig=rig, canary=canary)
         result.weights = await self.maybe_set_weights()
         await asyncio.to_thread(self._save_state, step_no)
         timing["total_s"] = self._clock() - started
@@ -299,6 +346,51 @@ class Validator:
             f", weights: {result.weights}" if result.weights else "",
         )
         return result
+
+    def _rig_of(self, step_seed: int) -> dict | None:
+        rig_for = getattr(self.reward_model, "rig_for", None)
+        if rig_for is None:
+            return None
+        try:
+            return rig_for(step_seed).to_dict()
+        except Exception:  # the record is evidence only: never fail a step for it
+            return None
+
+    def _judge_copies(self, outcomes: Sequence[MinerOutcome], prompt: str, step_no: int) -> None:
+        """Copycats earn nothing: duplicates within the step (all but the earliest complete answer)
+        and one object sent for different prompts by the same miner within the window."""
+        scored = [o for o in outcomes if o.status == "ok" and o.report is not None and o.report.fingerprint is not None]
+        arrival = sorted(scored, key=lambda o: (o.response_s if o.response_s is not None else float("inf"), o.uid))
+        duplicates = first_come([o.report.fingerprint for o in arrival])
+        for index, original in duplicates.items():
+            copy, first = arrival[index], arrival[original]
+            copy.status, copy.score = "duplicate", 0.0
+            copy.detail = (f"the same object as uid {first.uid}'s answer, which arrived first "
+                           f"({first.response_s or 0:.2f}s vs {copy.response_s or 0:.2f}s)")
+        for outcome in arrival:
+            fp = outcome.report.fingerprint
+            earlier = self.recent.repeat_of(outcome.hotkey, prompt, fp)
+            self.recent.add(outcome.hotkey, step_no, prompt, fp)
+            if earlier is not None and outcome.status == "ok":
+                outcome.status, outcome.score = "repeat", 0.0
+                outcome.detail = f"the same object this miner sent for another prompt at step {earlier}"
+
+    def _canary_due(self, step_no: int) -> bool:
+        every = self.config.canary_every_steps
+        if every <= 0:
+            return False
+        return self._canary_failed or step_no % every == 0 or step_no == 1
+
+    def _run_canary(self, step_seed: int) -> str:
+        """Executor job: "ok", or one sentence naming the broken part (never raises)."""
+        try:
+            result = check_canary(self.reward_model, step_seed=step_seed, expectations=self.canary_expectations)
+        except Exception as exc:
+            result_ok, reason = False, f"{type(exc).__name__}: {exc}"
+        else:
+            result_ok, reason = result.ok, result.reason
+        self._canary_failed = not result_ok
+        return "ok" if result_ok else reason
 
     @property
     def state_path(self) -> Path:
@@ -351,7 +443,7 @@ class Validator:
             last = self.state.last_weight_block
             if last is not None and block - last < rate_limit:
                 return None
-            uids, weights = weights_for_chain(self.state.averages, int(self.metagraph.n))
+            uids, weights = incentive_weights(self.state.averages, int(self.metagraph.n), self.incentive)
             ok, message = await asyncio.to_thread(
                 self.chain.set_weights, self.wallet, uids.tolist(), weights.tolist(), SPEC_VERSION
             )
@@ -390,9 +482,35 @@ def build_reward_model(settings: Settings) -> Any:
     from reward.caption import OpenAICaptioner
     from reward.factory import build_reward_model as build
 
+    from reward.ocr import RapidOcrEngine
+
     captioner_config = settings.captioner.to_config()
     captioner = OpenAICaptioner(captioner_config) if captioner_config is not None else None
-    return build(settings.models, captioner, device=settings.resolved_device(), config=settings.reward)
+    return build(settings.models, captioner, device=settings.resolved_device(), config=settings.reward,
+                 ocr=RapidOcrEngine())
+
+
+def check_scoring_protocol(settings: Settings) -> None:
+    """On finney and test, refuse to start unless scoring is exactly the pinned protocol, with a captioner.
+
+    Raises ``ConfigError`` naming what differs; devnet and local networks may change anything.
+    """
+    from reward.scoring_protocol import CaptionSpec, check_protocol
+
+    captioner = settings.captioner
+    caption = CaptionSpec(instruction=captioner.instruction, max_tokens=captioner.max_tokens,
+                          temperature=captioner.temperature, seed=captioner.seed)
+    check_protocol(settings.reward.to_protocol(caption), settings.subtensor.network, has_captioner=captioner.enabled)
+
+
+def build_prompt_sampler(settings: ValidatorSettings, rng: random.Random) -> PromptSampler:
+    """The step's prompt source: composed (>= 10^6 prompts), mixed with the shipped list, or an LLM's."""
+    from neurons.prompts import ComposedPrompts, LLMPrompts, MixedPrompts, ShippedPrompts
+
+    source = {"mixed": MixedPrompts, "composed": ComposedPrompts, "shipped": ShippedPrompts}[settings.prompts]()
+    if settings.prompts_llm_url:
+        source = LLMPrompts(settings.prompts_llm_url, fallback=source)
+    return PromptSampler(source, rng)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -401,6 +519,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         settings = load_settings("validator", argv)
+        check_scoring_protocol(settings)
         setup_logging(settings.logging, role="validator", name=settings.wallet.name)
         start_autoupdate(settings.autoupdate)  # off unless --autoupdate
         config = settings.validator
@@ -430,8 +549,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             client=client,
             reward_model=reward_model,
             state=state,
-            sampler=PromptSampler(load_prompts(), rng),
+            sampler=build_prompt_sampler(config, rng),
             rng=rng,
+            incentive=settings.incentive,
+            n_distractors=settings.reward.n_distractors,
+            canary=CanaryExpectations.for_models(settings.models),
             reports=StepReports(config.reports_dir, config.reports_max_mb) if config.reports_max_mb > 0 else None,
         )
         stop = asyncio.Event()

@@ -84,8 +84,11 @@ class RewardConfig(BaseModel):
     def _tiny_rigs(cls, data: Any) -> Any:
         """A rig of n views keeps at least one ring view unless n_secret_views is set explicitly."""
         if isinstance(data, dict) and "n_views" in data and "n_secret_views" not in data:
-            n = data["n_views"]
-            if isinstance(n, int) and n <= PROTOCOL.rig.n_secret_views:
+            try:
+                n = int(data["n_views"])  # flags and environment variables arrive as strings
+            except (TypeError, ValueError):
+                return data  # the field's own validation says what is wrong
+            if n <= PROTOCOL.rig.n_secret_views:
                 data = {**data, "n_secret_views": max(0, n - 1)}
         return data
 

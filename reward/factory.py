@@ -13,7 +13,7 @@ Missing weights raise ``ModelUnavailable`` with a sentence that says how to get 
 """
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from reward.caption import Captioner
 from reward.clip import ClipScorer
@@ -39,10 +39,12 @@ def build_reward_model(
     cache_dir: Path | None = None,
     renderer: Renderer | None = None,
     text: TextEmbedder | None = None,
+    ocr: Any = None,
 ) -> RewardModel:
     """Load the model set and wrap it in a ``RewardModel``.
 
     ``text`` lets a caller that already holds a loaded ``TextEmbedder`` (438 MB) share it.
+    ``ocr`` (e.g. ``reward.ocr.RapidOcrEngine()``) turns the typographic guard on.
     Without a captioner the text model is not loaded (CLIP-only scoring does not use it).
     """
     if models not in ("real", "tiny"):
@@ -71,7 +73,7 @@ def build_reward_model(
     if text is None and captioner is not None:  # CLIP-only scoring never touches mpnet: skip 438 MB
         text = TextEmbedder.from_pretrained(config.text_model, device=device, batch_size=config.text_batch_size)
     return RewardModel(clip, text, captioner, config=config, in_memory=in_memory, cache_dir=cache_dir,
-                       renderer=renderer)
+                       renderer=renderer, ocr=ocr)
 
 
 def clip_hub_repo(model_name: str, pretrained: str) -> str | None:

@@ -78,7 +78,7 @@ class ServedApp:
         import uvicorn
 
         config = uvicorn.Config(self.app, log_config=None, access_log=False, lifespan="off",
-                                limit_concurrency=self.limit_concurrency)
+                                limit_concurrency=self.limit_concurrency, http="h11")  # as neurons.miner serves
         self._server = uvicorn.Server(config)
         self._server.install_signal_handlers = lambda: None
         self.loop = asyncio.new_event_loop()

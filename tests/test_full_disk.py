@@ -127,7 +127,7 @@ class StubRewardModel:
         self.rng = np.random.default_rng(0)
         self.view_px = view_px
 
-    def score_batch(self, meshes, prompts):
+    def score_batch(self, meshes, prompts, references=None, **options):
         reports = []
         for prompt in prompts:
             px = self.view_px
@@ -143,7 +143,7 @@ def reward_model():
 
 
 def make_validator(disk: Path, reward_model, state: ValidatorState | None = None) -> Validator:
-    config = ValidatorSettings(sample_size=8, alpha=0.5, state_path=disk / "state" / "validator_state.json",
+    config = ValidatorSettings(sample_size=8, alpha=0.5, canary_every_steps=0, state_path=disk / "state" / "validator_state.json",
                                step_interval_s=0)
     rng = random.Random(0)
     return Validator(config, wallet=Wallet(), chain=Chain(), client=Client(), reward_model=reward_model,

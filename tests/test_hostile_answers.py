@@ -434,7 +434,7 @@ class TinyScorer:
     def __init__(self) -> None:
         self.scored = 0
 
-    def score_batch(self, meshes, prompts):
+    def score_batch(self, meshes, prompts, references=None, **options):
         self.scored += len(meshes)
         return [RewardReport(score=0.8 if len(mesh.faces) else 0.0, prompt=prompt, metric="cosine", aggregation="mean")
                 for mesh, prompt in zip(meshes, prompts)]  # fmt: skip
@@ -448,7 +448,7 @@ def closed_port() -> int:
 
 def make_validator(net, tmp_path, rows, ports, scorer) -> tuple[Validator, ValidatorState, MinerClient]:
     graph = hand_metagraph(rows, ports=ports)
-    config = ValidatorSettings(sample_size=64, timeout_s=TIMEOUT_S, alpha=0.5, step_interval_s=0.0,
+    config = ValidatorSettings(sample_size=64, timeout_s=TIMEOUT_S, alpha=0.5, step_interval_s=0.0, canary_every_steps=0,
                                state_path=tmp_path / "state.json")  # fmt: skip
     state = ValidatorState()
     rng = random.Random(1)

@@ -146,7 +146,7 @@ class StubRewardModel:
         self.score, self.fault, self.calls, self.threads = score, fault, [], []
         self.invalid_from = None  # index in the batch from which meshes are reported invalid
 
-    def score_batch(self, meshes, prompts):
+    def score_batch(self, meshes, prompts, references=None, **options):
         self.calls.append([len(mesh.faces) for mesh in meshes])
         self.threads.append(threading.current_thread())
         if self.fault is not None:
@@ -164,7 +164,8 @@ class StubRewardModel:
 
 def make_validator(tmp_path, hotkeys, behaviour=None, reward=None, state=None, reports=False, **config):
     chain = FakeChain(hotkeys)
-    config = {"sample_size": 16, "alpha": 0.5, "state_path": tmp_path / "state.json", "step_interval_s": 0, **config}
+    config = {"sample_size": 16, "alpha": 0.5, "state_path": tmp_path / "state.json", "step_interval_s": 0,
+              "canary_every_steps": 0, **config}  # the stub scorer cannot score the canary: see test_validator_defences
     cfg = ValidatorSettings(**config)
     rng = random.Random(0)
     validator = Validator(
@@ -400,11 +401,25 @@ def test_weights_follow_the_rate_limit_and_carry_the_spec_version(tmp_path):
     assert ValidatorState.load(tmp_path / "state.json").last_weight_block == 110
 
 
-def test_weights_are_proportional_to_the_averages(tmp_path):
+def test_weights_follow_the_incentive_curve_of_the_averages(tmp_path):
+    """Default curve: w ~ average**4. After everyone is refused the averages are 0.3, 0.1 and 0:
+    0.3**4 / (0.3**4 + 0.1**4) = 81/82, 0.1**4 / (...) = 1/82 (linear would pay 0.75 / 0.25)."""
     state = ValidatorState(averages={1: 0.6, 2: 0.2}, hotkeys={0: OWN_HOTKEY, 1: "a", 2: "b", 3: "c"})
     validator, chain = make_validator(tmp_path, [OWN_HOTKEY, "a", "b", "c"], {"a": "refused", "b": "refused",
                                                                               "c": "refused"}, state=state)  # fmt: skip
     step(validator)  # everyone refused: 0.3, 0.1 and 0
+    (uids, weights, _), = chain.weight_calls
+    assert dict(zip(uids, weights)) == {0: 0.0, 1: pytest.approx(81 / 82), 2: pytest.approx(1 / 82), 3: 0.0}
+
+
+def test_a_linear_incentive_curve_pays_in_proportion(tmp_path):
+    from neurons.incentive import IncentiveCurve
+
+    state = ValidatorState(averages={1: 0.6, 2: 0.2}, hotkeys={0: OWN_HOTKEY, 1: "a", 2: "b", 3: "c"})
+    validator, chain = make_validator(tmp_path, [OWN_HOTKEY, "a", "b", "c"], {"a": "refused", "b": "refused",
+                                                                              "c": "refused"}, state=state)  # fmt: skip
+    validator.incentive = IncentiveCurve(exponent=1.0)
+    step(validator)
     (uids, weights, _), = chain.weight_calls
     assert dict(zip(uids, weights)) == {0: 0.0, 1: pytest.approx(0.75), 2: pytest.approx(0.25), 3: 0.0}
 

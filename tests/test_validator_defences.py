@@ -1,0 +1,213 @@
+"""The validator's incentive defences, wired into a step (issue 10's validator side).
+
+Attacks, each of which paid on the previous main:
+- three hotkeys answering one mesh (same bytes; re-encoded as PLY; as GLB with permuted
+  vertices) were each paid a third: now the earliest complete answer earns, the copies 0
+  with the reason in the report;
+- one mesh returned for different prompts was scored every time: now the repeat scores 0;
+- a captioner answering fluent nonsense halved every average: now the canary fails and
+  nobody's average changes.
+Also pinned: the step records its seed and secret rig (so a score can be reproduced), each
+step's prompt comes from the composed source, and finney/test refuse a changed scoring
+protocol or a validator without a captioner before touching a wallet.
+
+The chain and the network are faked at their edges (``tests.test_validator_unit``); the
+scorer is a stand-in that attaches the REAL ``reward.fingerprint`` of each decoded mesh,
+so the copycat judgement is the production one.
+"""
+
+import asyncio
+import random
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import trimesh
+
+from neurons.miner_client import MinerAnswer
+from neurons.prompts import ComposedPrompts, MixedPrompts, PromptSampler
+from neurons.state import ValidatorState
+from neurons.validator import Validator
+from protocol.errors import EXIT_CONFIG
+from protocol.mesh_codec import MeshFormat, encode_mesh
+from protocol.wire import TextTo3DResponse
+from reward.canary import CanaryExpectations
+from reward.errors import CaptionerUnavailable
+from reward.fingerprint import fingerprint
+from reward.report import RewardReport
+from tests.test_validator_unit import OWN_HOTKEY, REPO, FakeChain, FakeWallet, ValidatorSettings
+
+
+def coloured(mesh: trimesh.Trimesh, rgb=(180, 90, 40)) -> trimesh.Trimesh:
+    mesh.visual.vertex_colors = np.tile(np.array([*rgb, 255], dtype=np.uint8), (len(mesh.vertices), 1))
+    return mesh
+
+
+def permuted(mesh: trimesh.Trimesh, seed: int = 0) -> trimesh.Trimesh:
+    order = np.random.default_rng(seed).permutation(len(mesh.vertices))
+    inverse = np.argsort(order)
+    colours = np.asarray(mesh.visual.vertex_colors)[order]
+    return trimesh.Trimesh(mesh.vertices[order], inverse[mesh.faces], vertex_colors=colours, process=False)
+
+
+CHAIR = coloured(trimesh.creation.annulus(r_min=0.3, r_max=0.8, height=0.5, sections=48))
+TORUS = coloured(trimesh.creation.torus(major_radius=0.7, minor_radius=0.2), (60, 120, 200))
+BOX = coloured(trimesh.creation.box(extents=(1.0, 0.6, 0.4)), (200, 200, 60))
+CYLINDER = coloured(trimesh.creation.cylinder(radius=0.3, height=1.2, sections=32), (90, 160, 90))
+
+
+def answer(uid: int, mesh: trimesh.Trimesh, fmt: MeshFormat, elapsed_s: float) -> MinerAnswer:
+    payload = encode_mesh(mesh, fmt)
+    headers = {k.lower(): v for k, v in TextTo3DResponse(payload=payload, format=fmt, generation_time_s=0.1).headers().items()}
+    return MinerAnswer(uid, "ok", http_status=200, elapsed_s=elapsed_s, headers=headers, body=payload,
+                       bytes_received=len(payload))
+
+
+class ScriptedClient:
+    """The network edge: per step, hotkey -> (mesh, format, elapsed_s)."""
+
+    def __init__(self, script):
+        self.script = script
+        self.step = 0
+
+    async def query_many(self, targets, requests, timeout_s):
+        plan = self.script[min(self.step, len(self.script) - 1)]
+        self.step += 1
+        return [answer(t.uid, *plan[t.hotkey]) for t in targets]
+
+
+class FingerprintingScorer:
+    """Scores every mesh 0.8 and attaches its real fingerprint; ``canary`` decides the canary."""
+
+    def __init__(self, canary_ok=True):
+        self.canary_ok = canary_ok
+        self.options = []
+
+    def score_batch(self, meshes, prompts, references=None, **options):
+        self.options.append(options)
+        return [RewardReport(score=0.8, prompt=p, metric="cosine", aggregation="mean").attach_fingerprint(fingerprint(m))
+                for m, p in zip(meshes, prompts)]
+
+    def score(self, mesh, prompt, **options):
+        if not self.canary_ok:
+            raise CaptionerUnavailable("the captioner answered nonsense")
+        raise AssertionError("only the failing canary is scripted here")
+
+    def rig_for(self, step_seed, rig=None):
+        from reward.camera import draw_secret_rig
+        from reward.scoring_protocol import PROTOCOL
+
+        return draw_secret_rig(PROTOCOL, step_seed)
+
+
+def make(tmp_path, hotkeys, script, *, scorer=None, canary_every=0, sampler=None):
+    chain = FakeChain(hotkeys)
+    config = ValidatorSettings(sample_size=16, alpha=0.5, state_path=tmp_path / "state.json", step_interval_s=0,
+                               canary_every_steps=canary_every)
+    rng = random.Random(7)
+    validator = Validator(config, wallet=FakeWallet(), chain=chain, client=ScriptedClient(script),
+                          reward_model=scorer or FingerprintingScorer(), state=ValidatorState(),
+                          sampler=sampler or PromptSampler(["a red chair", "a blue mug", "a green lamp"], rng), rng=rng,
+                          canary=CanaryExpectations.for_models("tiny"))
+    return validator, chain
+
+
+def run_step(validator):
+    return asyncio.run(validator.step())
+
+
+def by_hotkey(result):
+    return {o.hotkey: o for o in result.outcomes}
+
+
+def test_copies_of_one_object_earn_once_for_the_earliest_answer(tmp_path):
+    hotkeys = [OWN_HOTKEY, "copy-ply", "original", "copy-glb-permuted", "honest-other"]
+    script = [{
+        "original": (CHAIR, MeshFormat.DRACO, 1.0),
+        "copy-ply": (CHAIR, MeshFormat.PLY, 1.4),  # same object re-encoded, later
+        "copy-glb-permuted": (permuted(CHAIR), MeshFormat.GLB, 2.0),
+        "honest-other": (TORUS, MeshFormat.DRACO, 3.0),
+    }]
+    validator, _ = make(tmp_path, hotkeys, script)
+    outcomes = by_hotkey(run_step(validator))
+    assert outcomes["original"].status == "ok" and outcomes["original"].score == pytest.approx(0.8)
+    assert outcomes["honest-other"].status == "ok" and outcomes["honest-other"].score == pytest.approx(0.8)
+    for copy in ("copy-ply", "copy-glb-permuted"):
+        assert outcomes[copy].status == "duplicate", outcomes[copy]
+        assert outcomes[copy].score == 0.0
+        assert f"uid {outcomes['original'].uid}" in outcomes[copy].detail
+    averages = validator.state.averages
+    assert averages[outcomes["original"].uid] == pytest.approx(0.4)
+    assert averages[outcomes["copy-ply"].uid] == 0.0 and averages[outcomes["copy-glb-permuted"].uid] == 0.0
+
+
+def test_the_same_object_for_different_prompts_scores_zero_after_the_first(tmp_path):
+    hotkeys = [OWN_HOTKEY, "lazy", "honest"]
+    script = [
+        {"lazy": (BOX, MeshFormat.DRACO, 1.0), "honest": (CHAIR, MeshFormat.DRACO, 1.0)},
+        {"lazy": (BOX, MeshFormat.PLY, 1.0), "honest": (TORUS, MeshFormat.DRACO, 1.0)},
+        {"lazy": (permuted(BOX, 3), MeshFormat.GLB, 1.0), "honest": (CYLINDER, MeshFormat.DRACO, 1.0)},
+    ]
+    sampler = PromptSampler(["a red chair", "a blue mug", "a green lamp", "a wooden boat"], random.Random(1))
+    validator, _ = make(tmp_path, hotkeys, script, sampler=sampler)
+    prompts, statuses = [], []
+    for _ in range(3):
+        result = run_step(validator)
+        prompts.append(result.task.prompt)
+        statuses.append((by_hotkey(result)["lazy"].status, by_hotkey(result)["honest"].status))
+    assert len(set(prompts)) > 1, prompts
+    first = statuses[0]
+    assert first == ("ok", "ok")
+    for (lazy, honest), prompt in zip(statuses[1:], prompts[1:]):
+        if prompt != prompts[0]:
+            assert lazy == "repeat", statuses  # the box again, for another prompt
+    assert all(honest == "ok" for _, honest in statuses)  # a new object for every prompt earns every time
+
+
+def test_a_failing_canary_voids_the_step(tmp_path):
+    hotkeys = [OWN_HOTKEY, "good"]
+    script = [{"good": (CHAIR, MeshFormat.DRACO, 1.0)}]
+    validator, chain = make(tmp_path, hotkeys, script, scorer=FingerprintingScorer(canary_ok=False), canary_every=1)
+    result = run_step(validator)
+    assert not result.updated and "canary failed" in result.fault and "nonsense" in result.fault
+    assert result.canary and "nonsense" in result.canary
+    assert validator.state.averages == {}  # nobody's average changed
+    assert chain.weight_calls == []
+    again = run_step(validator)  # a failed canary is checked again at the very next step
+    assert again.canary is not None and not again.updated
+
+
+def test_the_step_records_its_seed_rig_and_contrast_prompts_go_to_the_scorer(tmp_path):
+    hotkeys = [OWN_HOTKEY, "good"]
+    scorer = FingerprintingScorer()
+    validator, _ = make(tmp_path, hotkeys, [{"good": (CHAIR, MeshFormat.DRACO, 1.0)}], scorer=scorer,
+                        sampler=PromptSampler(MixedPrompts(), random.Random(5)))
+    result = run_step(validator)
+    data = result.to_json()
+    assert isinstance(data["step_seed"], int) and data["rig"] is not None
+    assert scorer.options[0]["step_seed"] == result.step_seed
+    distractors = scorer.options[0]["distractors"]
+    assert len(distractors) == 1 and len(distractors[0]) == 15 and result.task.prompt not in distractors[0]
+    second = run_step(validator)
+    assert second.step_seed != result.step_seed and second.rig != result.rig  # fresh secret views each step
+
+
+def test_prompts_come_from_a_source_no_lookup_table_holds(tmp_path):
+    validator, _ = make(tmp_path, [OWN_HOTKEY, "good"], [{"good": (CHAIR, MeshFormat.DRACO, 1.0)}],
+                        sampler=PromptSampler(MixedPrompts(), random.Random(3)))
+    prompts = {run_step(validator).task.prompt for _ in range(6)}
+    assert len(prompts) == 6
+    assert ComposedPrompts().size >= 10**6
+
+
+@pytest.mark.parametrize("flags, fragment", [
+    (["--subtensor.network", "test"], "must caption its views"),
+    (["--subtensor.network", "test", "--captioner", "http://127.0.0.1:9", "--reward.n_views", "4"], "differs from the pinned"),
+])
+def test_pinned_networks_refuse_a_changed_protocol_or_no_captioner(flags, fragment):
+    done = subprocess.run([sys.executable, "-m", "neurons.validator", "--netuid", "3", *flags], cwd=REPO,
+                          capture_output=True, text=True, timeout=120, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+    assert done.returncode == EXIT_CONFIG, done.stderr
+    assert fragment in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
