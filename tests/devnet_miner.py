@@ -5,9 +5,7 @@
 - ``wait_ready(port, group, timeout_s)``: until ``GET /ready`` says 200 (children checked alive).
 - ``ask(subnet, port, prompts, ...)``: signed ``TextTo3DRequest``s from the subnet's validator wallet
   through the real ``MinerClient``, a few at a time; one ``MinerAnswer`` per prompt, in order.
-- ``validator_argv(subnet, **options)``: ``LocalSubnet.validator_argv`` with the validator's own
-  scoring defaults (no ``--reward.*`` overrides) and without flags it does not (or no longer)
-  know, so a change to the scoring protocol's tiny settings cannot stop a test about the miner.
+- ``validator_argv(subnet, **options)``: ``LocalSubnet.validator_argv`` (the demo's fast tiny settings).
 """
 
 from __future__ import annotations
@@ -87,17 +85,5 @@ def ask(
 
 
 def validator_argv(subnet: LocalSubnet, **options: object) -> list[str]:
-    from neurons.settings import build_parser
-
-    known = {flag for action in build_parser("validator")._actions for flag in action.option_strings}
-    argv = subnet.validator_argv(**options)  # type: ignore[arg-type]
-    kept, skip = argv[:3], False
-    for i, item in enumerate(argv[3:], start=3):
-        if skip:
-            skip = False
-            continue
-        if item.startswith("--") and (item not in known or item.startswith("--reward.")):
-            skip = i + 1 < len(argv) and not argv[i + 1].startswith("--")
-            continue
-        kept.append(item)
-    return kept
+    """The devnet validator's command line, with the demo's fast tiny-model settings."""
+    return subnet.validator_argv(**options)  # type: ignore[arg-type]
