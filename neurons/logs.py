@@ -60,8 +60,24 @@ def _formatter(settings: Any, role: str) -> logging.Formatter:
     return logging.Formatter(TEXT_FORMAT, datefmt=_DATE_FORMAT)
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of the line (like ``logging.lastResort``), so a
+    replaced stderr (a test's capture, a daemonising wrapper) never leaves a handler on a closed stream."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self):  # noqa: D401 -- the current stderr
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def _handlers(settings: Any, role: str, name: str) -> list[logging.Handler]:
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    handlers: list[logging.Handler] = [_StderrHandler()]
     folder = getattr(settings, "dir", None)
     if folder:
         path = Path(folder).expanduser() / f"{name}.log"

@@ -182,7 +182,8 @@ def test_each_line_once_without_colour_even_after_basic_config(tmp_path, clean_r
     ]
     assert not ANSI.search("\n".join(lines))
     stderr_handlers = [h for h in logging.getLogger().handlers
-                       if type(h) is logging.StreamHandler and h.stream in (sys.stderr, sys.__stderr__)]
+                       if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
+                       and h.stream in (sys.stderr, sys.__stderr__)]
     assert len(stderr_handlers) == 1
 
 
