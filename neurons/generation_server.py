@@ -42,10 +42,10 @@ if __package__ in (None, ""):  # `python neurons/generation_server.py`: make the
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from starlette.requests import ClientDisconnect
 
 from neurons.generation_pool import GENERATE_ROUTE, HEALTH_ROUTE, READY_ROUTE, TOKEN_HEADER, Encoder, InProcessPool
 from neurons.generation_queue import GenerationQueue, Overloaded
+from neurons.http_body import Refusal, read_capped_body
 from protocol.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, ConfigError
 from protocol.mesh_codec import MeshFormat
 from protocol.wire import MAX_REQUEST_BYTES, RequestError, TextTo3DRequest, TextTo3DResponse
@@ -153,10 +153,7 @@ class GenerationWorker:
         await self.queue.close()
 
 
-class _Refusal(Exception):
-    def __init__(self, status: int, detail: str, retry_after_s: float | None = None) -> None:
-        super().__init__(detail)
-        self.status, self.detail, self.retry_after_s = status, detail, retry_after_s
+_Refusal = Refusal  # the shared refusal (neurons.http_body)
 
 
 @dataclass
@@ -203,24 +200,7 @@ class GenerationService:
             raise _Refusal(401, f"missing or wrong {TOKEN_HEADER}")
 
     async def _read_body(self, request: Request) -> bytes:
-        # The miner's own caps (neurons/miner_app.py): declared length, no compression, the cap while reading.
-        declared = request.headers.get("content-length")
-        if declared is not None:
-            if not declared.isdigit():
-                raise _Refusal(400, "malformed Content-Length")
-            if int(declared) > MAX_REQUEST_BYTES:
-                raise _Refusal(413, f"request body over {MAX_REQUEST_BYTES} bytes")
-        if request.headers.get("content-encoding", "identity").lower() != "identity":
-            raise _Refusal(415, "compressed request bodies are not accepted")
-        body = bytearray()
-        try:
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > MAX_REQUEST_BYTES:
-                    raise _Refusal(413, f"request body over {MAX_REQUEST_BYTES} bytes")
-        except ClientDisconnect:
-            raise _Refusal(400, "the caller disconnected before its body arrived") from None
-        return bytes(body)
+        return await read_capped_body(request, MAX_REQUEST_BYTES)
 
     @staticmethod
     def _parse(body: bytes) -> TextTo3DRequest:

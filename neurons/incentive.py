@@ -74,10 +74,7 @@ def incentive_weights(averages: Mapping[int, float], n_uids: int,
                       curve: IncentiveCurve = DEFAULT_CURVE) -> tuple[np.ndarray, np.ndarray]:
     """``(uids int64, weights float32)`` over every uid 0 .. n_uids-1, like ``neurons.weights.weights_for_chain``
     but with the averages transformed by ``curve`` first."""
-    if n_uids < 0:
-        raise ValueError(f"n_uids must be >= 0, got {n_uids}")
-    raw = np.zeros(n_uids, dtype=np.float64)
-    for uid, value in averages.items():
-        if 0 <= uid < n_uids:
-            raw[uid] = value
+    from neurons.weights import averages_vector
+
+    raw = averages_vector(averages, n_uids)
     return np.arange(n_uids, dtype=np.int64), transform_scores(raw, curve).astype(np.float32)

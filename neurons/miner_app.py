@@ -33,10 +33,10 @@ from typing import Any, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from starlette.requests import ClientDisconnect
 
 from neurons.caller_policy import CallerPolicy, check_caller
 from neurons.generation_queue import GenerationQueue, Overloaded
+from neurons.http_body import Refusal, read_capped_body
 from protocol.wire import MAX_REQUEST_BYTES, ROUTE, RequestError, TextTo3DRequest, TextTo3DResponse
 
 __all__ = ["MinerService", "create_app", "precheck_auth_headers"]
@@ -49,12 +49,7 @@ _NONCE = re.compile(r"^[0-9]{1,20}$")
 _SIGNATURE = re.compile(r"^(0x)?[0-9a-fA-F]{128}$")
 
 
-class _Refusal(Exception):
-    def __init__(self, status: int, detail: str, retry_after_s: float | None = None) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-        self.retry_after_s = retry_after_s
+_Refusal = Refusal  # the shared refusal (neurons.http_body)
 
 
 def precheck_auth_headers(
@@ -156,23 +151,7 @@ class MinerService:
         return hotkey, decision.stake, nonce_ns
 
     async def _read_body(self, request: Request) -> bytes:
-        declared = request.headers.get("content-length")
-        if declared is not None:
-            if not declared.isdigit():
-                raise _Refusal(400, "malformed Content-Length")
-            if int(declared) > MAX_REQUEST_BYTES:
-                raise _Refusal(413, f"request body over {MAX_REQUEST_BYTES} bytes")
-        if request.headers.get("content-encoding", "identity").lower() != "identity":
-            raise _Refusal(415, "compressed request bodies are not accepted")
-        body = bytearray()
-        try:
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > MAX_REQUEST_BYTES:
-                    raise _Refusal(413, f"request body over {MAX_REQUEST_BYTES} bytes")
-        except ClientDisconnect:  # the caller hung up mid-body: nobody to answer, nothing to log a traceback for
-            raise _Refusal(400, "the caller disconnected before its body arrived") from None
-        return bytes(body)
+        return await read_capped_body(request, MAX_REQUEST_BYTES)
 
     def _verify(self, request: Request, body: bytes) -> None:
         import bittensor as bt

@@ -13,7 +13,7 @@ from typing import Mapping
 
 import numpy as np
 
-__all__ = ["normalize_scores", "weights_for_chain"]
+__all__ = ["normalize_scores", "weights_for_chain", "averages_vector"]
 
 
 def normalize_scores(scores: np.ndarray) -> np.ndarray:
@@ -44,10 +44,15 @@ def weights_for_chain(averages: Mapping[int, float], n_uids: int) -> tuple[np.nd
     stored, so they cost nothing on chain. ``weights.sum() == 0`` means nothing scored:
     skip the setting (``set_weights`` would answer ``(False, "all weights are zero ...")``).
     """
+    return np.arange(n_uids, dtype=np.int64), normalize_scores(averages_vector(averages, n_uids))
+
+
+def averages_vector(averages: Mapping[int, float], n_uids: int) -> np.ndarray:
+    """float64 vector of length ``n_uids``: ``averages[uid]`` where given, 0 elsewhere; uids out of range ignored."""
     if n_uids < 0:
         raise ValueError(f"n_uids must be >= 0, got {n_uids}")
     raw = np.zeros(n_uids, dtype=np.float64)
     for uid, value in averages.items():
         if 0 <= uid < n_uids:
             raw[uid] = value
-    return np.arange(n_uids, dtype=np.int64), normalize_scores(raw)
+    return raw
