@@ -122,7 +122,7 @@ def test_cli_download_offline_fails_fast_with_one_clear_sentence(tmp_path):
     done = subprocess.run([sys.executable, "-m", "neurons.cli", "llava", "--download", "7b"], cwd=REPO_ROOT, env=env,
                           capture_output=True, text=True, timeout=60)
     assert time.monotonic() - start < 30
-    assert done.returncode == 1
+    assert done.returncode == 78  # a set-up error: restarting (pm2) cannot fetch what the network cannot reach
     assert "Traceback" not in done.stderr
     assert done.stderr.strip().count("\n") == 0 and "HF_HUB_OFFLINE" in done.stderr and "7b" in done.stderr
 
