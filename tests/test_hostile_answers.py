@@ -59,7 +59,8 @@ from neurons.miner_client import MinerClient, Target
 from neurons.prompts import PromptSampler
 from neurons.settings import ValidatorSettings
 from neurons.state import ValidatorState
-from neurons.validator import Validator, judge_answer
+from neurons.outcomes import judge_answer
+from neurons.validator import Validator
 from protocol.limits import DEFAULT_LIMITS
 from protocol.mesh_codec import MeshFormat
 from protocol.wire import TextTo3DRequest

@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-import neurons.validator as validator_module
+import neurons.outcomes as outcomes_module  # where judge_answer decodes
 from neurons.chain.base import Metagraph, NeuronInfo
 from neurons.chain.devnet import DevnetChain
 from neurons.miner_client import MinerAnswer
@@ -274,13 +274,13 @@ def test_a_mesh_the_reward_model_reports_invalid_scores_zero(tmp_path):
 
 def test_decoding_and_scoring_run_off_the_event_loop(tmp_path, monkeypatch):
     threads = []
-    real_decode = validator_module.decode_mesh
+    real_decode = outcomes_module.decode_mesh
 
     def recording_decode(payload, limits):
         threads.append(threading.current_thread())
         return real_decode(payload, limits)
 
-    monkeypatch.setattr(validator_module, "decode_mesh", recording_decode)
+    monkeypatch.setattr(outcomes_module, "decode_mesh", recording_decode)
     reward = StubRewardModel()
     validator, _ = make_validator(tmp_path, [OWN_HOTKEY, "a", "b"], reward=reward)
     step(validator)
@@ -317,14 +317,14 @@ def test_our_scoring_crashing_updates_nobody(tmp_path, fault, name):
 
 
 def test_a_memory_error_while_decoding_is_our_fault(tmp_path, monkeypatch):
-    real_decode = validator_module.decode_mesh
+    real_decode = outcomes_module.decode_mesh
 
     def decode(payload, limits):
         if payload == OOM:
             raise MemoryError
         return real_decode(payload, limits)
 
-    monkeypatch.setattr(validator_module, "decode_mesh", decode)
+    monkeypatch.setattr(outcomes_module, "decode_mesh", decode)
     state = ValidatorState(averages={1: 0.7, 2: 0.3}, hotkeys={0: OWN_HOTKEY, 1: "good", 2: "bomb"})
     reward = StubRewardModel()
     validator, _ = make_validator(tmp_path, [OWN_HOTKEY, "good", "bomb"], {"bomb": "oom"}, reward=reward, state=state)
