@@ -27,6 +27,10 @@ from typing import Any
 
 import numpy as np
 
+from reward.scoring_protocol import CameraSpec
+
+_SPEC = CameraSpec()  # the pinned protocol's camera: the rig's defaults, stated once
+
 __all__ = ["CameraRig", "look_at", "perspective", "canonical_rig", "draw_secret_rig", "step_rng"]
 
 
@@ -44,15 +48,15 @@ class CameraRig:
     are ``n`` evenly spaced azimuths from ``azimuth_start_deg`` at ``elevation_deg``.
     """
 
-    elevation_deg: float = 20.0
+    elevation_deg: float = _SPEC.canonical_elevation_deg
     azimuth_start_deg: float = 0.0
-    fov_deg: float = 40.0
-    distance: float = 3.0
-    background_rgb: tuple[int, int, int] = (255, 255, 255)
-    fallback_rgb: tuple[int, int, int] = (170, 170, 170)
-    light_dir_camera: tuple[float, float, float] = (-0.35, 0.55, 1.0)
-    ambient: float = 0.35
-    diffuse: float = 0.65
+    fov_deg: float = _SPEC.fov_deg
+    distance: float = _SPEC.distance
+    background_rgb: tuple[int, int, int] = _SPEC.background_rgb
+    fallback_rgb: tuple[int, int, int] = _SPEC.fallback_rgb
+    light_dir_camera: tuple[float, float, float] = _SPEC.light_dir_camera
+    ambient: float = _SPEC.ambient
+    diffuse: float = _SPEC.diffuse
     view_azimuths_deg: tuple[float, ...] | None = None
     view_elevations_deg: tuple[float, ...] | None = None
 
