@@ -115,6 +115,16 @@ def _read_vocab(vocab_path: Path) -> dict[str, tuple[object, object, object]]:
     return fields
 
 
+def _vocab_fields(vocab_path: Path | str) -> dict[str, tuple[object, object, object]]:
+    """The vocabulary's KV fields; FileNotFoundError naming the script that caches it."""
+    vocab_path = Path(vocab_path)
+    if not vocab_path.is_file():
+        raise FileNotFoundError(
+            f"LLaMA vocabulary not found at {vocab_path}; run scripts/build_llama_server.sh, which caches it"
+        )
+    return _read_vocab(vocab_path)
+
+
 def _add_tokenizer(writer, fields: dict[str, tuple[object, object, object]]) -> None:
     """Copy the vocabulary with its original GGUF value types (uint32 ids, int32 token types)."""
     for key, (value, vtype, sub_type) in fields.items():
@@ -141,17 +151,7 @@ def _write_text_model(path: Path, cfg: TinyLlavaConfig, fields: dict, rng: np.ra
 
     writer = gguf.GGUFWriter(str(path), "llama")
     writer.add_name("text3d tiny llava (random)")
-    writer.add_context_length(cfg.context_length)
-    writer.add_embedding_length(d)
-    writer.add_block_count(cfg.text_layers)
-    writer.add_feed_forward_length(f)
-    writer.add_head_count(cfg.text_heads)
-    writer.add_head_count_kv(cfg.text_heads)
-    writer.add_layer_norm_rms_eps(1e-5)
-    writer.add_rope_dimension_count(d // cfg.text_heads)
-    writer.add_vocab_size(n_vocab)
-    writer.add_file_type(gguf.LlamaFileType.ALL_F32)
-    _add_tokenizer(writer, fields)
+    _text_kv(writer, cfg, fields, n_vocab)
 
     writer.add_tensor("token_embd.weight", w(n_vocab, d, std=1.0))
     for i in range(cfg.text_layers):
@@ -180,21 +180,7 @@ def _write_mmproj(path: Path, cfg: TinyLlavaConfig, rng: np.random.Generator) ->
 
     writer = gguf.GGUFWriter(str(path), "clip")
     writer.add_name("text3d tiny llava mmproj (random)")
-    writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
-    writer.add_bool("clip.has_vision_encoder", True)
-    writer.add_bool("clip.has_audio_encoder", False)
-    writer.add_bool("clip.use_gelu", False)  # LLaVA-1.5's CLIP uses quick-gelu
-    writer.add_string("clip.projector_type", "mlp")
-    writer.add_uint32("clip.vision.image_size", cfg.image_px)
-    writer.add_uint32("clip.vision.patch_size", p)
-    writer.add_uint32("clip.vision.embedding_length", d)
-    writer.add_uint32("clip.vision.feed_forward_length", f)
-    writer.add_uint32("clip.vision.projection_dim", cfg.text_embd)
-    writer.add_uint32("clip.vision.attention.head_count", cfg.vision_heads)
-    writer.add_float32("clip.vision.attention.layer_norm_epsilon", 1e-5)
-    writer.add_uint32("clip.vision.block_count", cfg.vision_layers)
-    writer.add_array("clip.vision.image_mean", [0.48145466, 0.4578275, 0.40821073])
-    writer.add_array("clip.vision.image_std", [0.26862954, 0.26130258, 0.27577711])
+    _mmproj_kv(writer, cfg)
 
     # numpy shapes are ggml's ne reversed: a (out, in) matrix is ne = [in, out].
     writer.add_tensor("v.class_embd", w(d))
@@ -238,17 +224,13 @@ def write_tiny_llava(out_dir: Path | str, vocab_path: Path | str, config: TinyLl
     cfg = config or TinyLlavaConfig()
     if cfg.text_dtype != "f32":
         raise ValueError("write_tiny_llava writes F32 in memory; write other text dtypes with write_llava_shape")
-    vocab_path = Path(vocab_path)
-    if not vocab_path.is_file():
-        raise FileNotFoundError(
-            f"LLaMA vocabulary not found at {vocab_path}; run scripts/build_llama_server.sh, which caches it"
-        )
+    fields = _vocab_fields(vocab_path)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(cfg.seed)
     model_path, mmproj_path = out / "model.gguf", out / "mmproj.gguf"
     tmp_model, tmp_mmproj = out / f".model.{os.getpid()}.tmp", out / f".mmproj.{os.getpid()}.tmp"
-    _write_text_model(tmp_model, cfg, _read_vocab(vocab_path), rng)
+    _write_text_model(tmp_model, cfg, fields, rng)
     _write_mmproj(tmp_mmproj, cfg, rng)
     os.replace(tmp_mmproj, mmproj_path)
     os.replace(tmp_model, model_path)
@@ -405,12 +387,7 @@ def write_llava_shape(out_dir: Path | str, vocab_path: Path | str, config: TinyL
     """
     import gguf
 
-    vocab_path = Path(vocab_path)
-    if not vocab_path.is_file():
-        raise FileNotFoundError(
-            f"LLaMA vocabulary not found at {vocab_path}; run scripts/build_llama_server.sh, which caches it"
-        )
-    fields = _read_vocab(vocab_path)
+    fields = _vocab_fields(vocab_path)
     n_vocab = len(fields["tokenizer.ggml.tokens"][0])
     plan = tensor_plan(config, n_vocab)
     out = Path(out_dir)
