@@ -38,7 +38,7 @@ from protocol.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, ConfigError, Val
 from protocol.limits import DEFAULT_LIMITS
 from protocol.mesh_codec import MeshFormat, encode_mesh
 
-__all__ = ["Miner", "encode_for_wire", "build_generator", "check_port_free", "main"]
+__all__ = ["Miner", "encode_for_wire", "check_port_free", "main"]
 
 log = logging.getLogger("text3d.miner")
 
@@ -170,14 +170,6 @@ def check_port_free(ip: str, port: int, *, flags: tuple[str, str] = ("--axon.ip"
     sock.listen(1024)
     sock.setblocking(False)
     return sock
-
-
-def build_generator(settings: Settings) -> Any:
-    """The ``--generation.backend`` generator (Shap-E by default; ``--models tiny``: its offline test weights)."""
-    spec = settings.generation.spec(
-        models=settings.models, device=settings.resolved_device(), max_batch_size=settings.miner.max_batch_size
-    )
-    return spec.build()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -23,7 +23,7 @@ fields, so a new option is one field; bittensor's dotted flag names stay.
 
 A value out of range is a ``ConfigError`` whose message names the flag and says what is
 allowed, never a traceback. Each component receives its own section (``settings.miner``,
-``settings.generation.to_config(...)``), not the whole tree. Nothing here reads argv or
+``settings.generation.spec(...)``), not the whole tree. Nothing here reads argv or
 the environment at import time.
 """
 
@@ -208,18 +208,6 @@ class GenerationSettings(Section):
             }  # fmt: skip
         context = BackendContext(device=device, max_batch_size=max_batch_size, models=models)  # type: ignore[arg-type]
         return GeneratorSpec(self.backend, options, context)
-
-    def to_config(self, *, model: str, device: str, max_batch_size: int) -> GenerationConfig:
-        return GenerationConfig(
-            model=model,
-            num_inference_steps=self.steps,
-            guidance_scale=self.guidance,
-            grid_size=self.grid_size,
-            dtype=self.dtype,
-            device=device,
-            max_batch_size=max_batch_size,
-            show_progress=False,
-        )
 
 
 class ServerSettings(Section):

@@ -176,12 +176,13 @@ def test_help_lists_every_default(role):
 
 def test_generation_defaults_are_the_generators_own():
     """One default per option: the flags' defaults are GenerationConfig's, not a second copy."""
-    built = GenerationSettings().to_config(model="tiny", device="cpu", max_batch_size=4)
-    reference = GenerationConfig(model="tiny", device="cpu", max_batch_size=4, show_progress=False)
+    _, built = GenerationSettings().spec(models="tiny", device="cpu", max_batch_size=4).check()
+    reference = GenerationConfig(show_progress=False)
     assert built == reference
     tuned = load_settings("miner", ["--generation.grid_size", "64", "--generation.steps", "8"]).generation
-    config = tuned.to_config(model="tiny", device="cpu", max_batch_size=2)
-    assert (config.grid_size, config.num_inference_steps, config.max_batch_size) == (64, 8, 2)
+    spec = tuned.spec(models="tiny", device="cpu", max_batch_size=2)
+    _, config = spec.check()
+    assert (config.grid_size, config.num_inference_steps, spec.context.max_batch_size) == (64, 8, 2)
 
 
 # -- sources and precedence ----------------------------------------------------------------
