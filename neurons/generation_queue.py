@@ -95,8 +95,7 @@ class GenerationQueue:
         self.peak_queued = 0
         self._heap: list[_Job] = []
         self._in_flight: dict[str, int] = {}
-        self._running = 0  # jobs in the batches being generated
-        self._running_batches = 0
+        self._running_batches = 0  # batches being generated
         self._arrivals = itertools.count()
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
@@ -138,7 +137,7 @@ class GenerationQueue:
                 self.retry_after_s(),
             )
         if self.expected_batch_s > 0 and deadline - now < self.estimated_wait_s(stake):
-            if not self._heap and not self._running:
+            if not self._heap and not self._running_batches:
                 # Idle, so no batch will re-measure the estimate: let a one-off slow batch (a warm-up)
                 # fade, or every request is refused from now on.
                 self.expected_batch_s *= 0.8
@@ -227,7 +226,6 @@ class GenerationQueue:
                 if not live:
                     free.release()
                     continue
-                self._running += len(live)
                 self._running_batches += 1
                 task = asyncio.get_running_loop().create_task(self._run_batch(live))
                 running.add(task)
@@ -253,7 +251,6 @@ class GenerationQueue:
                     job.future.set_exception(exc)
             results = None
         finally:
-            self._running -= len(live)
             self._running_batches -= 1
             elapsed_s = self._clock() - started
             self.expected_batch_s = elapsed_s if not self.batch_sizes else 0.7 * self.expected_batch_s + 0.3 * elapsed_s
