@@ -198,7 +198,7 @@ class Validator:
         mark = self._clock()
         step_seed = self.rng.getrandbits(63)  # the secret rig and the contrast prompts of this step
         distractors = self.sampler.distractors(task.prompt, step_seed, self.n_distractors)
-        rig = self._rig_of(step_seed)
+        rig = self._secret_rig(step_seed)  # drawn once: scoring, the canary and the report share it
         if to_score and fault is None:
             try:
                 # score_batch reports a mesh it cannot render as invalid (score 0, with the reason)
@@ -206,7 +206,7 @@ class Validator:
                     self.executor,
                     functools.partial(
                         self.reward_model.score_batch, [m for _, m in to_score], [task.prompt] * len(to_score),
-                        step_seed=step_seed, distractors=[distractors] * len(to_score),
+                        rig=rig, step_seed=step_seed, distractors=[distractors] * len(to_score),
                     ),
                 )
             except ValidatorFault as exc:
@@ -231,7 +231,7 @@ class Validator:
         canary = None
         if fault is None and self._canary_due(step_no):
             mark = self._clock()
-            canary = await loop.run_in_executor(self.executor, self._run_canary, step_seed)
+            canary = await loop.run_in_executor(self.executor, self._run_canary, step_seed, rig)
             timing["canary_s"] = self._clock() - mark
             if canary != "ok":
                 fault = f"canary failed ({canary}): our renderer, CLIP or captioner is broken"
@@ -243,7 +243,7 @@ class Validator:
             log.warning("step %d: validator fault, no miner's score changes: %s", step_no, fault)
         self.state.step = step_no
         result = StepResult(step_no, task, outcomes, timing, updated=fault is None, fault=fault,
-                            step_seed=step_seed, rig=rig, canary=canary)
+                            step_seed=step_seed, rig=rig.to_dict() if rig is not None else None, canary=canary)
         result.weights = await self.maybe_set_weights()
         await asyncio.to_thread(self._save_state, step_no)
         timing["total_s"] = self._clock() - started
@@ -260,14 +260,10 @@ class Validator:
         )
         return result
 
-    def _rig_of(self, step_seed: int) -> dict | None:
+    def _secret_rig(self, step_seed: int) -> Any:
+        """The step's secret camera rig; None for a scorer without ``rig_for`` (it draws its own from the seed)."""
         rig_for = getattr(self.reward_model, "rig_for", None)
-        if rig_for is None:
-            return None
-        try:
-            return rig_for(step_seed).to_dict()
-        except Exception:  # the record is evidence only: never fail a step for it
-            return None
+        return rig_for(step_seed) if rig_for is not None else None
 
     def _judge_copies(self, outcomes: Sequence[MinerOutcome], prompt: str, step_no: int) -> None:
         """Copycats earn nothing: duplicates within the step (all but the earliest complete answer)
@@ -294,10 +290,11 @@ class Validator:
             return False
         return self._canary_failed or step_no % every == 0 or step_no == 1
 
-    def _run_canary(self, step_seed: int) -> str:
+    def _run_canary(self, step_seed: int, rig: Any = None) -> str:
         """Executor job: "ok", or one sentence naming the broken part (never raises)."""
         try:
-            result = check_canary(self.reward_model, step_seed=step_seed, expectations=self.canary_expectations)
+            result = check_canary(self.reward_model, step_seed=step_seed, rig=rig,
+                                  expectations=self.canary_expectations)
         except Exception as exc:
             result_ok, reason = False, f"{type(exc).__name__}: {exc}"
         else:
