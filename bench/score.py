@@ -67,8 +67,8 @@ def production_clip(args) -> dict:
     import torch
     from PIL import Image
 
-    from reward.clip import ClipScorer
-    from reward.device import resolve_device
+    from text3d.reward.clip import ClipScorer
+    from text3d.common.device import resolve_device
 
     device = resolve_device(args.device)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -141,9 +141,10 @@ def main() -> int:
 
     import torch
 
-    from reward.caption import StaticCaptioner
-    from reward.config import RewardConfig, resolve_device
-    from reward.factory import build_reward_model
+    from text3d.reward.caption import StaticCaptioner
+    from text3d.common.device import resolve_device
+    from text3d.reward.config import RewardConfig
+    from text3d.reward.factory import build_reward_model
 
     device = resolve_device(args.device)
     config = RewardConfig(n_views=args.views, resolution_px=args.resolution)

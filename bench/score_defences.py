@@ -3,15 +3,15 @@
 For honest Shap-E-sized meshes (lumpy coloured spheres of ``--faces`` faces) under the
 step's secret rig, through the production entry points:
 
-    budget       reward.budget.estimate_overdraw (before drawing)
+    budget       text3d.reward.defences.budget.estimate_overdraw (before drawing)
     render       the moderngl renderer, 8 views
-    flatness     reward.flatness.thickness + silhouettes
-    fingerprint  reward.fingerprint.fingerprint (geometry + 32 px views)
-    ocr          reward.ocr.RapidOcrEngine on the 8 views (per view and per asset)
-    guard        reward.caption_guard on 8 captions
+    flatness     text3d.reward.defences.flatness.thickness + silhouettes
+    fingerprint  text3d.reward.defences.fingerprint.fingerprint (geometry + 32 px views)
+    ocr          text3d.reward.defences.ocr.RapidOcrEngine on the 8 views (per view and per asset)
+    guard        text3d.reward.defences.caption_guard on 8 captions
     clip         the CLIP image batch + contrast texts: tiny CLIP, or with ``--production-clip``
                  open_clip ViT-L-14 built with pretrained=None (random weights: same cost)
-    canary       reward.canary.check_canary without a captioner (renders + CLIP)
+    canary       text3d.reward.defences.canary.check_canary without a captioner (renders + CLIP)
     attack       the 1M-face overdraw mesh: time until the budget refuses it
 
 Medians over ``--repeats`` after a warm-up; ends with ONE JSON line.
@@ -51,17 +51,17 @@ def main(argv: list[str] | None = None) -> dict:
 
     import torch
 
-    from reward.budget import estimate_overdraw
-    from reward.canary import CanaryExpectations, check_canary
-    from reward.caption_guard import caption_flags
-    from reward.clip import ClipScorer
-    from reward.config import RewardConfig
-    from reward.fingerprint import fingerprint
-    from reward.flatness import silhouette_fractions, thickness
-    from reward.model import RewardModel
-    from reward.render import get_renderer
-    from reward.scoring_protocol import PROTOCOL
-    from reward.tiny_clip import ensure_tiny_clip
+    from text3d.reward.defences.budget import estimate_overdraw
+    from text3d.reward.defences.canary import CanaryExpectations, check_canary
+    from text3d.reward.defences.caption_guard import caption_flags
+    from text3d.reward.clip import ClipScorer
+    from text3d.reward.config import RewardConfig
+    from text3d.reward.defences.fingerprint import fingerprint
+    from text3d.reward.defences.flatness import silhouette_fractions, thickness
+    from text3d.reward.model import RewardModel
+    from text3d.reward.render.views import get_renderer
+    from text3d.reward.scoring_protocol import PROTOCOL
+    from text3d.reward.tiny_clip import ensure_tiny_clip
     from tests.attack_meshes import overdraw_mesh
     from tests.meshes import coloured_sphere
 
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> dict:
     captions = ["a colourful lumpy ball on a white background"] * n
     t["guard"] = median_time(lambda: caption_flags(captions, "a colourful blob"), args.repeats)
     if not args.no_ocr:
-        from reward.ocr import RapidOcrEngine, ocr_views
+        from text3d.reward.defences.ocr import RapidOcrEngine, ocr_views
 
         engine = RapidOcrEngine()
         t["ocr"] = median_time(lambda: ocr_views(engine, views, max_chars=5, min_confidence=0.6), args.repeats)

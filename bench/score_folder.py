@@ -4,7 +4,7 @@ Writes a folder of mixed assets (a quarter each: textured GLB, vertex-coloured b
 OBJ + MTL material colour, uncoloured STL; ~320 faces or a 64 px texture each, every one
 different) and runs the production command in a fresh child process per count:
 
-    python -m neurons.cli score DIR --prompt ... --models tiny --views V --resolution R --json OUT
+    python -m text3d.cli.main score DIR --prompt ... --models tiny --views V --resolution R --json OUT
 
 Reports, per count, the wall time, the child's peak RSS (``wait4``), and the marginal
 throughput between the two largest counts (model loading and start-up cancel out).
@@ -40,7 +40,7 @@ def write_assets(folder: Path, n: int, seed: int = 0) -> dict[str, int]:
     import trimesh
     from PIL import Image
 
-    from protocol.mesh_codec import MeshFormat, encode_mesh
+    from text3d.protocol.mesh_codec import MeshFormat, encode_mesh
     from tests.asset_corpus import quadrant_texture, textured_cube
 
     rng = np.random.default_rng(seed)
@@ -74,7 +74,7 @@ def write_assets(folder: Path, n: int, seed: int = 0) -> dict[str, int]:
 
 
 def run_child(folder: Path, out: Path, args) -> dict:
-    command = [sys.executable, "-m", "neurons.cli", "score", str(folder), "--prompt", "a lumpy coloured ball",
+    command = [sys.executable, "-m", "text3d.cli.main", "score", str(folder), "--prompt", "a lumpy coloured ball",
                "--models", "tiny", "--views", str(args.views), "--resolution", str(args.resolution),
                "--batch-size", str(args.batch_size), "--device", "cpu", "--json", str(out)]
     start = time.perf_counter()

@@ -49,9 +49,9 @@ def main() -> int:
     parser.add_argument("--resolution", type=int, default=256)
     args = parser.parse_args()
 
-    from reward.caption import StaticCaptioner
-    from reward.config import RewardConfig
-    from reward.factory import build_reward_model
+    from text3d.reward.caption import StaticCaptioner
+    from text3d.reward.config import RewardConfig
+    from text3d.reward.factory import build_reward_model
 
     model = build_reward_model("tiny", StaticCaptioner("a 3D model of {prompt}"), device="cpu",
                                config=RewardConfig(resolution_px=args.resolution))

@@ -48,6 +48,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from text3d.ops.net import free_port  # noqa: E402
+
 PROMPTS = ["a red wooden chair", "a blue ceramic teapot", "a yellow toy car", "a green glass bottle"]
 
 
@@ -58,7 +60,7 @@ def serve(args: argparse.Namespace) -> None:
     import bittensor as bt
     import uvicorn
 
-    from protocol.wire import HEADER_FORMAT, HEADER_GENERATION_TIME, MAX_REQUEST_BYTES, ROUTE
+    from text3d.protocol.wire import HEADER_FORMAT, HEADER_GENERATION_TIME, MAX_REQUEST_BYTES, ROUTE
 
     payload = Path(args.payload).read_bytes()
     hosted = set(json.loads(Path(args.hotkeys).read_text()))
@@ -119,12 +121,6 @@ def serve(args: argparse.Namespace) -> None:
 
 
 # -- bench -------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def bench_mesh(subdivisions: int):
@@ -188,7 +184,7 @@ class InstantScorer:
     """A reward model that costs nothing: the step's time is the network and the validator's own."""
 
     def score_batch(self, meshes, prompts):
-        from reward.report import RewardReport
+        from text3d.reward.reporting.evidence import RewardReport
 
         return [RewardReport(score=0.5, prompt=p, metric="cosine", aggregation="mean") for p in prompts]
 
@@ -212,13 +208,13 @@ def main() -> None:
     import httpx
     import numpy as np
 
-    from neurons.chain.base import Metagraph, NeuronInfo
-    from neurons.miner_client import MinerClient
-    from neurons.prompts import PromptSampler
-    from neurons.settings import ValidatorSettings
-    from neurons.state import ValidatorState
-    from neurons.validator import Validator
-    from protocol.mesh_codec import MeshFormat, decode_mesh, encode_mesh
+    from text3d.chain.base import Metagraph, NeuronInfo
+    from text3d.validator.client import MinerClient
+    from text3d.validator.prompts import PromptSampler
+    from text3d.settings import ValidatorSettings
+    from text3d.validator.state import ValidatorState
+    from text3d.validator.engine import Validator
+    from text3d.protocol.mesh_codec import MeshFormat, decode_mesh, encode_mesh
 
     logging_quiet()
     counts = [int(c) for c in args.miners.split(",")]
@@ -279,8 +275,8 @@ def main() -> None:
             def median(key: str) -> float:
                 return statistics.median(s.timing_s[key] for s in steps)
 
-            network_s, decode_s, total_s = median("network_s"), median("decode_s"), median("total_s")
-            overhead_s = statistics.median(s.timing_s["total_s"] - s.timing_s["render_score_s"] for s in steps)
+            network_s, decode_s, total_s = median("query_s"), median("decode_s"), median("total_s")
+            overhead_s = statistics.median(s.timing_s["total_s"] - s.timing_s["score_s"] for s in steps)
             ok = min(sum(o.status == "ok" for o in s.outcomes) for s in steps)
             statuses = sorted({o.status for s in steps for o in s.outcomes})
             results[count] = {

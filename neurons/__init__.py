@@ -1,11 +1,4 @@
-"""The runnable neurons and what composes them.
+"""Thin entry points, as the subnet template has them: ``python -m neurons.miner`` and
+``python -m neurons.validator``. Everything they run lives in the ``text3d`` package."""
 
-``miner`` and ``validator`` are the entry points (``python -m neurons.miner``); their
-parts live in small modules: ``config`` (flags -> typed sections), ``blacklist``,
-``prompts``, ``state``, ``weights``, ``reports``, ``chain`` (adapters). Importing this
-package is cheap: nothing here imports bittensor or torch.
-"""
-
-from protocol.version import __version__
-
-__all__ = ["__version__"]
+__all__: list[str] = []  # entry points only: run them with python -m

@@ -86,7 +86,7 @@ const llavaPort = env("LLAVA_PORT", "8080");
 module.exports = {
   apps: [
     app("text3d-llava", [
-      "-m", "neurons.cli", "llava",
+      "-m", "text3d.cli.main", "llava",
       "--models", env("LLAVA_MODEL", "7b"),
       "--port", llavaPort,
       "-np", env("LLAVA_SLOTS", "4"),

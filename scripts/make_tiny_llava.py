@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from reward.tiny_llava import TinyLlavaConfig, default_vocab_path, ensure_tiny_llava, write_tiny_llava  # noqa: E402
+from text3d.reward.tiny_llava import TinyLlavaConfig, default_vocab_path, ensure_tiny_llava, write_tiny_llava  # noqa: E402
 
 
 def main() -> int:

@@ -35,7 +35,7 @@ QUADRANTS = {"top_left": (220, 30, 30), "top_right": (30, 200, 30), "bottom_left
 @dataclass(frozen=True)
 class Expected:
     """``kind``: "scored" | "unscorable" | "side"; ``colour``: the colour source the report
-    names for a scored file (a ``protocol.mesh_parts.SOURCES`` word); ``reason``: a
+    names for a scored file (a ``text3d.protocol.mesh_parts.SOURCES`` word); ``reason``: a
     substring of an unscorable file's reason. ``needs``: a Python module trimesh needs
     to read the format (the file is unscorable, with that module named, when it is missing)."""
 
@@ -158,7 +158,7 @@ _DAE = """<?xml version="1.0" encoding="utf-8"?>
 
 def write_corpus(folder: Path) -> dict[str, Expected]:
     """Write the corpus into ``folder`` (created); returns what each file must become."""
-    from protocol.mesh_codec import MeshFormat, encode_mesh
+    from text3d.protocol.mesh_codec import MeshFormat, encode_mesh
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ import numpy as np
 import trimesh
 from PIL import Image, ImageDraw, ImageFont
 
-from reward.camera import CameraRig
+from text3d.reward.render.camera import CameraRig
 
 __all__ = ["grid_box", "text_box", "painted_box", "billboard", "overdraw_mesh", "text_picture", "project"]
 

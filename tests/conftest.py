@@ -16,7 +16,7 @@ def mpnet():
     """The GENUINE all-mpnet-base-v2 (438 MB), loaded once per session from the local HF
     cache that scripts/fetch_mpnet.sh fills. Wrap ``mpnet.model`` in a new ``TextEmbedder``
     for fresh caches and counters."""
-    from reward.text import TextEmbedder
+    from text3d.reward.text import TextEmbedder
 
     return TextEmbedder.from_pretrained(device="cpu")
 
@@ -24,8 +24,8 @@ def mpnet():
 @pytest.fixture(scope="session")
 def tiny_clip():
     """The tiny random-weight CLIP, built once under $TEXT3D_CACHE and loaded through open_clip."""
-    from reward.clip import ClipScorer
-    from reward.tiny_clip import ensure_tiny_clip
+    from text3d.reward.clip import ClipScorer
+    from text3d.reward.tiny_clip import ensure_tiny_clip
 
     name, weights = ensure_tiny_clip()
     return ClipScorer.from_pretrained(name, weights, device="cpu")

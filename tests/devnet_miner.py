@@ -18,10 +18,11 @@ from typing import Callable, Sequence
 
 import httpx
 
-from neurons.demo import LocalSubnet, ProcessGroup, wait_until
-from neurons.demo.subnet import REPO_ROOT, TinySettings
-from neurons.miner_client import MinerAnswer, MinerClient, Target
-from protocol.wire import TextTo3DRequest
+from text3d.demo import LocalSubnet, ProcessGroup, wait_until
+from text3d.demo.subnet import TinySettings
+from text3d.validator.client import MinerAnswer, MinerClient, Target
+from text3d.protocol.wire import TextTo3DRequest
+from text3d.common.paths import source_root
 
 __all__ = ["TINY", "child_env", "generation_server_argv", "wait_ready", "ask", "validator_argv"]
 
@@ -30,12 +31,12 @@ TINY = TinySettings()
 
 def child_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", RAY_USAGE_STATS_ENABLED="0")
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(source_root()), env.get("PYTHONPATH", "")) if p)
     return {**env, **extra}
 
 
 def generation_server_argv(port: int, *flags: str) -> list[str]:
-    return [sys.executable, "-m", "neurons.cli", "generation-server", "--models", "tiny", "--device", "cpu",
+    return [sys.executable, "-m", "text3d.cli.main", "generation-server", "--models", "tiny", "--device", "cpu",
             "--generation.steps", str(TINY.generation_steps), "--generation.guidance", str(TINY.generation_guidance),
             "--generation.grid_size", str(TINY.grid_size), "--server.port", str(port), *flags]  # fmt: skip
 

@@ -21,9 +21,9 @@ import uvicorn  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
 from fastapi.responses import Response  # noqa: E402
 
-from neurons.chain.devnet import DevnetChain  # noqa: E402
-from protocol.mesh_codec import MeshFormat  # noqa: E402
-from protocol.wire import ROUTE, TextTo3DResponse  # noqa: E402
+from text3d.chain.devnet import DevnetChain  # noqa: E402
+from text3d.protocol.mesh_codec import MeshFormat  # noqa: E402
+from text3d.protocol.wire import ROUTE, TextTo3DResponse  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

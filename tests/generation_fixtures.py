@@ -15,11 +15,11 @@ import threading
 import time
 from typing import Any, Iterator
 
-from generation.primitives import PrimitiveGenerator, PrimitiveOptions
-from neurons.generation_pool import GENERATE_ROUTE
-from neurons.generation_server import GenerationService, GenerationWorker, create_app
-from neurons.miner import encode_for_wire
-from protocol.mesh_codec import MeshFormat
+from text3d.generation.primitives import PrimitiveGenerator, PrimitiveOptions
+from text3d.miner.pool import GENERATE_ROUTE
+from text3d.miner.generation_server import GenerationService, GenerationWorker, create_app
+from text3d.miner.encoding import encode_for_wire
+from text3d.protocol.mesh_codec import MeshFormat
 from tests.loopback import ServedApp
 
 __all__ = ["TimedGenerator", "CountingApp", "make_worker", "served_generation_server", "bound_socket"]

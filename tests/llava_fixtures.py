@@ -12,7 +12,8 @@ from typing import Iterator
 
 import pytest
 
-from neurons.commands.llava import LlamaServer, LlamaServerConfig, find_llama_server, free_port, tiny_llava_models
+from text3d.ops.llava import LlamaServer, LlamaServerConfig, find_llama_server, tiny_llava_models
+from text3d.ops.net import free_port
 
 __all__ = ["start_tiny_llava_server", "llava_server", "LLAVA_TEST_SLOTS"]
 

@@ -19,8 +19,8 @@ from typing import Any, Sequence
 import numpy as np
 import trimesh
 
-from neurons.chain.base import Metagraph, NeuronInfo
-from protocol.mesh_codec import MeshFormat, encode_mesh
+from text3d.chain.base import Metagraph, NeuronInfo
+from text3d.protocol.mesh_codec import MeshFormat, encode_mesh
 
 __all__ = ["make_wallet", "hand_metagraph", "ServedApp", "tiny_mesh", "tiny_mesh_payload", "free_socket"]
 

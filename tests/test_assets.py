@@ -14,10 +14,10 @@ import time
 import numpy as np
 import pytest
 
-from reward.assets import DEFAULT_MATERIAL_NOTE, AssetLimits, discover, load_asset
-from reward.camera import CameraRig
-from reward.errors import InvalidAssetError
-from reward.render import render_views
+from text3d.reward.assets.loader import DEFAULT_MATERIAL_NOTE, AssetLimits, discover, load_asset
+from text3d.reward.render.camera import CameraRig
+from text3d.reward.errors import InvalidAssetError
+from text3d.reward.render.views import render_views
 from tests.asset_corpus import QUADRANTS, quadrant_texture, textured_cube, write_corpus
 from tests.test_textured_codec import png_bomb
 
@@ -181,7 +181,7 @@ def test_declared_counts_are_checked_before_parsing(tmp_path, name, data, reason
 
 
 def test_image_bombs_in_local_files_are_refused_at_the_header(tmp_path):
-    from protocol.mesh_codec import MeshFormat, encode_mesh
+    from text3d.protocol.mesh_codec import MeshFormat, encode_mesh
     from tests.meshes import glb_join, glb_split
     from tests.test_textured_codec import with_image
 
@@ -206,8 +206,8 @@ def test_image_bombs_in_local_files_are_refused_at_the_header(tmp_path):
 def test_large_textures_are_kept_at_most_2048_pixels_a_side(tmp_path):
     from PIL import Image
 
-    from protocol.mesh_codec import MeshFormat, encode_mesh
-    from protocol.mesh_parts import split_parts
+    from text3d.protocol.mesh_codec import MeshFormat, encode_mesh
+    from text3d.protocol.mesh_parts import split_parts
 
     big = quadrant_texture(64).resize((4096, 1024), Image.Resampling.NEAREST)
     (tmp_path / "big.glb").write_bytes(encode_mesh(textured_cube(big), MeshFormat.GLB))
@@ -218,7 +218,7 @@ def test_large_textures_are_kept_at_most_2048_pixels_a_side(tmp_path):
 def test_a_validator_and_text3d_score_draw_the_same_pixels_for_the_same_file(corpus):
     """One drawing path: the wire decoder's mesh and the asset loader's mesh of one textured
     GLB (and of a vertex-coloured one) render identically."""
-    from protocol.mesh_codec import decode_mesh
+    from text3d.protocol.mesh_codec import decode_mesh
 
     for name in ("glb/textured_png.glb", "glb/vertex_colour.glb", "ply/vertex_colour_binary.ply"):
         wire = decode_mesh((corpus[0] / name).read_bytes())

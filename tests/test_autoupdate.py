@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from neurons.autoupdate import AutoUpdater, spec_version_of, start_autoupdate
-from neurons.settings import load_settings
+from text3d.ops.autoupdate import AutoUpdater, spec_version_of, start_autoupdate
+from text3d.settings import load_settings
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -28,8 +28,8 @@ def git(cwd: Path, *args: str) -> str:
 
 
 def release(clone: Path, spec: int, note: str) -> None:
-    (clone / "protocol").mkdir(exist_ok=True)
-    (clone / "protocol" / "version.py").write_text(f'__version__ = "0.1.{spec}"\nSPEC_VERSION = {spec}\n')
+    (clone / "text3d" / "protocol").mkdir(parents=True, exist_ok=True)
+    (clone / "text3d" / "protocol" / "version.py").write_text(f'__version__ = "0.1.{spec}"\nSPEC_VERSION = {spec}\n')
     (clone / "NOTES").write_text(note)
     git(clone, "add", "-A")
     git(clone, "commit", "-q", "-m", note)
@@ -91,7 +91,7 @@ def test_a_new_spec_version_is_pulled_reinstalled_and_restarted(repos, tmp_path)
     result = up.check_and_act()
     assert (result.action, result.old_spec, result.new_spec) == ("updated", 10, 11)
     assert git(node, "rev-parse", "HEAD") == git(dev, "rev-parse", "HEAD")
-    assert spec_version_of((node / "protocol" / "version.py").read_text()) == 11
+    assert spec_version_of((node / "text3d" / "protocol" / "version.py").read_text()) == 11
     assert recorder.marker.read_text() == "done\n" and recorder.restarts == 1
     assert up.check_and_act().action == "up-to-date" and recorder.restarts == 1  # once
 
@@ -126,8 +126,8 @@ def test_no_upstream_is_said_and_skipped(tmp_path):
     lone = tmp_path / "lone"
     lone.mkdir()
     git(lone, "init", "-q", "-b", "main")
-    release_dir = lone / "protocol"
-    release_dir.mkdir()
+    release_dir = lone / "text3d" / "protocol"
+    release_dir.mkdir(parents=True)
     (release_dir / "version.py").write_text("SPEC_VERSION = 3\n")
     result = AutoUpdater(lone, reinstall=["true"], restart=lambda: None).check_once()
     assert result.action == "skipped" and "no upstream" in result.detail
@@ -153,7 +153,7 @@ def test_spec_version_is_read_from_the_source():
     assert spec_version_of("SPEC_VERSION = compute()\n") is None and spec_version_of("not python (") is None
     assert spec_version_of("def f(v):\n    return 1000 * v\n\nSPEC_VERSION = f(3)\n") == 3000  # computed
     assert spec_version_of("__version__ = '1'\n") is None
-    here = Path(__file__).resolve().parents[1] / "protocol" / "version.py"
-    from protocol.version import SPEC_VERSION
+    here = Path(__file__).resolve().parents[1] / "text3d" / "protocol" / "version.py"
+    from text3d.protocol.version import SPEC_VERSION
 
     assert spec_version_of(here.read_text()) == SPEC_VERSION

@@ -10,7 +10,7 @@ The real 401/403 over HTTP is pinned in ``tests/test_miner_auth.py``.
 
 import pytest
 
-from neurons.caller_policy import CallerDecision, CallerPolicy, check_caller
+from text3d.miner.caller_policy import CallerDecision, CallerPolicy, check_caller
 from tests.loopback import hand_metagraph
 
 GRAPH = hand_metagraph([("miner", 0.0, False), ("validator", 100.0, True), ("poor-validator", 2.0, True),

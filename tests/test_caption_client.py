@@ -18,8 +18,8 @@ from typing import Callable
 import pytest
 from PIL import Image
 
-from reward.caption import Captioner, CaptionerConfig, OpenAICaptioner
-from reward.errors import CaptionerUnavailable, ValidatorFault
+from text3d.reward.caption import Captioner, CaptionerConfig, OpenAICaptioner
+from text3d.reward.errors import CaptionerUnavailable, ValidatorFault
 
 COLOURS = ["red", "green", "blue", "white", "black", "yellow", "cyan", "magenta"]
 

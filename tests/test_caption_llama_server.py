@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from neurons.commands.llava import free_port
-from reward.caption import CaptionerConfig, OpenAICaptioner
-from reward.errors import CaptionerUnavailable
+from text3d.ops.net import free_port
+from text3d.reward.caption import CaptionerConfig, OpenAICaptioner
+from text3d.reward.errors import CaptionerUnavailable
 from tests.llava_fixtures import LLAVA_TEST_SLOTS, llava_server, start_tiny_llava_server  # noqa: F401
 
 pytestmark = pytest.mark.integration
@@ -78,8 +78,8 @@ def test_a_server_that_goes_away_raises_captioner_unavailable():
 
 
 def test_reward_model_scores_a_mesh_with_real_captions(llava_server):
-    from reward.config import RewardConfig
-    from reward.factory import build_reward_model
+    from text3d.reward.config import RewardConfig
+    from text3d.reward.factory import build_reward_model
     from tests.meshes import coloured_sphere
 
     config = RewardConfig(n_views=4, resolution_px=64)
@@ -99,7 +99,7 @@ def test_reward_model_scores_a_mesh_with_real_captions(llava_server):
 def test_cli_serves_the_tiny_model_until_sigterm():
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    cli = subprocess.Popen([sys.executable, "-m", "neurons.cli", "llava", "--models", "tiny", "--port", str(port),
+    cli = subprocess.Popen([sys.executable, "-m", "text3d.cli.main", "llava", "--models", "tiny", "--port", str(port),
                             "-np", "2", "-c", "1024", "-t", "1"], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, text=True)
     try:
         line = cli.stdout.readline()
@@ -119,7 +119,7 @@ def test_cli_serves_the_tiny_model_until_sigterm():
 def test_cli_download_offline_fails_fast_with_one_clear_sentence(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TEXT3D_CACHE": str(tmp_path)}
     start = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "neurons.cli", "llava", "--download", "7b"], cwd=REPO_ROOT, env=env,
+    done = subprocess.run([sys.executable, "-m", "text3d.cli.main", "llava", "--download", "7b"], cwd=REPO_ROOT, env=env,
                           capture_output=True, text=True, timeout=60)
     assert time.monotonic() - start < 30
     assert done.returncode == 78  # a set-up error: restarting (pm2) cannot fetch what the network cannot reach
@@ -130,7 +130,7 @@ def test_cli_download_offline_fails_fast_with_one_clear_sentence(tmp_path):
 def test_tiny_pair_has_the_layout_llama_cpp_loads_and_is_built_once(llava_server):
     import gguf
 
-    from reward.tiny_llava import ensure_tiny_llava
+    from text3d.reward.tiny_llava import ensure_tiny_llava
 
     model_path, mmproj_path = ensure_tiny_llava()
     before = (model_path.stat().st_mtime_ns, mmproj_path.stat().st_mtime_ns)

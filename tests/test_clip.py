@@ -11,9 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-from reward.clip import ClipScorer
-from reward.errors import ModelUnavailable
-from reward.tiny_clip import TINY_CLIP_CONFIG, TINY_CLIP_NAME, ensure_tiny_clip
+from text3d.reward.clip import ClipScorer
+from text3d.reward.errors import ModelUnavailable
+from text3d.reward.tiny_clip import TINY_CLIP_CONFIG, TINY_CLIP_NAME, ensure_tiny_clip
 
 DIM = TINY_CLIP_CONFIG["embed_dim"]
 

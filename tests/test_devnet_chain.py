@@ -15,12 +15,12 @@ from types import SimpleNamespace
 import bittensor
 import pytest
 
-from neurons.chain import ChainAdapter, DevnetChain, HotkeyNotRegistered, Metagraph, NeuronInfo, open_chain
-from neurons.chain.weight_rules import U16_MAX, conform_weights
-from neurons.cli import main as text3d
-from neurons.registration import ensure_wallet, open_registered
-from neurons.weights import weights_for_chain
-from protocol.errors import EXIT_CONFIG, EXIT_FAILURE, ChainUnavailable, ConfigError
+from text3d.chain import ChainAdapter, DevnetChain, HotkeyNotRegistered, Metagraph, NeuronInfo, open_chain
+from text3d.chain.weight_rules import U16_MAX, conform_weights
+from text3d.cli.main import main as text3d
+from text3d.ops.registration import ensure_wallet, open_registered
+from text3d.validator.weights import LINEAR, weights_for_chain
+from text3d.protocol.errors import EXIT_CONFIG, EXIT_FAILURE, ChainUnavailable, ConfigError
 from tests.test_weight_rules import sdk_set_weights
 
 
@@ -214,7 +214,7 @@ def test_the_devnet_stores_what_subtensors_set_weights_would_submit(tmp_path, cl
     outcomes = []
     for _ in range(30):
         averages = {uid: rng.random() ** 4 for uid in rng.sample(range(1, 25), rng.choice((1, 2, 3, 6, 24)))}
-        uids, weights = weights_for_chain(averages, 25)
+        uids, weights = weights_for_chain(averages, 25, LINEAR)
         try:
             expected = sdk_set_weights(uids.tolist(), weights.tolist(), self_uid=0, max_weight_limit_u16=limit_u16, min_allowed_weights=4)
         except bittensor.BittensorError as refusal:  # the SDK refuses: so must the devnet
@@ -351,7 +351,7 @@ def test_several_processes_share_one_database(tmp_path):
 
 def test_the_devnet_never_imports_bittensor(tmp_path):
     code = (
-        "import sys; from neurons.chain import open_chain, DevnetChain; "
+        "import sys; from text3d.chain import open_chain, DevnetChain; "
         f"DevnetChain.create({str(tmp_path / 'c.db')!r}, netuid=2); "
         f"chain = open_chain('devnet', 2, devnet_db={str(tmp_path / 'c.db')!r}); chain.metagraph(); "
         "assert 'bittensor' not in sys.modules, 'bittensor imported'"

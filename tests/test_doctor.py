@@ -24,9 +24,9 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-from neurons.demo import LocalSubnet
-from neurons.doctor import caption_is_sensible, check_captioner, check_clock, check_port, check_wallet, run_checks
-from neurons.settings import load_settings
+from text3d.demo import LocalSubnet
+from text3d.ops.doctor.roles import caption_is_sensible, check_captioner, check_clock, check_port, check_wallet, run_checks
+from text3d.settings import load_settings
 
 REPO = Path(__file__).resolve().parent.parent
 LINE = re.compile(r"^(PASS|WARN|FAIL)  \S")
@@ -34,7 +34,7 @@ LINE = re.compile(r"^(PASS|WARN|FAIL)  \S")
 
 def doctor(*argv: str, timeout_s: float = 240) -> subprocess.CompletedProcess:
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO))
-    return subprocess.run([sys.executable, "-m", "neurons.cli", "doctor", *argv], cwd=REPO, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "text3d.cli.main", "doctor", *argv], cwd=REPO, capture_output=True,
                           text=True, timeout=timeout_s, env=env)
 
 
@@ -102,7 +102,7 @@ def canary(tmp_path) -> Path:
 def test_doctor_miner_on_this_machine_fails_on_the_missing_gpu_without_a_traceback(subnet):
     import torch
 
-    from neurons.demo import free_port
+    from text3d.ops.net import free_port
 
     done = doctor("--role", "miner", *neuron_flags(subnet, "miner1"), "--axon.ip", "127.0.0.1", "--axon.port",
                   str(free_port()))

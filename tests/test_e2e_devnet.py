@@ -17,8 +17,9 @@ import sys
 
 import pytest
 
-from neurons.demo import LocalSubnet, ProcessGroup, free_port, wait_until
-from neurons.demo.subnet import REPO_ROOT
+from text3d.demo import LocalSubnet, ProcessGroup, wait_until
+from text3d.ops.net import free_port
+from text3d.common.paths import source_root
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -29,7 +30,7 @@ ALPHA = 0.5
 
 def child_env() -> dict[str, str]:
     env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1")
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(source_root()), env.get("PYTHONPATH", "")) if p)
     return env
 
 
@@ -40,11 +41,11 @@ def step_summary(subnet: LocalSubnet, step: int) -> dict:
 def test_honest_miners_earn_weight_garbage_earns_nothing_and_state_survives_a_kill(tmp_path):
     subnet = LocalSubnet.create(tmp_path, miners=(*HONEST, GARBAGE), block_time_s=1.0, weights_rate_limit=2)
     validator_flags = dict(captioner="none", step_interval_s=0.5, extra=["--validator.alpha", str(ALPHA)])
-    with ProcessGroup(subnet.logs_dir, cwd=REPO_ROOT, env=child_env()) as group:
+    with ProcessGroup(subnet.logs_dir, cwd=source_root(), env=child_env()) as group:
         for name in HONEST:
             group.start(name, subnet.miner_argv(name, free_port()))
         group.start(GARBAGE, [
-            sys.executable, str(REPO_ROOT / "tests" / "garbage_miner.py"), "--devnet.db", str(subnet.chain.db_path),
+            sys.executable, str(source_root() / "tests" / "garbage_miner.py"), "--devnet.db", str(subnet.chain.db_path),
             "--wallet.name", GARBAGE, "--wallet.path", str(subnet.wallets_dir), "--axon.port", str(free_port()),
         ])
         wait_until(lambda: subnet.serving((*HONEST, GARBAGE)), timeout_s=240, what="miners serving",
@@ -92,8 +93,8 @@ def test_honest_miners_earn_weight_garbage_earns_nothing_and_state_survives_a_ki
 def test_text3d_demo_tiny_end_to_end(tmp_path):
     workdir = tmp_path / "demo"
     done = subprocess.run(
-        [sys.executable, "-m", "neurons.cli", "demo", "--models", "tiny", "--workdir", str(workdir), "--validator-steps", "2"],
-        cwd=REPO_ROOT, env=dict(child_env(), COLUMNS="200"), capture_output=True, text=True, timeout=540,
+        [sys.executable, "-m", "text3d.cli.main", "demo", "--models", "tiny", "--workdir", str(workdir), "--validator-steps", "2"],
+        cwd=source_root(), env=dict(child_env(), COLUMNS="200"), capture_output=True, text=True, timeout=540,
     )
     assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
     out = done.stdout

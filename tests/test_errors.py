@@ -4,17 +4,17 @@ Pinned rules: "the miner failed" (``MinerFault``) and "we failed" (``ValidatorFa
 never share a type, so a ``except ValidatorFault`` can never swallow a miner's failure
 or the reverse; ``MeshDecodeError`` is both a ``ValueError`` and a ``MinerFault``;
 ``HotkeyNotRegistered`` is a ``ConfigError`` (exit 78, not a retry); a
-``MinerTransportError`` carries one of a fixed set of statuses; ``reward.errors`` and
-``generation.errors`` re-export the very classes of ``protocol.errors``, not copies.
+``MinerTransportError`` carries one of a fixed set of statuses; ``text3d.reward.errors`` and
+``text3d.generation.errors`` re-export the very classes of ``text3d.protocol.errors``, not copies.
 """
 
 import inspect
 
 import pytest
 
-import generation.errors
-import protocol.errors as errors
-import reward.errors
+import text3d.generation.errors
+import text3d.protocol.errors as errors
+import text3d.reward.errors
 
 ALL_CLASSES = [
     obj for _, obj in inspect.getmembers(errors, inspect.isclass) if issubclass(obj, errors.Text3dError)
@@ -83,15 +83,15 @@ def test_transport_error_refuses_an_unknown_status():
 
 
 def test_reward_and_generation_reexport_the_same_classes():
-    for name in reward.errors.__all__:
+    for name in text3d.reward.errors.__all__:
         if name == "RewardError":
-            assert reward.errors.RewardError is errors.Text3dError
+            assert text3d.reward.errors.RewardError is errors.Text3dError
             continue
-        assert getattr(reward.errors, name) is getattr(errors, name), name
-    for name in generation.errors.__all__:
-        assert getattr(generation.errors, name) is getattr(errors, name), name
-    assert reward.errors.ValidatorFault is errors.ValidatorFault
-    assert generation.errors.EmptyMeshError is errors.EmptyMeshError
+        assert getattr(text3d.reward.errors, name) is getattr(errors, name), name
+    for name in text3d.generation.errors.__all__:
+        assert getattr(text3d.generation.errors, name) is getattr(errors, name), name
+    assert text3d.reward.errors.ValidatorFault is errors.ValidatorFault
+    assert text3d.generation.errors.EmptyMeshError is errors.EmptyMeshError
 
 
 def test_the_tree_module_imports_nothing():

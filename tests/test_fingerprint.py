@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import trimesh
 
-from protocol.mesh_codec import MeshFormat, decode_mesh, encode_mesh
-from reward.camera import draw_secret_rig
-from reward.fingerprint import (
+from text3d.protocol.mesh_codec import MeshFormat, decode_mesh, encode_mesh
+from text3d.reward.render.camera import draw_secret_rig
+from text3d.reward.defences.fingerprint import (
     FINGERPRINT_DIM,
     Fingerprint,
     RecentAnswers,
@@ -26,8 +26,8 @@ from reward.fingerprint import (
     view_distance,
     view_fingerprint,
 )
-from reward.render import get_renderer
-from reward.scoring_protocol import PROTOCOL
+from text3d.reward.render.views import get_renderer
+from text3d.reward.scoring_protocol import PROTOCOL
 from tests.meshes import coloured_sphere
 
 THRESHOLD = PROTOCOL.defences.fingerprint_max_distance

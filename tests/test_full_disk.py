@@ -29,16 +29,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from neurons.chain.base import Metagraph, NeuronInfo
-from neurons.miner_client import MinerAnswer
-from neurons.prompts import PromptSampler
-from neurons.reports import StepReports
-from neurons.settings import ValidatorSettings
-from neurons.state import ValidatorState
-from neurons.validator import Validator
-from protocol.mesh_codec import MeshFormat
-from protocol.wire import TextTo3DResponse
-from reward.report import RewardReport
+from text3d.chain.base import Metagraph, NeuronInfo
+from text3d.validator.client import MinerAnswer
+from text3d.validator.prompts import PromptSampler
+from text3d.validator.reports import StepReports
+from text3d.settings import ValidatorSettings
+from text3d.validator.state import ValidatorState
+from text3d.validator.engine import Validator
+from text3d.protocol.mesh_codec import MeshFormat
+from text3d.protocol.wire import TextTo3DResponse
+from text3d.reward.reporting.evidence import RewardReport
 from tests.loopback import tiny_mesh_payload
 
 OWN = "validator-hotkey"
@@ -126,6 +126,9 @@ class StubRewardModel:
     def __init__(self, view_px: int = 64) -> None:
         self.rng = np.random.default_rng(0)
         self.view_px = view_px
+
+    def rig_for(self, step_seed=None, rig=None):
+        return rig  # no secret rig: this stub draws nothing
 
     def score_batch(self, meshes, prompts, references=None, **options):
         reports = []

@@ -18,11 +18,11 @@ import torch
 import trimesh
 from pydantic import ValidationError
 
-from generation import EmptyMeshError, GenerationConfig, ModelNotAvailableError, ShapEGenerator, ensure_tiny_pipeline
-from generation.marching_cubes import marching_cubes_tables
-from generation.tiny import RECIPE_VERSION, build_tiny_pipeline, tiny_pipeline_path
-from neurons.cli import main as cli_main
-from protocol.mesh_codec import MeshFormat, decode_mesh, encode_mesh
+from text3d.generation import EmptyMeshError, GenerationConfig, ModelNotAvailableError, ShapEGenerator, ensure_tiny_pipeline
+from text3d.generation.marching_cubes import marching_cubes_tables
+from text3d.generation.tiny import RECIPE_VERSION, build_tiny_pipeline, tiny_pipeline_path
+from text3d.cli.main import main as cli_main
+from text3d.protocol.mesh_codec import MeshFormat, decode_mesh, encode_mesh
 
 FAST = dict(model="tiny", num_inference_steps=2, grid_size=16, device="cpu", show_progress=False)
 PROMPTS = ["a red chair", "a shark", "a small wooden boat"]

@@ -21,11 +21,11 @@ import time
 
 import pytest
 
-from neurons.generation_pool import GENERATE_ROUTE, EndpointPool, InProcessPool
-from neurons.generation_queue import GenerationQueue
-from neurons.miner import encode_for_wire
-from protocol.errors import GenerationError
-from protocol.mesh_codec import MeshFormat, decode_mesh
+from text3d.miner.pool import GENERATE_ROUTE, EndpointPool, InProcessPool
+from text3d.miner.queue import GenerationQueue
+from text3d.miner.encoding import encode_for_wire
+from text3d.protocol.errors import GenerationError
+from text3d.protocol.mesh_codec import MeshFormat, decode_mesh
 from tests.generation_fixtures import TimedGenerator, bound_socket, served_generation_server
 
 FAR = 10**9

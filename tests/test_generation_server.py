@@ -25,16 +25,16 @@ import time
 import httpx
 import pytest
 
-from neurons.demo.processes import free_port
-from neurons.demo.subnet import REPO_ROOT
-from neurons.generation_pool import GENERATE_ROUTE, TOKEN_HEADER
-from neurons.generation_server import main
-from protocol.errors import EXIT_CONFIG
-from protocol.mesh_codec import decode_mesh
-from protocol.wire import HEADER_FORMAT, HEADER_GENERATION_TIME, MAX_REQUEST_BYTES, TextTo3DRequest
+from text3d.ops.net import free_port
+from text3d.miner.pool import GENERATE_ROUTE, TOKEN_HEADER
+from text3d.miner.generation_server import main
+from text3d.protocol.errors import EXIT_CONFIG
+from text3d.protocol.mesh_codec import decode_mesh
+from text3d.protocol.wire import HEADER_FORMAT, HEADER_GENERATION_TIME, MAX_REQUEST_BYTES, TextTo3DRequest
 from tests.generation_fixtures import TimedGenerator, bound_socket, served_generation_server
+from text3d.common.paths import source_root
 
-PRIMITIVES = "generation.primitives:PrimitiveGenerator"
+PRIMITIVES = "text3d.generation.primitives:PrimitiveGenerator"
 
 
 def body(prompt="a red cube", seed=1, timeout_s=10.0) -> bytes:
@@ -172,9 +172,9 @@ def test_the_command_serves_a_backend_by_import_path_and_stops_on_sigterm(tmp_pa
     port = free_port()
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     child = subprocess.Popen(
-        [sys.executable, "-m", "neurons.cli", "generation-server", "--generation.backend", PRIMITIVES,
+        [sys.executable, "-m", "text3d.cli.main", "generation-server", "--generation.backend", PRIMITIVES,
          "--server.port", str(port)],
-        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=source_root(), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 120

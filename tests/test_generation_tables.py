@@ -13,9 +13,9 @@ import torch
 import trimesh
 from diffusers.pipelines.shap_e.renderer import MeshDecoder
 
-from generation.clip_tokenizer import CLIP_VOCAB_SIZE, build_clip_tokenizer
-from generation.marching_cubes import MAX_TRIANGLES_PER_CUBE, marching_cubes_tables
-from generation.mesh import SHAP_E_TO_GLTF, normalize_to_unit_sphere, to_trimesh
+from text3d.generation.clip_tokenizer import CLIP_VOCAB_SIZE, build_clip_tokenizer
+from text3d.generation.marching_cubes import MAX_TRIANGLES_PER_CUBE, marching_cubes_tables
+from text3d.generation.mesh import SHAP_E_TO_GLTF, normalize_to_unit_sphere, to_trimesh
 
 
 @pytest.fixture(scope="module")

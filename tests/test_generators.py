@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from generation.interface import (
+from text3d.generation.interface import (
     DEFAULT_BACKEND,
     BackendContext,
     Generator,
@@ -28,13 +28,13 @@ from generation.interface import (
     load_backend,
     parse_options,
 )
-from generation.primitives import PrimitiveGenerator, PrimitiveOptions
-from neurons.settings import build_parser, load_settings
-from protocol.errors import ConfigError
-from protocol.mesh_codec import MeshFormat, decode_mesh, encode_mesh
+from text3d.generation.primitives import PrimitiveGenerator, PrimitiveOptions
+from text3d.settings import build_parser, load_settings
+from text3d.protocol.errors import ConfigError
+from text3d.protocol.mesh_codec import MeshFormat, decode_mesh, encode_mesh
 
 REPO = Path(__file__).resolve().parent.parent
-PRIMITIVES = "generation.primitives:PrimitiveGenerator"
+PRIMITIVES = "text3d.generation.primitives:PrimitiveGenerator"
 TINY_FLAGS = ["--models", "tiny", "--device", "cpu", "--generation.steps", "2", "--generation.grid_size", "16"]
 
 
@@ -53,9 +53,9 @@ def clean_environment(monkeypatch):
 @pytest.mark.parametrize("path, says", [
     ("primitives", "expected package.module:Class"),
     ("generation.nowhere:Thing", "no module named 'generation.nowhere'"),
-    ("generation.primitives:Nothing", "has no 'Nothing'"),
-    ("generation.mesh:to_trimesh", "is not a generator backend"),
-    ("generation.primitives:Primitive", "is not a generator backend"),
+    ("text3d.generation.primitives:Nothing", "has no 'Nothing'"),
+    ("text3d.generation.mesh:to_trimesh", "is not a generator backend"),
+    ("text3d.generation.primitives:Primitive", "is not a generator backend"),
 ])  # fmt: skip
 def test_a_bad_backend_path_is_one_sentence_naming_the_flag(path, says):
     with pytest.raises(ConfigError) as caught:
@@ -119,7 +119,7 @@ def test_options_the_backend_refuses_stop_the_build_not_the_settings(tmp_path):
 def test_shap_e_is_the_default_and_its_flags_are_its_options():
     settings = load_settings("miner", [*TINY_FLAGS, "--generation.guidance", "3"])
     spec = settings.generation.spec(models="tiny", device="cpu", max_batch_size=2)
-    assert spec.backend == DEFAULT_BACKEND == "generation.shap_e:ShapEGenerator"
+    assert spec.backend == DEFAULT_BACKEND == "text3d.generation.shap_e:ShapEGenerator"
     assert spec.options == {"num_inference_steps": 2, "guidance_scale": 3.0, "grid_size": 16, "dtype": "auto",
                             "show_progress": False}  # fmt: skip
     generator = spec.build()
@@ -210,7 +210,7 @@ def test_the_generation_server_has_its_own_flags_and_secrets_are_not_flags():
     assert settings.server.ip == "127.0.0.1" and settings.server.port == 9000 and settings.server.token is None
 
 
-@pytest.mark.parametrize("module", ["generation.interface", "generation.primitives", "neurons.generation_pool"])
+@pytest.mark.parametrize("module", ["text3d.generation.interface", "text3d.generation.primitives", "text3d.miner.pool"])
 def test_the_interface_and_the_pool_import_neither_torch_nor_bittensor(module):
     code = f"import sys, {module}; print(sorted(m for m in ('torch', 'bittensor', 'ray') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
@@ -222,7 +222,7 @@ def test_the_interface_and_the_pool_import_neither_torch_nor_bittensor(module):
 
 
 def test_the_minimal_backend_of_the_docs_loads_by_its_path_and_crosses_the_wire(tmp_path, monkeypatch):
-    from neurons.miner import encode_for_wire
+    from text3d.miner.encoding import encode_for_wire
 
     text = (REPO / "docs" / "generators.md").read_text()
     code = text.split("## A minimal backend", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]

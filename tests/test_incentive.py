@@ -8,7 +8,7 @@ Before this change weights were averages / sum: a 0.9 and a 0.7 miner split 56 /
 import numpy as np
 import pytest
 
-from neurons.incentive import DEFAULT_CURVE, IncentiveCurve, incentive_weights, transform_scores
+from text3d.validator.weights import DEFAULT_CURVE, IncentiveCurve, transform_scores, weights_for_chain
 
 
 def test_default_split_for_09_07_05():
@@ -42,8 +42,8 @@ def test_broken_values_earn_nothing_and_no_evidence_stays_zero():
 
 
 def test_incentive_weights_cover_every_uid():
-    uids, weights = incentive_weights({0: 0.9, 2: 0.7, 7: 0.5}, 4)
+    uids, weights = weights_for_chain({0: 0.9, 2: 0.7, 7: 0.5}, 4)
     assert uids.tolist() == [0, 1, 2, 3] and weights.dtype == np.float32
     np.testing.assert_allclose(weights, [0.6561 / 0.8962, 0.0, 0.2401 / 0.8962, 0.0], atol=1e-6)
     with pytest.raises(ValueError):
-        incentive_weights({}, -1)
+        weights_for_chain({}, -1)

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
-from protocol.limits import DEFAULT_LIMITS, MeshDecodeError, MeshLimits
-from protocol.mesh_codec import MeshFormat, decode_mesh, detect_format, encode_mesh, validate_mesh
+from text3d.protocol.limits import DEFAULT_LIMITS, MeshDecodeError, MeshLimits
+from text3d.protocol.mesh_codec import MeshFormat, decode_mesh, detect_format, encode_mesh, validate_mesh
 from tests.meshes import coloured_sphere, glb_join, glb_split, red_cube, tetrahedron_arrays, uncoloured_cube
 
 SPHERE = coloured_sphere(target_faces=4000, seed=1)
@@ -322,6 +322,6 @@ def test_draco_point_clouds_metadata_and_other_versions_are_refused():
 
 
 def test_importing_the_codec_does_not_import_bittensor():
-    code = "import sys, protocol, protocol.mesh_codec; assert 'bittensor' not in sys.modules"
+    code = "import sys, text3d.protocol, text3d.protocol.mesh_codec; assert 'bittensor' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 

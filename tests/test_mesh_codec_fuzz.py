@@ -23,8 +23,8 @@ import trimesh
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from protocol.limits import DEFAULT_LIMITS, MeshDecodeError
-from protocol.mesh_codec import MeshFormat, decode_mesh, encode_mesh
+from text3d.protocol.limits import DEFAULT_LIMITS, MeshDecodeError
+from text3d.protocol.mesh_codec import MeshFormat, decode_mesh, encode_mesh
 from tests.meshes import coloured_sphere, glb_join, glb_split, red_cube
 
 CASES = {"draco": 3000, "ply": 1200, "glb": 1200}
@@ -102,7 +102,7 @@ def _draco_specific(data: bytes, rng: np.random.Generator) -> bytes:
     if data[8] == 1 and rng.random() < 0.5:
         # decompression bomb: a consistent edgebreaker header (vertices, faces, attribute
         # data, symbols, split symbols) claiming up to the limits over a few KB of body
-        from protocol.prescan import _varint
+        from text3d.protocol.prescan import _varint
 
         offset = 12
         for _ in range(2):

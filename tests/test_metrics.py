@@ -10,8 +10,8 @@ import math
 import numpy as np
 import pytest
 
-from reward.config import AGGREGATIONS, METRICS
-from reward.metrics import (
+from text3d.reward.config import AGGREGATIONS, METRICS
+from text3d.reward.metrics import (
     aggregate,
     aggregate_unit,
     cosine,

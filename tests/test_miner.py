@@ -33,17 +33,19 @@ import numpy as np
 import pytest
 import trimesh
 
-from neurons.caller_policy import CallerPolicy
-from neurons.chain.devnet import DevnetChain
-from neurons.generation_queue import GenerationQueue, Overloaded
-from neurons.miner import Miner, check_port_free, encode_for_wire, main
-from neurons.miner_app import MinerService
-from neurons.nonce_store import SqliteNonceStore
-from neurons.settings import load_settings
-from protocol.errors import EXIT_CONFIG, ConfigError
-from protocol.limits import MeshLimits
-from protocol.mesh_codec import MeshFormat, decode_mesh
-from protocol.wire import ROUTE, TextTo3DRequest, TextTo3DResponse
+from text3d.miner.caller_policy import CallerPolicy
+from text3d.chain.devnet import DevnetChain
+from text3d.miner.queue import GenerationQueue, Overloaded
+from text3d.miner.main import Miner, main
+from text3d.ops.net import check_port_free
+from text3d.miner.encoding import encode_for_wire
+from text3d.miner.app import MinerService
+from text3d.miner.nonce_store import SqliteNonceStore
+from text3d.settings import load_settings
+from text3d.protocol.errors import EXIT_CONFIG, ConfigError
+from text3d.protocol.limits import MeshLimits
+from text3d.protocol.mesh_codec import MeshFormat, decode_mesh
+from text3d.protocol.wire import ROUTE, TextTo3DRequest, TextTo3DResponse
 from tests.loopback import free_socket, hand_metagraph, make_wallet
 from tests.meshes import red_cube, uncoloured_cube
 
@@ -376,15 +378,15 @@ def test_the_wait_estimate_counts_only_requests_served_first():
 def test_a_mesh_validators_would_refuse_is_refused_with_a_sentence(monkeypatch):
     payload, fmt = encode_for_wire(red_cube(), MeshFormat.DRACO)
     assert fmt is MeshFormat.DRACO and len(decode_mesh(payload).faces) == 12
-    monkeypatch.setattr("neurons.miner.DEFAULT_LIMITS", MeshLimits(max_faces=11))
+    monkeypatch.setattr("text3d.miner.encoding.DEFAULT_LIMITS", MeshLimits(max_faces=11))
     with pytest.raises(ValueError) as too_many:
         encode_for_wire(red_cube(), MeshFormat.DRACO)
     assert str(too_many.value) == ("mesh has 8 vertices and 12 faces, validators accept at most 1000000 and 11; "
                                    "lower --generation.grid_size")  # fmt: skip
-    monkeypatch.setattr("neurons.miner.DEFAULT_LIMITS", MeshLimits(max_vertices=7))
+    monkeypatch.setattr("text3d.miner.encoding.DEFAULT_LIMITS", MeshLimits(max_vertices=7))
     with pytest.raises(ValueError, match="accept at most 7 and"):
         encode_for_wire(red_cube(), MeshFormat.DRACO)
-    monkeypatch.setattr("neurons.miner.DEFAULT_LIMITS", MeshLimits(max_payload_bytes=100))
+    monkeypatch.setattr("text3d.miner.encoding.DEFAULT_LIMITS", MeshLimits(max_payload_bytes=100))
     with pytest.raises(ValueError, match=r"^encoded mesh is \d+ bytes, validators accept at most 100$"):
         encode_for_wire(red_cube(), MeshFormat.PLY)
     with pytest.raises(ValueError, match="no colours"):
@@ -567,9 +569,9 @@ def test_runs_as_a_script():
 
 def test_deadline_counts_time_already_spent_in_transit():
     """A request signed 3 s ago with a 10 s timeout has 7 s left (minus the margin), not 10."""
-    from neurons.caller_policy import CallerPolicy
-    from neurons.miner_app import MinerService
-    from protocol.wire import TextTo3DRequest
+    from text3d.miner.caller_policy import CallerPolicy
+    from text3d.miner.app import MinerService
+    from text3d.protocol.wire import TextTo3DRequest
 
     now_ns = 1_000_000_000_000
     service = MinerService(

@@ -36,13 +36,13 @@ import httpx
 import psutil
 import pytest
 
-from neurons.caller_policy import CallerPolicy
-from neurons.generation_queue import GenerationQueue
-from neurons.miner_app import MinerService, create_app
-from neurons.miner_client import MinerClient, Target
-from neurons.nonce_store import SqliteNonceStore
-from protocol.mesh_codec import MeshFormat, decode_mesh
-from protocol.wire import HEADER_FORMAT, MAX_REQUEST_BYTES, ROUTE, TextTo3DRequest, TextTo3DResponse
+from text3d.miner.caller_policy import CallerPolicy
+from text3d.miner.queue import GenerationQueue
+from text3d.miner.app import MinerService, create_app
+from text3d.validator.client import MinerClient, Target
+from text3d.miner.nonce_store import SqliteNonceStore
+from text3d.protocol.mesh_codec import MeshFormat, decode_mesh
+from text3d.protocol.wire import HEADER_FORMAT, MAX_REQUEST_BYTES, ROUTE, TextTo3DRequest, TextTo3DResponse
 from tests.loopback import ServedApp, hand_metagraph, make_wallet, tiny_mesh_payload
 
 MIN_STAKE = 10.0

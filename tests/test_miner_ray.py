@@ -15,10 +15,11 @@ import os
 
 import pytest
 
-from neurons.demo import LocalSubnet, ProcessGroup, free_port, wait_until
-from neurons.demo.subnet import REPO_ROOT
-from protocol.mesh_codec import decode_mesh
+from text3d.demo import LocalSubnet, ProcessGroup, wait_until
+from text3d.ops.net import free_port
+from text3d.protocol.mesh_codec import decode_mesh
 from tests.devnet_miner import TINY, ask, child_env, validator_argv
+from text3d.common.paths import source_root
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -50,7 +51,7 @@ def test_a_ray_serve_deployment_serves_the_miner_end_to_end(tmp_path, ray_cluste
     port = free_port()
     env = child_env()
     env.pop("RAY_AUTH_MODE", None)  # as in an operator's shell: ray.init() set it here, the miner must find the token
-    with ProcessGroup(subnet.logs_dir, cwd=REPO_ROOT, env=env) as group:
+    with ProcessGroup(subnet.logs_dir, cwd=source_root(), env=env) as group:
         group.start("miner", subnet.miner_argv("miner", port, extra=[
             "--generation.ray_address", ray_cluster, "--generation.ray_replicas", "2",
             "--generation.ray_num_gpus", "0", "--generation.ray_num_cpus", "0.5", "--generation.ray_app", APP,

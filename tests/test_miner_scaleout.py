@@ -17,10 +17,11 @@ import threading
 import numpy as np
 import pytest
 
-from neurons.demo import LocalSubnet, ProcessGroup, free_port, wait_until
-from neurons.demo.subnet import REPO_ROOT
-from protocol.mesh_codec import decode_mesh
+from text3d.demo import LocalSubnet, ProcessGroup, wait_until
+from text3d.ops.net import free_port
+from text3d.protocol.mesh_codec import decode_mesh
 from tests.devnet_miner import ask, child_env, generation_server_argv, wait_ready
+from text3d.common.paths import source_root
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -28,7 +29,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600
 def test_a_miner_over_two_generation_servers_survives_losing_one_mid_load(tmp_path):
     subnet = LocalSubnet.create(tmp_path, miners=("miner",))
     ports = [free_port(), free_port()]
-    with ProcessGroup(subnet.logs_dir, cwd=REPO_ROOT, env=child_env()) as group:
+    with ProcessGroup(subnet.logs_dir, cwd=source_root(), env=child_env()) as group:
         servers = [group.start(f"server{i}", generation_server_argv(port, "--server.max_batch_size", "2"))
                    for i, port in enumerate(ports)]  # fmt: skip
         for port in ports:
@@ -70,10 +71,10 @@ def test_a_miner_over_two_generation_servers_survives_losing_one_mid_load(tmp_pa
 def test_a_second_backend_by_import_path_answers_through_the_same_miner(tmp_path):
     subnet = LocalSubnet.create(tmp_path, miners=("miner",))
     config = tmp_path / "miner.toml"
-    config.write_text('[generation]\nbackend = "generation.primitives:PrimitiveGenerator"\n\n'
+    config.write_text('[generation]\nbackend = "text3d.generation.primitives:PrimitiveGenerator"\n\n'
                       '[generation.backend_options]\nsubdivisions = 2\ndefault_shape = "box"\n')  # fmt: skip
     port = free_port()
-    with ProcessGroup(subnet.logs_dir, cwd=REPO_ROOT, env=child_env()) as group:
+    with ProcessGroup(subnet.logs_dir, cwd=source_root(), env=child_env()) as group:
         group.start("miner", subnet.miner_argv("miner", port, extra=["--config", str(config)]))
         wait_until(lambda: subnet.serving(["miner"]), timeout_s=180, what="the miner serving", check=group.check_alive)
         prompts = ["a red cube", "a blue ball", "a chair", "a red cube"]

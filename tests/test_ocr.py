@@ -12,13 +12,13 @@ import time
 
 import pytest
 
-from reward.camera import CameraRig
-from reward.clip import ClipScorer
-from reward.config import RewardConfig
-from reward.model import RewardModel
-from reward.ocr import OcrLine, RapidOcrEngine, TesseractEngine, legible_chars, ocr_views
-from reward.render import get_renderer
-from reward.scoring_protocol import PROTOCOL
+from text3d.reward.render.camera import CameraRig
+from text3d.reward.clip import ClipScorer
+from text3d.reward.config import RewardConfig
+from text3d.reward.model import RewardModel
+from text3d.reward.defences.ocr import OcrLine, RapidOcrEngine, TesseractEngine, legible_chars, ocr_views
+from text3d.reward.render.views import get_renderer
+from text3d.reward.scoring_protocol import PROTOCOL
 from tests.attack_meshes import text_box
 from tests.meshes import coloured_sphere
 

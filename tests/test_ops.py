@@ -25,9 +25,10 @@ from pathlib import Path
 
 import pytest
 
-from neurons.demo import LocalSubnet, free_port
-from neurons.logs import setup_logging
-from neurons.settings import load_settings
+from text3d.demo import LocalSubnet
+from text3d.ops.net import free_port
+from text3d.ops.logs import setup_logging
+from text3d.settings import load_settings
 
 REPO = Path(__file__).resolve().parent.parent
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -80,10 +81,10 @@ def test_device_cuda_without_a_gpu_is_a_configuration_error_everywhere(subnet, t
     assets = tmp_path / "assets"
     assets.mkdir()
     from tests.loopback import tiny_mesh_payload
-    from protocol.mesh_codec import MeshFormat
+    from text3d.protocol.mesh_codec import MeshFormat
 
     (assets / "a.ply").write_bytes(tiny_mesh_payload(MeshFormat.PLY))
-    score = run("-m", "neurons.cli", "score", str(assets), "--prompt", "a ball", "--models", "tiny", "--device", "cuda")
+    score = run("-m", "text3d.cli.main", "score", str(assets), "--prompt", "a ball", "--models", "tiny", "--device", "cuda")
     for done, prefix in ((miner, "text3d miner: "), (validator, "text3d validator: "), (score, "text3d score: ")):
         assert done.returncode == 78, (prefix, done.stderr)
         line = one_sentence(done, prefix + "--device cuda: ")

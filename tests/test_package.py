@@ -1,7 +1,7 @@
 """The package's public surface: every exported name resolves, the CLI lists every
 subcommand, and the scoring core, generation, the wire protocol (every ``protocol/``
 module: only the neurons sign and verify) and the neurons' pure parts stay free of
-bittensor (DESIGN.md: they must be usable without a wallet or a chain)."""
+bittensor (docs/architecture.md: they must be usable without a wallet or a chain)."""
 
 import importlib
 import subprocess
@@ -10,11 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from neurons.cli import COMMANDS, build_parser, main
-from protocol.version import SPEC_VERSION, __version__, spec_version_of
+ROOT = Path(__file__).resolve().parent.parent
+
+from text3d.cli.main import COMMANDS, build_parser, main
+from text3d.protocol.version import SPEC_VERSION, __version__, spec_version_of
 
 
-@pytest.mark.parametrize("package", ["protocol", "reward", "generation", "neurons"])
+PACKAGES = sorted("text3d" + "".join("." + part for part in init.parent.relative_to(ROOT / "text3d").parts)
+                  for init in (ROOT / "text3d").rglob("__init__.py"))  # fmt: skip
+
+
+@pytest.mark.parametrize("package", PACKAGES)
 def test_every_exported_name_resolves(package):
     module = importlib.import_module(package)
     assert module.__all__, f"{package} exports nothing"
@@ -42,14 +48,15 @@ def test_cli_without_a_command_prints_help_and_fails(capsys):
     assert "COMMAND" in capsys.readouterr().out
 
 
-PROTOCOL = sorted(f"protocol.{path.stem}" for path in (Path(__file__).resolve().parent.parent / "protocol").glob("*.py")
+PROTOCOL = sorted(f"text3d.protocol.{path.stem}"
+                  for path in (Path(__file__).resolve().parent.parent / "text3d" / "protocol").glob("*.py")
                   if path.stem != "__init__")  # fmt: skip
-PURE = ["reward.model", "reward.factory", "generation.shap_e", "protocol", *PROTOCOL,
-        "neurons.settings", "neurons.caller_policy", "neurons.generation_queue", "neurons.weights", "neurons.chain"]  # fmt: skip
+PURE = ["text3d.reward.model", "text3d.reward.factory", "text3d.generation.shap_e", "text3d.protocol", *PROTOCOL,
+        "text3d.settings", "text3d.miner.caller_policy", "text3d.miner.queue", "text3d.validator.weights", "text3d.chain"]  # fmt: skip
 
 
 def test_the_check_covers_the_wire_protocol():
-    assert {"protocol.wire", "protocol.errors", "protocol.mesh_codec", "protocol.limits"} <= set(PROTOCOL)
+    assert {"text3d.protocol.wire", "text3d.protocol.errors", "text3d.protocol.mesh_codec", "text3d.protocol.limits"} <= set(PROTOCOL)
 
 
 @pytest.mark.parametrize("module", PURE)

@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from neurons.prompts import (
+from text3d.validator.prompts import (
     DEFAULT_PROMPTS_PATH,
     SLOTS,
     ComposedPrompts,
@@ -26,7 +26,7 @@ from neurons.prompts import (
     load_words,
     prompt_for_seed,
 )
-from protocol.wire import MAX_SEED
+from text3d.protocol.wire import MAX_SEED
 
 EXPECTED_SIZE = 322 * 17 * 31 * 31 * 37  # objects x (styles + 1) x (colours + 1) x (materials + 1) x (attributes + 1)
 

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from neurons.chain.devnet import DevnetChain
+from text3d.chain.devnet import DevnetChain
+from text3d.ops.net import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(400)]
 
@@ -53,12 +54,6 @@ def code_blocks(markdown: str) -> list[list[str]]:
 def devnet_block(markdown: str) -> list[str]:
     (block,) = [b for b in code_blocks(markdown) if any(c.startswith("text3d devnet init") for c in b)]
     return [c for c in block if c != "source .venv/bin/activate"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_readme_devnet_commands_run_as_written(tmp_path):

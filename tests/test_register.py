@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from neurons.cli import main as cli_main
+from text3d.cli.main import main as cli_main
 from tests.loopback import make_wallet
 
 REPO = Path(__file__).resolve().parent.parent
@@ -202,7 +202,7 @@ def test_success_prints_what_to_run_next(tmp_path, capsys):
 def test_real_btcli_creates_a_wallet_without_prompts_and_names_an_unreachable_chain(tmp_path):
     wallets = tmp_path / "wallets"
     done = subprocess.run(
-        [sys.executable, "-m", "neurons.cli", "register", "--netuid", "3", "--subtensor.network", "local",
+        [sys.executable, "-m", "text3d.cli.main", "register", "--netuid", "3", "--subtensor.network", "local",
          "--wallet.name", "fresh", "--wallet.path", str(wallets), "--create"],
         cwd=REPO, capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL,
         env=dict(os.environ, COLUMNS="120", BT_FALLBACK_ENDPOINTS="none"),

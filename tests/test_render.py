@@ -13,18 +13,18 @@ import numpy as np
 import pytest
 import trimesh
 
-from neurons.cli import main as cli_main
-from protocol.mesh_codec import MeshFormat, encode_mesh
-from reward.camera import CameraRig
-from reward.errors import InvalidAssetError, ValidatorFault
-from reward.render import (
+from text3d.cli.main import main as cli_main
+from text3d.protocol.mesh_codec import MeshFormat, encode_mesh
+from text3d.reward.render.camera import CameraRig
+from text3d.reward.errors import InvalidAssetError, ValidatorFault
+from text3d.reward.render.views import (
     ModernGLRenderer,
     RendererUnavailable,
     get_renderer,
     render_views,
     render_views_batch,
 )
-from reward.render_mesh import prepare_mesh
+from text3d.reward.render.arrays import prepare_mesh
 from tests.meshes import coloured_sphere, red_cube, uncoloured_cube
 
 PX = 64
@@ -286,7 +286,7 @@ def test_cli_explains_bad_input_in_one_sentence(tmp_path, capsys, content):
 
 def test_importing_the_renderer_loads_neither_bittensor_nor_gl():
     """reward/ never imports bittensor; GL libraries load on first render, not on import."""
-    code = "import sys, reward.render; print(sorted({'bittensor', 'moderngl', 'pyrender', 'OpenGL'} & set(sys.modules)))"
+    code = "import sys, text3d.reward.render.views; print(sorted({'bittensor', 'moderngl', 'pyrender', 'OpenGL'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert out.stdout.strip() == "[]"
 
@@ -298,7 +298,7 @@ def test_renderer_survives_later_import_of_llvm_bundling_libraries():
     import sys
 
     code = (
-        "from reward.render_moderngl import ModernGLRenderer\n"
+        "from text3d.reward.render.moderngl_backend import ModernGLRenderer\n"
         "r = ModernGLRenderer.create_headless()\n"
         "import triton, open_clip\n"
         "print('alive')\n"

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from neurons.cli import main
-from protocol.mesh_codec import MeshFormat, encode_mesh
+from text3d.cli.main import main
+from text3d.protocol.mesh_codec import MeshFormat, encode_mesh
 from tests.asset_corpus import coloured_box, textured_cube
 from tests.test_score_cli import TINY, _FakeVisionServer
 
@@ -66,8 +66,8 @@ def report_dir(tmp_path_factory, mpnet):
     """A real `text3d score` run (tiny models, a captioner at the network edge answering a
     long unbroken caption with markup) over a textured, a vertex-coloured and a broken asset
     with hostile names."""
-    from reward import factory
-    from reward.text import TextEmbedder
+    from text3d.reward import factory
+    from text3d.reward.text import TextEmbedder
 
     tmp = tmp_path_factory.mktemp("browser")
     assets = tmp / "assets"

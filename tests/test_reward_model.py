@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 import trimesh
 
-from reward.caption import StaticCaptioner
-from reward.clip import ClipScorer
-from reward.config import AGGREGATIONS, METRICS, RewardConfig
-from reward.errors import CaptionerUnavailable
-from reward.model import RewardModel
-from reward.report import CLIP_ONLY_NOTE, RewardReport
-from reward.report_html import write_html_report
-from reward.text import TextEmbedder
+from text3d.reward.caption import StaticCaptioner
+from text3d.reward.clip import ClipScorer
+from text3d.reward.config import AGGREGATIONS, METRICS, RewardConfig
+from text3d.reward.errors import CaptionerUnavailable
+from text3d.reward.model import RewardModel
+from text3d.reward.reporting.evidence import CLIP_ONLY_NOTE, RewardReport
+from text3d.reward.reporting.html import write_html_report
+from text3d.reward.text import TextEmbedder
 from tests.meshes import coloured_sphere, red_cube
 
 CONFIG = RewardConfig(n_views=4, resolution_px=64)
@@ -157,7 +157,7 @@ def test_every_metric_and_aggregation_scores(tiny_clip, mpnet, metric, how, _vie
 
 @pytest.fixture(scope="module")
 def _views():
-    from reward.render import get_renderer
+    from text3d.reward.render.views import get_renderer
 
     return get_renderer("moderngl").render(red_cube(), 4, 64)
 

@@ -7,8 +7,8 @@ from html.parser import HTMLParser
 
 import pytest
 
-from neurons.cli import main
-from protocol.mesh_codec import MeshFormat, encode_mesh
+from text3d.cli.main import main
+from text3d.protocol.mesh_codec import MeshFormat, encode_mesh
 from tests.meshes import coloured_sphere, red_cube
 
 TINY = ["--models", "tiny", "--views", "2", "--resolution", "64"]
@@ -123,8 +123,8 @@ class _FakeVisionServer:
 @pytest.fixture()
 def shared_mpnet(mpnet, monkeypatch):
     """The CLI loads mpnet through the factory; hand it the session's copy instead of 438 MB again."""
-    from reward import factory
-    from reward.text import TextEmbedder
+    from text3d.reward import factory
+    from text3d.reward.text import TextEmbedder
 
     monkeypatch.setattr(factory.TextEmbedder, "from_pretrained",
                         classmethod(lambda cls, *a, **k: TextEmbedder(mpnet.model, model_id=mpnet.model_id)))
@@ -210,7 +210,7 @@ def test_planted_links_in_the_output_folder_are_replaced_not_followed(folder, tm
 
 
 def test_an_interrupted_run_keeps_what_it_finished(folder, tmp_path, monkeypatch, capsys):
-    from reward import assets
+    from text3d.reward.assets import loader as assets
 
     real_load, calls = assets.load_asset, []
 

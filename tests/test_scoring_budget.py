@@ -17,13 +17,13 @@ import time
 
 import pytest
 
-from reward.caption import OpenAICaptioner, CaptionerConfig, StaticCaptioner
-from reward.clip import ClipScorer
-from reward.config import RewardConfig
-from reward.errors import CaptionerUnavailable, ResourceExhausted, ValidatorFault
-from reward.model import RewardModel
-from reward.render import get_renderer
-from reward.text import TextEmbedder
+from text3d.reward.caption import OpenAICaptioner, CaptionerConfig, StaticCaptioner
+from text3d.reward.clip import ClipScorer
+from text3d.reward.config import RewardConfig
+from text3d.reward.errors import CaptionerUnavailable, ResourceExhausted, ValidatorFault
+from text3d.reward.model import RewardModel
+from text3d.reward.render.views import get_renderer
+from text3d.reward.text import TextEmbedder
 from tests.attack_meshes import overdraw_mesh
 from tests.meshes import coloured_sphere, red_cube
 

@@ -14,12 +14,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 from PIL import Image
 
-from reward.canary import CANARY_PROMPT, CanaryExpectations, canary_mesh, check_canary
-from reward.caption import CaptionerConfig, OpenAICaptioner, StaticCaptioner
-from reward.clip import ClipScorer
-from reward.config import RewardConfig
-from reward.model import RewardModel
-from reward.text import TextEmbedder
+from text3d.reward.defences.canary import CANARY_PROMPT, CanaryExpectations, canary_mesh, check_canary
+from text3d.reward.caption import CaptionerConfig, OpenAICaptioner, StaticCaptioner
+from text3d.reward.clip import ClipScorer
+from text3d.reward.config import RewardConfig
+from text3d.reward.model import RewardModel
+from text3d.reward.text import TextEmbedder
 
 TINY = CanaryExpectations(min_clip=None)  # the tiny random CLIP has no meaning to check
 CONFIG = RewardConfig(n_views=8, resolution_px=96)

@@ -9,12 +9,12 @@ below every honest caption.
 
 import pytest
 
-from reward.caption import StaticCaptioner
-from reward.caption_guard import caption_flag
-from reward.clip import ClipScorer
-from reward.config import RewardConfig
-from reward.model import RewardModel
-from reward.text import TextEmbedder
+from text3d.reward.caption import StaticCaptioner
+from text3d.reward.defences.caption_guard import caption_flag
+from text3d.reward.clip import ClipScorer
+from text3d.reward.config import RewardConfig
+from text3d.reward.model import RewardModel
+from text3d.reward.text import TextEmbedder
 from tests.scoring_fakes import solid
 
 PROMPT = "a red wooden chair"

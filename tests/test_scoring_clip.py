@@ -1,7 +1,7 @@
 """The CLIP component is contrastive (R-precision style, against distractor prompts and
 the junk texts), smooth (no cliff) and pinned to hand-computed numbers.
 
-Formula (reward.clip): clip_v = mean_d sigmoid((s_p - s_d - margin) / temperature).
+Formula (text3d.reward.clip): clip_v = mean_d sigmoid((s_p - s_d - margin) / temperature).
 Before this change the component was a softmax at scale 100 against 4 junk texts that
 zeroed a view at a tie: these tests fail there (no ``contrastive_clip``, and a tie gave 0).
 """
@@ -11,11 +11,11 @@ import math
 import numpy as np
 import pytest
 
-from reward.clip import contrastive_clip, draw_distractors
-from reward.config import RewardConfig
-from reward.formula import AssetInputs, asset_score
-from reward.model import RewardModel
-from reward.scoring_protocol import PROTOCOL
+from text3d.reward.clip import contrastive_clip, draw_distractors
+from text3d.reward.config import RewardConfig
+from text3d.reward.formula import AssetInputs, asset_score
+from text3d.reward.model import RewardModel
+from text3d.reward.scoring_protocol import PROTOCOL
 from tests.scoring_fakes import FixedClip, FixedText, ListCaptioner, solid
 
 

@@ -12,18 +12,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-from reward.clip import ClipScorer
-from reward.config import RewardConfig
-from reward.model import RewardModel
+from text3d.reward.clip import ClipScorer
+from text3d.reward.config import RewardConfig
+from text3d.reward.model import RewardModel
 from tests.meshes import coloured_sphere
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = """
 import json, sys
-from reward.clip import ClipScorer
-from reward.config import RewardConfig
-from reward.model import RewardModel
-from reward.tiny_clip import ensure_tiny_clip
+from text3d.reward.clip import ClipScorer
+from text3d.reward.config import RewardConfig
+from text3d.reward.model import RewardModel
+from text3d.reward.tiny_clip import ensure_tiny_clip
 from tests.meshes import coloured_sphere
 name, weights = ensure_tiny_clip()
 model = RewardModel(ClipScorer.from_pretrained(name, weights, device="cpu"), None,

@@ -1,5 +1,5 @@
 """One pinned scoring protocol: every number that decides a score lives in
-``reward.scoring_protocol.PROTOCOL``, is versioned with spec_version, has a stable digest,
+``text3d.reward.scoring_protocol.PROTOCOL``, is versioned with spec_version, has a stable digest,
 and validators on finney/test must score with exactly it and with a captioner.
 
 Attack pinned (fails before this change: validators defaulted to 4 views and no
@@ -11,11 +11,11 @@ import json
 
 import pytest
 
-from protocol.errors import ConfigError
-from protocol.version import SPEC_VERSION
-from reward.caption_client import CaptionerConfig
-from reward.config import RewardConfig
-from reward.scoring_protocol import PROTOCOL, CaptionSpec, RigSpec, ScoringProtocol, check_protocol
+from text3d.protocol.errors import ConfigError
+from text3d.protocol.version import SPEC_VERSION
+from text3d.reward.caption_client import CaptionerConfig
+from text3d.reward.config import RewardConfig
+from text3d.reward.scoring_protocol import PROTOCOL, CaptionSpec, RigSpec, ScoringProtocol, check_protocol
 
 # Changing any scoring number changes this digest: update it deliberately, with a new spec_version.
 PINNED_DIGEST = "b1343817656edecb38c61629c6d029169c750da1dabfa8b2780c75624f5c9498"
@@ -65,7 +65,7 @@ def test_rig_sizes_are_flat_fields_and_tiny_rigs_keep_a_ring_view():
 
 
 def test_every_scalar_of_the_rig_has_a_validator_flag():
-    from neurons.settings import build_parser
+    from text3d.settings import build_parser
 
     help_text = build_parser("validator").format_help()
     for flag in ("--reward.n_views", "--reward.resolution_px", "--reward.n_secret_views", "--reward.max_overdraw"):

@@ -14,10 +14,10 @@ import json
 import numpy as np
 import pytest
 
-from reward.camera import CameraRig, canonical_rig, draw_secret_rig
-from reward.flatness import flatness_factor, thickness
-from reward.render import get_renderer
-from reward.scoring_protocol import PROTOCOL
+from text3d.reward.render.camera import CameraRig, canonical_rig, draw_secret_rig
+from text3d.reward.defences.flatness import flatness_factor, thickness
+from text3d.reward.render.views import get_renderer
+from text3d.reward.scoring_protocol import PROTOCOL
 from tests.attack_meshes import billboard, painted_box, text_picture
 from tests.meshes import coloured_sphere, red_cube
 

@@ -20,8 +20,8 @@ from typing import Literal, get_args, get_origin
 import annotated_types
 import pytest
 
-from generation.config import GenerationConfig
-from neurons.settings import (
+from text3d.generation.config import GenerationConfig
+from text3d.settings import (
     ROLE_SECTIONS,
     CaptionerSettings,
     GenerationSettings,
@@ -31,7 +31,7 @@ from neurons.settings import (
     flag_of,
     load_settings,
 )
-from protocol.errors import EXIT_CONFIG, EXIT_USAGE, ConfigError
+from text3d.protocol.errors import EXIT_CONFIG, EXIT_USAGE, ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
 ROLES = ("miner", "validator")
@@ -391,7 +391,7 @@ def test_sections_are_frozen_and_refuse_unknown_keys():
     [
         (["-m", "neurons.miner", "--generation.grid_size", "1000"], "text3d miner: --generation.grid_size 1000: "),
         (["-m", "neurons.validator", "--validator.timeout_s", "100"], "text3d validator: --validator.timeout_s 100: "),
-        (["-m", "neurons.cli", "miner", "--axon.port", "70000"], "text3d miner: --axon.port 70000: "),
+        (["-m", "text3d.cli.main", "miner", "--axon.port", "70000"], "text3d miner: --axon.port 70000: "),
     ],
 )
 def test_a_bad_value_exits_78_with_one_line_and_no_traceback(tmp_path, argv, first_words):

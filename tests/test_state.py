@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from neurons.state import ValidatorState
+from text3d.validator.state import ValidatorState
 
 
 def test_moving_average():

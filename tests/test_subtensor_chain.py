@@ -17,10 +17,10 @@ from bittensor.metagraph import Metagraph as SdkMetagraph
 from bittensor.metagraph import MetagraphNeuron
 from bittensor.result import ErrorCode
 
-from neurons.chain import ChainAdapter, HotkeyNotRegistered, Metagraph, SubtensorChain, open_chain
-from neurons.chain.subtensor import parse_axon
-from protocol.errors import ChainUnavailable, ConfigError
-from protocol.version import SPEC_VERSION
+from text3d.chain import ChainAdapter, HotkeyNotRegistered, Metagraph, SubtensorChain, open_chain
+from text3d.chain.subtensor import parse_axon
+from text3d.protocol.errors import ChainUnavailable, ConfigError
+from text3d.protocol.version import SPEC_VERSION
 
 NETUID = 42
 

@@ -5,8 +5,8 @@ embedded once: repeated prompts and references cost no model work (memory or dis
 import numpy as np
 import pytest
 
-from reward.errors import ModelUnavailable
-from reward.text import DEFAULT_TEXT_MODEL, TextEmbedder
+from text3d.reward.errors import ModelUnavailable
+from text3d.reward.text import DEFAULT_TEXT_MODEL, TextEmbedder
 
 # (prompt, a caption that describes it, an unrelated caption): hand-written, varied wording.
 TRIPLES = [

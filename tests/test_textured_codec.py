@@ -12,11 +12,11 @@ import trimesh
 from PIL import Image
 from trimesh.visual.material import PBRMaterial
 
-from protocol.images import check_image_bytes, decode_image, read_image_header
-from protocol.limits import DEFAULT_LIMITS, MeshDecodeError, MeshLimits
-from protocol.mesh_codec import MeshFormat, decode_mesh, encode_mesh
-from protocol.mesh_parts import Part, merge_parts, split_parts
-from reward.render import render_views
+from text3d.protocol.images import check_image_bytes, decode_image, read_image_header
+from text3d.protocol.limits import DEFAULT_LIMITS, MeshDecodeError, MeshLimits
+from text3d.protocol.mesh_codec import MeshFormat, decode_mesh, encode_mesh
+from text3d.protocol.mesh_parts import Part, merge_parts, split_parts
+from text3d.reward.render.views import render_views
 from tests.asset_corpus import QUADRANTS, coloured_box, quadrant_texture, textured_cube
 from tests.meshes import glb_join, glb_split
 
@@ -92,7 +92,7 @@ def test_a_jpeg_textured_glb_is_accepted_and_drawn_upright():
     data = textured_cube(jpeg).export(file_type="glb")  # trimesh keeps JPEG bytes as they are
     tree, _ = glb_split(data)
     assert tree["images"][0]["mimeType"] == "image/jpeg"
-    from reward.camera import CameraRig
+    from text3d.reward.render.camera import CameraRig
 
     view = np.asarray(render_views(decode_mesh(data), 1, PX, rig=CameraRig(elevation_deg=0.0))[0]).astype(int)
     quarter, three = PX * 3 // 8, PX * 5 // 8  # inside each quadrant of the +Z face, seen from +Z

@@ -1,4 +1,4 @@
-"""The gguf writer's production-size preset and streaming writer (``reward.tiny_llava``).
+"""The gguf writer's production-size preset and streaming writer (``text3d.reward.tiny_llava``).
 
 The LLaVA-1.5-7B shape is checked from its tensor plan (nothing 14 GB is written); the
 plan is checked against the tiny pair ``write_tiny_llava`` writes, and the streaming
@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from neurons.commands.llava import LlamaServer, LlamaServerConfig, find_llama_server, free_port, tiny_llava_models
-from reward.caption_client import CaptionerConfig, OpenAICaptioner, png_data_uri
-from reward.tiny_llava import (
+from text3d.ops.llava import LlamaServer, LlamaServerConfig, find_llama_server, tiny_llava_models
+from text3d.ops.net import free_port
+from text3d.reward.caption_client import CaptionerConfig, OpenAICaptioner, png_data_uri
+from text3d.reward.tiny_llava import (
     TinyLlavaConfig,
     default_vocab_path,
     plan_nbytes,

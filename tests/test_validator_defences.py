@@ -12,7 +12,7 @@ step's prompt comes from the composed source, and finney/test refuse a changed s
 protocol or a validator without a captioner before touching a wallet.
 
 The chain and the network are faked at their edges (``tests.test_validator_unit``); the
-scorer is a stand-in that attaches the REAL ``reward.fingerprint`` of each decoded mesh,
+scorer is a stand-in that attaches the REAL ``text3d.reward.defences.fingerprint`` of each decoded mesh,
 so the copycat judgement is the production one.
 """
 
@@ -25,17 +25,17 @@ import numpy as np
 import pytest
 import trimesh
 
-from neurons.miner_client import MinerAnswer
-from neurons.prompts import ComposedPrompts, MixedPrompts, PromptSampler
-from neurons.state import ValidatorState
-from neurons.validator import Validator
-from protocol.errors import EXIT_CONFIG
-from protocol.mesh_codec import MeshFormat, encode_mesh
-from protocol.wire import TextTo3DResponse
-from reward.canary import CanaryExpectations
-from reward.errors import CaptionerUnavailable
-from reward.fingerprint import fingerprint
-from reward.report import RewardReport
+from text3d.validator.client import MinerAnswer
+from text3d.validator.prompts import ComposedPrompts, MixedPrompts, PromptSampler
+from text3d.validator.state import ValidatorState
+from text3d.validator.engine import Validator
+from text3d.protocol.errors import EXIT_CONFIG
+from text3d.protocol.mesh_codec import MeshFormat, encode_mesh
+from text3d.protocol.wire import TextTo3DResponse
+from text3d.reward.defences.canary import CanaryExpectations
+from text3d.reward.errors import CaptionerUnavailable
+from text3d.reward.defences.fingerprint import fingerprint
+from text3d.reward.reporting.evidence import RewardReport
 from tests.test_validator_unit import OWN_HOTKEY, REPO, FakeChain, FakeWallet, ValidatorSettings
 
 
@@ -95,8 +95,8 @@ class FingerprintingScorer:
         raise AssertionError("only the failing canary is scripted here")
 
     def rig_for(self, step_seed, rig=None):
-        from reward.camera import draw_secret_rig
-        from reward.scoring_protocol import PROTOCOL
+        from text3d.reward.render.camera import draw_secret_rig
+        from text3d.reward.scoring_protocol import PROTOCOL
 
         return draw_secret_rig(PROTOCOL, step_seed)
 

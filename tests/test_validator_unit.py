@@ -28,21 +28,22 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-import neurons.outcomes as outcomes_module  # where judge_answer decodes
-from neurons.chain.base import Metagraph, NeuronInfo
-from neurons.chain.devnet import DevnetChain
-from neurons.miner_client import MinerAnswer
-from neurons.prompts import PromptSampler
-from neurons.reports import StepReports
-from neurons.settings import ValidatorSettings
-from neurons.state import ValidatorState
-from neurons.validator import Validator, main
-from protocol.errors import EXIT_CONFIG, EXIT_USAGE
-from protocol.mesh_codec import MeshFormat, decode_mesh
-from protocol.version import SPEC_VERSION
-from protocol.wire import MAX_SEED, TextTo3DResponse
-from reward.errors import CaptionerUnavailable, ChainUnavailable
-from reward.report import RewardReport
+import text3d.validator.outcomes as outcomes_module  # where judge_answer decodes
+from text3d.chain.base import Metagraph, NeuronInfo
+from text3d.chain.devnet import DevnetChain
+from text3d.validator.client import MinerAnswer
+from text3d.validator.prompts import PromptSampler
+from text3d.validator.reports import StepReports
+from text3d.settings import ValidatorSettings
+from text3d.validator.state import ValidatorState
+from text3d.validator.engine import Validator
+from text3d.validator.main import main
+from text3d.protocol.errors import EXIT_CONFIG, EXIT_USAGE
+from text3d.protocol.mesh_codec import MeshFormat, decode_mesh
+from text3d.protocol.version import SPEC_VERSION
+from text3d.protocol.wire import MAX_SEED, TextTo3DResponse
+from text3d.reward.errors import CaptionerUnavailable, ChainUnavailable
+from text3d.reward.reporting.evidence import RewardReport
 from tests.loopback import make_wallet, tiny_mesh, tiny_mesh_payload
 
 REPO = Path(__file__).resolve().parent.parent
@@ -145,6 +146,9 @@ class StubRewardModel:
     def __init__(self, score=0.8, fault=None):
         self.score, self.fault, self.calls, self.threads = score, fault, [], []
         self.invalid_from = None  # index in the batch from which meshes are reported invalid
+
+    def rig_for(self, step_seed=None, rig=None):
+        return rig  # no secret rig: this stub draws nothing
 
     def score_batch(self, meshes, prompts, references=None, **options):
         self.calls.append([len(mesh.faces) for mesh in meshes])
@@ -413,7 +417,7 @@ def test_weights_follow_the_incentive_curve_of_the_averages(tmp_path):
 
 
 def test_a_linear_incentive_curve_pays_in_proportion(tmp_path):
-    from neurons.incentive import IncentiveCurve
+    from text3d.validator.weights import IncentiveCurve
 
     state = ValidatorState(averages={1: 0.6, 2: 0.2}, hotkeys={0: OWN_HOTKEY, 1: "a", 2: "b", 3: "c"})
     validator, chain = make_validator(tmp_path, [OWN_HOTKEY, "a", "b", "c"], {"a": "refused", "b": "refused",
@@ -460,7 +464,7 @@ def test_each_step_writes_a_report_folder(tmp_path):
     step(validator)
     folder = tmp_path / "reports" / "step_000001"
     summary = json.loads((folder / "step.json").read_text())
-    assert set(summary["timing_s"]) >= {"sync_s", "network_s", "decode_s", "render_score_s", "total_s"}
+    assert set(summary["timing_s"]) >= {"sync_s", "select_s", "query_s", "decode_s", "score_s", "update_s", "weights_s", "save_s", "total_s"}
     assert summary["updated"] is True and summary["fault"] is None
     good = next(m for m in summary["miners"] if m["hotkey"] == "good")
     assert good["score"] == pytest.approx(0.8) and good["report"]["score"] == pytest.approx(0.8)

@@ -14,7 +14,7 @@ from bittensor.intents.weights import clip_to_max_weight as sdk_clip_to_max_weig
 from bittensor.intents.weights import normalize as sdk_normalize
 
 import bittensor
-from neurons.chain.weight_rules import U16_MAX, WeightsRefused, clip_to_max_weight, conform_weights
+from text3d.chain.weight_rules import U16_MAX, WeightsRefused, clip_to_max_weight, conform_weights
 
 
 def conform(uids, weights, *, limit=1.0, minimum=1, self_uid=None):

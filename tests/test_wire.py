@@ -15,11 +15,11 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-import protocol
-from protocol.errors import MinerFault, MinerTransportError
-from protocol.limits import DEFAULT_LIMITS
-from protocol.mesh_codec import MeshFormat, decode_mesh
-from protocol.wire import (
+from text3d import protocol
+from text3d.protocol.errors import MinerFault, MinerTransportError
+from text3d.protocol.limits import DEFAULT_LIMITS
+from text3d.protocol.mesh_codec import MeshFormat, decode_mesh
+from text3d.protocol.wire import (
     HEADER_FORMAT,
     HEADER_GENERATION_TIME,
     MAX_PROMPT_CHARS,

@@ -1,1 +1,0 @@
-"""Subcommands of the ``text3d`` CLI; see ``neurons.cli``."""

@@ -1,9 +1,0 @@
-"""``text3d validator ...``: run the validator neuron (the same flags as ``python -m neurons.validator``)."""
-
-from neurons.commands.passthrough import passthrough
-
-__all__ = ["add_parser", "run"]
-
-add_parser, run = passthrough(
-    "validator", "run a validator: query miners, score their meshes, set weights", "neurons.validator"
-)

@@ -1,0 +1,131 @@
+"""``text3d llava``: run a local LLaVA captioning server (llama.cpp ``llama-server``).
+
+    text3d llava --models tiny                 # tiny random pair, offline; for tests/demos
+    text3d llava --download 7b                 # fetch LLaVA-1.5 7B gguf + mmproj, then serve
+    text3d llava --models 13b -np 8 -c 16384   # serve a previously downloaded 13B
+    text3d llava --model-path m.gguf --mmproj p.gguf
+
+The binary is, in order: ``$LLAMA_SERVER``, ``llama-server`` on PATH, else the build
+of ``text3d/ops/llava/build_llama_server.sh`` (once per machine; a no-op when cached). The server
+listens on 127.0.0.1 and serves the OpenAI-compatible API that
+``text3d.reward.caption.OpenAICaptioner`` speaks; match the captioner's ``concurrency`` to
+``-np``. The command stays in the foreground until interrupted.
+
+Exit status: 0 when stopped, 78 when the server cannot be set up (no binary, a missing or
+wrong model: restarting will not help, so pm2 stops), 1 when the server failed at run time.
+
+The library behind it (binary discovery and build, downloads, the server process) is
+``text3d.ops.llava``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from pathlib import Path
+
+from text3d.ops.llava import (
+    LLAVA15_CHAT_TEMPLATE,
+    LLAVA_QUANTS,
+    LLAVA_REPOS,
+    LlamaServer,
+    LlamaServerConfig,
+    LlavaSetupError,
+    download_llava,
+    find_llama_server,
+    tiny_llava_models,
+)
+from text3d.protocol.errors import EXIT_CONFIG
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("llava", help="run a local LLaVA captioning server (llama.cpp llama-server)",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", choices=["tiny", *LLAVA_REPOS], default=None,
+                        help="tiny: random test pair (offline); 7b/13b: downloaded LLaVA-1.5 (default 7b)")
+    parser.add_argument("--download", choices=list(LLAVA_REPOS), default=None,
+                        help="download LLaVA-1.5 of this size first (needs internet once), then serve it")
+    parser.add_argument("--quant", choices=LLAVA_QUANTS, default="q4_k", help="language model quantisation")
+    parser.add_argument("--model-path", dest="model", type=Path, metavar="GGUF",
+                        help="serve this language model gguf file (with --mmproj)")
+    parser.add_argument("--mmproj", type=Path, metavar="GGUF", help="serve this vision projector gguf (with --model-path)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("-np", "--slots", type=int, default=4, help="parallel slots (match captioner.concurrency)")
+    parser.add_argument("-c", "--context", dest="context_tokens", type=int, default=None,
+                        help="total context tokens shared by all slots (default 2048 per slot)")
+    parser.add_argument("-t", "--threads", type=int, default=None)
+    parser.add_argument("--chat-template", choices=["llava-1.5", "model"], default="llava-1.5",
+                        help="llava-1.5: the Vicuna USER/ASSISTANT format (default); model: the gguf's own template")
+    parser.add_argument("--ready-timeout-s", type=float, default=300.0)
+    parser.add_argument("--no-serve", action="store_true", help="only fetch the binary and models, print their paths")
+    parser.set_defaults(run=run)
+
+
+def _resolve_models(args: argparse.Namespace, binary: Path | None = None) -> tuple[Path, Path]:
+    if args.model or args.mmproj:
+        if not (args.model and args.mmproj):
+            raise LlavaSetupError("--model-path and --mmproj go together")
+        for path in (args.model, args.mmproj):
+            if not path.is_file():
+                raise LlavaSetupError(f"{path} does not exist")
+        return args.model, args.mmproj
+    if args.download:
+        if args.models not in (None, args.download):
+            raise LlavaSetupError(f"--download {args.download} contradicts --models {args.models}")
+        return download_llava(args.download, args.quant)
+    models = args.models or "7b"
+    if models == "tiny":
+        return tiny_llava_models(binary or find_llama_server())
+    try:
+        return download_llava(models, args.quant)
+    except LlavaSetupError as exc:
+        raise LlavaSetupError(f"{exc} (or use --models tiny for the offline test model)") from exc
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        if args.download or args.models in LLAVA_REPOS:  # fail fast on downloads before any build
+            model_path, mmproj_path = _resolve_models(args)
+            binary = find_llama_server()
+        else:
+            binary = find_llama_server()
+            model_path, mmproj_path = _resolve_models(args, binary)
+        if args.no_serve:
+            print(f"llama-server: {binary}\nmodel: {model_path}\nmmproj: {mmproj_path}")
+            return 0
+        config = LlamaServerConfig(binary=binary, model_path=model_path, mmproj_path=mmproj_path, host=args.host,
+                                   port=args.port, slots=args.slots, context_tokens=args.context_tokens,
+                                   threads=args.threads,
+                                   chat_template=LLAVA15_CHAT_TEMPLATE if args.chat_template == "llava-1.5" else None)
+        server = LlamaServer(config).start()
+    except LlavaSetupError as exc:  # no binary, no model, bad paths: restarting cannot fix it (pm2 stops on 78)
+        print(f"text3d llava: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    stop = {"now": False}
+
+    def _on_signal(signum: int, _frame: object) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    try:
+        server.wait_until_ready(args.ready_timeout_s)
+        print(f"llava server ready at {server.base_url} (log: {server.log_path}); "
+              f"captioner.base_url={server.base_url} captioner.concurrency={args.slots}", flush=True)
+        while not stop["now"] and server.is_running():
+            time.sleep(0.5)
+        if not stop["now"]:
+            print(f"text3d llava: llama-server exited unexpectedly:\n{server.log_tail()}", file=sys.stderr)
+            return 1
+        return 0
+    except LlavaSetupError as exc:
+        print(f"text3d llava: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        server.stop()

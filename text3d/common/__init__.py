@@ -1,0 +1,21 @@
+"""Helpers with one home each, used across the whole project (they import nothing of ours
+but ``text3d.protocol.errors``):
+
+    paths.py    ``cache_dir``: ``$TEXT3D_CACHE`` or ``~/.cache/text3d``
+    device.py   ``resolve_device``: one answer for ``auto``, ``cpu``, ``cuda[:N]`` and ``mps``
+    timing.py   ``percentile``, ``median``, ``Stopwatch``: how benches and reports time things
+    lazy.py     ``lazy_exports``: package exports that load on first use
+"""
+
+from text3d.common.lazy import lazy_exports
+
+_HOMES = {
+    "cache_dir": "text3d.common.paths",
+    "resolve_device": "text3d.common.device",
+    "percentile": "text3d.common.timing",
+    "median": "text3d.common.timing",
+    "Stopwatch": "text3d.common.timing",
+    "lazy_exports": "text3d.common.lazy",
+}
+__all__ = list(_HOMES)
+__getattr__, __dir__ = lazy_exports(__name__, _HOMES)

@@ -1,0 +1,158 @@
+"""``RewardConfig``: every weight, threshold and model name the scoring core uses.
+
+Nothing in ``text3d.reward.model`` hard-codes a number that changes a score: every default here
+comes from the pinned ``text3d.reward.scoring_protocol.PROTOCOL`` (the one place the numbers are
+written), validators that must agree share one config, and ``to_protocol()`` turns a
+config back into the protocol it scores with, for ``check_protocol`` and the reports.
+
+The rig is three flat fields (``n_views``, ``resolution_px``, ``n_secret_views``: one flag
+each) and the nested ``camera`` (a ``CameraSpec``: angles, field of view, lighting);
+``rig`` puts them together as the protocol's ``RigSpec``.
+"""
+
+from typing import Any, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from text3d.reward.scoring_protocol import (
+    PROTOCOL,
+    CameraSpec,
+    CaptionSpec,
+    ClipSpec,
+    DefenceSpec,
+    ModelSpec,
+    RewardWeights,
+    RigSpec,
+    ScoringProtocol,
+)
+
+__all__ = ["Metric", "Aggregation", "RewardWeights", "RewardConfig", "METRICS", "AGGREGATIONS"]
+
+Metric = Literal["cosine", "jaccard", "euclidean", "dot"]
+Aggregation = Literal["sum", "mean", "median", "none"]
+METRICS: tuple[str, ...] = get_args(Metric)
+AGGREGATIONS: tuple[str, ...] = get_args(Aggregation)
+
+DEFAULT_REJECT_TEXTS = PROTOCOL.clip.reject_texts
+DEFAULT_SIMILARITY_RANGE = dict(PROTOCOL.similarity_range)
+
+_P, _C, _D = PROTOCOL, PROTOCOL.clip, PROTOCOL.defences
+
+
+class RewardConfig(BaseModel):
+    """The scoring core's section of the config: models, rig, metric, weights, gates."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    clip_model: str = _P.models.clip_model
+    clip_pretrained: str = _P.models.clip_pretrained
+    text_model: str = _P.models.text_model
+
+    n_views: int = Field(_P.rig.n_views, ge=1, le=64)
+    resolution_px: int = Field(_P.rig.resolution_px, ge=32, le=2048)
+    n_secret_views: int = Field(_P.rig.n_secret_views, ge=0)  # at most n_views - 1 (lowered for tiny rigs)
+    camera: CameraSpec = _P.rig.camera
+
+    metric: Metric = _P.metric
+    aggregation: Aggregation = _P.aggregation
+    similarity_range: dict[str, tuple[float, float]] = Field(default_factory=lambda: dict(DEFAULT_SIMILARITY_RANGE))
+
+    # contrastive CLIP (text3d.reward.clip.contrastive_clip)
+    reject_texts: tuple[str, ...] = _C.reject_texts
+    distractor_pool: tuple[str, ...] = _C.distractor_pool
+    n_distractors: int = Field(_C.n_distractors, ge=1, le=256)
+    clip_temperature: float = Field(_C.temperature, gt=0.0)
+    clip_margin: float = Field(_C.margin, ge=0.0)
+
+    weights: RewardWeights = _P.weights
+
+    # defences (text3d.reward.defences.ocr, text3d.reward.defences.flatness, text3d.reward.defences.fingerprint, text3d.reward.defences.budget)
+    ocr_max_chars: int = Field(_D.ocr_max_chars, ge=0)
+    ocr_min_confidence: float = Field(_D.ocr_min_confidence, ge=0.0, le=1.0)
+    min_thickness: float = Field(_D.min_thickness, ge=0.0, le=1.0)
+    fingerprint_max_distance: float = Field(_D.fingerprint_max_distance, gt=0.0)
+    fingerprint_view_max_distance: float = Field(_D.fingerprint_view_max_distance, gt=0.0)
+    max_overdraw: float = Field(_D.max_overdraw, gt=0.0)
+
+    # operational: change no score, so not part of the protocol
+    caption_deadline_s: float = Field(300.0, gt=0.0)  # one deadline for all captions of a batch
+    clip_batch_size: int = Field(64, ge=1)
+    text_batch_size: int = Field(64, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tiny_rigs(cls, data: Any) -> Any:
+        """A rig of n views keeps at least one ring view unless n_secret_views is set explicitly."""
+        if isinstance(data, dict) and "n_views" in data and "n_secret_views" not in data:
+            try:
+                n = int(data["n_views"])  # flags and environment variables arrive as strings
+            except (TypeError, ValueError):
+                return data  # the field's own validation says what is wrong
+            if n <= PROTOCOL.rig.n_secret_views:
+                data = {**data, "n_secret_views": max(0, n - 1)}
+        return data
+
+    @model_validator(mode="after")
+    def _ranges_cover_metrics(self) -> "RewardConfig":
+        for metric in METRICS:
+            low, high = self.similarity_range.get(metric, (None, None))
+            if low is None or not high > low:
+                raise ValueError(f"similarity_range[{metric!r}] must be (low, high) with high > low")
+        if not self.reject_texts:
+            raise ValueError("reject_texts must list at least one negative text")
+        if len(set(self.distractor_pool)) < self.n_distractors + 1:
+            raise ValueError("distractor_pool must hold more distinct prompts than n_distractors")
+        if self.n_secret_views >= self.n_views:
+            raise ValueError("n_secret_views must leave at least one ring view (n_secret_views < n_views)")
+        return self
+
+    @property
+    def rig(self) -> RigSpec:
+        """The protocol's ``RigSpec`` of this config."""
+        return RigSpec(n_views=self.n_views, resolution_px=self.resolution_px, n_secret_views=self.n_secret_views,
+                       camera=self.camera)
+
+    @classmethod
+    def from_protocol(cls, protocol: ScoringProtocol = PROTOCOL, **operational: Any) -> "RewardConfig":
+        """The config that scores with ``protocol``; ``operational`` sets batch sizes and deadlines."""
+        c, d, m = protocol.clip, protocol.defences, protocol.models
+        return cls(
+            clip_model=m.clip_model, clip_pretrained=m.clip_pretrained, text_model=m.text_model,
+            n_views=protocol.rig.n_views, resolution_px=protocol.rig.resolution_px,
+            n_secret_views=protocol.rig.n_secret_views, camera=protocol.rig.camera,
+            metric=protocol.metric, aggregation=protocol.aggregation, similarity_range=dict(protocol.similarity_range),
+            reject_texts=c.reject_texts, distractor_pool=c.distractor_pool, n_distractors=c.n_distractors,
+            clip_temperature=c.temperature, clip_margin=c.margin, weights=protocol.weights,
+            ocr_max_chars=d.ocr_max_chars, ocr_min_confidence=d.ocr_min_confidence, min_thickness=d.min_thickness,
+            fingerprint_max_distance=d.fingerprint_max_distance,
+            fingerprint_view_max_distance=d.fingerprint_view_max_distance, max_overdraw=d.max_overdraw,
+            **operational,
+        )
+
+    def to_protocol(self, caption: CaptionSpec | None = None, *, base: ScoringProtocol = PROTOCOL) -> ScoringProtocol:
+        """The protocol this config scores with; ``caption`` is the captioner's side (default: ``base``'s).
+
+        Model revisions are kept from ``base`` when the model ids are ``base``'s, else unknown (None).
+        """
+        same_clip = (self.clip_model, self.clip_pretrained) == (base.models.clip_model, base.models.clip_pretrained)
+        same_text = self.text_model == base.models.text_model
+        models = ModelSpec(
+            clip_model=self.clip_model, clip_pretrained=self.clip_pretrained,
+            clip_hf_hub=base.models.clip_hf_hub if same_clip else None,
+            clip_revision=base.models.clip_revision if same_clip else None,
+            text_model=self.text_model, text_revision=base.models.text_revision if same_text else None,
+        )
+        return ScoringProtocol(
+            version=base.version, rig=self.rig, models=models, caption=caption or base.caption,
+            clip=ClipSpec(temperature=self.clip_temperature, margin=self.clip_margin, n_distractors=self.n_distractors,
+                          reject_texts=self.reject_texts, distractor_pool=self.distractor_pool),
+            weights=self.weights, metric=self.metric, aggregation=self.aggregation,
+            similarity_range=dict(self.similarity_range),
+            defences=DefenceSpec(
+                ocr_max_chars=self.ocr_max_chars, ocr_min_confidence=self.ocr_min_confidence,
+                ocr_engine=base.defences.ocr_engine, min_thickness=self.min_thickness,
+                fingerprint_max_distance=self.fingerprint_max_distance,
+                fingerprint_view_max_distance=self.fingerprint_view_max_distance, max_overdraw=self.max_overdraw,
+            ),
+        )
+
