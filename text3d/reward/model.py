@@ -548,11 +548,3 @@ class RewardModel:
             protocol_digest=self.protocol_digest(),
         )
         return report.attach_images(images).attach_fingerprint(item.fingerprint)
-
-    @classmethod
-    def from_config(cls, config: RewardConfig | None = None, captioner: Captioner | None = None, *,
-                    device: str = "auto", **kwargs: Any) -> "RewardModel":
-        """Load the production CLIP and text model named in ``config`` (see ``text3d.reward.factory``)."""
-        from text3d.reward.factory import build_reward_model
-
-        return build_reward_model("real", captioner, device=device, config=config, **kwargs)
