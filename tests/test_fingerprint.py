@@ -166,3 +166,29 @@ def test_recent_answers_catch_one_object_for_different_prompts():
     assert len(recent) == 4
     recent.forget("hk1")
     assert len(recent) == 0
+
+
+def test_copies_cluster_whatever_the_order_pairs_are_compared_in():
+    """A copy of a copy joins its original's group; groups do not depend on input order."""
+    from text3d.reward.defences.fingerprint import cluster_copies
+
+    sphere, box = trimesh.creation.icosphere(subdivisions=3), trimesh.creation.box()
+    bigger = sphere.copy()
+    bigger.apply_scale(3.0)
+    moved = sphere.copy()
+    moved.apply_translation([5.0, 0.0, 0.0])
+    fps = [fingerprint(sphere), fingerprint(box), None, fingerprint(bigger), fingerprint(moved)]
+    assert cluster_copies(fps) == [[0, 3, 4]]
+    reordered = [fps[4], fps[1], fps[3], None, fps[0]]
+    assert cluster_copies(reordered) == [[0, 2, 4]]
+
+
+def test_a_fingerprint_survives_its_own_serialisation_and_nothing_else_loads():
+    from text3d.reward.defences.fingerprint import Fingerprint
+
+    fp = fingerprint(trimesh.creation.icosphere(subdivisions=2))
+    back = Fingerprint.from_bytes(fp.to_bytes())
+    np.testing.assert_array_equal(back.geometry, fp.geometry)
+    assert back.views is None and back.rig_key is None
+    with pytest.raises(ValueError):
+        Fingerprint.from_bytes(b"\x80\x04not a fingerprint")

@@ -64,6 +64,7 @@ __all__ = [
     "view_distance",
     "same_object",
     "first_come",
+    "cluster_copies",
     "RecentAnswers",
     "GEOMETRY_MAX_DISTANCE",
     "VIEW_MAX_DISTANCE",
@@ -96,6 +97,32 @@ class Fingerprint:
     def digest(self) -> str:
         """Short hex id of the geometry fingerprint, for reports (not for comparisons)."""
         return hashlib.sha256(np.round(self.geometry, 3).astype(np.float32).tobytes()).hexdigest()[:16]
+
+    def to_bytes(self) -> bytes:
+        """A compact, versioned serialisation (asset libraries store fingerprints on disk)."""
+        import io
+
+        buffer = io.BytesIO()
+        arrays = {"geometry": np.asarray(self.geometry, np.float32)}
+        if self.views is not None:
+            arrays["views"] = np.asarray(self.views, np.float16)
+        np.savez(buffer, version=np.int32(1), rig_key=np.str_(self.rig_key or ""), **arrays)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "Fingerprint":
+        """The inverse of ``to_bytes``; ``ValueError`` for anything else (no pickles are ever loaded)."""
+        import io
+
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+                if int(npz["version"]) != 1:
+                    raise ValueError(f"unknown fingerprint version {int(npz['version'])}")
+                views = npz["views"].astype(np.float32) if "views" in npz.files else None
+                rig_key = str(npz["rig_key"]) or None
+                return cls(npz["geometry"].astype(np.float32), views, rig_key)
+        except (OSError, KeyError, EOFError) as exc:
+            raise ValueError(f"not a fingerprint: {exc}") from None
 
 
 def _lattice(level: int) -> np.ndarray:
@@ -263,6 +290,38 @@ def first_come(
         else:
             originals.append(i)
     return duplicates
+
+
+def cluster_copies(
+    fingerprints: Sequence[Fingerprint | None],
+    same: Callable[[Fingerprint, Fingerprint], bool] = same_object,
+) -> list[list[int]]:
+    """Groups of indices that are the same object, whatever order pairs are compared in.
+
+    Connected components of ``same`` over every pair (a copy of a copy joins its original's
+    group). Each group is sorted ascending (callers order their inputs, e.g. by arrival, so
+    ``group[0]`` is the earliest); groups are sorted by their first index; singletons and
+    ``None`` entries are left out. This is the one copycat rule: the validator's step and
+    ``text3d dedupe`` both call it.
+    """
+    n = len(fingerprints)
+    parent = list(range(n))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    present = [i for i in range(n) if fingerprints[i] is not None]
+    for a_pos, i in enumerate(present):
+        for j in present[a_pos + 1:]:
+            if root(i) != root(j) and same(fingerprints[i], fingerprints[j]):  # type: ignore[arg-type]
+                parent[max(root(i), root(j))] = min(root(i), root(j))
+    groups: dict[int, list[int]] = {}
+    for i in present:
+        groups.setdefault(root(i), []).append(i)
+    return sorted((sorted(g) for g in groups.values() if len(g) > 1), key=lambda g: g[0])
 
 
 @dataclass
