@@ -5,6 +5,7 @@ but ``text3d.protocol.errors``):
     device.py   ``resolve_device``: one answer for ``auto``, ``cpu``, ``cuda[:N]`` and ``mps``
     timing.py   ``percentile``, ``median``, ``Stopwatch``: how benches and reports time things
     lazy.py     ``lazy_exports``: package exports that load on first use
+    hub.py      ``prefer_offline_when_unreachable``: no 50 s of hub retries on a machine without network
 """
 
 from text3d.common.lazy import lazy_exports
@@ -16,6 +17,7 @@ _HOMES = {
     "median": "text3d.common.timing",
     "Stopwatch": "text3d.common.timing",
     "lazy_exports": "text3d.common.lazy",
+    "prefer_offline_when_unreachable": "text3d.common.hub",
 }
 __all__ = list(_HOMES)
 __getattr__, __dir__ = lazy_exports(__name__, _HOMES)

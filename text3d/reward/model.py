@@ -289,18 +289,24 @@ class RewardModel:
         rig: CameraRig | None = None,
         step_seed: int | None = None,
         distractors: Sequence[Sequence[str]] | None = None,
+        evidence: bool = True,
     ) -> list[RewardReport]:
         """Judge observations (``observe_batch``'s, or a library's) against prompts: the same
         reports ``score_batch`` gives for the same meshes, prompts, rig and models, without
         rendering or captioning. ``rig`` is the rig they were observed under (recorded in
-        the reports; default as in ``score_batch``)."""
+        the reports; default as in ``score_batch``).
+
+        ``evidence=False`` leaves out the per-view evidence (``report.views`` is empty): the
+        same formula and the same score, about a third of the cost, for ranking many
+        candidates before the few that are shown are judged again with their evidence."""
         if len(observations) != len(prompts):
             raise ValueError(f"{len(observations)} observations but {len(prompts)} prompts")
         refs = [list(r) for r in references] if references is not None else [[] for _ in prompts]
         if len(refs) != len(prompts):
             raise ValueError("references must have one entry per observation")
         contrast = self._contrast_lists(prompts, step_seed, distractors)
-        return self._judge(list(observations), list(prompts), refs, contrast, self.rig_for(step_seed, rig))
+        return self._judge(list(observations), list(prompts), refs, contrast, self.rig_for(step_seed, rig),
+                           evidence=evidence)
 
     # -- internals -----------------------------------------------------------------------
 
@@ -314,7 +320,11 @@ class RewardModel:
             lists = [[d for d in dict.fromkeys(ds) if d.strip().lower() != p.strip().lower()]
                      for ds, p in zip(distractors, prompts)]
         else:
-            lists = [self.distractors_for(p, step_seed) for p in prompts]
+            drawn: dict[str, list[str]] = {}  # one draw per distinct prompt
+            for p in prompts:
+                if p not in drawn:
+                    drawn[p] = self.distractors_for(p, step_seed)
+            lists = [list(drawn[p]) for p in prompts]
         return lists
 
     def _contrast(self, distractors: list[str]) -> list[str]:
@@ -447,7 +457,8 @@ class RewardModel:
                 item.timings["captions"] = caption_s
                 item.timings["text"] = text_s
 
-    def _judge(self, observations: list[Observation], prompts, refs, contrast, rig) -> list[RewardReport]:
+    def _judge(self, observations: list[Observation], prompts, refs, contrast, rig,
+               evidence: bool = True) -> list[RewardReport]:
         """Reports for observations: the invalid ones with their reason, the rest scored."""
         reports: list[RewardReport | None] = [None] * len(observations)
         valid = []
@@ -458,13 +469,15 @@ class RewardModel:
                 valid.append(i)
         if valid:
             scored = self._judge_valid([observations[i] for i in valid], [prompts[i] for i in valid],
-                                       [refs[i] for i in valid], [contrast[i] for i in valid], rig)
+                                       [refs[i] for i in valid], [contrast[i] for i in valid], rig, evidence)
             for i, report in zip(valid, scored):
                 reports[i] = report
         return reports  # type: ignore[return-value]
 
-    def _judge_valid(self, items: list[Observation], prompts, refs, contrast, rig) -> list[RewardReport]:
+    def _judge_valid(self, items: list[Observation], prompts, refs, contrast, rig,
+                     evidence: bool = True) -> list[RewardReport]:
         n_assets = len(items)
+        rig_dict = rig.to_dict() if rig is not None else None
         t0 = time.perf_counter()
         contrast = [self._contrast(ds) for ds in contrast]
         texts = list(dict.fromkeys(list(prompts) + [t for c in contrast for t in c]))
@@ -489,7 +502,7 @@ class RewardModel:
             s_prompt = imgs @ text_emb[text_row[prompts[a]]]
             s_contrast = imgs @ text_emb[[text_row[t] for t in contrast[a]]].T
             reports.append(self._report(a, item, prompts[a], refs[a], contrast[a], s_prompt, s_contrast,
-                                        captions, caption_sims, item.ocr, rig, judge_s))
+                                        captions, caption_sims, item.ocr, rig_dict, judge_s, evidence))
         return reports
 
     def _caption(self, views: list[list[Image.Image]], prompts: list[str], deadline: _Deadline) -> list[list[str]]:
@@ -561,10 +574,10 @@ class RewardModel:
         return out
 
     def _report(self, a, item: Observation, prompt, refs, contrast, s_prompt, s_contrast, captions, caption_sims,
-                ocr, rig, judge_s: dict[str, float]) -> RewardReport:
+                ocr, rig_dict, judge_s: dict[str, float], evidence: bool = True) -> RewardReport:
         """One valid asset's report. ``judge_s``: this asset's share of the judging time per
         stage, added to the observation's own timings (which stay untouched: an observation
-        may be judged again for another prompt)."""
+        may be judged again for another prompt). ``evidence``: build the per-view reports."""
         cfg, how = self.config, self.aggregation
         n = len(item.image_embeddings)
         flatness = 1.0 if item.thickness is None else flatness_factor(item.thickness, cfg.min_thickness)
@@ -623,14 +636,13 @@ class RewardModel:
                 caption_flag=flags[v],
                 caption_score=None if result.caption_view is None else float(result.caption_view[v]),
             )
-            for v in range(n)
+            for v in range(n if evidence else 0)
         ]
         report = RewardReport(
             score=result.score, prompt=prompt, references=refs, components=result.components,
             weights=result.weights, aggregates=result.aggregates, metric=self.metric, aggregation=how,
             captioner=item.captioner or self.captioner_name, notes=notes, models=self.models(), views=views,
-            rig=rig.to_dict() if rig is not None else None,
-            distractors=[t for t in contrast if t not in cfg.reject_texts],
+            rig=rig_dict, distractors=[t for t in contrast if t not in cfg.reject_texts],
             defences=defences, timings_s=_timings(item.timings, judge_s), protocol_digest=self.protocol_digest(),
         )
         return report.attach_images(item.images or []).attach_fingerprint(item.fingerprint)

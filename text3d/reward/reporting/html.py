@@ -1,11 +1,14 @@
 """A self-contained HTML page that shows why each asset scored what it did.
 
 Layout, top to bottom: the title, the prompt and the models used (with a banner when
-they are the tiny random test models), a summary table (rank, file, score, components,
-colours), a legend that says what every number means and what counts as good,
-one section per scored asset (its notes, its views with per-view CLIP numbers and
-captions), and
-the files that could not be scored, each with its reason. Every number appears once.
+they are the tiny random test models, and one naming any off-protocol option), the counts
+(files, scored, invalid, not scored: the same numbers the terminal and the JSON give), a
+summary table (rank, file, score, components, colours, and notes saying why a score
+dropped: invalid with the reason, flatness, OCR, the caption guard), a legend that says what
+every number means and what counts as good, one section per scored asset (its notes, its
+views with per-view CLIP numbers and captions), and the files that could not be scored,
+each with its reason. Invalid assets are ranked (score 0, last) like everywhere else.
+Every number appears once.
 
 ``HtmlReport`` writes incrementally: ``add`` saves an asset's views as PNGs at once (and
 drops them from memory), ``write`` (re)writes ``index.html`` atomically, so a page is
@@ -23,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from text3d.reward.reporting.evidence import RewardReport
 from text3d.reward.assets.safe_fs import write_inside
+from text3d.reward.reporting.evidence import RewardReport, score_notes
 
 __all__ = ["HtmlReport", "write_html_report", "is_tiny_models"]
 
@@ -50,6 +53,8 @@ td.total { font-weight: 700; }
 th { overflow-wrap: normal; }
 table.summary col.rank { width: 3.4em; } table.summary col.score { width: 4.6em; }
 table.summary col.comp { width: 5.6em; } table.summary col.colours { width: 8.5em; }
+table.summary col.notes { width: 24%; } table.summary td.notes { color: #8a4b00; font-size: 0.9em; }
+.counts { font-weight: 600; }
 @media (max-width: 700px) { table.summary { font-size: 0.85em; } table.summary col.comp { width: 4.9em; } }
 dl.legend { display: grid; grid-template-columns: minmax(7em, 12em) 1fr; gap: 0.3em 1em; margin: 0; }
 dl.legend dt { font-weight: 600; } dl.legend dd { margin: 0; }
@@ -111,7 +116,9 @@ class _Row:
     components: dict[str, float]
     colours: str | None
     anchor: str
-    article: str
+    article: str  # "" for an invalid asset (its reason is in notes)
+    notes: tuple[str, ...] = ()
+    invalid: bool = False
 
 
 @dataclass
@@ -119,12 +126,14 @@ class HtmlReport:
     """An HTML report folder written as assets arrive (see the module docstring).
 
     ``model_set`` ("tiny" / "real"), when given, decides the tiny-model banner; otherwise
-    the reports' model names do. Holds about 3 KB per asset between writes.
+    the reports' model names do. ``off_protocol`` names options that make the scores differ
+    from what validators compute (shown in a banner). Holds about 3 KB per asset between writes.
     """
 
     out_dir: Path
     title: str
     model_set: str | None = None
+    off_protocol: tuple[str, ...] = ()
     _rows: list[_Row] = field(default_factory=list)
     _unscored: list[tuple[str, str]] = field(default_factory=list)
     _first: RewardReport | None = None  # the page's context (prompt, models, weights), without images
@@ -135,8 +144,9 @@ class HtmlReport:
         listed with its reason."""
         index = self._count
         self._count += 1
+        anchor = f"asset-{index}"
         if not report.is_valid:
-            self._unscored.append((name, str(report.invalid_reason)))
+            self._rows.append(_Row(name, 0.0, {}, colours, anchor, "", tuple(score_notes(report)), invalid=True))
             return
         if self._first is None:
             self._first = RewardReport.model_validate(report.model_dump())  # no images, no fingerprint
@@ -148,9 +158,8 @@ class HtmlReport:
             relative = f"{slug}/view_{v:02d}.png"
             write_inside(self.out_dir, relative, buffer.getvalue())
             paths.append(relative)
-        anchor = f"asset-{index}"
         self._rows.append(_Row(name, float(report.score), dict(report.components), colours, anchor,
-                               _article(name, report, paths, anchor)))
+                               _article(name, report, paths, anchor), tuple(score_notes(report))))
 
     def add_unscored(self, name: str, reason: str) -> None:
         """List a file (or a miner) that was not scored, with the reason."""
@@ -165,7 +174,7 @@ class HtmlReport:
 
     def page(self) -> str:
         e = html.escape
-        ranked = sorted(self._rows, key=lambda row: -row.score)
+        ranked = sorted(self._rows, key=lambda row: (-row.score, row.invalid))
         first = self._first
         parts = [
             '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -177,18 +186,27 @@ class HtmlReport:
         tiny = self.model_set == "tiny" if self.model_set is not None else is_tiny_models(models)
         if tiny:
             parts.append(f'<p class="banner" id="tiny-models">{e(TINY_BANNER)}</p>')
+        if self.off_protocol:
+            parts.append('<p class="banner" id="off-protocol">Off-protocol options: '
+                         + e("; ".join(self.off_protocol))
+                         + ". These scores differ from what validators compute; compare them only with each other.</p>")
         parts.append(self._context(first))
+        invalid = sum(row.invalid for row in ranked)
+        parts.append(f'<p class="counts" id="counts">{len(ranked) + len(self._unscored)} files: '
+                     f"{len(ranked) - invalid} scored, {invalid} invalid (score 0), {len(self._unscored)} not scored</p>")
         parts.append(self._summary(ranked))
         parts.append("<h2 id=\"legend\">How to read the numbers</h2>" + self._legend(first))
         if ranked:
             parts.append('<h2 id="assets">Assets, best first</h2>')
-            parts.extend(row.article.replace(_RANK, str(rank)) for rank, row in enumerate(ranked, start=1))
+            parts.extend(row.article.replace(_RANK, str(rank)) for rank, row in enumerate(ranked, start=1)
+                         if row.article)
         if self._unscored:
             rows = "".join(f"<tr><td>{e(name)}</td><td class=\"reason\">{e(reason)}</td></tr>"
                            for name, reason in self._unscored)
             parts.append(
                 f'<h2 id="unscored">Not scored ({len(self._unscored)})</h2>'
-                '<p>Invalid assets score 0; files that are not meshes are listed so that nothing is skipped silently.</p>'
+                '<p>Files that are not assets, listed so that nothing is skipped silently (invalid assets are '
+                'ranked above, score 0, with their reason).</p>'
                 '<table class="invalid"><colgroup><col style="width:40%"><col></colgroup>'
                 f"<tr><th>file</th><th>reason</th></tr>{rows}</table>"
             )
@@ -223,17 +241,21 @@ class HtmlReport:
                 f'<td class="num">{row.components[c]:.3f}</td>' if c in row.components else "<td>-</td>"
                 for c in components
             )
+            name = f'<a href="#{row.anchor}">{e(row.name)}</a>' if row.article else e(row.name)
+            css = ' class="invalid"' if row.invalid else ""
             rows.append(
-                f'<tr><td class="num">{rank}</td><td><a href="#{row.anchor}">{e(row.name)}</a></td>'
-                f'<td class="num total">{row.score:.3f}</td>{cells}<td>{e(row.colours or "-")}</td></tr>'
+                f'<tr{css}><td class="num">{rank}</td><td>{name}</td>'
+                f'<td class="num total">{row.score:.3f}</td>{cells}<td>{e(row.colours or "-")}</td>'
+                f'<td class="notes">{e("; ".join(row.notes))}</td></tr>'
             )
         if not rows:
-            rows.append(f'<tr><td colspan="{4 + len(components)}">no asset could be scored</td></tr>')
+            rows.append(f'<tr><td colspan="{5 + len(components)}">no asset could be scored</td></tr>')
         return (
             '<h2 id="summary">Summary</h2><table class="summary">'
-            f'<colgroup><col class="rank"><col><col class="score">{cols}<col class="colours"></colgroup>'
-            f'<tr><th class="num">rank</th><th>file</th><th class="num">score</th>{head}<th>colours</th></tr>'
-            + "".join(rows) + "</table>"
+            f'<colgroup><col class="rank"><col><col class="score">{cols}<col class="colours"><col class="notes">'
+            '</colgroup>'
+            f'<tr><th class="num">rank</th><th>file</th><th class="num">score</th>{head}<th>colours</th>'
+            "<th>notes</th></tr>" + "".join(rows) + "</table>"
         )
 
     def _legend(self, first: RewardReport | None) -> str:
@@ -282,13 +304,14 @@ def write_html_report(
     unscored: Sequence[tuple[str, str]] = (),
     colours: dict[str, str] | None = None,
     model_set: str | None = None,
+    off_protocol: Sequence[str] = (),
 ) -> Path:
     """Write ``out_dir/index.html`` and the views as PNGs in one call; returns the index path.
 
     ``entries`` are (asset name, report) pairs; invalid reports are listed with their
     reasons, as are the ``unscored`` (name, reason) pairs.
     """
-    report = HtmlReport(Path(out_dir), title, model_set=model_set)
+    report = HtmlReport(Path(out_dir), title, model_set=model_set, off_protocol=tuple(off_protocol))
     for name, entry in entries:
         report.add(name, entry, (colours or {}).get(name))
     for name, reason in unscored:
