@@ -230,13 +230,15 @@ class Library:
         else:
             k = max(query.candidates, query.top)
             picked_sets = []
-            for text in (query.description, query.filter):
+            for text, contrast in ((query.description, query.contrast), (query.filter, self._style_contrast(
+                    query.filter or ""))):
                 if not text:
                     continue
-                q = self.model.clip.encode_texts([text]).numpy()[0]
+                # encoded in the batch judging will use, so the cached embedding is the judge's own
+                q = self.model.clip.encode_texts(self.model.judged_texts(text, distractors=contrast)).numpy()[0]
                 picked_sets.append(_top(self.clip_mean @ q, k))
                 if self.text_mean is not None and self.model.text is not None:
-                    t = self.model.text.embed([text])[0]
+                    t = self.model.text.embed([text], cache=False)[0]
                     picked_sets.append(_top(self.text_mean @ t, k))
             if likeness_all is not None:
                 picked_sets.append(_top(likeness_all, k))

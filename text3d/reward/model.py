@@ -188,6 +188,15 @@ class RewardModel:
         cfg = self.config
         return draw_distractors(prompt, 0 if step_seed is None else step_seed, cfg.distractor_pool, cfg.n_distractors)
 
+    def judged_texts(self, prompt: str, step_seed: int | None = None,
+                     distractors: Sequence[str] | None = None) -> list[str]:
+        """The CLIP texts judging ``prompt`` encodes, in the batch it encodes them in: the
+        prompt first, then its contrast set. A caller that needs the prompt's embedding
+        before judging (a library's first pass) encodes this list, so the cached embedding
+        is the one judging computes (a batch of other texts can round differently)."""
+        contrast = self._contrast_lists([prompt], step_seed, None if distractors is None else [distractors])[0]
+        return list(dict.fromkeys([prompt] + self._contrast(contrast)))
+
     # -- public scoring ------------------------------------------------------------------
 
     def score(self, mesh: trimesh.Trimesh, prompt: str, references: Sequence[str] | None = None,
