@@ -236,12 +236,26 @@ def _watch(model, root: Path, entry, args, limits) -> int:
     from text3d.reward.reporting.changes import changes, describe
 
     target = os.path.realpath(entry.path)
-    print(_safe(f"watching {entry.path} (Ctrl-C stops); prompt {args.prompt!r}, {args.models} models"), flush=True)
+
+    def ours(change, changed_path: str) -> bool:
+        return os.path.realpath(changed_path) == target or os.path.basename(changed_path) == entry.path.name
+
+    # the folder is watched from before the first scoring: a save during it is not missed. A burst of
+    # writes (an exporter writing, renaming, touching) is one save (the debounce).
+    events = watch(entry.path.parent, watch_filter=ours, debounce=400, step=100, rust_timeout=200,
+                   yield_on_timeout=True, raise_interrupt=True)
     previous = None
     try:
-        for _ in _saves(watch, entry.path, target):
+        next(events)  # the watcher is set up once it has waited its first 200 ms
+        print(_safe(f"watching {entry.path} (Ctrl-C stops); prompt {args.prompt!r}, {args.models} models"), flush=True)
+        changed: set | None = None
+        while True:
+            if changed is not None and not changed:
+                changed = next(events)
+                continue
             if not os.path.exists(target):
-                continue  # a save in progress (removed, then written): the next event brings it
+                changed = set()  # a save in progress (removed, then written): the next event brings it
+                continue
             with ArchiveCache(limits.archives) as archives:
                 ((_, report, colours),) = _score_entries(model, root, [entry], args, limits, archives)
             print(_safe(f"-- {time.strftime('%H:%M:%S')} {entry.name}"), flush=True)
@@ -256,22 +270,12 @@ def _watch(model, root: Path, entry, args, limits) -> int:
                 ranking = _ranking(model, args, [])
                 ranking.add(entry.name, report, colours)
                 ranking.flush(final=True)
+            changed = set()
     except KeyboardInterrupt:
         pass
+    finally:
+        events.close()
     return 0
-
-
-def _saves(watch, path: Path, target: str):
-    """One event now (the first scoring), then one per save of ``target``: a burst of writes
-    (an exporter writing, renaming, touching) is one save (watchfiles' debounce)."""
-    import os
-
-    yield None
-
-    def ours(change, changed_path: str) -> bool:
-        return os.path.realpath(changed_path) == target or os.path.basename(changed_path) == path.name
-
-    yield from watch(path.parent, watch_filter=ours, debounce=400, step=100, raise_interrupt=True)
 
 
 def _safe(text: object, max_chars: int | None = None) -> str:
