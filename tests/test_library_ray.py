@@ -46,8 +46,8 @@ def _text3d(*argv) -> subprocess.CompletedProcess:
 
 
 def test_ray_data_produces_the_index_one_process_produces(tmp_path, ray_cluster):
+    from text3d.library.schema import load_fingerprint
     from text3d.library.store import AssetStore
-    from text3d.reward.defences.fingerprint import Fingerprint
 
     folder = tmp_path / "library"
     write_corpus(folder)
@@ -67,7 +67,7 @@ def test_ray_data_produces_the_index_one_process_produces(tmp_path, ray_cluster)
             if column in ("clip", "clip_mean") and x is not None:
                 assert np.allclose(x, y, atol=1e-6, rtol=0), (name, column)
             elif column == "fingerprint" and x is not None:
-                fx, fy = Fingerprint.from_bytes(x), Fingerprint.from_bytes(y)
+                fx, fy = load_fingerprint(x), load_fingerprint(y)
                 assert np.allclose(fx.geometry, fy.geometry, atol=1e-6) and np.array_equal(fx.views, fy.views)
             elif column == "thickness" and x is not None:
                 assert x == pytest.approx(y, abs=1e-9), name

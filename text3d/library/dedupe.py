@@ -51,7 +51,8 @@ class DedupeResult:
 def find_duplicates(store: AssetStore, *, exhaustive_max: int = 2000, neighbours: int = 16,
                     exhaustive: bool = False) -> DedupeResult:
     """Duplicate groups among the indexed assets of ``store`` (see the module docstring)."""
-    from text3d.reward.defences.fingerprint import Fingerprint, cluster_copies
+    from text3d.library.schema import load_fingerprint
+    from text3d.reward.defences.fingerprint import cluster_copies
 
     if store.meta is None:
         raise LibraryError(f"{store.path} holds no index yet")
@@ -64,7 +65,7 @@ def find_duplicates(store: AssetStore, *, exhaustive_max: int = 2000, neighbours
     for i, name in zip(rows, names):
         data = table.column("fingerprint")[i].as_py()
         try:
-            fingerprints.append(Fingerprint.from_bytes(data) if data else None)
+            fingerprints.append(load_fingerprint(data) if data else None)
         except ValueError:
             fingerprints.append(None)
         if fingerprints[-1] is None:

@@ -325,20 +325,21 @@ def _run_ray(jobs: list[Job], spec: IndexSpec, root: Path, options: RayOptions) 
 
 def _write(store: AssetStore, rows: Iterable[dict[str, Any]], total: int, stats: IndexStats,
            progress: Callable[[int, int], None] | None) -> None:
-    """Upsert rows in chunks as they come (an interruption loses at most one chunk)."""
+    """Append rows in chunks as they come (an interruption loses at most one chunk); their
+    names are new to the table (changed files' rows were deleted when the run was planned)."""
     pending: list[dict[str, Any]] = []
     try:
         for row in rows:
             pending.append(_stored_row(row))
             stats.worked += 1
             if len(pending) >= _WRITE_EVERY:
-                store.upsert(pending)
+                store.append(pending)
                 pending = []
             if progress is not None:
                 progress(stats.worked, total)
     finally:
         if pending:
-            store.upsert(pending)
+            store.append(pending)
 
 
 def _stored_row(row: dict[str, Any]) -> dict[str, Any]:

@@ -31,7 +31,8 @@ import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["FORMAT_VERSION", "IndexMeta", "STATUSES", "arrow_schema", "vectors", "row_observation", "name_key"]
+__all__ = ["FORMAT_VERSION", "IndexMeta", "STATUSES", "arrow_schema", "vectors", "observations_of", "name_key",
+           "store_fingerprint", "load_fingerprint"]
 
 FORMAT_VERSION = 1
 STATUSES = ("indexed", "invalid", "not_scored")
@@ -104,7 +105,7 @@ def arrow_schema(views: int, clip_dim: int, text_dim: int) -> pa.Schema:
         pa.field("ocr", pa.string()),  # JSON list of {"text", "chars", "rejected"} per view
         pa.field("thickness", pa.float64()),
         pa.field("defences", pa.string()),  # JSON
-        pa.field("fingerprint", pa.binary()),
+        pa.field("fingerprint", pa.binary()),  # zstd of Fingerprint.to_bytes() (views are mostly background)
         pa.field("thumbnail", pa.binary()),  # PNG
         pa.field("timings", pa.string()),  # JSON seconds per stage
         pa.field("indexed_at", pa.float64()),  # unix seconds
@@ -130,22 +131,60 @@ def vectors(column: pa.ChunkedArray | pa.Array, dim: int) -> tuple[np.ndarray, n
     return out, valid
 
 
-def row_observation(row: dict[str, Any], meta: IndexMeta) -> Any:
-    """An indexed row (a dict of python values) -> the ``Observation`` it stored."""
+_MAX_FINGERPRINT_BYTES = 4 << 20  # decompressed; a real one (8 views at 32 px) is ~51 KB
+
+
+def store_fingerprint(fingerprint: Any) -> bytes:
+    """``Fingerprint.to_bytes()`` compressed with zstd for the ``fingerprint`` column: its view
+    block is float16 renders at 32 px, mostly flat background, which compresses several-fold."""
+    import zstandard
+
+    return zstandard.ZstdCompressor(level=3).compress(fingerprint.to_bytes())
+
+
+def load_fingerprint(data: bytes) -> Any:
+    """The inverse of ``store_fingerprint``; ``ValueError`` for anything else, including
+    data that would decompress past 4 MiB (an index is a file someone could have edited)."""
+    import zstandard
+
     from text3d.reward.defences.fingerprint import Fingerprint
+
+    try:
+        with zstandard.ZstdDecompressor().stream_reader(data) as reader:
+            raw = reader.read(_MAX_FINGERPRINT_BYTES + 1)
+    except zstandard.ZstdError as exc:
+        raise ValueError(f"not a stored fingerprint: {exc}") from None
+    if len(raw) > _MAX_FINGERPRINT_BYTES:
+        raise ValueError("a stored fingerprint decompresses past 4 MiB")
+    return Fingerprint.from_bytes(raw)
+
+
+def observations_of(table: pa.Table, meta: IndexMeta) -> list[Any]:
+    """Indexed rows (an Arrow table with the judged columns) -> their ``Observation``s, the
+    vectors sliced from one array per column (not a Python float per number)."""
     from text3d.reward.defences.ocr import OcrView
     from text3d.reward.observation import Observation
 
-    views = meta.views
-    clip = np.asarray(row["clip"], dtype=np.float32).reshape(views, meta.clip_dim)
-    captions = json.loads(row["captions"]) if row.get("captions") else None
-    text = None
-    if captions is not None and row.get("text") is not None and meta.text_dim:
-        text = np.asarray(row["text"], dtype=np.float32).reshape(views, meta.text_dim)
-    ocr = [OcrView(**v) for v in json.loads(row["ocr"])] if row.get("ocr") else None
-    fingerprint = Fingerprint.from_bytes(row["fingerprint"]) if row.get("fingerprint") else None
-    return Observation(image_embeddings=clip, captions=captions, caption_embeddings=text,
-                       captioner=meta.captioner if captions is not None else None, ocr=ocr,
-                       thickness=row.get("thickness"), fingerprint=fingerprint,
-                       defences=json.loads(row["defences"]) if row.get("defences") else {},
-                       timings=json.loads(row["timings"]) if row.get("timings") else {})
+    n, views = table.num_rows, meta.views
+    if n == 0:
+        return []
+    clip = vectors(table.column("clip"), views * meta.clip_dim)[0].reshape(n, views, meta.clip_dim)
+    text = text_valid = None
+    if meta.text_dim and "text" in table.column_names:
+        text, text_valid = vectors(table.column("text"), views * meta.text_dim)
+        text = text.reshape(n, views, meta.text_dim)
+    columns = {name: table.column(name).to_pylist() for name in ("captions", "ocr", "thickness", "defences",
+                                                                    "timings") if name in table.column_names}
+    out = []
+    for i in range(n):
+        captions = json.loads(columns["captions"][i]) if columns.get("captions") and columns["captions"][i] else None
+        ocr = columns.get("ocr", [None] * n)[i]
+        defences, timings = columns.get("defences", [None] * n)[i], columns.get("timings", [None] * n)[i]
+        out.append(Observation(
+            image_embeddings=clip[i], captions=captions,
+            caption_embeddings=text[i] if captions is not None and text is not None and text_valid[i] else None,
+            captioner=meta.captioner if captions is not None else None,
+            ocr=[OcrView(**v) for v in json.loads(ocr)] if ocr else None,
+            thickness=columns.get("thickness", [None] * n)[i],
+            defences=json.loads(defences) if defences else {}, timings=json.loads(timings) if timings else {}))
+    return out

@@ -16,12 +16,12 @@ product (every part must hold):
   (``STYLE_CONTRAST``) plus the junk texts, so it says whether CLIP prefers this style over
   the others for the asset.
 
-Speed: the mean CLIP embedding of every indexed asset is held in memory (n x D float32)
-and the candidates are the ``candidates`` best by it (and by the mean caption embedding,
-when captioned); only those rows are read from the store and judged with the exact formula
-(``evidence=False``), and the ``top`` shown are judged again with their per-view evidence
-(the same numbers). ``exhaustive`` judges every asset; a library no larger than
-``candidates`` is always judged whole.
+Speed: the mean CLIP embedding of every indexed asset is held in memory (n x D float32,
+``text3d.library.retrieval.Candidates``) and the candidates are the ``candidates`` best by
+it (and by the mean caption embedding, when captioned); only those rows are read from the
+store and judged with the exact formula (``evidence=False``), and the ``top`` shown are
+judged again with their per-view evidence (the same numbers). ``exhaustive`` judges every
+asset; a library no larger than ``candidates`` is always judged whole.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from text3d.library.schema import IndexMeta, row_observation, vectors
+from text3d.library.retrieval import Candidates
+from text3d.library.schema import IndexMeta, observations_of, vectors
 from text3d.library.store import AssetStore, LibraryError
 
 __all__ = ["Library", "Query", "Result", "SearchResults", "STYLE_CONTRAST"]
@@ -47,8 +48,10 @@ STYLE_CONTRAST = (
 )
 """Styles and qualities a filter is contrasted with (those equal to the filter left out)."""
 
-_ROW_COLUMNS = ("name", "clip", "captions", "text", "ocr", "thickness", "defences", "timings", "fingerprint",
-                "colours", "notes", "file", "path_bytes", "member", "sha256", "thumbnail", "n_faces")
+_JUDGED = ("name", "clip", "captions", "text", "ocr", "thickness", "defences", "timings", "notes")
+"""What judging a candidate reads (vectors and evidence; no fingerprint, no thumbnail)."""
+_SHOWN = ("name", "colours", "notes", "file", "path_bytes", "member", "sha256", "thumbnail", "n_faces", "n_vertices")
+"""What a result shown to the user adds (read for the ``top`` only)."""
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,7 @@ class Query:
     like: Path | None = None
     filter: str | None = None
     top: int = 10
-    candidates: int = 256
+    candidates: int = 128
     exhaustive: bool = False
     contrast: tuple[str, ...] | None = None  # own contrast prompts (off-protocol)
     no_flatness: bool = False  # off-protocol
@@ -108,9 +111,10 @@ class Library:
                            status="indexed")
         self.names: list[str] = table.column("name").to_pylist()
         self.offsets = np.asarray(table.column("_offset").to_numpy(), dtype=np.int64)
-        self.clip_mean, _ = vectors(table.column("clip_mean"), meta.clip_dim)
-        self.text_mean = vectors(table.column("text_mean"), meta.text_dim)[0] if meta.text_dim else None
+        self.looks = Candidates(vectors(table.column("clip_mean"), meta.clip_dim)[0])
+        self.captions = Candidates(vectors(table.column("text_mean"), meta.text_dim)[0]) if meta.text_dim else None
         self._row_of = {name: i for i, name in enumerate(self.names)}
+        self._counts = {status: store.count(status) for status in ("indexed", "invalid", "not_scored")}
 
     @classmethod
     def open(cls, path: str | Path, device: str = "cpu") -> "Library":
@@ -123,7 +127,8 @@ class Library:
         return len(self.names)
 
     def counts(self) -> dict[str, int]:
-        return {status: self.store.count(status) for status in ("indexed", "invalid", "not_scored")}
+        """Rows per status when the library was opened."""
+        return dict(self._counts)
 
     # -- models ------------------------------------------------------------------------------
 
@@ -167,9 +172,11 @@ class Library:
             flags = ["own contrast prompts (--contrast)", *flags]
         if not self.names:
             return SearchResults(query, [], self.counts(), 0, flags, time.perf_counter() - started)
-        likeness_all, itself = self._likeness(query.like) if query.like is not None else (None, None)
-        rows = [row for row in self._candidates(query, likeness_all) if row["name"] != itself]
-        observations = [row_observation(row, self.meta) for row in rows]
+        like, itself = self._embedding_of(Path(query.like)) if query.like is not None else (None, None)
+        picked = [i for i in self._candidates(query, like) if self.names[i] != itself]
+        table = self.store.take(self.offsets[picked].tolist(), _JUDGED)
+        observations = observations_of(table, self.meta)
+        rows = [{"name": self.names[i]} for i in picked]
         n = len(observations)
         keys = np.ones(n)
         description = filtered = None
@@ -180,11 +187,12 @@ class Library:
             filtered = self._judge(model, observations, query.filter, (), self._style_contrast(query.filter))
             keys *= [r.score for r in filtered]
         likeness = None
-        if likeness_all is not None:
-            likeness = np.array([likeness_all[self._row_of[row["name"]]] for row in rows])
+        if like is not None:
+            likeness = np.clip(self.looks.similarity(like, np.asarray(picked, dtype=np.int64)), 0.0, 1.0)
             keys *= likeness
         order = sorted(range(n), key=lambda i: (-keys[i], rows[i]["name"]))[:query.top]
-        results = self._results(model, query, order, keys, rows, observations, description, filtered, likeness)
+        shown = self.store.take([int(self.offsets[self._row_of[rows[i]["name"]]]) for i in order], _SHOWN).to_pylist()
+        results = self._results(model, query, order, keys, shown, observations, description, filtered, likeness)
         return SearchResults(query, results, self.counts(), n, flags, time.perf_counter() - started)
 
     def _judge(self, model: Any, observations: list, prompt: str, references: Sequence[str],
@@ -204,7 +212,8 @@ class Library:
         key = text.strip().lower()
         return tuple(s for s in STYLE_CONTRAST if s.lower() != key)
 
-    def _results(self, model, query, order, keys, rows, observations, description, filtered, likeness) -> list[Result]:
+    def _results(self, model, query, order, keys, shown_rows, observations, description, filtered,
+                 likeness) -> list[Result]:
         shown = [observations[i] for i in order]
         full = self._judge(model, shown, query.description, query.references, query.contrast,
                            evidence=True) if description is not None else [None] * len(order)
@@ -212,45 +221,35 @@ class Library:
                                   evidence=True) if filtered is not None else [None] * len(order)
         results = []
         for j, i in enumerate(order):
-            row = {k: v for k, v in rows[i].items() if k not in ("clip", "text", "fingerprint", "ocr", "timings")}
+            row = shown_rows[j]
             if full[j] is not None:
                 full[j].notes.extend(json.loads(row["notes"]) if row.get("notes") else [])
-            results.append(Result(name=rows[i]["name"], key=float(keys[i]), report=full[j],
+            results.append(Result(name=row["name"], key=float(keys[i]), report=full[j],
                                   likeness=None if likeness is None else float(likeness[i]),
                                   filter_score=None if filtered is None else float(filtered[i].score),
                                   filter_report=full_filter[j], row=row))
         return results
 
-    def _candidates(self, query: Query, likeness_all: np.ndarray | None) -> list[dict[str, Any]]:
-        """The rows judged exactly: everything for a small library (or ``exhaustive``), else the
-        best ``candidates`` by each part's cheap proxy (mean embeddings)."""
+    def _candidates(self, query: Query, like: np.ndarray | None) -> list[int]:
+        """Indices (into ``names``) of the assets judged exactly: all of a small library (or
+        ``exhaustive``), else the best ``candidates`` by each part's mean-embedding proxy."""
         n = len(self.names)
         if query.exhaustive or n <= query.candidates:
-            picked = np.arange(n)
-        else:
-            k = max(query.candidates, query.top)
-            picked_sets = []
-            for text, contrast in ((query.description, query.contrast), (query.filter, self._style_contrast(
-                    query.filter or ""))):
-                if not text:
-                    continue
-                # encoded in the batch judging will use, so the cached embedding is the judge's own
-                q = self.model.clip.encode_texts(self.model.judged_texts(text, distractors=contrast)).numpy()[0]
-                picked_sets.append(_top(self.clip_mean @ q, k))
-                if self.text_mean is not None and self.model.text is not None:
-                    t = self.model.text.embed([text], cache=False)[0]
-                    picked_sets.append(_top(self.text_mean @ t, k))
-            if likeness_all is not None:
-                picked_sets.append(_top(likeness_all, k))
-            picked = np.unique(np.concatenate(picked_sets))
-        table = self.store.take(self.offsets[picked].tolist(), _ROW_COLUMNS)
-        return table.to_pylist()
-
-    def _likeness(self, path: Path) -> tuple[np.ndarray, str | None]:
-        """Cosine of every asset's mean view embedding with the file's, clipped to [0, 1], and
-        the file's own name when it is in the library (left out of the results)."""
-        vector, itself = self._embedding_of(Path(path))
-        return np.clip(self.clip_mean @ vector, 0.0, 1.0), itself
+            return list(range(n))
+        k = max(query.candidates, query.top)
+        picked = []
+        for text, contrast in ((query.description, query.contrast), (query.filter, self._style_contrast(
+                query.filter or ""))):
+            if not text:
+                continue
+            # encoded in the batch judging will use, so the cached embedding is the judge's own
+            q = self.model.clip.encode_texts(self.model.judged_texts(text, distractors=contrast)).numpy()[0]
+            picked.append(self.looks.top(q, k))
+            if self.captions is not None and self.model.text is not None:
+                picked.append(self.captions.top(self.model.text.embed([text], cache=False)[0], k))
+        if like is not None:
+            picked.append(self.looks.top(like, k))
+        return sorted(set(np.concatenate(picked).tolist()))
 
     def _embedding_of(self, path: Path) -> tuple[np.ndarray, str | None]:
         """The file's mean CLIP view embedding: stored when the file is in the library
@@ -267,7 +266,7 @@ class Library:
             if name in self._row_of:
                 stored = self.store.take([int(self.offsets[self._row_of[name]])], ["sha256"]).to_pylist()[0]
                 if stored["sha256"] == digest:
-                    return self.clip_mean[self._row_of[name]], name
+                    return self.looks.vectors[self._row_of[name]], name
         root, entries = discover(path, limits)
         meshes = [e for e in entries if e.kind == "mesh"]
         if not meshes:
@@ -283,8 +282,3 @@ class Library:
         return _unit_mean(observation.image_embeddings), None
 
 
-def _top(values: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the ``k`` largest values (unordered)."""
-    if k >= len(values):
-        return np.arange(len(values))
-    return np.argpartition(-values, k - 1)[:k]

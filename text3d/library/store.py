@@ -180,6 +180,19 @@ class AssetStore:
              .execute(table, on_bad_vectors="null"))
         return len(rows)
 
+    def append(self, rows: Iterable[dict[str, Any]]) -> int:
+        """Add rows whose names are not in the table (the caller deleted them): a plain append,
+        cheaper than an upsert's join; returns how many."""
+        rows = [dict(row, key=name_key(row["name"])) for row in rows]
+        if not rows:
+            return 0
+        table = self._arrow(rows)
+        if self.table is None:
+            self._table = self.db.create_table(TABLE, table, on_bad_vectors="null")
+        else:
+            self.table.add(table, on_bad_vectors="null")
+        return len(rows)
+
     def delete(self, names: Iterable[str]) -> int:
         """Delete the rows of ``names``; returns how many names were given."""
         keys = [name_key(n) for n in names]

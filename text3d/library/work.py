@@ -226,7 +226,9 @@ class AssetWorker:
             out["ocr"] = json.dumps([{"text": v.text, "chars": v.chars, "rejected": v.rejected}
                                      for v in observation.ocr])
         if observation.fingerprint is not None:
-            out["fingerprint"] = observation.fingerprint.to_bytes()
+            from text3d.library.schema import store_fingerprint
+
+            out["fingerprint"] = store_fingerprint(observation.fingerprint)
         if observation.images:
             out["thumbnail"] = _thumbnail(observation.images[0])
         return out

@@ -159,7 +159,9 @@ class RewardModel:
         return self._renderer
 
     def models(self) -> dict[str, str]:
-        return {"clip": self.clip.name, "text": self.text.model_id if self.text is not None else "none"}
+        if getattr(self, "_models", None) is None:  # the parts never change after construction
+            self._models = {"clip": self.clip.name, "text": self.text.model_id if self.text is not None else "none"}
+        return dict(self._models)
 
     def protocol_digest(self) -> str:
         """Digest of the protocol this model scores with (the captioner's instruction included
@@ -505,13 +507,19 @@ class RewardModel:
             caption_sims = self._caption_similarities(items, prompts, refs)
             judge_s["text"] = (time.perf_counter() - t0) / n_assets
 
+        shared = {"weights": self.config.weights.model_dump(), "models": self.models(),
+                  "digest": self.protocol_digest(), "distractors": {}}  # the same for every asset of the batch
+        contrast_emb: dict[tuple[str, ...], np.ndarray] = {}  # one matrix per distinct contrast set
         reports = []
         for a, item in enumerate(items):
             imgs = item.image_embeddings
+            key = tuple(contrast[a])
+            if key not in contrast_emb:
+                contrast_emb[key] = text_emb[[text_row[t] for t in key]].T  # the layout scoring always used
             s_prompt = imgs @ text_emb[text_row[prompts[a]]]
-            s_contrast = imgs @ text_emb[[text_row[t] for t in contrast[a]]].T
+            s_contrast = imgs @ contrast_emb[key]
             reports.append(self._report(a, item, prompts[a], refs[a], contrast[a], s_prompt, s_contrast,
-                                        captions, caption_sims, item.ocr, rig_dict, judge_s, evidence))
+                                        captions, caption_sims, item.ocr, rig_dict, judge_s, evidence, shared))
         return reports
 
     def _caption(self, views: list[list[Image.Image]], prompts: list[str], deadline: _Deadline) -> list[list[str]]:
@@ -583,19 +591,18 @@ class RewardModel:
         return out
 
     def _report(self, a, item: Observation, prompt, refs, contrast, s_prompt, s_contrast, captions, caption_sims,
-                ocr, rig_dict, judge_s: dict[str, float], evidence: bool = True) -> RewardReport:
+                ocr, rig_dict, judge_s: dict[str, float], evidence: bool = True,
+                shared: dict[str, Any] | None = None) -> RewardReport:
         """One valid asset's report. ``judge_s``: this asset's share of the judging time per
         stage, added to the observation's own timings (which stay untouched: an observation
-        may be judged again for another prompt). ``evidence``: build the per-view reports."""
+        may be judged again for another prompt). ``evidence``: build the per-view reports.
+        ``shared``: what is the same for the whole batch (weights, model names, digest)."""
         cfg, how = self.config, self.aggregation
+        shared = shared or {"weights": cfg.weights.model_dump(), "models": self.models(),
+                            "digest": self.protocol_digest()}
         n = len(item.image_embeddings)
         flatness = 1.0 if item.thickness is None else flatness_factor(item.thickness, cfg.min_thickness)
         junk = list(cfg.reject_texts)
-        junk_cols = [contrast.index(t) for t in junk]
-        s_junk = s_contrast[:, junk_cols]
-        best_k = s_junk.argmax(axis=1)
-        best_junk = s_junk[np.arange(n), best_k]
-        best_d = s_contrast.argmax(axis=1)
         flags = [None] * n
         to_prompt = to_refs = None
         if caption_sims is not None:
@@ -606,7 +613,7 @@ class RewardModel:
             AssetInputs(s_prompt=s_prompt, s_contrast=s_contrast, caption_to_prompt=to_prompt,
                         caption_to_refs=to_refs if refs else None, ocr_rejected=ocr_rejected,
                         caption_flagged=np.array([f is not None for f in flags]), flatness=flatness),
-            weights=cfg.weights.model_dump(), temperature=cfg.clip_temperature, margin=cfg.clip_margin,
+            weights=shared["weights"], temperature=cfg.clip_temperature, margin=cfg.clip_margin,
             similarity_range=cfg.similarity_range[self.metric], aggregation=how,
         )
         notes: list[str] = []
@@ -626,7 +633,29 @@ class RewardModel:
         if ocr is not None:
             defences["ocr_rejected_views"] = int(ocr_rejected.sum())
         defences["caption_flags"] = sum(f is not None for f in flags)
-        views = [
+        views = self._view_reports(a, n, junk, contrast, s_prompt, s_contrast, result, captions, to_prompt, to_refs,
+                                   ocr, flags) if evidence else []
+        fields = dict(
+            score=result.score, prompt=prompt, references=refs, components=result.components,
+            weights=result.weights, aggregates=result.aggregates, metric=self.metric, aggregation=how,
+            captioner=item.captioner or self.captioner_name, notes=notes, models=dict(shared["models"]), views=views,
+            rig=rig_dict, distractors=list(_distractors(shared, contrast, cfg.reject_texts)),
+            defences=defences, timings_s=_timings(item.timings, judge_s), protocol_digest=shared["digest"],
+        )
+        # without evidence the report is ranked and dropped: our own numbers, no validation needed
+        report = RewardReport(**fields) if evidence else RewardReport.model_construct(**fields)
+        return report.attach_images(item.images or []).attach_fingerprint(item.fingerprint)
+
+    @staticmethod
+    def _view_reports(a, n, junk, contrast, s_prompt, s_contrast, result, captions, to_prompt, to_refs, ocr,
+                      flags) -> list[ViewReport]:
+        """Each view's evidence: its numbers, the junk text and contrast text nearest to it."""
+        junk_cols = [contrast.index(t) for t in junk]
+        s_junk = s_contrast[:, junk_cols]
+        best_k = s_junk.argmax(axis=1)
+        best_junk = s_junk[np.arange(n), best_k]
+        best_d = s_contrast.argmax(axis=1)
+        return [
             ViewReport(
                 index=v,
                 caption=None if captions is None else captions[a][v],
@@ -645,16 +674,17 @@ class RewardModel:
                 caption_flag=flags[v],
                 caption_score=None if result.caption_view is None else float(result.caption_view[v]),
             )
-            for v in range(n if evidence else 0)
+            for v in range(n)
         ]
-        report = RewardReport(
-            score=result.score, prompt=prompt, references=refs, components=result.components,
-            weights=result.weights, aggregates=result.aggregates, metric=self.metric, aggregation=how,
-            captioner=item.captioner or self.captioner_name, notes=notes, models=self.models(), views=views,
-            rig=rig_dict, distractors=[t for t in contrast if t not in cfg.reject_texts],
-            defences=defences, timings_s=_timings(item.timings, judge_s), protocol_digest=self.protocol_digest(),
-        )
-        return report.attach_images(item.images or []).attach_fingerprint(item.fingerprint)
+
+
+def _distractors(shared: dict[str, Any], contrast: list[str], junk: Sequence[str]) -> tuple[str, ...]:
+    """The contrast set without the junk texts, once per distinct contrast set of a batch."""
+    key = tuple(contrast)
+    cache = shared.setdefault("distractors", {})
+    if key not in cache:
+        cache[key] = tuple(t for t in contrast if t not in junk)
+    return cache[key]
 
 
 def _timings(observed: dict[str, float], judged: dict[str, float]) -> dict[str, float]:
