@@ -37,7 +37,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -202,6 +201,7 @@ def time_queries(library, prompts: list[str], top: int = 10) -> dict:
     from text3d.library.search import Query
 
     text_ms = []
+    library.model.clip.clear_cache()  # a new library, new prompts: nothing embedded yet
     for prompt in prompts:
         started = time.perf_counter()
         library.model.clip.encode_texts(library.model.judged_texts(prompt))
@@ -254,7 +254,10 @@ def production_shaped_clip(smoke: bool):
 
 
 def rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's resident memory now (not its peak: several libraries live here in turn)."""
+    import psutil
+
+    return psutil.Process().memory_info().rss / (1 << 20)
 
 
 def main() -> int:
@@ -338,6 +341,8 @@ def main() -> int:
             open_s = time.perf_counter() - before
             latency = time_queries(library, list(PROMPTS[: args.queries]))
             latency["open_s"] = round(open_s, 2)
+            held = library.looks.vectors.nbytes + (library.looks.projected.nbytes if library.looks.coarse else 0)
+            latency["held_in_memory_mb"] = round(held / (1 << 20), 1)
             latency["coarse_pass"] = library.looks.coarse
             latency["candidate_recall_vs_exact"] = candidate_recall(library, kinds, rng)
             latency.update(write_s=round(write_s, 1), rss_mb=round(rss_mb(), 1),

@@ -5,6 +5,7 @@ its duplicates, and index on Ray Data when it outgrows one machine.
     store.py     ``AssetStore``: the LanceDB folder; upserts and deletes by key, take by position
     work.py      ``AssetWorker``: file -> load -> observe -> row (in process or a Ray Data actor)
     indexer.py   ``index_library``: discover, plan the incremental run, work, write
+    retrieval.py ``Candidates``: the first pass over mean embeddings (exact, or PCA then exact re-rank)
     search.py    ``Library``: rank stored observations against a description, ``--like`` a file,
                  a free-text style filter; the formula of ``text3d score``, no rendering
     dedupe.py    ``find_duplicates``: the validator's copycat rule over the stored fingerprints

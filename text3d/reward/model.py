@@ -30,8 +30,9 @@ the validator's fault and propagates: it never becomes a zero. ``MemoryError`` b
 ``ResourceExhausted``.
 
 Size: one class for one pipeline (gather inputs -> ``text3d.reward.formula`` -> report), kept
-together so the order of the stages and the fault rules read in one place; the pieces
-(budget, flatness, fingerprint, OCR, guard, formula) are their own modules.
+together so the order of the stages and the fault rules read in one place -- now in two
+halves, observe and judge, that must stay in step with ``score_batch``; the pieces (budget,
+flatness, fingerprint, OCR, guard, formula, the observation) are their own modules.
 
 Costs: every report carries ``timings_s`` -- budget, render, flatness, fingerprint, OCR
 per asset; CLIP, captions and text embedding of the batch split evenly over its assets.
