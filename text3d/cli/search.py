@@ -118,7 +118,8 @@ def _write(args, library, results) -> None:
     if args.html is not None:
         from text3d.library.pages import write_results_page
 
-        page = write_results_page(results, args.html, library.meta.root, title=title, model_set=library.meta.models)
+        page = write_results_page(results, args.html, library.meta.root, title=title, model_set=library.meta.models,
+                                  thumbnails=library.thumbnails([r.name for r in results.results]))
     if args.format != "none":
         ranking.print_table(args.format)
         if args.format == "table":

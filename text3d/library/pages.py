@@ -50,8 +50,10 @@ q { font-style: italic; }
 
 
 def write_results_page(results: SearchResults, out_dir: str | Path, root: str | Path, *, title: str,
-                       model_set: str | None = None, max_embed_bytes: int = MAX_EMBED_BYTES) -> Path:
-    """Write the page (see the module docstring); returns the path of ``index.html``."""
+                       thumbnails: dict[str, bytes | None] | None = None, model_set: str | None = None,
+                       max_embed_bytes: int = MAX_EMBED_BYTES) -> Path:
+    """Write the page (see the module docstring); returns the path of ``index.html``.
+    ``thumbnails``: the results' stored thumbnails by name (``Library.thumbnails``)."""
     from text3d.reward.reporting.html import TINY_BANNER
     from text3d.web.viewer import VIEWER_MISSING_NOTE, copy_viewer_beside, viewer_script_tag
 
@@ -88,7 +90,9 @@ def write_results_page(results: SearchResults, out_dir: str | Path, root: str | 
 
     with ArchiveCache() as archives:
         for rank, result in enumerate(results.results, start=1):
-            parts.append(_card(rank, result, out_dir, Path(root), archives, max_embed_bytes, viewer_src is not None))
+            thumbnail = (thumbnails or {}).get(result.name)
+            parts.append(_card(rank, result, thumbnail, out_dir, Path(root), archives, max_embed_bytes,
+                               viewer_src is not None))
     parts.append("</div>")
     if not results.results:
         parts.append("<p>No indexed asset matches.</p>")
@@ -96,16 +100,16 @@ def write_results_page(results: SearchResults, out_dir: str | Path, root: str | 
     return write_inside(out_dir, "index.html", "\n".join(parts))
 
 
-def _card(rank: int, result: Any, out_dir: Path, root: Path, archives: Any, max_embed_bytes: int,
-          viewer: bool) -> str:
+def _card(rank: int, result: Any, thumbnail: bytes | None, out_dir: Path, root: Path, archives: Any,
+          max_embed_bytes: int, viewer: bool) -> str:
     from text3d.web.viewer import glb_data_uri, viewer_element
 
     e = html.escape
     row = result.row
     poster = None
-    if row.get("thumbnail"):
+    if thumbnail:
         poster = f"thumbs/{rank:03d}.png"
-        write_inside(out_dir, poster, row["thumbnail"])
+        write_inside(out_dir, poster, thumbnail)
     glb, note = _glb(row, root, archives, max_embed_bytes) if viewer else (None, None)
     if glb is not None:
         shown = viewer_element(glb_data_uri(glb), alt=result.name, poster=poster, element_id=f"viewer-{rank}")

@@ -48,10 +48,11 @@ STYLE_CONTRAST = (
 )
 """Styles and qualities a filter is contrasted with (those equal to the filter left out)."""
 
-_JUDGED = ("name", "clip", "captions", "text", "ocr", "thickness", "defences", "timings", "notes")
-"""What judging a candidate reads (vectors and evidence; no fingerprint, no thumbnail)."""
-_SHOWN = ("name", "colours", "notes", "file", "path_bytes", "member", "sha256", "thumbnail", "n_faces", "n_vertices")
-"""What a result shown to the user adds (read for the ``top`` only)."""
+_JUDGED = ("name", "clip", "captions", "text", "ocr", "thickness", "defences", "timings", "notes", "colours", "file",
+           "path_bytes", "member", "sha256", "n_faces", "n_vertices")
+"""What a candidate's row is read with: what judging needs and the few bytes a result shows (one
+read per search; no fingerprint, and no thumbnail: ``Library.thumbnails`` reads those for a page)."""
+_META = ("name", "colours", "notes", "file", "path_bytes", "member", "sha256", "n_faces", "n_vertices")
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ class Result:
     likeness: float | None = None
     filter_score: float | None = None
     filter_report: Any = None
-    row: dict[str, Any] = field(default_factory=dict)  # stored metadata: file, colours, notes, thumbnail, ...
+    row: dict[str, Any] = field(default_factory=dict)  # stored metadata: file, colours, notes, sha256, ...
 
 
 @dataclass
@@ -176,7 +177,7 @@ class Library:
         picked = [i for i in self._candidates(query, like) if self.names[i] != itself]
         table = self.store.take(self.offsets[picked].tolist(), _JUDGED)
         observations = observations_of(table, self.meta)
-        rows = [{"name": self.names[i]} for i in picked]
+        rows = table.select(list(_META)).to_pylist()
         n = len(observations)
         keys = np.ones(n)
         description = filtered = None
@@ -191,9 +192,15 @@ class Library:
             likeness = np.clip(self.looks.similarity(like, np.asarray(picked, dtype=np.int64)), 0.0, 1.0)
             keys *= likeness
         order = sorted(range(n), key=lambda i: (-keys[i], rows[i]["name"]))[:query.top]
-        shown = self.store.take([int(self.offsets[self._row_of[rows[i]["name"]]]) for i in order], _SHOWN).to_pylist()
+        shown = [rows[i] for i in order]
         results = self._results(model, query, order, keys, shown, observations, description, filtered, likeness)
         return SearchResults(query, results, self.counts(), n, flags, time.perf_counter() - started)
+
+    def thumbnails(self, names: Sequence[str]) -> dict[str, bytes | None]:
+        """The stored thumbnails (PNG) of ``names`` (indexed assets), for a results page."""
+        known = [n for n in names if n in self._row_of]
+        table = self.store.take([int(self.offsets[self._row_of[n]]) for n in known], ["name", "thumbnail"])
+        return dict(zip(table.column("name").to_pylist(), table.column("thumbnail").to_pylist()))
 
     def _judge(self, model: Any, observations: list, prompt: str, references: Sequence[str],
                contrast: Sequence[str] | None, evidence: bool = False) -> list:
