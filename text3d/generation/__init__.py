@@ -4,6 +4,8 @@ Knows nothing of bittensor or scoring. ``text3d.generation.interface`` is the co
 generator meets (``Generator``, ``TwoStageGenerator``) and loads any backend by import
 path (``GeneratorSpec``). Heavy modules (torch, diffusers) load on first use of
 ``ShapEGenerator`` / ``ensure_tiny_pipeline``, so ``GenerationConfig`` is cheap.
+``text3d.generation.production_size`` builds ``openai/shap-e``'s architecture with random weights
+(the real cost without the real weights: benches, the GPU bundle).
 """
 
 from typing import Any
