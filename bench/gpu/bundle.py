@@ -179,10 +179,15 @@ def _git_commit(repo: Path) -> str:
     return (head or "unknown") + ("+dirty" if dirty else "")
 
 
+def _check_out(out: Path) -> None:
+    """Only an empty folder or an earlier bundle (it has ``manifest.json``) may be replaced."""
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "manifest.json").is_file())):
+        raise BuildError(f"{out} exists, is not empty and is not a bundle: refusing to replace it")
+
+
 def _prepare_out(out: Path) -> None:
+    _check_out(out)
     if out.exists():
-        if any(out.iterdir()) and not (out / "manifest.json").is_file():
-            raise BuildError(f"{out} exists, is not empty and is not a bundle: refusing to replace it")
         shutil.rmtree(out)
     out.mkdir(parents=True)
 
@@ -192,6 +197,7 @@ def build_bundle(out: Path, *, python_version: str = "3.12", cache: Path | None 
     """Write the bundle into ``out`` (replacing an earlier bundle there); returns its description."""
     from text3d.common.paths import cache_dir
 
+    _check_out(out)  # before any download
     cache = Path(cache) if cache is not None else cache_dir() / "gpu-bundle"
     cache.mkdir(parents=True, exist_ok=True)
     start = sorted((repo / "bench" / "gpu").rglob("*.py"))

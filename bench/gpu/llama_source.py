@@ -91,15 +91,22 @@ def prune(sdist: Path, out_path: Path) -> dict:
 def extract(tarball: Path, dest: Path) -> Path:
     """Unpack the pruned source under ``dest``; returns ``dest/llama.cpp``.
 
-    tarfile's ``data`` filter refuses absolute paths, ``..``, links out of ``dest`` and device
-    files: a tampered tarball cannot write outside the work folder.
+    ``prune`` writes only regular files and folders under ``llama.cpp/``; anything else (a link,
+    a device, an absolute path, ``..``) means the tarball is not ours: ``ValueError`` before a
+    byte is written. tarfile's ``data`` filter stands behind that check.
     """
-    dest.mkdir(parents=True, exist_ok=True)
-    root = dest / "llama.cpp"
-    if root.exists():
-        shutil.rmtree(root)
     with tarfile.open(tarball, "r:*") as tar:
-        tar.extractall(dest, filter="data")
+        members = tar.getmembers()
+        for member in members:
+            parts = PurePosixPath(member.name).parts
+            if (not (member.isfile() or member.isdir()) or member.name.startswith("/") or ".." in parts
+                    or not parts or parts[0] != "llama.cpp"):
+                raise ValueError(f"{tarball.name} holds {member.name!r}, which the pruned source never has")
+        dest.mkdir(parents=True, exist_ok=True)
+        root = dest / "llama.cpp"
+        if root.exists():
+            shutil.rmtree(root)
+        tar.extractall(dest, members=members, filter="data")
     if not (root / "CMakeLists.txt").is_file():
         raise ValueError(f"{tarball} holds no llama.cpp/CMakeLists.txt")
     return root
