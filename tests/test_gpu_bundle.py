@@ -109,6 +109,8 @@ def test_smoke_run_installs_privately_and_measures_every_part_with_the_software_
     assert imported["text3d"].startswith(str(bundle_here / "src"))
     assert _site_packages_listing() == site_before
     assert not list((work / "llava").glob("*.gguf"))  # the written pair is removed at the end
+    logs = (results / "gpu_bench_logs.txt").read_text()
+    assert "===== validation.log" in logs and "===== llama-server.log" in logs
     table = (results / "gpu_bench.md").read_text()
     assert "| Validator: per asset, no captions (one step) |" in table and "software" in table
     assert "nothing skipped" in done.stdout
@@ -275,7 +277,7 @@ def test_pruning_keeps_what_llama_server_builds_and_drops_the_rest():
     keep = llama_source.keep
     for rel in ("CMakeLists.txt", "ggml/src/ggml-cuda/fattn.cu", "ggml/src/ggml-cuda/template-instances/mmq-instance-q4_0.cu",
                 "ggml/src/ggml-cpu/ggml-cpu.c", "ggml/src/ggml.c", "tools/server/server.cpp", "tools/mtmd/clip.cpp",
-                "tools/ui/CMakeLists.txt", "scripts/ui-assets.cmake", "vendor/cpp-httplib/httplib.h",
+                "tools/ui/CMakeLists.txt", "tools/ui/ui.h.in", "tools/ui/ui.cpp.in", "scripts/ui-assets.cmake", "vendor/cpp-httplib/httplib.h",
                 "models/ggml-vocab-llama-spm.gguf", "src/models/llama.cpp", "common/arg.cpp"):
         assert keep(rel), rel
     for rel in ("docs/build.md", "models/ggml-vocab-qwen2.gguf", "ggml/src/ggml-vulkan/ggml-vulkan.cpp",
@@ -343,3 +345,13 @@ def _ar(members: dict[str, bytes]) -> bytes:
         header = f"{name + '/':<16}{0:<12}{0:<6}{0:<6}{100644:<8}{len(data):<10}`\n".encode()
         out += header + data + (b"\n" if len(data) % 2 else b"")
     return bytes(out)
+
+
+def test_a_deadline_counts_fewer_runs_but_never_none():
+    from text3d.common.timing import time_runs
+
+    calls = []
+    timings = time_runs(lambda: calls.append(1), 10, warmup=2, deadline=time.monotonic() - 1.0)
+    assert len(timings.wall_s) == 1 and len(calls) == 3  # two warm-ups, then one counted run
+    assert len(time_runs(lambda: time.sleep(0.05), 10, warmup=0, deadline=time.monotonic() + 0.2).wall_s) < 10
+    assert len(time_runs(lambda: None, 5, warmup=0, deadline=None).wall_s) == 5

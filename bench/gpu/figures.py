@@ -73,7 +73,13 @@ def _round(value: Any) -> Any:
 
 
 class DeviceClock:
-    """Timing and peak memory on one torch device (CUDA synchronised; CPU: nothing to wait for)."""
+    """Timing and peak memory on one torch device (CUDA synchronised; CPU: nothing to wait for).
+
+    ``DeviceClock.deadline`` (set by the worker from its part's timeout) lets ``run`` count fewer
+    runs rather than overrun: a slow machine still gets a median of what fits.
+    """
+
+    deadline: float | None = None  # time.monotonic() value, for every clock of this process
 
     def __init__(self, device: str) -> None:
         import torch
@@ -98,4 +104,4 @@ class DeviceClock:
         return self.torch.cuda.max_memory_allocated(self.device) / 2**20
 
     def run(self, fn: Callable[[], object], runs: int, warmup: int) -> Timings:
-        return time_runs(fn, runs, warmup=warmup, sync=self.sync)
+        return time_runs(fn, runs, warmup=warmup, sync=self.sync, deadline=DeviceClock.deadline)

@@ -95,13 +95,17 @@ def _vendor_file() -> str | None:
 def egl_environment(debs: Sequence[Path], prefix: Path, *, force_private: bool = False) -> GlSetup:
     """The environment render workers need; unpacks ``debs`` under ``prefix`` when the system lacks EGL.
 
-    With the system's loader nothing is unpacked; ``__EGL_VENDOR_LIBRARY_FILENAMES`` is still set when
-    the NVIDIA vendor file lives only under the driver mount (a container's glvnd does not look there).
+    The system's loader is used when it has ``libEGL.so.1`` and a GL library (``libGL.so.1`` or glvnd's
+    ``libOpenGL.so.0``); nothing is unpacked then, and ``__EGL_VENDOR_LIBRARY_FILENAMES`` is still set
+    when the NVIDIA vendor file lives only under the driver mount (a container's glvnd does not look there).
     """
     vendor = _vendor_file()
     nvidia_dirs = [d for d in NVIDIA_LIB_DIRS if Path(d).is_dir()]
-    if not force_private and system_has_library("libEGL.so.1"):
+    gl_library = next((lib for lib in ("libGL.so.1", "libOpenGL.so.0") if system_has_library(lib)), None)
+    if not force_private and system_has_library("libEGL.so.1") and gl_library is not None:
         setup = GlSetup("system", vendor_file=vendor)
+        if gl_library != "libGL.so.1":  # glcontext looks for libGL by default
+            setup.env["GLCONTEXT_LINUX_LIBGL"] = gl_library
         if vendor and vendor.startswith("/usr/local/nvidia/") and not Path(EGL_VENDOR_CANDIDATES[1]).is_file():
             setup.env["__EGL_VENDOR_LIBRARY_FILENAMES"] = vendor
         return setup

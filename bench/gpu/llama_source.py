@@ -27,7 +27,7 @@ from pathlib import Path, PurePosixPath
 __all__ = ["PRUNE_RECIPE", "keep", "prune", "extract", "VOCAB", "cmake_configure_args", "build_commands",
            "CudaToolchain", "cuda_toolchain"]
 
-PRUNE_RECIPE = 1  # bump when ``keep`` changes: cached pruned tarballs are rebuilt
+PRUNE_RECIPE = 2  # bump when ``keep`` changes: cached pruned tarballs are rebuilt
 VOCAB = "models/ggml-vocab-llama-spm.gguf"
 
 _DROP_TOP = {
@@ -35,7 +35,9 @@ _DROP_TOP = {
     ".github", ".devops", "requirements", "grammars", "licenses", "models",
 }
 _GGML_BACKENDS_KEPT = {"ggml-cpu", "ggml-cuda", "ggml-blas"}
-_UI_KEPT = {"CMakeLists.txt"}  # without package.json the UI step writes an empty asset table (no npm)
+# the UI step's templates: without package.json (no npm) and with the prebuilt UI off, it writes an
+# empty asset table from these
+_UI_KEPT = {"CMakeLists.txt", "ui.h.in", "ui.cpp.in", "sources.cmake"}
 
 
 def keep(rel: str) -> bool:
@@ -135,9 +137,9 @@ def cmake_configure_args(source: Path, build: Path, *, cuda: "CudaToolchain | No
 
 
 def build_commands(source: Path, build: Path, *, jobs: int, cuda: "CudaToolchain | None" = None,
-                   flash_attention: bool = False) -> list[list[str]]:
+                   flash_attention: bool = False, ninja: bool | None = None) -> list[list[str]]:
     """Configure, then build the one target: ``build/bin/llama-server``."""
-    generator = "Ninja" if shutil.which("ninja") else None
+    generator = "Ninja" if (shutil.which("ninja") if ninja is None else ninja) else None
     return [cmake_configure_args(source, build, cuda=cuda, flash_attention=flash_attention, generator=generator),
             ["cmake", "--build", str(build), "--target", "llama-server", "--parallel", str(max(1, jobs))]]
 
@@ -196,7 +198,9 @@ def cuda_toolchain(work: Path, site_dirs: list[str] | None = None) -> CudaToolch
     import site
 
     chain = CudaToolchain()
-    nvcc = shutil.which("nvcc") or next((str(p) for p in sorted(Path("/usr/local").glob("cuda*/bin/nvcc"))), None)
+    sites = [Path(p) for p in (site_dirs if site_dirs is not None else site.getsitepackages()) if Path(p).is_dir()]
+    nvcc = (shutil.which("nvcc") or next((str(p) for p in sorted(Path("/usr/local").glob("cuda*/bin/nvcc"))), None)
+            or (str(found) if (found := _find(["nvidia/*/bin/nvcc", "nvidia/cuda_nvcc/bin/nvcc"], sites)) else None))
     found = _nvcc_paths(nvcc) if nvcc else None
     if found is None:
         chain.notes.append("no working nvcc (CUDA compiler) on this machine")
@@ -211,7 +215,8 @@ def cuda_toolchain(work: Path, site_dirs: list[str] | None = None) -> CudaToolch
         chain.notes.append("nvidia-smi gave no compute capability: building for the GPUs CMake finds (native)")
     root = Path(chain.root)
     toolkit_roots = [root, root / "targets" / "x86_64-linux"]
-    sites = [Path(p) for p in (site_dirs if site_dirs is not None else site.getsitepackages()) if Path(p).is_dir()]
+    chain.runtime_dirs += [str(d) for d in (root / "lib64", root / "lib", root / "targets" / "x86_64-linux" / "lib")
+                           if d.is_dir()]  # libcudart.so.13 for the built server
     header = _find(["include/cublas_v2.h"], toolkit_roots)
     library = _find(["lib64/libcublas.so", "lib/libcublas.so"], toolkit_roots)
     shim = work / "cuda-shim"

@@ -42,7 +42,9 @@ def step_meshes(work: Path, n: int, grid: int, device: str) -> list[trimesh.Trim
 def _generate(n: int, grid: int, device: str) -> list[trimesh.Trimesh]:
     from text3d.generation import GenerationConfig, ShapEGenerator
 
-    config = GenerationConfig(model="tiny", device=device, num_inference_steps=_PRIOR_STEPS, grid_size=grid,
-                              max_batch_size=max(1, min(n, 16)), show_progress=False)
+    # float32 on every device: the tiny pipeline's field offsets were measured in float32 (fp16 on CUDA
+    # could leave a stand-in empty), and the meshes are inputs here, not what is timed
+    config = GenerationConfig(model="tiny", device=device, dtype="float32", num_inference_steps=_PRIOR_STEPS,
+                              grid_size=grid, max_batch_size=max(1, min(n, 16)), show_progress=False)
     generator = ShapEGenerator.from_pretrained(config=config)
     return generator.generate([STEP_PROMPT] * n, [1000 + i for i in range(n)])

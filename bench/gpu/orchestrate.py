@@ -39,7 +39,7 @@ __all__ = ["main", "PartSpec", "REQUIRED", "plan_timeout"]
 REQUIRED = ("shap_e", "clip", "render", "defences", "validation")
 # (timeout_s, minimum_s) per part: the timeout caps a part; the minimum is what the budget keeps for it
 _GPU_TIMES = {"shap_e": (240, 60), "clip": (120, 25), "render": (90, 15), "defences": (150, 25),
-              "validation": (200, 45), "llava_caption": (240, 45)}
+              "validation": (200, 45), "llava_caption": (240, 60)}
 _SMOKE_TIMES = {"shap_e": (300, 10), "clip": (300, 10), "render": (300, 10), "defences": (300, 10),
                 "validation": (300, 10), "llava_caption": (300, 10)}
 
@@ -131,7 +131,7 @@ class Run:
         job_file.parent.mkdir(parents=True, exist_ok=True)
         out.unlink(missing_ok=True)
         job_file.write_text(json.dumps({"profile": self.profile.to_json(), "work": str(self.work), "out": str(out),
-                                        **(extra or {})}))
+                                        "timeout_s": timeout_s, **(extra or {})}))
         during = sorted(n for n, j in self.background.items() if j.running)
         self.say(f"{name}: start (timeout {timeout_s:.0f} s{'; background: ' + ', '.join(during) if during else ''})")
         job = Job(name, [sys.executable, "-P", "-m", "bench.gpu.worker", name, "--job", str(job_file)],
@@ -184,15 +184,18 @@ class Run:
         if self.llama_server is None and not self.smoke:
             chain = cuda_toolchain(self.work)
             self.info["cuda_toolchain"] = {"nvcc": chain.nvcc, "arch": chain.cuda_arch, "notes": chain.notes}
-            if not chain.usable or not shutil.which("cmake"):
+            build_env = dict(os.environ)  # cmake and ninja may come with the interpreter's packages
+            build_env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), build_env.get("PATH", "")])
+            if not chain.usable or not shutil.which("cmake", path=build_env["PATH"]):
                 self.skip("llava", "no CUDA build possible: " + "; ".join(chain.notes or ["cmake is missing"]))
                 return
             self.runtime_dirs = chain.runtime_dirs
             build = self.work / "llama-build"
             commands = build_commands(source, build, jobs=os.cpu_count() or 4, cuda=chain,
-                                      flash_attention=self.args.llava_fa)
+                                      flash_attention=self.args.llava_fa,
+                                      ninja=shutil.which("ninja", path=build_env["PATH"]) is not None)
             script = " && ".join(" ".join(_quote(a) for a in argv) for argv in commands)
-            self.background["llama-build"] = Job("llama-build", ["sh", "-c", script], env=dict(os.environ),
+            self.background["llama-build"] = Job("llama-build", ["sh", "-c", script], env=build_env,
                                                  cwd=self.work, log=self.work / "logs" / "llama-build.log",
                                                  nice=19).start()
             self.built_server = build / "bin" / "llama-server"
@@ -284,6 +287,22 @@ class Run:
                 "from": ["validation.s_per_asset", "llava.caption_s_per_asset"],
                 "note": "no-caption validation + 8 captions one after another (one slot); the goal is 1 s"}
 
+    def optional(self, step) -> None:
+        """Run an optional step: its failure is reported, never the run's."""
+        try:
+            step()
+        except Exception as exc:
+            self.skip("llava", f"{type(exc).__name__}: {exc}")
+
+    def write_logs(self, path: Path, n_lines: int = 80) -> None:
+        """The end of every log of this run in one file (the parts, the build, the server)."""
+        chunks = []
+        for log in sorted((self.work / "logs").glob("*.log")) if (self.work / "logs").is_dir() else []:
+            lines = log.read_text(errors="replace").splitlines()
+            chunks.append(f"===== {log.name} (last {min(n_lines, len(lines))} of {len(lines)} lines)\n"
+                          + "\n".join(lines[-n_lines:]))
+        path.write_text("\n\n".join(chunks) + "\n")
+
     def stop_background(self) -> None:
         for job in self.background.values():
             job.stop()
@@ -347,10 +366,10 @@ def main(argv: list[str] | None = None, bundle_root: Path | None = None) -> int:
         run.env = worker_env(run.bundle, run.work, run.prepared)
         only = {n for n in args.only.split(",") if n}
         if args.llava and (not only or "llava" in only):
-            run.start_llava()
+            run.optional(run.start_llava)
         run.required_parts(only)
         if run.background:
-            run.finish_llava()
+            run.optional(run.finish_llava)
         missing = [n for n in REQUIRED if (not only or n in only) and run.parts.get(n, {}).get("status") != "ok"]
         if missing:
             failure = "required parts did not measure: " + ", ".join(
@@ -366,6 +385,7 @@ def main(argv: list[str] | None = None, bundle_root: Path | None = None) -> int:
     line = json.dumps(result, default=str, separators=(",", ":"))
     (args.results / "gpu_bench.json").write_text(line + "\n")
     (args.results / "gpu_bench.md").write_text(render_markdown(result))
+    run.write_logs(args.results / "gpu_bench_logs.txt")
     print(render_markdown(result))
     print("skipped or failed:" if run.skipped else "nothing skipped")
     for item in run.skipped:

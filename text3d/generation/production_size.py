@@ -10,6 +10,13 @@ checkpoint's: d_latent 1024, 6 hidden layers of 256) with the computed marching-
 (``text3d.generation.marching_cubes``; random init leaves them zero), and the checkpoint's
 Heun/Karras scheduler. The genuine CLIP tokenizer (``text3d.generation.clip_tokenizer``).
 
+One change to the random weights, for decoding (``smooth=True``): the renderer's field is smoothed
+as the tiny pipeline's is (``text3d.generation.tiny.smooth_field``: only the lowest positional
+octaves feed its first layer). Raw random weights give a field of noise: 67k faces at grid 32 and
+552k at grid 64 (measured), millions at 128, where a real Shap-E object has 50-150k; marching
+cubes, vertex colouring and the mesh's assembly cost grow with the faces, so the decode would time
+noise instead of an object. The field's evaluation over the grid, the bulk of the cost, is the same.
+
 ``build_production_size_pipeline(device=..., dtype=...)`` creates the modules directly on
 ``device`` (random init of 666 M parameters on a CPU takes tens of seconds; on the GPU it is
 instant) and returns a ``ShapEPipeline`` for ``text3d.generation.shap_e.ShapEGenerator``, the
@@ -44,10 +51,11 @@ SCHEDULER_CONFIG: dict[str, Any] = dict(  # openai/shap-e's scheduler_config.jso
 
 
 def build_production_size_pipeline(seed: int = 0, *, device: str | torch.device = "cpu",
-                                   dtype: torch.dtype = torch.float32):
+                                   dtype: torch.dtype = torch.float32, smooth: bool = True):
     """A random-weight ``ShapEPipeline`` with ``openai/shap-e``'s component sizes, on ``device`` in ``dtype``.
 
     Identical weights for the same seed and device. The global torch RNG is left as it was.
+    ``smooth``: smooth the renderer's field (see the module's docstring).
     """
     from diffusers import HeunDiscreteScheduler, PriorTransformer, ShapEPipeline
     from diffusers.pipelines.shap_e import ShapERenderer
@@ -61,6 +69,10 @@ def build_production_size_pipeline(seed: int = 0, *, device: str | torch.device 
         text_encoder = CLIPTextModelWithProjection(CLIPTextConfig(**TEXT_ENCODER_CONFIG))
         prior = PriorTransformer(**PRIOR_CONFIG)
         renderer = ShapERenderer()  # diffusers' defaults are the checkpoint's sizes
+    if smooth:
+        from text3d.generation.tiny import smooth_field
+
+        smooth_field(renderer)
     cases, masks = marching_cubes_tables()
     renderer.mesh_decoder.cases.copy_(torch.from_numpy(cases.copy()))
     renderer.mesh_decoder.masks.copy_(torch.from_numpy(masks.copy()))
