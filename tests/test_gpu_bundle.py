@@ -65,19 +65,20 @@ def test_the_bundle_for_the_lent_gpu_fits_and_carries_a_cp312_wheel_for_every_mi
 
 
 @pytest.mark.integration
-def test_smoke_run_installs_privately_and_measures_every_part_with_the_software_renderer_marked(
-        bundle_here, tmp_path):
+def test_smoke_run_installs_privately_and_measures_every_part_with_the_software_renderer_marked(tmp_path):
+    """``bench/gpu_bundle.py --smoke``: build for this Python, then the bundle's own smoke run."""
     from text3d.ops.llava import find_llama_server
 
-    size = sum(p.stat().st_size for p in bundle_here.rglob("*") if p.is_file())
-    assert size <= DEFAULT_MAX_BYTES
-    results, work = tmp_path / "results", tmp_path / "work"
+    out = tmp_path / "bundle"
+    results, work = out / "smoke-results", out / "work"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["LLAMA_SERVER"] = str(find_llama_server())  # the project's build script, as the llava tests do
     site_before = _site_packages_listing()
-    done = subprocess.run(
-        [sys.executable, str(bundle_here / "run.py"), "--smoke", "--results", str(results), "--work", str(work),
-         "--install", "all", "--gl", "private", "--llava", "--llama-server", str(find_llama_server())],
-        capture_output=True, text=True, env=env, timeout=900)
+    done = subprocess.run([sys.executable, str(REPO / "bench" / "gpu_bundle.py"), "--smoke", "--out", str(out)],
+                          capture_output=True, text=True, env=env, timeout=1800, cwd=tmp_path)
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file() and "work" not in p.parts
+               and "smoke-results" not in p.parts)
+    assert size <= DEFAULT_MAX_BYTES
     lines = done.stdout.strip().splitlines()
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = json.loads(lines[-1])
@@ -106,7 +107,7 @@ def test_smoke_run_installs_privately_and_measures_every_part_with_the_software_
     imported = result["machine"]["imported_from"]
     for name in ("diffusers", "open_clip", "pydantic", "trimesh", "moderngl", "rapidocr_onnxruntime"):
         assert imported[name].startswith(str(work / "site")), (name, imported[name])
-    assert imported["text3d"].startswith(str(bundle_here / "src"))
+    assert imported["text3d"].startswith(str(out / "src"))
     assert _site_packages_listing() == site_before
     assert not list((work / "llava").glob("*.gguf"))  # the written pair is removed at the end
     logs = (results / "gpu_bench_logs.txt").read_text()

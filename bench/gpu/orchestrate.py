@@ -148,6 +148,7 @@ class Run:
             record.update(status="failed", reason=result.get("error") or f"exit code {code}; log tail: {job.tail(8)}")
         else:
             record["status"] = "ok"
+            record["peak_rss_mib"] = result.get("peak_rss_mib")
             self.figures.update(result.get("figures", {}))
             record["info"] = result.get("info", {})
             self.machine = self.machine or result.get("machine", {})
@@ -285,7 +286,7 @@ class Run:
                 "value": round(caption["value"] + validation["value"], 4), "unit": "s",
                 "basis": "software" if "software" in (caption["basis"], validation["basis"]) else "derived",
                 "from": ["validation.s_per_asset", "llava.caption_s_per_asset"],
-                "note": "no-caption validation + 8 captions one after another (one slot); the goal is 1 s"}
+                "note": "no-caption validation + a caption per view, one after another (one slot); the goal is 1 s"}
 
     def optional(self, step) -> None:
         """Run an optional step: its failure is reported, never the run's."""

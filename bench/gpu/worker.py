@@ -51,6 +51,13 @@ def machine_info(device: str) -> dict:
     return info
 
 
+def _peak_rss_mib() -> float:
+    """This worker's peak resident memory (the process's own, not the GPU's)."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
 def _run(part: str, profile: Profile, work: Path, job: dict):
     if part == "shap_e":
         from bench.gpu.parts import shap_e
@@ -92,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         figures = _run(args.part, profile, work, job)
         result = {**figures.to_dict(), "machine": machine_info(profile.device),
-                  "seconds": round(time.perf_counter() - started, 2)}
+                  "seconds": round(time.perf_counter() - started, 2), "peak_rss_mib": _peak_rss_mib()}
         code = 0
     except BaseException as exc:  # reported to the orchestrator: the part failed, the others go on
         result = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-4000:],
