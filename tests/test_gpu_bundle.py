@@ -356,3 +356,33 @@ def test_a_deadline_counts_fewer_runs_but_never_none():
     assert len(timings.wall_s) == 1 and len(calls) == 3  # two warm-ups, then one counted run
     assert len(time_runs(lambda: time.sleep(0.05), 10, warmup=0, deadline=time.monotonic() + 0.2).wall_s) < 10
     assert len(time_runs(lambda: None, 5, warmup=0, deadline=None).wall_s) == 5
+
+
+@pytest.mark.integration
+def test_the_pruned_source_configures_llama_server_for_cuda_with_the_toolchain_found_here(tmp_path):
+    """What the GPU machine will do with the carried source, short of compiling it: unpack, find nvcc
+    and cuBLAS (here: torch's pip cuBLAS through the shim), configure with CUDA for sm_90, and run
+    the one custom build step that reads files the pruning could drop (the UI templates: a CPU build
+    of an earlier pruning stopped there)."""
+    import shutil
+
+    from bench.gpu.bundle import fetch_llama_source
+    from text3d.common.paths import cache_dir
+
+    source = llama_source.extract(fetch_llama_source(cache_dir() / "gpu-bundle"), tmp_path / "src")
+    assert (source / llama_source.VOCAB).is_file()
+    chain = llama_source.cuda_toolchain(tmp_path)
+    assert chain.usable, chain.notes
+    chain.cuda_arch = "90"  # no GPU here for "native"; the H100/H200's architecture
+    configure, build = llama_source.build_commands(source, tmp_path / "build", jobs=2, cuda=chain)
+    assert "-DGGML_CUDA=ON" in configure and "-DGGML_CUDA_FA=OFF" in configure and build[-3:-1] == ["llama-server",
+                                                                                                   "--parallel"]
+    done = subprocess.run(configure, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    commands = subprocess.run(["ninja" if shutil.which("ninja") else "make", "-C", str(tmp_path / "build"), "-t",
+                               "commands", "llama-server"], capture_output=True, text=True, timeout=120).stdout
+    assert commands.count("nvcc") > 100  # the CUDA backend's kernels, for one architecture
+    assert "sm_90" in commands or "compute_90" in commands
+    ui = subprocess.run(["cmake", "--build", str(tmp_path / "build"), "--target", "llama-ui-assets"],
+                        capture_output=True, text=True, timeout=300)
+    assert ui.returncode == 0, ui.stdout[-2000:] + ui.stderr[-2000:]

@@ -276,7 +276,9 @@ class Run:
             env = {**env, "LD_LIBRARY_PATH": ":".join(self.runtime_dirs + [env.get("LD_LIBRARY_PATH", "")]).strip(":")}
         saved, self.env = self.env, env
         try:
-            self.run_part("llava_caption", timeout, {"llama_server": str(self.llama_server)})
+            built_fa = self.args.llava_fa if "llama-build" in self.background else None  # None: not ours, auto
+            self.run_part("llava_caption", timeout, {"llama_server": str(self.llama_server),
+                                                     "flash_attention": built_fa})
         finally:
             self.env = saved
         caption = self.figures.get("llava.caption_s_per_asset")

@@ -79,7 +79,7 @@ def _run(part: str, profile: Profile, work: Path, job: dict):
         return llava.write(profile, work)
     if part == "llava_caption":
         from bench.gpu.parts import llava
-        return llava.caption(profile, work, Path(job["llama_server"]))
+        return llava.caption(profile, work, Path(job["llama_server"]), job.get("flash_attention"))
     raise ValueError(f"unknown part {part!r}; one of {PARTS}")
 
 

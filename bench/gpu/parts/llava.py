@@ -75,7 +75,7 @@ def _metric(client, base_url: str, name: str) -> float:
     raise KeyError(f"{name} not in the server's /metrics")
 
 
-def caption(profile: Profile, work: Path, binary: Path) -> Figures:
+def caption(profile: Profile, work: Path, binary: Path, flash_attention: bool | None = None) -> Figures:
     import httpx
 
     from bench.gpu.parts.clip import noise_views
@@ -89,6 +89,8 @@ def caption(profile: Profile, work: Path, binary: Path) -> Figures:
     px = reward_config(profile).resolution_px
     gpu = profile.device == "cuda"
     extra = ("--metrics", "-ngl", "99") if gpu else ("--metrics",)
+    if flash_attention is False:  # built without the kernels: say so, rather than let "auto" probe for them
+        extra += ("-fa", "off")
     config = LlamaServerConfig(binary=binary, model_path=model, mmproj_path=mmproj, port=free_port(), slots=1,
                                context_tokens=4096, threads=None if gpu else 2, extra_args=extra)
     baseline_mib = _gpu_memory_used_mib()
@@ -126,5 +128,6 @@ def caption(profile: Profile, work: Path, binary: Path) -> Figures:
         figures.measured("llava.server_gpu_mib", max(peak_mib, loaded_mib or 0) - baseline_mib, "MiB",
                          note="nvidia-smi memory.used while serving minus before start")
     figures.info.update({"binary": str(binary), "args": config.argv()[1:], "tokens": tokens,
-                         "offload": "-ngl 99" if gpu else "cpu", "server_log_tail": log_tail.splitlines()[-12:]})
+                         "offload": "-ngl 99" if gpu else "cpu",
+                         "flash_attention": {None: "auto", False: "off (not built)", True: "on"}[flash_attention], "server_log_tail": log_tail.splitlines()[-12:]})
     return figures
