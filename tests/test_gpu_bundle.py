@@ -26,7 +26,7 @@ from bench.gpu import gl, llama_source
 from bench.gpu.bundle import DEFAULT_MAX_BYTES, BuildError, build_bundle, check_imports, check_wheel_requirements
 from bench.gpu.jobs import Job, build_progress, run_with_timeout
 from bench.gpu.manifest import DEBS, WHEELS, WheelSpec, canonical
-from bench.gpu.orchestrate import PartSpec, plan_timeout
+from bench.gpu.budget import PartSpec, plan_timeout
 from bench.gpu.table import render_markdown
 from bench.gpu.wheels import install_plan, meets, wheel_fits
 
@@ -276,9 +276,10 @@ def test_the_budget_keeps_time_for_the_parts_after_a_part():
 
 def test_pruning_keeps_what_llama_server_builds_and_drops_the_rest():
     keep = llama_source.keep
-    for rel in ("CMakeLists.txt", "ggml/src/ggml-cuda/fattn.cu", "ggml/src/ggml-cuda/template-instances/mmq-instance-q4_0.cu",
-                "ggml/src/ggml-cpu/ggml-cpu.c", "ggml/src/ggml.c", "tools/server/server.cpp", "tools/mtmd/clip.cpp",
-                "tools/ui/CMakeLists.txt", "tools/ui/ui.h.in", "tools/ui/ui.cpp.in", "scripts/ui-assets.cmake", "vendor/cpp-httplib/httplib.h",
+    for rel in ("CMakeLists.txt", "ggml/src/ggml-cuda/fattn.cu",
+                "ggml/src/ggml-cuda/template-instances/mmq-instance-q4_0.cu", "ggml/src/ggml-cpu/ggml-cpu.c",
+                "ggml/src/ggml.c", "tools/server/server.cpp", "tools/mtmd/clip.cpp", "tools/ui/CMakeLists.txt",
+                "tools/ui/ui.h.in", "tools/ui/ui.cpp.in", "scripts/ui-assets.cmake", "vendor/cpp-httplib/httplib.h",
                 "models/ggml-vocab-llama-spm.gguf", "src/models/llama.cpp", "common/arg.cpp"):
         assert keep(rel), rel
     for rel in ("docs/build.md", "models/ggml-vocab-qwen2.gguf", "ggml/src/ggml-vulkan/ggml-vulkan.cpp",

@@ -9,7 +9,9 @@ Build side (this machine):
 
 Run side, stdlib only (before anything is installed):
     run.py            the bundle's entry point (copied to DIR/run.py)
-    orchestrate.py    the run: prepare, background jobs, parts under one time budget, JSON + table
+    orchestrate.py    the run: prepare, the parts under one time budget, JSON + table + logs
+    budget.py         how long a part may take now, or that it no longer fits
+    llava_steps.py    the optional captions: background build and gguf write, then the caption part
     bootstrap.py      check the bundle's files, install missing wheels privately, GL environment
     wheels.py         wheel tags, install plan, ``pip install --target``
     gl.py             EGL: the system's loader or Debian's glvnd unpacked privately; software renderers

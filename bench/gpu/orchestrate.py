@@ -6,9 +6,9 @@ Order: check the bundle and install what is missing (``bench.gpu.bootstrap``); w
 start the background jobs at once (the CUDA build of ``llama-server`` from the carried source, at
 nice 19 on every core, and the 14 GB gguf write); then the required parts one after another, each
 in its own worker process with a timeout (``shap_e``, ``clip``, ``render``, ``defences``,
-``validation``); then the caption part once the build and the write are done. A part that would
-not fit in what is left of ``--budget-s`` (after the minimum the later required parts need) is
-skipped and says so; a part that fails or times out is reported and the rest go on. Each part's
+``validation``); then the caption part once the build and the write are done
+(``bench.gpu.llava_steps``). A part that would not fit in what is left of ``--budget-s`` (after the
+minimum the later required parts need, ``bench.gpu.budget``) is skipped and says so; a part that fails or times out is reported and the rest go on. Each part's
 record says which background jobs ran during it and the load average, because a concurrent build
 slows CPU-side work (nice 19 leaves it the idle cycles only, but caches and memory are shared).
 
@@ -28,13 +28,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.gpu import llava_steps
+from bench.gpu.budget import PartSpec, plan_timeout
 from bench.gpu.bootstrap import BundleError, load_bundle, prepare, worker_env
-from bench.gpu.jobs import Job, build_progress, run_with_timeout
-from bench.gpu.llama_source import build_commands, cuda_toolchain, extract
+from bench.gpu.jobs import Job, run_with_timeout
 from bench.gpu.profile import Profile
 from bench.gpu.table import render_markdown
 
-__all__ = ["main", "PartSpec", "REQUIRED", "plan_timeout"]
+__all__ = ["main", "Run", "REQUIRED"]
 
 REQUIRED = ("shap_e", "clip", "render", "defences", "validation")
 # (timeout_s, minimum_s) per part: the timeout caps a part; the minimum is what the budget keeps for it
@@ -42,22 +43,6 @@ _GPU_TIMES = {"shap_e": (240, 60), "clip": (120, 25), "render": (90, 15), "defen
               "validation": (200, 45), "llava_caption": (240, 60)}
 _SMOKE_TIMES = {"shap_e": (300, 10), "clip": (300, 10), "render": (300, 10), "defences": (300, 10),
                 "validation": (300, 10), "llava_caption": (300, 10)}
-
-
-class PartSpec:
-    def __init__(self, name: str, timeout_s: float, minimum_s: float) -> None:
-        self.name, self.timeout_s, self.minimum_s = name, timeout_s, minimum_s
-
-
-def plan_timeout(spec: PartSpec, remaining_s: float, reserved_after_s: float) -> float | None:
-    """The timeout a part gets now, or None when what is left cannot fit its minimum.
-
-    ``remaining_s`` is the budget left; ``reserved_after_s`` the minimum of the required parts after it.
-    """
-    available = remaining_s - reserved_after_s
-    if available < spec.minimum_s:
-        return None
-    return min(spec.timeout_s, available)
 
 
 def _utc() -> str:
@@ -172,124 +157,6 @@ class Run:
                 continue
             self.run_part(name, timeout)
 
-    # -- llava ----------------------------------------------------------------------------
-
-    def start_llava(self) -> None:
-        """Unpack the source (the vocabulary is in it), start the gguf write and, on a GPU, the build."""
-        tarball = next((self.bundle_root / f["path"] for f in self.bundle.files("llama_source")), None)
-        if tarball is None:
-            self.skip("llava", "this bundle carries no llama.cpp source (built with --no-llama)")
-            return
-        source = extract(tarball, self.work / "llama-src")
-        self.llama_server = self.args.llama_server or self._existing_server()
-        if self.llama_server is None and not self.smoke:
-            chain = cuda_toolchain(self.work)
-            self.info["cuda_toolchain"] = {"nvcc": chain.nvcc, "arch": chain.cuda_arch, "notes": chain.notes}
-            build_env = dict(os.environ)  # cmake and ninja may come with the interpreter's packages
-            build_env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), build_env.get("PATH", "")])
-            if not chain.usable or not shutil.which("cmake", path=build_env["PATH"]):
-                self.skip("llava", "no CUDA build possible: " + "; ".join(chain.notes or ["cmake is missing"]))
-                return
-            self.runtime_dirs = chain.runtime_dirs
-            build = self.work / "llama-build"
-            commands = build_commands(source, build, jobs=os.cpu_count() or 4, cuda=chain,
-                                      flash_attention=self.args.llava_fa,
-                                      ninja=shutil.which("ninja", path=build_env["PATH"]) is not None)
-            script = " && ".join(" ".join(_quote(a) for a in argv) for argv in commands)
-            self.background["llama-build"] = Job("llama-build", ["sh", "-c", script], env=build_env,
-                                                 cwd=self.work, log=self.work / "logs" / "llama-build.log",
-                                                 nice=19).start()
-            self.built_server = build / "bin" / "llama-server"
-            self.say(f"llama-build: started (CUDA arch {chain.cuda_arch}, {os.cpu_count()} jobs, nice 19, "
-                     f"flash attention {'on' if self.args.llava_fa else 'off'})")
-        elif self.llama_server is None:
-            self.skip("llava", "no llama-server binary (smoke builds none: pass --llama-server or set LLAMA_SERVER)")
-            return
-        job_file = self.work / "jobs" / "llava_write.json"
-        job_file.parent.mkdir(parents=True, exist_ok=True)
-        self.write_out = self.work / "jobs" / "llava_write.out.json"
-        job_file.write_text(json.dumps({"profile": self.profile.to_json(), "work": str(self.work),
-                                        "out": str(self.write_out)}))
-        self.background["gguf-write"] = Job(
-            "gguf-write", [sys.executable, "-P", "-m", "bench.gpu.worker", "llava_write", "--job", str(job_file)],
-            env=self.env, cwd=self.work, log=self.work / "logs" / "llava_write.log", nice=10).start()
-        self.say("gguf-write: started")
-
-    def _existing_server(self) -> Path | None:
-        env = os.environ.get("LLAMA_SERVER")
-        if env and os.access(env, os.X_OK):
-            return Path(env)
-        found = shutil.which("llama-server")
-        if found:
-            return Path(found)
-        if self.smoke:  # the project's cached CPU build (scripts/build_llama_server.sh)
-            cached = Path(os.environ.get("TEXT3D_CACHE") or Path.home() / ".cache" / "text3d") / "llama.cpp/bin/llama-server"
-            if os.access(cached, os.X_OK):
-                return cached
-        return None
-
-    def finish_llava(self) -> None:
-        timeout_s, minimum_s = self.times["llava_caption"]
-        waiting = [j for j in self.background.values() if j.running]
-        if waiting:
-            self.say(f"llava: waiting for {', '.join(j.name for j in waiting)} "
-                     f"(up to {max(0.0, self.remaining() - minimum_s):.0f} s)")
-        while any(j.running for j in self.background.values()) and self.remaining() > minimum_s:
-            self.tick()
-            time.sleep(0.5)
-        self.tick()
-        build = self.background.get("llama-build")
-        if build is not None:
-            progress = build_progress(build.log)
-            self.info["llama_build"] = {"seconds": round(build.seconds or 0, 1), "exit": build.poll(),
-                                        "progress": progress}
-            if build.running:
-                build.stop()
-                self.skip("llava", f"the CUDA build of llama-server did not finish within the budget "
-                                   f"({build.seconds:.0f} s, at step {progress}); rerun with a larger --budget-s")
-                return
-            if build.poll() != 0 or not self.built_server.is_file():
-                self.skip("llava", f"the CUDA build of llama-server failed: {build.tail(12)}")
-                return
-            self.figures["llava.build_s"] = {"value": round(build.seconds, 1), "unit": "s", "basis": "measured",
-                                             "note": f"CUDA build of llama-server on {os.cpu_count()} cores (nice 19, "
-                                                     "beside the torch parts)"}
-            self.llama_server = self.built_server
-        write = self.background["gguf-write"]
-        if write.running:
-            write.stop()
-            self.skip("llava", f"the gguf write did not finish within the budget ({write.seconds:.0f} s)")
-            return
-        result = json.loads(self.write_out.read_text()) if self.write_out.is_file() else {}
-        if write.poll() != 0 or "error" in result:
-            self.skip("llava", f"writing the gguf pair failed: {result.get('error') or write.tail(8)}")
-            return
-        self.figures.update(result.get("figures", {}))
-        self.parts["llava_write"] = {"required": False, "status": "ok", "seconds": result.get("seconds"),
-                                     "info": result.get("info", {})}
-        timeout = plan_timeout(PartSpec("llava_caption", timeout_s, minimum_s), self.remaining(), 0.0)
-        if timeout is None:
-            self.skip("llava_caption", f"the budget has {self.remaining():.0f} s left, {minimum_s} s needed")
-            return
-        env = self.env
-        if getattr(self, "runtime_dirs", None):
-            env = {**env, "LD_LIBRARY_PATH": ":".join(self.runtime_dirs + [env.get("LD_LIBRARY_PATH", "")]).strip(":")}
-        saved, self.env = self.env, env
-        try:
-            built_fa = self.args.llava_fa if "llama-build" in self.background else None  # None: not ours, auto
-            self.run_part("llava_caption", timeout, {"llama_server": str(self.llama_server),
-                                                     "flash_attention": built_fa})
-        finally:
-            self.env = saved
-        caption = self.figures.get("llava.caption_s_per_asset")
-        validation = self.figures.get("validation.s_per_asset")
-        if caption and validation:
-            self.figures["validation.with_captions_s_per_asset"] = {
-                "value": round(caption["value"] + validation["value"], 4), "unit": "s",
-                "basis": "software" if "software" in (caption["basis"], validation["basis"]) else "derived",
-                "from": ["validation.s_per_asset", "llava.caption_s_per_asset"],
-                "note": "no-caption validation + a caption per view, one after another (one slot); the goal is 1 s"}
-
     def optional(self, step) -> None:
         """Run an optional step: its failure is reported, never the run's."""
         try:
@@ -309,9 +176,8 @@ class Run:
     def stop_background(self) -> None:
         for job in self.background.values():
             job.stop()
-        if not self.args.keep_llava:
-            for name in ("model.gguf", "mmproj.gguf"):
-                (self.work / "llava" / name).unlink(missing_ok=True)
+        if not self.args.keep_llava:  # the 14 GB pair, and a half-written one if the write was stopped
+            shutil.rmtree(self.work / "llava", ignore_errors=True)
 
     # -- result ---------------------------------------------------------------------------
 
@@ -334,11 +200,6 @@ class Run:
             "figures": self.figures, "parts": self.parts, "skipped": self.skipped, "info": self.info,
         }
 
-
-def _quote(arg: str) -> str:
-    import shlex
-
-    return shlex.quote(arg)
 
 
 def main(argv: list[str] | None = None, bundle_root: Path | None = None) -> int:
@@ -369,10 +230,10 @@ def main(argv: list[str] | None = None, bundle_root: Path | None = None) -> int:
         run.env = worker_env(run.bundle, run.work, run.prepared)
         only = {n for n in args.only.split(",") if n}
         if args.llava and (not only or "llava" in only):
-            run.optional(run.start_llava)
+            run.optional(lambda: llava_steps.start(run))
         run.required_parts(only)
         if run.background:
-            run.optional(run.finish_llava)
+            run.optional(lambda: llava_steps.finish(run))
         missing = [n for n in REQUIRED if (not only or n in only) and run.parts.get(n, {}).get("status") != "ok"]
         if missing:
             failure = "required parts did not measure: " + ", ".join(

@@ -4,8 +4,8 @@ Stdlib only (the orchestrator builds one before anything is installed and hands 
 as JSON). ``gpu()`` is the production protocol: ``None`` fields take their value, in the worker,
 from the one place the project writes it (``text3d.reward.scoring_protocol.PROTOCOL``: 8 views at
 512 px, 64 caption tokens; ``text3d.generation.config.GenerationConfig``: Shap-E's reference 64
-Karras steps, guidance 15, grid 128, fp16 on CUDA); a step is 16 miners. ``smoke()`` keeps every stage and shrinks every size so that a 2-core
-CPU runs the lot in well under a minute of work per part.
+Karras steps, guidance 15, grid 128, fp16 on CUDA); a step is 16 miners. ``smoke()`` keeps every
+stage and shrinks every size so that a 2-core CPU runs the lot in well under a minute of work per part.
 """
 
 from __future__ import annotations

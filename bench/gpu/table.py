@@ -66,7 +66,8 @@ def render_markdown(result: dict[str, Any]) -> str:
             note = f"{note} (from {', '.join(entry['from'])})".strip()
         if entry.get("p95") is not None:
             note = f"p95 {_fmt(entry['p95'])}; {entry.get('runs')} runs. {note}".strip()
-        lines.append(f"| `{key}` | {_cell(_fmt(entry['value']))} | {entry['unit']} | {entry['basis']} | {_cell(note)} |")
+        value = _cell(_fmt(entry["value"]))
+        lines.append(f"| `{key}` | {value} | {entry['unit']} | {entry['basis']} | {_cell(note)} |")
     skipped = result.get("skipped", [])
     if skipped:
         lines += ["", "Skipped or failed:", ""]

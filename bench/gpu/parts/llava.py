@@ -129,5 +129,6 @@ def caption(profile: Profile, work: Path, binary: Path, flash_attention: bool | 
                          note="nvidia-smi memory.used while serving minus before start")
     figures.info.update({"binary": str(binary), "args": config.argv()[1:], "tokens": tokens,
                          "offload": "-ngl 99" if gpu else "cpu",
-                         "flash_attention": {None: "auto", False: "off (not built)", True: "on"}[flash_attention], "server_log_tail": log_tail.splitlines()[-12:]})
+                         "flash_attention": {None: "auto", False: "off (not built)", True: "on"}[flash_attention],
+                         "server_log_tail": log_tail.splitlines()[-12:]})
     return figures
