@@ -8,9 +8,10 @@ nice 19 on every core, and the 14 GB gguf write); then the required parts one af
 in its own worker process with a timeout (``shap_e``, ``clip``, ``render``, ``defences``,
 ``validation``); then the caption part once the build and the write are done
 (``bench.gpu.llava_steps``). A part that would not fit in what is left of ``--budget-s`` (after the
-minimum the later required parts need, ``bench.gpu.budget``) is skipped and says so; a part that fails or times out is reported and the rest go on. Each part's
-record says which background jobs ran during it and the load average, because a concurrent build
-slows CPU-side work (nice 19 leaves it the idle cycles only, but caches and memory are shared).
+minimum the later required parts need, ``bench.gpu.budget``) is skipped and says so; a part that
+fails or times out is reported and the rest go on. Each part's record says which background jobs
+ran during it and the load average, because a concurrent build slows CPU-side work (nice 19
+leaves it the idle cycles only, but caches and memory are shared).
 
 Exit status: 0 when every required part measured; 1 otherwise, with the reason on the last line.
 Argument parsing is argparse, not the project's settings tree: this runs before pydantic exists.
