@@ -57,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--smoke", action="store_true", help="the same code path with tiny models on the CPU")
     parser.add_argument("--llava", action="store_true", help="also build llama-server with CUDA and time captions")
     parser.add_argument("--llava-fa", action="store_true", help="build llama.cpp's flash-attention kernels too "
-                        "(about twice the CUDA compile time)")
+                        "(about a third more CUDA compile time)")
     parser.add_argument("--llama-server", type=Path, help="use this llama-server instead of building one")
     parser.add_argument("--budget-s", type=float, help="time budget for the whole run (default: 450 on a GPU, "
                         "900 with --smoke)")
