@@ -118,8 +118,8 @@ def caption(profile: Profile, work: Path, binary: Path, flash_attention: bool | 
             timings = clock.run(one, profile.caption_views, warmup=1)
         peak_mib = _gpu_memory_used_mib()
         log_tail = server.log_tail(60)
-    figures.timed("llava.caption_s_per_view", timings,
-                  note=f"one {px} px view, {max_tokens} tokens (the protocol's caption length), one slot")
+    length = " (the protocol's caption length)" if profile.caption_max_tokens is None else ""
+    figures.timed("llava.caption_s_per_view", timings, note=f"one {px} px view, {max_tokens} tokens{length}, one slot")
     figures.measured("llava.tokens_per_view", int(statistics.median(tokens[1:] or tokens)), "tokens")
     n_views = reward_config(profile).n_views
     figures.derived("llava.caption_s_per_asset", figures.value("llava.caption_s_per_view") * n_views, "s",
