@@ -22,7 +22,7 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from ipaddress import ip_address, ip_network
+from ipaddress import IPv6Address, ip_address, ip_network
 from typing import Any, Callable, Literal
 
 from fastapi import APIRouter, Request
@@ -114,9 +114,11 @@ def address_owner(host: str | None) -> str:
         address = ip_address(host or "")
     except ValueError:
         return f"ip:{(host or 'unknown')[:64]}"
-    if address.version == 6 and address.ipv4_mapped is None:
+    if isinstance(address, IPv6Address):
+        if address.ipv4_mapped is not None:
+            return f"ip:{address.ipv4_mapped}"
         return f"ip:{ip_network(f'{address}/64', strict=False)}"
-    return f"ip:{address.ipv4_mapped or address}"
+    return f"ip:{address}"
 
 
 def _iso(t: float | None) -> str | None:

@@ -200,9 +200,9 @@ class SqlJobStore:
         if free is not None and free < min_free_bytes:
             raise StoreFull(f"the gateway's results disk has {free // 2**20} MB free, below its reserve of "
                             f"{min_free_bytes // 2**20} MB: new jobs are refused until space is freed")
-        now = self._clock()
         with self._tx() as cur:
             self._lock_owner(cur, owner)
+            now = self._clock()  # after the lock: a job admitted while we waited is older than now
             in_flight = cur.execute("SELECT COUNT(*) FROM gateway_jobs WHERE owner = ? AND status IN ('queued', "
                                     "'running')", (owner,)).fetchone()[0]
             day, oldest_day, minute, oldest_minute = cur.execute(
