@@ -198,8 +198,9 @@ class SqlJobStore:
               min_free_bytes: int = 0) -> tuple[Admission, JobRecord | None]:
         free = self.free_bytes()
         if free is not None and free < min_free_bytes:
-            raise StoreFull(f"the gateway's results disk has {free // 2**20} MB free, below its reserve of "
-                            f"{min_free_bytes // 2**20} MB: new jobs are refused until space is freed")
+            raise StoreFull(f"the gateway's results disk is full ({free // 2**20} MB free, below its reserve of "
+                            f"{min_free_bytes // 2**20} MB): new jobs are refused until space is freed; stored "
+                            "results are kept")
         with self._tx() as cur:
             self._lock_owner(cur, owner)
             now = self._clock()  # after the lock: a job admitted while we waited is older than now

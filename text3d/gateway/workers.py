@@ -27,7 +27,7 @@ from starlette.requests import Request
 
 from text3d.miner.caller_policy import CallerPolicy, check_caller
 from text3d.miner.http_body import Refusal, read_capped_body
-from text3d.protocol.errors import ValidatorFault
+from text3d.protocol.errors import StoreFull, ValidatorFault
 
 __all__ = ["WorkerGate"]
 
@@ -111,6 +111,8 @@ class WorkerGate:
             raise Refusal(401, str(exc)) from None
         except Refusal:
             raise
+        except StoreFull as exc:  # the replay nonce cannot be written: nothing can be, the worker retries later
+            raise Refusal(507, str(exc), 60.0) from None
         except Exception as exc:  # the shared replay store failed: ours, the worker may retry
             log.warning("worker replay check failed: %s: %s", type(exc).__name__, exc)
             raise Refusal(503, "the gateway's replay store is unavailable", 2.0) from None
