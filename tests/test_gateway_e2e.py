@@ -64,10 +64,8 @@ class Stack:
         return f"http://127.0.0.1:{self.port}"
 
     def start_gateway(self, name: str, port: int, store: Path, *extra: str) -> ChildProcess:
-        child = self.group.start(name, [
-            sys.executable, "-m", "text3d.cli.main", "gateway", "--subtensor.network", "devnet",
-            "--devnet.db", str(self.subnet.chain.db_path), "--gateway.port", str(port), "--gateway.store", str(store),
-            "--gateway.min_free_mb", "0", *extra])
+        child = self.group.start(name, self.subnet.gateway_argv(port, store=store,
+                                                                 extra=["--gateway.min_free_mb", "0", *extra]))
         wait_until(lambda: _healthy(port), timeout_s=120, what=f"{name} on port {port}",
                    check=lambda: self._alive(child))
         return child
