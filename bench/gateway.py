@@ -14,7 +14,10 @@ count, and each number of concurrent clients (``--clients 1,4,16``):
 - **overhead**: gateway p50 / direct p50. An organic job asks k = min(4, miners) miners, waits up to
   ``--gateway.wait_s`` after the first answer, decodes and scores every answer (render, CLIP) in the
   validator's one executor, uploads, and the client polls: the ratio says what all that costs on top
-  of the miners' own time.
+  of the miners' own time. The job's own timestamps split it: queued (post -> a worker claims it),
+  worker (claim -> result stored: the miners, the scoring, the upload) and the rest (the post, the
+  client's polling every 0.2 s, the download): the gateway's own share is the queue wait it adds
+  and the rest.
 
 Peak memory: VmHWM of the gateway and the validator processes. Last line: one JSON object. Exits 1
 (with the reason on the last line) when a job fails or a process dies.
@@ -104,28 +107,40 @@ def direct(subnet, miners: list[str], prompts: list[str], clients: int, timeout_
     return asyncio.run(run())
 
 
-def through_gateway(url: str, key: str, prompts: list[str], clients: int, timeout_s: float) -> tuple[list[float], float]:
-    """Post-to-mesh seconds of each prompt with ``clients`` concurrent callers, and the wall time of them all."""
+def _unix(iso: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso).timestamp()
+
+
+def through_gateway(url: str, key: str, prompts: list[str], clients: int,
+                    timeout_s: float) -> tuple[list[tuple[float, float, float]], float]:
+    """Per prompt, with ``clients`` concurrent callers: (post-to-mesh s, queued s, worker s); and the wall time.
+
+    queued: created -> claimed by the worker; worker: claimed -> result stored (the job's own timestamps);
+    the rest of post-to-mesh is the post, the client's polling (every 0.2 s) and the download.
+    """
     from text3d.gateway.client import GatewayClient, JobFailed
 
-    def one(prompt: str) -> float:
+    def one(prompt: str) -> tuple[float, float, float]:
         with GatewayClient(url, key) as client:
             started = time.perf_counter()
             job = client.submit(prompt)
             try:
-                client.wait(job["id"], timeout_s=timeout_s, poll_s=0.2)
+                done = client.wait(job["id"], timeout_s=timeout_s, poll_s=0.2)
             except JobFailed as exc:
                 raise BenchFailed(str(exc)) from None
             mesh = client.mesh(job["id"])
             elapsed = time.perf_counter() - started
         if not mesh.startswith(b"glTF"):
             raise BenchFailed("the gateway returned something that is not a GLB")
-        return elapsed
+        created, claimed, finished = (_unix(done[k]) for k in ("created_at", "started_at", "finished_at"))
+        return elapsed, claimed - created, finished - claimed
 
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=clients) as pool:
-        seconds = list(pool.map(one, prompts))
-    return seconds, time.perf_counter() - started
+        timings = list(pool.map(one, prompts))
+    return timings, time.perf_counter() - started
 
 
 def run(args: argparse.Namespace, root: Path) -> dict:
@@ -150,7 +165,9 @@ def run(args: argparse.Namespace, root: Path) -> dict:
         running: list[str] = []
         for count in miner_counts:
             for name in names[len(running):count]:
-                group.start(name, subnet.miner_argv(name, free_port()))
+                # the direct baseline asks up to 16 at once: lift the per-caller cap (4) so it measures answers
+                group.start(name, subnet.miner_argv(name, free_port(), extra=["--miner.max_in_flight_per_caller", "64",
+                                                                                  "--miner.max_queue", "256"]))
                 running.append(name)
             wait_until(lambda: subnet.serving(running), timeout_s=300, what=f"{count} miners serving",
                        check=group.check_alive)
@@ -166,17 +183,23 @@ def run(args: argparse.Namespace, root: Path) -> dict:
                 n = max(args.min_jobs, args.jobs_per_client * clients)
                 prompts = [PROMPTS[i % len(PROMPTS)] for i in range(n)]
                 base = direct(subnet, running, prompts, clients, TinySettings().timeout_s)  # the worker's own timeout
-                seconds, wall = through_gateway(url, key, prompts, clients, args.timeout_s)
+                timings, wall = through_gateway(url, key, prompts, clients, args.timeout_s)
                 group.check_alive()
+                seconds = [t[0] for t in timings]
+                queued, worked = [t[1] for t in timings], [t[2] for t in timings]
+                rest = [t[0] - t[1] - t[2] for t in timings]
                 row = {"miners": count, "clients": clients, "jobs": n,
                        "direct_p50_s": round(median(base), 4), "direct_p95_s": round(percentile(base, 95), 4),
                        "gateway_p50_s": round(median(seconds), 4), "gateway_p95_s": round(percentile(seconds, 95), 4),
-                       "jobs_per_s": round(n / wall, 4), "overhead_p50": round(median(seconds) / median(base), 2)}
+                       "jobs_per_s": round(n / wall, 4), "overhead_p50": round(median(seconds) / median(base), 2),
+                       "queued_p50_s": round(median(queued), 4), "worker_p50_s": round(median(worked), 4),
+                       "post_poll_fetch_p50_s": round(median(rest), 4)}
                 rows.append(row)
                 print(f"{count} miners, {clients:>2} clients, {n:>3} jobs: direct p50 {row['direct_p50_s']:.3f} s "
                       f"p95 {row['direct_p95_s']:.3f} s | gateway p50 {row['gateway_p50_s']:.3f} s "
                       f"p95 {row['gateway_p95_s']:.3f} s, {row['jobs_per_s']:.2f} jobs/s | overhead "
-                      f"{row['overhead_p50']:.1f}x", flush=True)
+                      f"{row['overhead_p50']:.1f}x (p50: queued {row['queued_p50_s']:.3f} s, worker "
+                      f"{row['worker_p50_s']:.3f} s, post+poll+fetch {row['post_poll_fetch_p50_s']:.3f} s)", flush=True)
             peaks["worker_mb"] = max(peaks["worker_mb"], _peak_rss_mb(worker.pid) or 0.0)
             group.stop(worker)
         peaks["gateway_mb"] = _peak_rss_mb(gateway.pid) or 0.0

@@ -30,4 +30,5 @@ def test_the_gateway_bench_smoke_run_ends_with_its_figures():
         assert row["jobs"] >= 2 and 0 < row["direct_p50_s"] <= row["direct_p95_s"]
         assert 0 < row["gateway_p50_s"] <= row["gateway_p95_s"] and row["jobs_per_s"] > 0
         assert row["overhead_p50"] == pytest.approx(row["gateway_p50_s"] / row["direct_p50_s"], rel=0.02)
+        assert row["queued_p50_s"] >= 0 and row["worker_p50_s"] > 0 and row["post_poll_fetch_p50_s"] > 0
     assert result["peak_rss_mb"]["gateway_mb"] > 0 and result["peak_rss_mb"]["worker_mb"] > 0

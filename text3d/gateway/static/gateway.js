@@ -160,9 +160,16 @@
     $("key").value = localStorage.getItem(KEY_STORE) || "";
     if (anonymous) $("key").placeholder = "optional: t3d_...";
     $("ask").addEventListener("submit", (e) => { submit(e).catch((err) => fail(String(err))); });
+    // a link to a job (/#ID): follow it now, or as soon as a key is pasted
     const id = location.hash.slice(1);
-    if (/^[A-Za-z0-9_-]{8,64}$/.test(id) && ($("key").value || anonymous)) {
-      follow(id, Date.now()).catch((err) => fail(String(err)));
-    }
+    const resume = () => {
+      if (/^[A-Za-z0-9_-]{8,64}$/.test(id) && ($("key").value.trim() || anonymous)) {
+        if ($("key").value.trim()) localStorage.setItem(KEY_STORE, $("key").value.trim());
+        follow(id, Date.now()).catch((err) => fail(String(err)));
+        return true;
+      }
+      return false;
+    };
+    if (!resume()) $("key").addEventListener("change", resume, { once: true });
   });
 })();
