@@ -247,3 +247,51 @@ def test_a_gateway_restarted_mid_job_loses_nothing(stack):
         usage = client.submit("a third object")  # the key still works, its usage counted across restarts
         assert usage["status"] == "queued"
     assert "upload failed" in worker.log_tail(200) or "done" in worker.log_tail(200)
+
+
+def _runs_on_the_demo() -> str:
+    """The shell block of docs/gateway.md marked ``<!-- runs-on-the-demo -->``."""
+    text = (source_root() / "docs" / "gateway.md").read_text()
+    found = re.search(r"<!-- runs-on-the-demo -->\s*```sh\n(.*?)```", text, re.S)
+    assert found, "docs/gateway.md lost its runnable curl block"
+    return found.group(1)
+
+
+def test_the_demo_keeps_the_gateway_up_until_ctrl_c_and_the_docs_curl_examples_run_on_it(tmp_path):
+    import threading
+
+    import psutil
+
+    workdir = tmp_path / "demo"
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "text3d.cli.main", "demo", "--models", "tiny", "--workdir", str(workdir),
+         "--validator-steps", "1", "--no-captioner", "--keep-running"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=child_env(COLUMNS="200"), cwd=source_root())
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(demo.stdout), daemon=True)
+    reader.start()
+    try:
+        wait_until(lambda: any(line.startswith("everything keeps running") for line in lines), timeout_s=400,
+                   what="the demo to keep running", check=lambda: None if demo.poll() is None else
+                   pytest.fail(f"the demo exited with {demo.returncode}:\n{''.join(lines)[-3000:]}"))
+        address = [m.group(1) for m in map(re.compile(r"^gateway: (http://127\.0\.0\.1:\d+/)\n$").match, lines) if m]
+        key = [m.group(1) for m in map(re.compile(r"^gateway key: (t3d_[A-Za-z0-9_-]{43})\n$").match, lines) if m]
+        assert len(address) == 1 and len(key) == 1, "".join(lines)
+        assert (workdir / "gateway_asset.glb").read_bytes().startswith(b"glTF")  # the demo's own prompt
+        page = httpx.get(address[0])
+        assert page.status_code == 200 and "model-viewer" in page.text
+        ran = subprocess.run(["bash", "-e", "-c", _runs_on_the_demo()], cwd=tmp_path, capture_output=True, text=True,
+                             timeout=300, env=dict(os.environ, GATEWAY=address[0].rstrip("/"), KEY=key[0]))
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        assert json.loads((tmp_path / "status.json").read_text())["status"] == "done"
+        assert (tmp_path / "chair.glb").read_bytes().startswith(b"glTF")
+        assert (tmp_path / "view0.png").read_bytes().startswith(b"\x89PNG")
+        demo.send_signal(signal.SIGINT)  # Ctrl-C
+        assert demo.wait(timeout=120) == 0, "".join(lines)[-3000:]
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+    reader.join(timeout=10)
+    left = [p.pid for p in psutil.process_iter(["cmdline"]) if str(workdir) in " ".join(p.info["cmdline"] or [])]
+    assert left == [], "the demo left processes behind"
