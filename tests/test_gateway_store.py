@@ -169,7 +169,8 @@ def test_a_lease_that_passes_hands_the_job_on_then_fails_it(make_store):
     assert (first.id, first.seed, first.format, first.attempt) == (job.id, 7, "ply", 1)
     assert store.claim("worker-b") is None  # nothing else waits
     clock.now += 31
-    second = store.claim("worker-b")  # the sweep inside the claim handed it on
+    assert store.sweep().requeued == 1  # the gateway's housekeeping, every few seconds
+    second = store.claim("worker-b")
     assert second.id == job.id and second.attempt == 2 and second.lease_token != first.lease_token
     assert "handed on" in (store.job(job.id).reason or "")
     assert not store.complete(job.id, first.lease_token, worker="worker-a", score=0.9, evidence={}, parts={"mesh": b"x"})
@@ -178,6 +179,15 @@ def test_a_lease_that_passes_hands_the_job_on_then_fails_it(make_store):
     assert store.sweep().failed == 1
     failed = store.job(job.id)
     assert failed.status == "failed" and "2 attempts" in failed.reason
+
+
+def test_one_worker_cannot_hoard_the_queue(make_store):
+    store = make_store(JobPolicy(max_jobs_per_worker=2))
+    for i in range(4):
+        store.admit(f"k_{i}", Limits(10, 10, 10), NewJob("a chair", None), max_queued=10)
+    assert store.claim("greedy") and store.claim("greedy")
+    assert store.claim("greedy") is None  # it holds its share: the rest wait for other workers
+    assert store.claim("honest") is not None
 
 
 def test_a_job_nobody_takes_fails_after_its_timeout(make_store):

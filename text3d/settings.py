@@ -337,6 +337,7 @@ class GatewaySettings(Section):
     blocklist: Path | None = Field(None, description="File of refused terms, one a line.")
     lease_s: float = Field(300.0, ge=1.0, le=86400.0, description="Seconds a worker may hold a job before it is handed on.")
     max_attempts: int = Field(3, ge=1, le=100, description="Workers a job is handed to before it fails.")
+    worker_max_jobs: int = Field(8, ge=1, le=1024, description="Jobs one worker may hold at once.")
     job_timeout_s: float = Field(1800.0, ge=1.0, le=7 * 86400.0, description="Seconds a job may wait for a worker.")
     results_max_mb: float = Field(2048.0, ge=1.0, description="Cap on stored results; the oldest are pruned beyond it.")
     results_max_age_h: float = Field(168.0, gt=0.0, description="Hours a result is kept.")

@@ -18,6 +18,7 @@ asked for it only (anonymous jobs: to the address group); anything else is a 404
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 from dataclasses import dataclass
@@ -272,8 +273,6 @@ class AssetApi:
 
 
 def _parse_request(body: bytes) -> AssetRequest:
-    import json
-
     try:
         data = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):

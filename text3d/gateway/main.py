@@ -36,7 +36,8 @@ log = logging.getLogger("text3d.gateway")
 
 
 def policy_of(section: GatewaySettings) -> JobPolicy:
-    return JobPolicy(lease_s=section.lease_s, max_attempts=section.max_attempts, job_timeout_s=section.job_timeout_s)
+    return JobPolicy(lease_s=section.lease_s, max_attempts=section.max_attempts, job_timeout_s=section.job_timeout_s,
+                     max_jobs_per_worker=section.worker_max_jobs)
 
 
 def shown_location(location: str) -> str:

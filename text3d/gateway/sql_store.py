@@ -256,13 +256,20 @@ class SqlJobStore:
     # -- workers ----------------------------------------------------------------------------
 
     def claim(self, worker: str) -> Claim | None:
-        self.sweep()
-        now = self._clock()
+        """The oldest queued job for ``worker``, unless it already holds ``policy.max_jobs_per_worker`` leases."""
+        with self._tx(write=False) as cur:  # most claims find nothing: look before taking the write lock
+            if cur.execute("SELECT 1 FROM gateway_jobs WHERE status = 'queued' LIMIT 1").fetchone() is None:
+                return None
         with self._tx() as cur:
+            held = cur.execute("SELECT COUNT(*) FROM gateway_jobs WHERE status = 'running' AND worker = ?",
+                               (worker,)).fetchone()[0]
+            if int(held) >= self.policy.max_jobs_per_worker:  # one validator cannot hoard the queue
+                return None
             row = cur.execute("SELECT id, prompt, seed, format, attempts FROM gateway_jobs WHERE status = 'queued' "
                               "ORDER BY created_at, id LIMIT 1" + self._skip_locked).fetchone()
             if row is None:
                 return None
+            now = self._clock()
             token = secrets.token_urlsafe(16)
             lease_until = now + self.policy.lease_s
             cur.execute("UPDATE gateway_jobs SET status = 'running', worker = ?, lease_token = ?, lease_until = ?, "

@@ -48,6 +48,7 @@ class JobPolicy:
     lease_s: float = 300.0
     max_attempts: int = 3
     job_timeout_s: float = 1800.0
+    max_jobs_per_worker: int = 8  # leases one worker may hold at once: a validator cannot hoard the queue
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,7 @@ class JobStore(Protocol):
         """Queued jobs created before this one (0 when it is next, or not queued)."""
 
     def claim(self, worker: str) -> Claim | None:
-        """Hand the oldest queued job to ``worker`` (after sweeping expired leases); None when none waits."""
+        """Hand the oldest queued job to ``worker``; None when none waits or it holds its share of leases."""
 
     def complete(self, job_id: str, lease_token: str, *, worker: str, score: float, evidence: dict[str, Any],
                  parts: dict[str, bytes]) -> bool:
