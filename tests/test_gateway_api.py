@@ -310,6 +310,15 @@ def test_only_the_worker_holding_the_lease_can_finish_or_fail_a_job(gateway, sub
     fail_other = gateway.signed(subnet.wallet("validator2"), FAIL_ROUTE.format(job_id=job["id"]),
                                 json.dumps({"lease_token": job["lease_token"], "reason": "nope"}).encode())
     assert fail_other.status_code == 409
+    # another validator announcing a 200 MB result is refused from its headers: the body is never read
+    headers = bt.http_auth.sign(subnet.wallet("validator2"), method="POST", path=route, body=b"x")
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    with socket.create_connection(("127.0.0.1", gateway.served.port), timeout=10) as sock:
+        sock.sendall(f"POST {route} HTTP/1.1\r\nHost: 127.0.0.1\r\n{head}Content-Length: {200 * 2**20}\r\n\r\n".encode())
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += sock.recv(65536)
+    assert b" 409 " in answer.split(b"\r\n", 1)[0] and b"connection: close" in answer.lower(), answer[:300]
     assert gateway.store.job(job["id"]).status == "running"
 
 

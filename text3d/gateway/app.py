@@ -91,7 +91,7 @@ def create_app(settings: Any, store: JobStore, gate: WorkerGate, *, prompts: Pro
             headers["Retry-After"] = str(max(1, int(math.ceil(refusal.retry_after_s))))
         if refusal.status == 401 and request.url.path.startswith("/v1/assets"):
             headers["WWW-Authenticate"] = "Bearer"
-        if refusal.status in (401, 403, 413):  # the body may not have been read: do not let uvicorn drain it
+        if request.method == "POST":  # the body may not have been read: never let uvicorn drain it
             headers["Connection"] = "close"
         return JSONResponse({"detail": refusal.detail}, status_code=refusal.status, headers=headers)
 

@@ -4,7 +4,9 @@ Every request passes ``WorkerGate`` first (btauth/1 signature by a hotkey with a
 permit, replay-checked in the shared store). A claim long-polls: it is held up to
 ``wait_s`` (at most 30 s) until a job arrives -- woken at once by a job posted to this process,
 and checking the store twice a second for jobs posted to another. A result or a failure is
-accepted from the worker holding the job's lease only (409 otherwise: the job was handed on).
+accepted from the worker holding the job's lease only (409 otherwise: the job was handed on); for a
+result, whose body may be tens of megabytes, that is checked on the claimed hotkey before the body
+is read, so only a lease holder can make the gateway read one.
 """
 
 from __future__ import annotations
@@ -83,10 +85,17 @@ class WorkerApi:
         return JSONResponse(job.model_dump())
 
     async def result(self, request: Request, job_id: str) -> Response:
-        hotkey, body = await self._admit(request, self.result_limits.max_body_bytes)
-        job = await call_store(self.store.job, job_id)
-        if job is None:
-            raise Refusal(404, "no such job")
+        try:
+            hotkey = await self.gate.caller(request)
+            job = await call_store(self.store.job, job_id)
+            if job is None:
+                raise Refusal(404, "no such job")
+            if job.status != "running" or job.worker != hotkey:  # before reading up to the result's cap
+                raise Refusal(409, "this worker does not hold the job's lease (it was handed on or finished)")
+            body = await self.gate.body(request, self.result_limits.max_body_bytes)
+        except Refusal as refusal:
+            self.metrics.worker_refusals.labels(status=str(refusal.status)).inc()
+            raise
         try:
             result = parse_result(body, asked_format=job.format, limits=self.result_limits)
         except OrganicWireError as exc:

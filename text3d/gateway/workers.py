@@ -41,7 +41,11 @@ ALLOWED_SKEW_S = 2.0
 
 
 class WorkerGate:
-    """``await gate.admit(request, max_body_bytes) -> (hotkey, body)`` or a ``Refusal``."""
+    """``await gate.admit(request, max_body_bytes) -> (hotkey, body)`` or a ``Refusal``.
+
+    Routes with a check of their own between the permit and the body (``result``: does the
+    claimed hotkey hold this job's lease?) call ``caller`` then ``body`` instead.
+    """
 
     def __init__(self, chain: Any, nonce_store: Any, *, min_stake: float = 0.0, ttl_s: float = 120.0,
                  clock: Callable[[], float] = time.monotonic, wall_clock_ns: Callable[[], int] = time.time_ns) -> None:
@@ -87,6 +91,11 @@ class WorkerGate:
         return hotkey
 
     async def admit(self, request: Request, max_body_bytes: int) -> tuple[str, bytes]:
+        hotkey = await self.caller(request)
+        return hotkey, await self.body(request, max_body_bytes)
+
+    async def caller(self, request: Request) -> str:
+        """Steps 1-2: the hotkey the headers claim, if it is fresh and holds a permit (nothing read yet)."""
         hotkey = self._precheck(request.headers)
         if self.metagraph is None:
             await self.refresh(force=True)
@@ -95,9 +104,13 @@ class WorkerGate:
             if self.metagraph is None:
                 raise Refusal(503, "the gateway cannot read the metagraph yet", 5.0)
             raise Refusal(403, f"only validators may work for this gateway: {decision.reason}")
+        return hotkey
+
+    async def body(self, request: Request, max_body_bytes: int) -> bytes:
+        """Steps 3-4: the body under its cap, then the signature over it and the replay check."""
         body = await read_capped_body(request, max_body_bytes)
         await asyncio.to_thread(self._verify, request, body)
-        return hotkey, body
+        return body
 
     def _verify(self, request: Request, body: bytes) -> None:
         import bittensor as bt
