@@ -176,7 +176,7 @@ def run(args: argparse.Namespace, root: Path) -> dict:
                 max_steps=0, step_interval_s=3600, extra=[
                     "--gateway.url", url, "--gateway.jobs", "4", "--gateway.wait_s", str(args.wait_s),
                     "--gateway.poll_s", "1", "--validator.state_path", str(root / f"state-{count}.json")]))
-            wait_until(lambda: (root / f"state-{count}.json").is_file(), timeout_s=300,
+            wait_until(lambda count=count: (root / f"state-{count}.json").is_file(), timeout_s=300,
                        what="the worker's first synthetic step", check=group.check_alive)
             through_gateway(url, key, PROMPTS[:1], 1, args.timeout_s)  # warm-up: the worker's first organic job
             for clients in client_counts:

@@ -48,7 +48,8 @@ def test_two_gateways_on_one_postgres_share_keys_quotas_and_jobs(tmp_path):
                 group.start(f"gateway{i}", [*cli, "--subtensor.network", "devnet", "--devnet.db",
                                             str(subnet.chain.db_path), "--gateway.port", str(port)])
             for port in ports:
-                wait_until(lambda: healthy(port), timeout_s=120, what=f"the gateway on {port}", check=group.check_alive)
+                wait_until(lambda port=port: healthy(port), timeout_s=120, what=f"the gateway on {port}",
+                           check=group.check_alive)
 
             def post(i: int) -> httpx.Response:
                 return httpx.post(f"http://127.0.0.1:{ports[i % 2]}/v1/assets", json={"prompt": f"a chair {i}"},

@@ -92,7 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     rng = random.Random()  # OS-seeded: miners must not predict tasks or seeds
 
     async def serve() -> None:
-        from text3d.validator.organic import GatewayLink, OrganicConfig, OrganicWorker
+        from text3d.validator.gateway_link import GatewayLink
+        from text3d.validator.organic import OrganicConfig, OrganicWorker
 
         client = MinerClient(wallet, connect_timeout_s=config.connect_timeout_s, max_concurrency=config.max_concurrency)
         organic_config = OrganicConfig.from_settings(config)  # --gateway.url: organic jobs beside the steps

@@ -42,26 +42,24 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-import httpx
-
 from text3d.common.seeds import draw_step_seed
 from text3d.protocol.mesh_codec import MeshFormat, encode_mesh
 from text3d.protocol.organic import (
-    CLAIM_ROUTE, FAIL_ROUTE, RESULT_ROUTE, CandidateEvidence, OrganicEvidence, OrganicJob, ViewEvidence,
-    build_manifest, frame_result,
+    CandidateEvidence, OrganicEvidence, OrganicJob, ViewEvidence, build_manifest, frame_result,
 )
 from text3d.protocol.wire import MAX_SEED
 from text3d.reward.defences.fingerprint import cluster_copies
 from text3d.validator import step as phases
+from text3d.validator.gateway_link import GatewayLink, GatewayUnreachable
 from text3d.validator.outcomes import MinerOutcome
 from text3d.validator.prompts import Task
 
-__all__ = ["OrganicConfig", "OrganicWorker", "GatewayLink", "select_organic_miners", "organic_seeds",
+__all__ = ["OrganicConfig", "OrganicWorker", "select_organic_miners", "organic_seeds",
            "collapse_copies", "pick_winner", "evidence_of", "result_body"]
 
 log = logging.getLogger("text3d.validator.organic")
 
-_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
+_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)  # waits after a failed claim or upload, then the last one again
 
 
 @dataclass(frozen=True)
@@ -173,80 +171,6 @@ def result_body(job: OrganicJob, winner: MinerOutcome, mesh: Any, outcomes: Sequ
 
 def _summary(outcomes: Sequence[MinerOutcome]) -> str:
     return "; ".join(f"uid {o.uid} {o.status}" + (f" ({o.detail[:80]})" if o.detail else "") for o in outcomes)
-
-
-# -- the gateway, over signed HTTP ---------------------------------------------------------
-
-
-class GatewayUnreachable(RuntimeError):
-    pass
-
-
-class GatewayLink:
-    """The worker's side of ``text3d.protocol.organic``: every request signed by the validator's hotkey."""
-
-    def __init__(self, base_url: str, wallet: Any, *, sign: Any = None, timeout_s: float = 60.0) -> None:
-        if sign is None:
-            import bittensor as bt
-
-            sign = bt.http_auth.sign
-        self.base_url = base_url.rstrip("/")
-        self._prefix = httpx.URL(self.base_url).path.rstrip("/")
-        self.wallet = wallet
-        self._sign = sign
-        self._http = httpx.AsyncClient(timeout=httpx.Timeout(timeout_s, connect=5.0),
-                                       headers={"User-Agent": "text3d-validator"})
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
-    async def _post(self, route: str, body: bytes, *, read_timeout_s: float | None = None) -> httpx.Response:
-        path = self._prefix + route
-        headers = self._sign(self.wallet, method="POST", path=path, body=body, receiver_ss58=None)
-        headers["Content-Type"] = "application/octet-stream" if body[:4] == b"T3DR" else "application/json"
-        timeout = httpx.Timeout(read_timeout_s, connect=5.0) if read_timeout_s else httpx.USE_CLIENT_DEFAULT
-        try:
-            return await self._http.post(self.base_url + route, content=body, headers=headers, timeout=timeout)
-        except httpx.HTTPError as exc:
-            raise GatewayUnreachable(f"{type(exc).__name__}: {exc or 'no answer'}") from None
-
-    async def claim(self, wait_s: float) -> OrganicJob | None:
-        """A job, or None when none arrived within ``wait_s``; ``GatewayUnreachable`` or ``RuntimeError`` (refused)."""
-        response = await self._post(CLAIM_ROUTE, f'{{"wait_s": {wait_s:.3f}}}'.encode(), read_timeout_s=wait_s + 15.0)
-        if response.status_code == 204:
-            return None
-        if response.status_code != 200:
-            raise RuntimeError(f"the gateway refused the claim: HTTP {response.status_code}: {_detail(response)}")
-        return OrganicJob.model_validate(response.json())
-
-    async def submit(self, job: OrganicJob, body: bytes) -> int:
-        """Upload a result; the HTTP status (200 stored, 409 the lease was lost); ``GatewayUnreachable``."""
-        response = await self._post(RESULT_ROUTE.format(job_id=job.id), body)
-        if response.status_code not in (200, 409):
-            log.warning("job %s: the gateway refused the result: HTTP %d: %s", job.id, response.status_code,
-                        _detail(response))
-        return response.status_code
-
-    async def give_up(self, job: OrganicJob, reason: str) -> None:
-        """Hand the job back with the reason (best effort: an unreachable gateway hands it on by the lease)."""
-        import json
-
-        body = json.dumps({"lease_token": job.lease_token, "reason": reason[:1000]}).encode()
-        try:
-            response = await self._post(FAIL_ROUTE.format(job_id=job.id), body)
-            if response.status_code != 200:
-                log.warning("job %s: could not hand the job back: HTTP %d: %s", job.id, response.status_code,
-                            _detail(response))
-        except GatewayUnreachable as exc:
-            log.warning("job %s: could not hand the job back (%s); the gateway will hand it on when the lease ends",
-                        job.id, exc)
-
-
-def _detail(response: httpx.Response) -> str:
-    try:
-        return str(response.json().get("detail"))[:200]
-    except ValueError:
-        return response.text[:200]
 
 
 # -- the worker ----------------------------------------------------------------------------------
