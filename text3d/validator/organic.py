@@ -197,11 +197,11 @@ class OrganicWorker:
                  self.config.url, self.config.jobs, self.config.miners, self.config.wait_s)
         try:
             while not done.is_set():
-                running, _ = await _until(slots.acquire(), done)
-                if not running:
+                going, _ = await _until(slots.acquire(), done)
+                if not going:
                     break
                 try:
-                    running, job = await _until(self.link.claim(self.config.poll_s), done)
+                    going, job = await _until(self.link.claim(self.config.poll_s), done)
                 except (GatewayUnreachable, RuntimeError, ValueError) as exc:
                     slots.release()
                     wait_s = _BACKOFF_S[min(failures, len(_BACKOFF_S) - 1)]
@@ -215,7 +215,7 @@ class OrganicWorker:
                     failures = 0
                 if job is None:
                     slots.release()
-                    if not running:
+                    if not going:
                         break
                     continue
                 task = asyncio.create_task(self._work_then_release(validator, job, slots))
@@ -293,7 +293,7 @@ class OrganicWorker:
                      time.monotonic() - claimed)
         elif status == 409:
             log.warning("job %s: finished after its lease was handed on; the result was not needed", job.id)
-        else:
+        elif status:  # 0: the gateway stayed out of reach; it hands the job on when the lease passes
             await self._give_up(job, f"the gateway refused the result (HTTP {status})")
 
     async def _upload(self, job: OrganicJob, body: bytes, *, deadline: float) -> int:
