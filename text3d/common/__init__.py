@@ -4,6 +4,7 @@ but ``text3d.protocol.errors``):
     paths.py    ``cache_dir``: ``$TEXT3D_CACHE`` or ``~/.cache/text3d``
     device.py   ``resolve_device``: one answer for ``auto``, ``cpu``, ``cuda[:N]`` and ``mps``
     timing.py   ``percentile``, ``median``, ``Stopwatch``: how benches and reports time things
+    seeds.py    the step seed and the per-step generators every validator draws the same way
     lazy.py     ``lazy_exports``: package exports that load on first use
 """
 
