@@ -31,7 +31,8 @@ from text3d.miner.generation_server import main
 from text3d.protocol.errors import EXIT_CONFIG
 from text3d.protocol.mesh_codec import decode_mesh
 from text3d.protocol.wire import HEADER_FORMAT, HEADER_GENERATION_TIME, MAX_REQUEST_BYTES, TextTo3DRequest
-from tests.generation_fixtures import TimedGenerator, bound_socket, served_generation_server
+from tests.generation_fixtures import TimedGenerator, served_generation_server
+from tests.loopback import free_socket
 from text3d.common.paths import source_root
 
 PRIMITIVES = "text3d.generation.primitives:PrimitiveGenerator"
@@ -158,7 +159,7 @@ def test_main_refuses_bad_settings_with_exit_78_and_one_sentence(argv, says, cap
 
 
 def test_a_taken_port_names_the_servers_flag(capsys):
-    taken = bound_socket()
+    taken = free_socket()
     try:
         port = taken.getsockname()[1]
         assert main(["--generation.backend", PRIMITIVES, "--server.port", str(port)]) == EXIT_CONFIG

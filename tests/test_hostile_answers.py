@@ -42,7 +42,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import random
-import socket
 import struct
 import threading
 import time
@@ -66,6 +65,7 @@ from text3d.protocol.mesh_codec import MeshFormat
 from text3d.protocol.wire import TextTo3DRequest
 from text3d.reward.reporting.evidence import RewardReport
 from tests.loopback import ServedApp, hand_metagraph, make_wallet, tiny_mesh_payload
+from text3d.ops.net import free_port
 
 MIB = 1 << 20
 CAP = 8 * MIB  # the validator's answer cap in these tests (see the module docstring)
@@ -444,12 +444,6 @@ class TinyScorer:
                 for mesh, prompt in zip(meshes, prompts)]  # fmt: skip
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def make_validator(net, tmp_path, rows, ports, scorer) -> tuple[Validator, ValidatorState, MinerClient]:
     graph = hand_metagraph(rows, ports=ports)
     config = ValidatorSettings(sample_size=64, timeout_s=TIMEOUT_S, alpha=0.5, step_interval_s=0.0, canary_every_steps=0,
@@ -466,7 +460,7 @@ def test_validator_step_scores_the_honest_miner_and_zeroes_the_hostile(net, tmp_
     me = net["validator"].hotkey.ss58_address
     rows = [(me, 100.0, True)] + [(net["hostile_hotkeys"][n], 0.0, False) for n in HOSTILE]
     rows.append((net["honest"], 0.0, False))
-    ports = [closed_port()] + [net["hostile"].ports[n] for n in HOSTILE] + [net["honest_port"]]
+    ports = [free_port()] + [net["hostile"].ports[n] for n in HOSTILE] + [net["honest_port"]]
     scorer = TinyScorer()
 
     async def run():
@@ -498,7 +492,7 @@ def test_validator_step_scores_the_honest_miner_and_zeroes_the_hostile(net, tmp_
 def test_when_every_miner_is_unreachable_nobody_changes(net, tmp_path):
     me = net["validator"].hotkey.ss58_address
     rows = [(me, 100.0, True)] + [(net["hostile_hotkeys"][n], 0.0, False) for n in HOSTILE[:4]]
-    ports = [closed_port() for _ in rows]
+    ports = [free_port() for _ in rows]
     scorer = TinyScorer()
 
     async def run():

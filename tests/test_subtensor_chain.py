@@ -20,6 +20,7 @@ from bittensor.result import ErrorCode
 from text3d.chain import ChainAdapter, HotkeyNotRegistered, Metagraph, SubtensorChain, open_chain
 from text3d.chain.subtensor import parse_axon
 from text3d.protocol.errors import ChainUnavailable, ConfigError
+from text3d.ops.net import free_port
 from text3d.protocol.version import SPEC_VERSION
 
 NETUID = 42
@@ -121,12 +122,6 @@ def wallet_of(hotkey: str) -> SimpleNamespace:
     return SimpleNamespace(hotkey=SimpleNamespace(ss58_address=hotkey))
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 # -- connection ---------------------------------------------------------------------------
 
 
@@ -151,7 +146,7 @@ def test_concurrent_callers_share_one_connection(chain, fakes):
 
 
 def test_unreachable_endpoint_raises_chain_unavailable_quickly():
-    chain = SubtensorChain(f"ws://127.0.0.1:{closed_port()}", 1)  # the real bittensor.Client, nothing listening
+    chain = SubtensorChain(f"ws://127.0.0.1:{free_port()}", 1)  # the real bittensor.Client, nothing listening
     try:
         started = time.monotonic()
         with pytest.raises(ChainUnavailable, match="unavailable"):
