@@ -46,3 +46,11 @@ def scripted_http():
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def decoder_calls(monkeypatch):
+    """Counts the payload decoders' calls (tests/counting.py): "refused before decoding" as a count."""
+    from tests.counting import DecoderCalls
+
+    return DecoderCalls(monkeypatch)
