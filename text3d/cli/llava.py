@@ -1,6 +1,6 @@
 """``text3d llava``: run a local LLaVA captioning server (llama.cpp ``llama-server``).
 
-    text3d llava --models tiny                 # tiny random pair, offline; for tests/demos
+    text3d llava --models tiny                 # tiny random pair, offline; for tests and demos
     text3d llava --download 7b                 # fetch LLaVA-1.5 7B gguf + mmproj, then serve
     text3d llava --models 13b -np 8 -c 16384   # serve a previously downloaded 13B
     text3d llava --model-path m.gguf --mmproj p.gguf
