@@ -168,3 +168,15 @@ def test_machine_only_checks_never_raise(tmp_path):
     assert results == seen and {c.name for c in results} >= {"python", "torch", "cuda", "gpu", "renderer", "model",
                                                              "disk", "clock"}
     assert all(c.status in ("pass", "warn", "fail") and c.detail for c in results)
+
+
+def test_a_check_needing_a_missing_extra_names_the_extra():
+    """A plain `pip install text3d` has no model libraries: the check says which extra brings them."""
+    from text3d.ops.doctor.machine import guard
+
+    def needs_hub():
+        raise ModuleNotFoundError("No module named 'huggingface_hub'", name="huggingface_hub")
+
+    (check,) = guard("model", needs_hub)
+    assert check.status == "fail" and check.detail.startswith("huggingface_hub is not installed")
+    assert "text3d[miner]" in check.detail and "text3d[validator]" in check.detail
