@@ -1,11 +1,12 @@
 """``text3d demo`` and the end-to-end tests: a whole subnet on one machine, on the devnet.
 
-    subnet.py       the devnet, wallets and the neurons' command lines (miner, validator, gateway)
-    processes.py    child processes with logs, watched and always stopped
-    gateway.py      the demo's organic gateway: started, a demo key, one prompt sent through it
-    run.py          ``run_demo``: the whole show in order
-    leaderboard.py  the leaderboard table and page
-    preflight.py    what real weights are missing
+    subnet.py        ``LocalSubnet``: devnet database, password-less wallets, neuron command lines
+                     (miner, validator, gateway)
+    processes.py     child processes with logs to files, watched and always cleaned up
+    preflight.py     are the real models on this machine before anything is spawned?
+    gateway.py       the demo's organic gateway: started, a demo key, one prompt sent through it
+    run.py           the demo's script: devnet, captioner, two miners, a gateway, a validator, the results
+    leaderboard.py   who earned what, from the chain's weights and the validator's state
 """
 
 from text3d.demo.processes import ChildFailed, ProcessGroup, wait_until
