@@ -23,7 +23,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,15 +95,17 @@ def _key(store_path: Path, name: str) -> str:
         store.close()
 
 
-def _wait_for(client: GatewayClient, job_id: str, status: str, timeout_s: float, poll_s: float = 0.02) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        job = client.status(job_id)
-        if job["status"] == status:
-            return job
-        assert job["status"] not in ("done", "failed") or job["status"] == status, job
-        assert time.monotonic() < deadline, f"job still {job['status']} after {timeout_s} s"
-        time.sleep(poll_s)
+def _wait_for(client: GatewayClient, job_id: str, status: str, timeout_s: float) -> dict:
+    """Poll every 20 ms until the job is ``status`` (a job that ends otherwise fails the test)."""
+    seen: list[dict] = []
+
+    def reached() -> bool:
+        seen.append(client.status(job_id))
+        assert seen[-1]["status"] not in ("done", "failed") or seen[-1]["status"] == status, seen[-1]
+        return seen[-1]["status"] == status
+
+    wait_until(reached, timeout_s=timeout_s, what=f"job {job_id} to be {status}", poll_s=0.02)
+    return seen[-1]
 
 
 @pytest.fixture(scope="module")

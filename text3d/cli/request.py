@@ -3,9 +3,9 @@
     text3d request "a red chair" -o chair.glb --gateway http://127.0.0.1:8095 --key t3d_...
     TEXT3D_GATEWAY_URL=... TEXT3D_GATEWAY_KEY=... text3d request "a blue vase" -o vase.ply --seed 7
 
-The format follows the output's extension (.glb, .ply, .drc) unless ``--format`` says otherwise.
+The format follows the output's extension (.glb, .ply, .drc) unless --format says otherwise.
 Progress goes to stderr (a spinner on a terminal, one line per change otherwise); stdout gets
-the saved path, or the job's JSON with ``--json``. Exit status: 0 saved, 1 the job failed or the
+the saved path, or the job's JSON with --json. Exit status: 0 saved, 1 the job failed or the
 gateway could not be reached or refused (its reason is printed), 2 usage.
 """
 
@@ -17,6 +17,8 @@ import os
 import sys
 from pathlib import Path
 
+from text3d.common.argparsing import plain
+
 __all__ = ["add_parser", "run"]
 
 _FORMATS = {".glb": "glb", ".ply": "ply", ".drc": "draco", ".draco": "draco"}
@@ -24,7 +26,7 @@ _FORMATS = {".glb": "glb", ".ply": "ply", ".drc": "draco", ".draco": "draco"}
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("request", help="ask a gateway for an asset and save the mesh",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                   description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("prompt", help="what to make, e.g. 'a red wooden chair'")
     parser.add_argument("-o", "--output", type=Path, required=True, help="where to save the mesh (.glb, .ply, .drc)")
     parser.add_argument("--gateway", default=os.environ.get("TEXT3D_GATEWAY_URL"),

@@ -25,6 +25,7 @@ import sys
 from datetime import datetime, timezone
 from typing import Sequence
 
+from text3d.common.argparsing import CommandParser
 from text3d.gateway.quotas import Limits
 from text3d.gateway.store import JobPolicy, JobStore, is_postgres_url, open_store
 from text3d.protocol.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, ConfigError, GatewayError, ValidatorFault
@@ -61,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from text3d.ops.net import check_port_free
 
     try:
-        settings = load_settings("gateway", argv, prog="text3d gateway")
+        settings = load_settings("gateway", argv, prog="text3d gateway", require_netuid=True)
         section = settings.gateway
         setup_logging(settings.logging, role="gateway")
         try:
@@ -105,9 +106,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _keys_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="text3d gateway keys", description="Create, list and revoke the gateway's API keys. The store is "
-        "--gateway.store (or TEXT3D_GATEWAY__STORE, or the --config file), as for `text3d gateway`.")
+    parser = CommandParser(
+        prog="text3d gateway keys", description="Create, list and revoke the gateway's API keys, in the store the "
+        "gateway uses: --gateway.store, else TEXT3D_GATEWAY__STORE or the --config file, else the default file.")
     commands = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     create = commands.add_parser("create", help="create a key and print it once")
     create.add_argument("--name", required=True, help="who the key is for (unique among active keys)")
@@ -119,7 +120,11 @@ def _keys_parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("list", help="list keys (never their secrets)")
     listing.add_argument("--json", action="store_true", help="print JSON")
     revoke = commands.add_parser("revoke", help="revoke a key by id or name: it stops working at once")
-    revoke.add_argument("key", metavar="ID_OR_NAME")
+    revoke.add_argument("key", metavar="ID_OR_NAME", help="the key's id (k_...) or name")
+    for command in (create, listing, revoke):
+        command.add_argument("--gateway.store", dest="store", default=None, metavar="TEXT",
+                             help="SQLite file or postgresql:// URL (default: as text3d gateway)")
+        command.add_argument("--config", default=None, metavar="FILE", help="TOML or JSON settings file")
     return parser
 
 
@@ -129,9 +134,10 @@ def _when(t: float | None) -> str:
 
 def keys_main(argv: Sequence[str]) -> int:
     """``text3d gateway keys ACTION ...``: the key table of the store the gateway's settings name."""
-    args, rest = _keys_parser().parse_known_args(list(argv))
+    args = _keys_parser().parse_args(list(argv))
+    given = (["--gateway.store", args.store] if args.store else []) + (["--config", args.config] if args.config else [])
     try:
-        settings = load_settings("gateway", rest, prog="text3d gateway keys")
+        settings = load_settings("gateway", given, prog="text3d gateway keys")
         section = settings.gateway
         store = open_gateway_store(settings)
     except ConfigError as exc:
