@@ -92,7 +92,7 @@ setup(
     python_requires=">=3.11",  # tomllib and asyncio.timeout
     # Two top-level import names only: the package, and the template's thin entry points.
     packages=find_packages(include=["text3d", "text3d.*", "neurons"]),
-    package_data={"text3d.validator": ["data/*.txt"], "text3d.ops.llava": ["*.sh"]},
+    package_data={"text3d.validator": ["data/*.txt"], "text3d.ops.llava": ["*.sh"], "text3d.gateway": ["static/*"]},
     cmdclass={"build_py": BuildPy},
     install_requires=CORE,
     extras_require={

@@ -33,6 +33,7 @@ pytestmark = pytest.mark.integration
 
 DATA = {f"text3d/validator/data/{name}.txt" for name in ("prompts", "objects", "colours", "materials", "styles",
                                                           "attributes")}  # fmt: skip
+DATA |= {f"text3d/gateway/static/{name}" for name in ("index.html", "gateway.js", "gateway.css")}  # the gateway's page
 
 
 @pytest.fixture(scope="module")

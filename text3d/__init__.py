@@ -9,7 +9,9 @@ Package map (the dependency arrows run downwards only; ``tests/test_architecture
     reward/      the scoring core: pinned protocol, render, CLIP, captions, mpnet, defences, the formula, reports
     chain/       the chain contract, the bittensor 11 subtensor adapter, the SQLite devnet, weight rules
     miner/       the miner: ASGI app, caller policy, queue, generation pools (in process, servers, Ray Serve)
-    validator/   the validator: miner client, the step as named phases, outcomes, incentive, state, reports
+    validator/   the validator: miner client, the step as named phases, outcomes, incentive, state, reports,
+                 organic jobs from a gateway
+    gateway/     the organic gateway: public API with keys and quotas, jobs store, web page; validators work for it
     ops/         logs, doctor, registration, auto-update, the LLaVA server library
     demo/        a whole subnet on one machine (devnet, miners, validator, captioner)
     cli/         the ``text3d`` command line: parse and call only

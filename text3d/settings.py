@@ -9,7 +9,8 @@
     ├── generation  GenerationSettings  --generation.steps  --generation.backend  --generation.endpoints ...
     ├── server      ServerSettings    --server.ip  --server.port  ...   (text3d generation-server)
     ├── miner       MinerSettings     --miner.*
-    ├── validator   ValidatorSettings --validator.*
+    ├── validator   ValidatorSettings --validator.*  and its organic work: --gateway.url  --gateway.miners ...
+    ├── gateway     GatewaySettings   --gateway.port  --gateway.store  ...   (text3d gateway)
     ├── reward      RewardConfig      --reward.n_views  --reward.resolution_px  --reward.metric ...
     ├── incentive   IncentiveCurve    --incentive.kind power|rank  --incentive.exponent ...
     ├── captioner   CaptionerSettings --captioner URL|none  --captioner.timeout_s ...
@@ -47,7 +48,7 @@ from text3d.common.argparsing import CommandParser
 from text3d.generation.config import GenerationConfig
 from text3d.generation.interface import DEFAULT_BACKEND, BackendContext, GeneratorSpec
 from text3d.protocol.errors import ConfigError
-from text3d.protocol.wire import MAX_TIMEOUT_S
+from text3d.protocol.wire import MAX_PROMPT_CHARS, MAX_TIMEOUT_S
 from text3d.reward.caption_client import CaptionerConfig
 from text3d.reward.config import RewardConfig
 from text3d.reward.scoring_protocol import PINNED_NETWORKS
@@ -65,6 +66,7 @@ __all__ = [
     "ServerSettings",
     "MinerSettings",
     "ValidatorSettings",
+    "GatewaySettings",
     "CaptionerSettings",
     "AutoUpdateSettings",
     "Settings",
@@ -77,7 +79,7 @@ __all__ = [
     "is_pinned",
 ]
 
-Role = Literal["miner", "validator", "generation-server"]
+Role = Literal["miner", "validator", "generation-server", "gateway"]
 LOCAL_NETWORKS = ("devnet", "local")
 ENV_PREFIX = "TEXT3D_"
 
@@ -282,6 +284,76 @@ class ValidatorSettings(Section):
     copycat_window_steps: int = Field(
         32, ge=1, le=10000, description="Steps a miner's answers are remembered to catch one object sent for many prompts."
     )
+    # organic work (text3d.validator.organic): jobs from a gateway, beside the synthetic steps
+    gateway_url: str | None = Field(
+        None, json_schema_extra=_flag("--gateway.url"),
+        description="Gateway to take organic jobs from, http(s)://HOST:PORT (default: synthetic steps only).",
+    )
+    gateway_miners: int = Field(
+        4, ge=1, le=64, json_schema_extra=_flag("--gateway.miners"),
+        description="Miners queried per organic job; one is always drawn from the top miners.",
+    )
+    gateway_top_miners: int = Field(
+        10, ge=1, le=1024, json_schema_extra=_flag("--gateway.top_miners"),
+        description="The top miners by moving average that the always-included one is drawn from.",
+    )
+    gateway_wait_s: float = Field(
+        30.0, ge=0.0, le=MAX_TIMEOUT_S, json_schema_extra=_flag("--gateway.wait_s"),
+        description="Seconds an organic job waits for other answers after the first valid one.",
+    )
+    gateway_jobs: int = Field(
+        2, ge=1, le=64, json_schema_extra=_flag("--gateway.jobs"), description="Organic jobs worked on at once."
+    )
+    gateway_poll_s: float = Field(
+        5.0, ge=0.5, le=30.0, json_schema_extra=_flag("--gateway.poll_s"),
+        description="Seconds one claim waits at the gateway for a job to arrive (long poll).",
+    )
+    gateway_count_toward_weights: bool = Field(
+        False, json_schema_extra=_flag("--gateway.count_toward_weights"),
+        description="Fold organic scores into the miners' averages (off: callers choose organic prompts).",
+    )
+
+    @field_validator("gateway_url")
+    @classmethod
+    def _gateway_url(cls, value: str | None) -> str | None:
+        if value is None or value.strip().lower() in ("", "none"):
+            return None
+        if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value.strip()):
+            raise ValueError("must be http://HOST:PORT or https://HOST[/PATH]")
+        return value.strip().rstrip("/")
+
+
+class GatewaySettings(Section):
+    """``text3d gateway``: the organic API with keys and quotas, its store, and its page; validators are its workers."""
+
+    ip: str = Field("127.0.0.1", description="Address the gateway binds (put a TLS reverse proxy in front of it).")
+    port: int = Field(8095, ge=1, le=65535, description="Port the gateway binds.")
+    store: str = Field(
+        "", description="SQLite file, or a postgresql:// URL shared by several gateways (empty: gateway.sqlite3 "
+        "in the gateway's data folder).",
+    )
+    anonymous_per_day: int = Field(0, ge=0, le=10**6, description="Jobs a day per address without a key (0: keys only).")
+    anonymous_per_minute: int = Field(2, ge=1, le=10**4, description="Jobs a minute per address without a key.")
+    anonymous_concurrency: int = Field(1, ge=1, le=1024, description="Jobs at once per address without a key.")
+    key_per_minute: int = Field(10, ge=1, le=10**4, description="A new key's jobs a minute (keys create).")
+    key_per_day: int = Field(500, ge=1, le=10**7, description="A new key's jobs a day (keys create).")
+    key_concurrency: int = Field(4, ge=1, le=1024, description="A new key's jobs queued or running at once (keys create).")
+    max_queued: int = Field(1000, ge=1, le=10**6, description="Jobs waiting in all; more are refused with 503.")
+    max_prompt_chars: int = Field(MAX_PROMPT_CHARS, ge=1, le=MAX_PROMPT_CHARS, description="Longest prompt accepted.")
+    blocklist: Path | None = Field(None, description="File of refused terms, one a line.")
+    lease_s: float = Field(300.0, ge=1.0, le=86400.0, description="Seconds a worker may hold a job before it is handed on.")
+    max_attempts: int = Field(3, ge=1, le=100, description="Workers a job is handed to before it fails.")
+    worker_max_jobs: int = Field(8, ge=1, le=1024, description="Jobs one worker may hold at once.")
+    job_timeout_s: float = Field(1800.0, ge=1.0, le=7 * 86400.0, description="Seconds a job may wait for a worker.")
+    results_max_mb: float = Field(2048.0, ge=1.0, description="Cap on stored results; the oldest are pruned beyond it.")
+    results_max_age_h: float = Field(168.0, gt=0.0, description="Hours a result is kept.")
+    min_free_mb: float = Field(256.0, ge=0.0, description="New jobs are refused while the store's disk has less free.")
+    worker_min_stake: float = Field(0.0, ge=0.0, description="Stake a worker's hotkey needs besides its validator permit.")
+    metagraph_ttl_s: float = Field(120.0, ge=1.0, le=86400.0, description="Seconds the workers' permits are cached.")
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1", description="Proxies trusted for X-Forwarded-For/-Proto, comma-separated (* for any).",
+    )
+    metrics_allow: str = Field("127.0.0.1,::1", description="Client addresses that may read /metrics (* for any).")
 
 
 class AutoUpdateSettings(Section):
@@ -367,6 +439,7 @@ class Settings(BaseSettings):
     server: ServerSettings = ServerSettings()
     miner: MinerSettings = MinerSettings()
     validator: ValidatorSettings = ValidatorSettings()
+    gateway: GatewaySettings = GatewaySettings()
     reward: RewardConfig = RewardConfig()
     incentive: IncentiveCurve = IncentiveCurve()
     captioner: CaptionerSettings = CaptionerSettings()
@@ -414,6 +487,13 @@ class Settings(BaseSettings):
             / f"netuid{self.netuid}"
         )
 
+    def gateway_store(self) -> str:
+        """``--gateway.store``, else ``gateway.sqlite3`` in the gateway's folder beside the neurons' data."""
+        if self.gateway.store:
+            return self.gateway.store
+        root = Path(os.path.expanduser(self.wallet.path)).parent / "text3d" / "gateway" / f"netuid{self.netuid}"
+        return str(root / "gateway.sqlite3")
+
     def announced_ip(self) -> str | None:
         if self.axon.external_ip:
             return self.axon.external_ip
@@ -424,8 +504,10 @@ ROLE_SECTIONS: dict[str, tuple[str, ...]] = {
     "miner": ("wallet", "subtensor", "devnet", "axon", "logging", "generation", "miner", "autoupdate"),
     "validator": ("wallet", "subtensor", "devnet", "logging", "validator", "reward", "incentive", "captioner", "autoupdate"),
     "generation-server": ("logging", "generation", "server"),
+    "gateway": ("subtensor", "devnet", "logging", "gateway"),
 }
 _TOP_LEVEL = ("netuid", "models", "device")
+_TOP_LEVEL_OF: dict[str, tuple[str, ...]] = {"gateway": ("netuid",)}  # the gateway runs no model
 _HIDDEN = {("captioner", "api_key"), ("captioner", "prompt_template"), ("captioner", "include_prompt"),
            ("generation", "token"), ("server", "token")}  # secrets: from the environment or the --config file
 _PINNED_NOTE = "pinned on finney and test"
@@ -505,7 +587,7 @@ def build_parser(role: Role, prog: str | None = None) -> argparse.ArgumentParser
         "or a key of the --config file.",
     )
     parser.add_argument("--config", type=Path, default=None, metavar="FILE", help="TOML or JSON settings file.")
-    for name in _TOP_LEVEL:
+    for name in _TOP_LEVEL_OF.get(role, _TOP_LEVEL):
         _add_field(parser, flag_of(None, name), name, Settings.model_fields[name])
     for section in ROLE_SECTIONS[role]:
         model = Settings.model_fields[section].annotation

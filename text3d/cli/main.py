@@ -26,6 +26,8 @@ COMMANDS: dict[str, str] = {
     "llava": "text3d.cli.llava",
     "devnet": "text3d.cli.devnet",
     "demo": "text3d.cli.demo",
+    "gateway": "text3d.cli.gateway",
+    "request": "text3d.cli.request",
 }
 
 

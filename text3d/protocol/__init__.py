@@ -13,6 +13,7 @@ Nothing here imports bittensor (only the neurons sign and verify). Exports load 
     images.py         texture images from peers: sizes read and checked before decoding
     prescan.py        header pre-scans that run before any library allocates
     prescan_gltf.py   the glTF / GLB JSON tree checked before trimesh reads an accessor
+    organic.py        the gateway's jobs and a worker's framed result (gateway <-> validator)
 """
 
 from importlib import import_module

@@ -91,7 +91,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     rng = random.Random()  # OS-seeded: miners must not predict tasks or seeds
 
     async def serve() -> None:
+        from text3d.validator.gateway_link import GatewayLink
+        from text3d.validator.organic import OrganicConfig, OrganicWorker
+
         client = MinerClient(wallet, connect_timeout_s=config.connect_timeout_s, max_concurrency=config.max_concurrency)
+        organic_config = OrganicConfig.from_settings(config)  # --gateway.url: organic jobs beside the steps
+        organic = (OrganicWorker(organic_config, GatewayLink(organic_config.url, wallet), rng)
+                   if organic_config is not None else None)
         validator = Validator(
             config,
             wallet=wallet,
@@ -105,6 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             n_distractors=settings.reward.n_distractors,
             canary=CanaryExpectations.for_models(settings.models),
             reports=StepReports(config.reports_dir, config.reports_max_mb) if config.reports_max_mb > 0 else None,
+            organic=organic,
         )
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):  # finish the step in flight, keep the saved state
@@ -113,6 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             await validator.run(stop)
         finally:
             await client.aclose()
+            if organic is not None:
+                await organic.aclose()
 
     try:
         asyncio.run(serve())
