@@ -6,6 +6,8 @@
     client.py     the miner client: signed requests, capped answers, timed at the last byte
     outcomes.py   each miner's outcome and how one answer is judged (decode under limits)
     copycats.py   duplicates within a step and repeats across prompts earn nothing
+    organic.py    jobs from a gateway (--gateway.url), beside the steps, through the same phases
+    gateway_link.py  the signed HTTP calls to that gateway: claim, upload, give back
     weights.py    averages -> weights: the incentive curve, every uid for the chain
     prompts.py    prompt sources (composed, shipped, mixed, an LLM's) and per-step contrast prompts
     state.py      moving averages, their hotkeys, progress; saved atomically
