@@ -2,7 +2,7 @@
 
 Time and memory do not depend on weight values, and the checkpoint cannot be fetched where the
 measurements run (an offline GPU machine, CI). The sizes are the checkpoint's: the prior from
-diffusers' ``scripts/convert_shap_e_to_diffusers.py`` ``PRIOR_CONFIG`` (16 heads x 64, 24 layers,
+``diffusers/scripts/convert_shap_e_to_diffusers.py`` ``PRIOR_CONFIG`` (16 heads x 64, 24 layers,
 1024 latents of 1024, time embedding 4096, text projection 768 -> 2048, gelu, layer norm in; no
 encoder projection or added embeddings; 316 M parameters), CLIP ViT-L/14's text tower
 (``CLIPTextModelWithProjection``, 768 wide, 12 layers), diffusers' default ``ShapERenderer`` (the
@@ -34,7 +34,7 @@ from text3d.generation.marching_cubes import marching_cubes_tables
 
 __all__ = ["build_production_size_pipeline", "PRIOR_CONFIG", "TEXT_ENCODER_CONFIG", "SCHEDULER_CONFIG"]
 
-PRIOR_CONFIG: dict[str, Any] = dict(  # diffusers' convert_shap_e_to_diffusers.py PRIOR_CONFIG
+PRIOR_CONFIG: dict[str, Any] = dict(  # diffusers/scripts/convert_shap_e_to_diffusers.py: PRIOR_CONFIG
     num_attention_heads=16, attention_head_dim=1024 // 16, num_layers=24, embedding_dim=1024, num_embeddings=1024,
     additional_embeddings=0, time_embed_act_fn="gelu", norm_in_type="layer", encoder_hid_proj_type=None,
     added_emb_type=None, time_embed_dim=1024 * 4, embedding_proj_dim=768, clip_embed_dim=1024 * 2,
