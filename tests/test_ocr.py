@@ -52,6 +52,20 @@ def test_the_prompt_painted_on_a_box_is_read_and_rejected(engine, views):
     assert not back.rejected and back.chars == 0  # the plain back of the same box
 
 
+def test_asking_for_cuda_without_a_cuda_provider_still_reads_on_the_cpu(views):
+    """The GPU bundle asks for onnxruntime's CUDA provider where it exists; where it does not (the
+    CPU build of onnxruntime) the engine must still read the text, and say which provider ran."""
+    import onnxruntime
+
+    engine = RapidOcrEngine(use_cuda=True)
+    providers = engine.providers()
+    assert providers[0] == ("CUDAExecutionProvider" if "CUDAExecutionProvider" in
+                            onnxruntime.get_available_providers() else "CPUExecutionProvider")
+    front = ocr_views(engine, views["text"][:1], max_chars=MAX_CHARS, min_confidence=MIN_CONF)[0]
+    assert front.rejected and "WOODEN" in front.text.replace(" ", "")
+    assert RapidOcrEngine().providers() == ["CPUExecutionProvider"]
+
+
 def test_a_plain_render_passes(engine, views):
     assert not any(v.rejected for v in ocr_views(engine, views["plain"], max_chars=MAX_CHARS,
                                                  min_confidence=MIN_CONF))
