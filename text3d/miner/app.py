@@ -101,6 +101,7 @@ class MinerService:
     answered: int = 0
     refused: int = 0
     dropped: int = 0
+    metrics: Any = None  # text3d.ops.metrics.MinerMetrics, or None
 
     # -- the route ---------------------------------------------------------------
 
@@ -126,13 +127,24 @@ class MinerService:
                 "request from %s prompt %s: %d %s (%.2fs)", caller[:12], prompt_tag, refusal.status, refusal.detail,
                 self.clock() - started,
             )
+            self._observe(request, refusal.status, started, detail=refusal.detail)
             return JSONResponse({"detail": refusal.detail}, status_code=refusal.status, headers=headers)
         self.answered += 1
         log.info(
-            "request from %s prompt %s: 200 %s %d bytes (%.2fs)", caller[:12], prompt_tag, response.format.value,
-            len(response.payload), self.clock() - started,
+            "request from %s prompt %s: 200 %s %d bytes (%.2fs) gen %.2fs", caller[:12], prompt_tag,
+            response.format.value, len(response.payload), self.clock() - started, response.generation_time_s or 0.0,
         )
+        self._observe(request, 200, started, generation_s=response.generation_time_s,
+                      payload_bytes=len(response.payload))
         return Response(content=response.payload, status_code=200, headers=response.headers())
+
+    def _observe(self, request: Request, status: int, started: float, **details: Any) -> None:
+        if self.metrics is None:
+            return
+        from text3d.ops.metrics import caller_class
+
+        klass = caller_class(self.metagraph, request.headers.get("x-bittensor-hotkey"))
+        self.metrics.observe_request(status=status, caller=klass, seconds=self.clock() - started, **details)
 
     # -- steps ---------------------------------------------------------------------
 

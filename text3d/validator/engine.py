@@ -80,7 +80,9 @@ class Validator:
         incentive: IncentiveCurve = DEFAULT_CURVE,
         n_distractors: int = 15,
         canary: CanaryExpectations = CanaryExpectations(),
+        metrics: Any = None,
     ) -> None:
+        """``metrics``: a ``text3d.ops.metrics.ValidatorMetrics`` fed once per step, or None."""
         self.config = config
         self.incentive = incentive
         self.n_distractors = n_distractors
@@ -101,6 +103,7 @@ class Validator:
         self.limits = limits
         self._clock = clock
         self.metagraph: Any = None
+        self.metrics = metrics
 
     async def _in_executor(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
@@ -117,7 +120,10 @@ class Validator:
         except ValidatorFault as exc:
             log.warning("step %d: chain unavailable, skipping the step: %s", step_no, exc)
             timing = {f"{k}_s": v for k, v in watch.seconds.items()} | {"total_s": self._clock() - started}
-            return StepResult(step_no, None, [], timing, updated=False, fault=f"{type(exc).__name__}: {exc}")
+            skipped = StepResult(step_no, None, [], timing, updated=False, fault=f"{type(exc).__name__}: {exc}")
+            if self.metrics is not None:
+                self.metrics.observe_step(skipped, self.state.averages)
+            return skipped
         hotkeys = self.metagraph.hotkeys
 
         with watch.phase("select"):
@@ -162,6 +168,7 @@ class Validator:
                 fault = f"canary failed ({canary}): our renderer, CLIP or captioner is broken"
 
         with watch.phase("update"):
+            before = {o.uid: self.state.averages.get(o.uid, 0.0) for o in outcomes}
             if fault is None:
                 phases.update_averages(self.state, outcomes, self.config.alpha)
             else:
@@ -169,7 +176,9 @@ class Validator:
             self.state.step = step_no
         timing = {f"{k}_s": v for k, v in watch.seconds.items()}
         result = StepResult(step_no, task, outcomes, timing, updated=fault is None, fault=fault,
-                            step_seed=step_seed, rig=rig.to_dict() if rig is not None else None, canary=canary)
+                            step_seed=step_seed, rig=rig.to_dict() if rig is not None else None, canary=canary,
+                            alpha=self.config.alpha,
+                            averages={uid: (old, self.state.averages.get(uid, 0.0)) for uid, old in before.items()})
         with watch.phase("weights"):
             result.weights = await self.maybe_set_weights()
         with watch.phase("save"):
@@ -179,6 +188,8 @@ class Validator:
         if self.reports is not None:
             await asyncio.to_thread(self._write_report, result)
         self._log_step(result, len(uids))
+        if self.metrics is not None:
+            self.metrics.observe_step(result, self.state.averages, int(self.metagraph.n))
         return result
 
     def _log_step(self, result: StepResult, n_miners: int) -> None:
@@ -191,6 +202,14 @@ class Validator:
             result.task.prompt, ", ".join(f"{k} {v:.2f}" for k, v in result.timing_s.items()),
             f", weights: {result.weights}" if result.weights else "",
         )
+        for outcome in sorted(result.outcomes, key=lambda o: o.uid):  # one line per miner: grep-able by uid
+            after = result.averages.get(outcome.uid, (0.0, 0.0))[1]
+            log.info(
+                "step %d uid %d %s: %s score %.3f avg %.3f, %s, %s bytes%s", result.step, outcome.uid,
+                outcome.hotkey[:8], outcome.status, outcome.score, after,
+                "-" if outcome.response_s is None else f"{outcome.response_s:.2f}s", f"{outcome.payload_bytes:,}",
+                f" ({outcome.detail[:120]})" if outcome.detail and outcome.status != "ok" else "",
+            )
 
     def _canary_due(self, step_no: int) -> bool:
         every = self.config.canary_every_steps
