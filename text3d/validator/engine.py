@@ -48,7 +48,7 @@ from text3d.validator import step as phases
 from text3d.validator.client import MinerClient
 from text3d.validator.outcomes import MinerOutcome, StepResult
 from text3d.validator.prompts import PromptSampler
-from text3d.validator.reports import StepReports
+from text3d.validator.reports import MAX_MESH_BYTES, TOP_MESHES, StepReports, top_meshes
 from text3d.validator.state import ValidatorState
 from text3d.validator.weights import DEFAULT_CURVE, IncentiveCurve
 
@@ -148,10 +148,13 @@ class Validator:
         step_seed = draw_step_seed(self.rng)  # the secret rig and the contrast prompts of this step
         distractors = self.sampler.distractors(task.prompt, step_seed, self.n_distractors)
         rig = self.reward_model.rig_for(step_seed)  # drawn once: scoring, the canary and the report share it
+        meshes: dict[int, bytes] = {}
         with watch.phase("score"):
             if fault is None:
                 fault = await self._in_executor(phases.score_answers, self.reward_model, to_score, task.prompt,
                                                 rig=rig, step_seed=step_seed, distractors=distractors)
+            if fault is None and self.reports is not None:  # the best answers' meshes, for the step page's viewer
+                meshes = await self._in_executor(top_meshes, to_score, TOP_MESHES, MAX_MESH_BYTES)
             del to_score
             gc.collect()  # decoded meshes sit in reference cycles: free them now, not at some later collection
         if fault is None:
@@ -186,7 +189,7 @@ class Validator:
         timing.update({f"{k}_s": v for k, v in watch.seconds.items()})
         timing["total_s"] = self._clock() - started
         if self.reports is not None:
-            await asyncio.to_thread(self._write_report, result)
+            await asyncio.to_thread(self._write_report, result, meshes)
         self._log_step(result, len(uids))
         if self.metrics is not None:
             self.metrics.observe_step(result, self.state.averages, int(self.metagraph.n))
@@ -244,12 +247,13 @@ class Validator:
             log.info("step %d: state saved again after %d failed saves", step, self._failed_saves)
         self._failed_saves = 0
 
-    def _write_report(self, result: StepResult) -> None:
+    def _write_report(self, result: StepResult, meshes: dict[int, bytes] | None = None) -> None:
         scored = [
             (f"uid {o.uid} ({o.hotkey[:8]}) score {o.score:.3f}", o.report) for o in result.outcomes if o.report is not None
         ]
         try:
-            self.reports.write(result.step, result.to_json(), scored, title=f"step {result.step}: {result.task.prompt}")
+            self.reports.write(result.step, result.to_json(), scored, title=f"step {result.step}: {result.task.prompt}",
+                               meshes=meshes)
         except Exception as exc:  # evidence is best-effort; never stop scoring for it
             log.warning("step %d: could not write the report: %s: %s", result.step, type(exc).__name__, exc)
 
