@@ -69,12 +69,17 @@ def _folder_bytes(folder: Path) -> int:
 
 class StepReports:
     def __init__(self, reports_dir: str | Path, max_mb: float, *, min_free_mb: float = 200.0,
-                 wall_clock: Callable[[], float] = time.time) -> None:
+                 wall_clock: Callable[[], float] = time.time, history_max_bytes: int | None = None) -> None:
+        """``history_max_bytes``: the history's share of the cap (default ``HISTORY_SHARE`` of it, at least
+        ``HISTORY_MIN_BYTES``)."""
         self.reports_dir = Path(reports_dir)
         self.max_bytes = int(max_mb * 1024 * 1024)
         self.min_free_bytes = int(min_free_mb * 1024 * 1024)
+        self.history_max_bytes = history_max_bytes or max(HISTORY_MIN_BYTES, int(self.max_bytes * HISTORY_SHARE))
         self._wall_clock = wall_clock
         self._history: list[dict[str, Any]] | None = None  # loaded from history.jsonl on first use
+        self._history_bytes = 0
+        self._history_clean = True
 
     def folder_of(self, step: int) -> Path:
         return self.reports_dir / f"{STEP_PREFIX}{step:06d}"
@@ -147,33 +152,46 @@ class StepReports:
         if self._history is None:
             self._history = []
             try:
-                lines = self.history_path.read_text(errors="replace").splitlines() if _regular(self.history_path) else []
+                text = self.history_path.read_text(errors="replace") if _regular(self.history_path) else ""
             except OSError:
-                lines = []
+                text = ""
+            lines = text.splitlines()
+            self._history_clean = not text or text.endswith("\n")  # a torn last line: rewrite before appending
             for line in lines:
                 try:
                     brief = json.loads(line)
                     brief["step"] = int(brief["step"])
                     brief["miners"] = [m for m in brief.get("miners") or [] if isinstance(m, dict) and "uid" in m]
-                except (ValueError, TypeError, KeyError):
+                except (ValueError, TypeError, KeyError, AttributeError):
+                    self._history_clean = False
                     continue
                 self._history.append(brief)
             self._history.sort(key=lambda b: b["step"])
+            self._history_bytes = sum(len(line.encode()) + 1 for line in lines)
         return self._history
 
     def _record(self, brief: dict[str, Any]) -> None:
-        """Add the step to the history (a step run again replaces its line); trim past its share of the cap."""
+        """Add the step to the history: one appended line, normally; the file is rewritten when a step
+        is run again (its line replaced) or the history passes its share of the cap (the oldest half goes)."""
         from text3d.reward.assets.safe_fs import write_inside
 
-        history = [b for b in self.history() if b["step"] != brief["step"]] + [brief]
-        history.sort(key=lambda b: b["step"])
-        lines = [json.dumps(b, separators=(",", ":"), default=str) for b in history]
-        budget = max(HISTORY_MIN_BYTES, int(self.max_bytes * HISTORY_SHARE))
-        while len(lines) > 1 and sum(len(line) + 1 for line in lines) > budget:
+        history = self.history()
+        line = json.dumps(brief, separators=(",", ":"), default=str) + "\n"
+        in_order = self._history_clean and (not history or history[-1]["step"] < brief["step"])
+        if in_order and self._history_bytes + len(line.encode()) <= self.history_max_bytes and _append(
+                self.history_path, line):
+            history.append(brief)
+            self._history_bytes += len(line.encode())
+            return
+        history = sorted([b for b in history if b["step"] != brief["step"]] + [brief], key=lambda b: b["step"])
+        lines = [json.dumps(b, separators=(",", ":"), default=str) + "\n" for b in history]
+        while len(lines) > 1 and sum(len(text.encode()) for text in lines) > self.history_max_bytes:
             drop = max(1, len(lines) // 2)
             lines, history = lines[drop:], history[drop:]
-        write_inside(self.reports_dir, HISTORY_NAME, "\n".join(lines) + "\n")
+        write_inside(self.reports_dir, HISTORY_NAME, "".join(lines))
         self._history = history
+        self._history_bytes = sum(len(text.encode()) for text in lines)
+        self._history_clean = True
 
     def write_pages(self, uids: Sequence[int] | None = None) -> None:
         """(Re)write ``index.html`` and the pages of ``uids`` (None: every miner in the history)."""
@@ -273,6 +291,25 @@ def top_meshes(scored: Sequence[tuple[Any, Any]], k: int = TOP_MESHES, max_bytes
         if glb is not None:
             kept[int(outcome.uid)] = glb
     return kept
+
+
+def _append(path: Path, text: str) -> bool:
+    """Append to ``path`` (created if missing) without following a link; False when that cannot be done."""
+    import os
+
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    except OSError:
+        return False  # a planted link (ELOOP) or no room: the caller rewrites the file instead
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False
+        os.write(fd, text.encode())
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def _regular(path: Path) -> bool:
