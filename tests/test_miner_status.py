@@ -36,7 +36,8 @@ def _line(message: str, when: float | None = None) -> str:
 @pytest.fixture
 def devnet(tmp_path):
     chain = DevnetChain.create(tmp_path / "chain.db", 1, block_time_s=1.0, weights_rate_limit=0, tempo=100)
-    wallets = {name: ensure_wallet(name, "default", tmp_path / "wallets") for name in ("big", "small", "m1", "m2", "m3")}
+    names = ("big", "small", "m1", "m2", "m3")
+    wallets = {name: ensure_wallet(name, "default", tmp_path / "wallets") for name in names}
     uids = {name: chain.register(w.hotkey.ss58_address, w.coldkeypub.ss58_address) for name, w in wallets.items()}
     chain.add_stake(wallets["big"].hotkey.ss58_address, 3000.0)
     chain.add_stake(wallets["small"].hotkey.ss58_address, 1000.0)
