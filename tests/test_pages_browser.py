@@ -320,3 +320,19 @@ def test_a_score_page_draws_the_best_mesh_and_links_the_file(browser, score_page
         assert (score_page / source).resolve().is_file()
     finally:
         page.close()
+
+
+def test_the_demo_leaderboard_fits_600_px(browser, reports_dir, tmp_path):
+    from text3d.demo.leaderboard import leaderboard_rows, write_html
+
+    hotkeys = {0: "5" + "V" * 47, 1: "5" + "M" * 47, 2: "5" + "N" * 47}
+    rows = leaderboard_rows({0: "validator", 1: "miner1", 2: "miner2"}, hotkeys, {1: 0.7, 2: 0.3}, {1: 0.41, 2: 0.2})
+    page_path = write_html(rows, tmp_path / "leaderboard.html", "text3d devnet leaderboard (netuid 1, block 42)",
+                           reports_dir / "step_000003" / "index.html", reports_index=reports_dir / "index.html")
+    page = Page(browser, page_path, 600)
+    try:
+        page.check_fits()
+        assert page.page.locator("a", has_text="the validator's reports").count() == 1
+        page.shot("leaderboard")
+    finally:
+        page.close()

@@ -123,6 +123,9 @@ def run(args: argparse.Namespace) -> int:
     _print_unscored(outputs)
     for label, path in outputs.paths():
         print(f"{label}: {_safe(path)}")
+    if args.models == "tiny":
+        print("note: --models tiny scores with a random-weight CLIP (an offline test model): the numbers exercise the "
+              "pipeline and say nothing about the assets; score with --models real for meaningful ones.")
     if interrupted:
         print(f"text3d score: interrupted after {len(outputs.records)} of {len(meshes)} assets; "
               "the reports hold what finished.", file=sys.stderr)

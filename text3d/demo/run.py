@@ -83,7 +83,7 @@ def _start_captioner(config: DemoConfig, subnet: LocalSubnet) -> Any:
 def run_demo(config: DemoConfig, console: Any) -> DemoResult:
     """Run the demo; raises ``ChildFailed`` (with the log to read) when a step fails."""
     subnet = LocalSubnet.create(config.workdir, miners=MINERS)
-    console.print(f"devnet at {subnet.chain.db_path}: uids {subnet.uids}")
+    console.print(f"devnet at {subnet.chain.db_path}: " + ", ".join(f"{name} uid {uid}" for name, uid in subnet.uids.items()))
     tiny = TinySettings()
     device = config.device if config.device != "auto" or config.models == "real" else "cpu"
     server = None
@@ -134,7 +134,7 @@ def run_demo(config: DemoConfig, console: Any) -> DemoResult:
     weights = subnet.weights_of("validator")
     if not weights:
         raise ChildFailed(f"the validator set no weights on the devnet; see {subnet.logs_dir / 'validator.log'}")
-    return _report(subnet, weights, console)
+    return _report(subnet, weights, console, config.models)
 
 
 def _report_complete(subnet: LocalSubnet) -> bool:
@@ -152,7 +152,7 @@ def _interrupt(child: ChildProcess, grace_s: float = 30.0) -> None:
         pass
 
 
-def _report(subnet: LocalSubnet, weights: dict[int, float], console: Any) -> DemoResult:
+def _report(subnet: LocalSubnet, weights: dict[int, float], console: Any, models: str = "real") -> DemoResult:
     averages = read_averages(subnet.state_path)
     names = {uid: name for name, uid in subnet.uids.items()}
     hotkeys = {n.uid: n.hotkey for n in subnet.chain.neurons()}
@@ -160,11 +160,37 @@ def _report(subnet: LocalSubnet, weights: dict[int, float], console: Any) -> Dem
     title = f"text3d devnet leaderboard (netuid {subnet.netuid}, block {subnet.chain.block()})"
     console.print(render_table(rows, title))
     step_report = last_step_report(subnet.reports_dir)
-    page = write_html(rows, subnet.workdir / "leaderboard.html", title, step_report)
+    index = subnet.reports_dir / "index.html"
+    page = write_html(rows, subnet.workdir / "leaderboard.html", title, step_report,
+                      reports_index=index if index.is_file() else None)
     if step_report is not None:
         console.print(f"last step report (views, captions, scores): {step_report}")
     console.print(f"leaderboard page: {page}")
+    _next_steps(subnet, page, index, console, tiny=models == "tiny")
     return DemoResult(weights, averages, page, step_report, subnet.logs_dir)
+
+
+def _next_steps(subnet: LocalSubnet, page: Path, index: Path, console: Any, *, tiny: bool) -> None:
+    """What to open, and what to try next: the demo's last words."""
+    from rich.text import Text
+
+    lines = ["", "what to open (in a browser; the pages work offline):",
+             f"  {page.as_uri()}   the leaderboard",
+             f"  {index.as_uri()}   every step, each miner's history, the best meshes in 3D",
+             f"  {subnet.logs_dir}/   the neurons' logs (validator.log: one line per miner per step)",
+             "what to try next:",
+             f"  text3d miner status --netuid {subnet.netuid} --subtensor.network devnet --devnet.db "
+             f"{subnet.chain.db_path} --wallet.name miner1 --wallet.path {subnet.wallets_dir} --log "
+             f"{subnet.logs_dir / 'miner1.log'}",
+             '  text3d generate "a red chair" -o chair.glb --models tiny && text3d score chair.glb --prompt "a red chair" '
+             "--models tiny --html report/",
+             "  the same subnet by hand, one command per neuron: docs/devnet.md; a miner or a validator on testnet: "
+             "docs/testnet.md"]
+    if tiny:
+        lines.append("note: these came from the tiny random-weight models: the meshes are random blobs and the scores "
+                     "say nothing about them. `make demo MODELS=real` (a GPU) runs Shap-E, CLIP and LLaVA for real.")
+    for line in lines:
+        console.print(Text(line))
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
