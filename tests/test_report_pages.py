@@ -42,7 +42,7 @@ def _summary(step: int, *, prompt: str = "a red chair", hotkey: str = "5Honest",
 
 
 def test_only_the_best_meshes_are_kept_and_a_huge_one_never():
-    huge = trimesh.creation.icosphere(subdivisions=7)  # 327,680 faces: a GLB of ~6.5 MB
+    huge = trimesh.creation.icosphere(subdivisions=8)  # 1,310,720 faces: a GLB of ~26 MB
     huge.visual.vertex_colors = np.full((len(huge.vertices), 4), 200, dtype=np.uint8)
     pairs = [(MinerOutcome(1, "a", "ok", score=0.9), huge),
              (MinerOutcome(2, "b", "ok", score=0.8), coloured_box()),

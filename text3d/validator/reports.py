@@ -43,7 +43,7 @@ log = logging.getLogger("text3d.validator")
 
 STEP_PREFIX = "step_"
 TOP_MESHES = 3  # the best answers of a step whose meshes the step page keeps for the 3D viewer
-MAX_MESH_BYTES = 4 * 1024 * 1024  # a bigger GLB is not kept (it would be embedded in the page too)
+MAX_MESH_BYTES = 8 * 1024 * 1024  # a bigger GLB is not kept (it is embedded in the page too); Shap-E at grid 128: ~5 MB
 HISTORY_NAME = "history.jsonl"
 HISTORY_SHARE = 0.1  # of max_mb, at least HISTORY_MIN_BYTES
 HISTORY_MIN_BYTES = 256 * 1024

@@ -154,7 +154,7 @@ class HtmlReport:
     viewer_src: str | None = None  # where the viewer script is, relative to the page; None: copied beside it;
     #                                "": none (no viewer, no mesh kept)
     max_meshes: int = 5
-    max_mesh_bytes: int = 4 * _MIB
+    max_mesh_bytes: int = 16 * _MIB  # Shap-E at grid 128: ~5 MB; embedded, so 4/3 of it again
     _rows: list[_Row] = field(default_factory=list)
     _unscored: list[tuple[str, str]] = field(default_factory=list)
     _first: RewardReport | None = None  # the page's context (prompt, models, weights), without images
@@ -371,7 +371,7 @@ def _article(name: str, report: RewardReport, image_paths: list[str], anchor: st
     return "\n".join(lines)
 
 
-def viewer_glb(mesh: object, max_bytes: int = 4 * _MIB) -> bytes | None:
+def viewer_glb(mesh: object, max_bytes: int = 16 * _MIB) -> bytes | None:
     """``mesh`` (a trimesh) as GLB for the page's viewer, or None when it cannot be written or is over
     ``max_bytes``. Textures are kept; a mesh without colours is shown in the renderer's neutral grey."""
     from text3d.protocol.mesh_codec import MeshFormat, encode_mesh
