@@ -70,7 +70,7 @@ def check_captioner_offload(settings: Any, caption_s: float | None) -> Check:
     except (httpx.HTTPError, ValueError, AttributeError):
         owners = set()
     if "vllm" in owners:
-        return Check("captioner gpu", "pass", f"{url} is vLLM: it captions on its GPU(s)")
+        return Check("offload", "pass", f"{url} is vLLM: it captions on its GPU(s)")
     parsed = urlparse(url)
     timing = f"; the canary's caption took {caption_s:.1f} s" if caption_s is not None else ""
     if parsed.hostname in ("127.0.0.1", "localhost", "::1") and parsed.port:
@@ -79,19 +79,19 @@ def check_captioner_offload(settings: Any, caption_s: float | None) -> Check:
             binary, argv = found
             backend, layers = build_backend(binary), _gpu_layers(argv)
             if backend == "cuda" and layers != "0":
-                return Check("captioner gpu", "pass", f"llama-server at {url} is a CUDA build offloading "
+                return Check("offload", "pass", f"llama-server at {url} is a CUDA build offloading "
                                                       f"{layers or 'auto'} layers (-ngl){timing}")
             if backend == "cpu":
-                return Check("captioner gpu", "warn", f"llama-server at {url} is a CPU build ({binary}): about 70 s a "
+                return Check("offload", "warn", f"llama-server at {url} is a CPU build ({binary}): about 70 s a "
                                                       f"view for a 7B model{timing}; {_FIX}")
             if backend == "cuda":
-                return Check("captioner gpu", "warn", f"llama-server at {url} is a CUDA build run with -ngl 0: "
+                return Check("offload", "warn", f"llama-server at {url} is a CUDA build run with -ngl 0: "
                                                       f"nothing is offloaded{timing}; run it with --gpu-layers all")
     if caption_s is None:
-        return Check("captioner gpu", "warn", f"could not tell whether {url} captions on a GPU (not on this machine, "
+        return Check("offload", "warn", f"could not tell whether {url} captions on a GPU (not on this machine, "
                                               "and no caption was timed)")
     if caption_s > SLOW_CAPTION_S:
-        return Check("captioner gpu", "warn", f"one caption of the canary took {caption_s:.1f} s at {url}: a CPU's pace "
+        return Check("offload", "warn", f"one caption of the canary took {caption_s:.1f} s at {url}: a CPU's pace "
                                               f"(a GPU takes about a second); {_FIX}")
-    return Check("captioner gpu", "pass", f"one caption of the canary took {caption_s:.1f} s at {url} (a GPU's pace; "
+    return Check("offload", "pass", f"one caption of the canary took {caption_s:.1f} s at {url} (a GPU's pace; "
                                           "where it runs could not be seen)")

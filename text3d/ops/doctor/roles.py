@@ -100,7 +100,7 @@ def run_checks(role: str | None, settings: Any, *, models: str = "real", peers: 
             if settings.captioner.enabled:
                 from text3d.ops.doctor.captioner import check_captioner_offload
 
-                add("captioner gpu", lambda: check_captioner_offload(settings, timing.get("caption_s")))
+                add("offload", lambda: check_captioner_offload(settings, timing.get("caption_s")))
     if settings is not None:
         data = settings.data_dir()
         add("disk", lambda: check_disk("data folder", data, 100.0))
