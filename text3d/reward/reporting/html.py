@@ -293,9 +293,9 @@ class HtmlReport:
             f'<p class="meta" id="models">models: {models}; captioner: {e(str(first.captioner or "none (CLIP only)"))}; '
             f"metric {e(first.metric)}, aggregation {e(first.aggregation)}</p>"
         )
-        if first.distractors:
-            lines.append('<p class="meta">contrast prompts: ' + "; ".join(f"<q>{e(d)}</q>" for d in first.distractors)
-                         + "</p>")
+        if first.distractors:  # folded: a long list that would push the assets down
+            lines.append(f'<details class="meta"><summary>contrast prompts ({len(first.distractors)})</summary>'
+                         + "; ".join(f"<q>{e(d)}</q>" for d in first.distractors) + "</details>")
         return "\n".join(lines)
 
     def _summary(self, ranked: list[_Row]) -> str:
