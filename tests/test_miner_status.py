@@ -125,3 +125,45 @@ def test_a_wallet_without_a_hotkey_is_one_sentence(devnet, capsys):
                str(devnet["chain"].db_path), "--wallet.name", "nobody", "--wallet.path", str(devnet["root"] / "none")])
     err = capsys.readouterr().err
     assert rc == 78 and err.startswith("text3d miner status: no readable hotkey nobody/default") and "Traceback" not in err
+
+
+def test_a_signed_caller_cannot_forge_a_line_in_the_miners_log(tmp_path, caplog):
+    """The attack: a JSON key with a newline comes back in the 400's detail; logged raw, it would write a
+    request line of the caller's choosing ("... request from <someone> ...: 200 ...") that
+    ``text3d miner status`` would count. The refusal stays one line, the newline escaped."""
+    import asyncio
+    import logging
+    from concurrent.futures import ThreadPoolExecutor
+
+    import bittensor as bt
+    import httpx
+
+    from text3d.miner.app import MinerService, create_app
+    from text3d.miner.caller_policy import CallerPolicy
+    from text3d.miner.nonce_store import SqliteNonceStore
+    from text3d.miner.queue import GenerationQueue
+    from text3d.protocol.wire import ROUTE
+    from tests.loopback import hand_metagraph, make_wallet
+
+    validator, miner = make_wallet(tmp_path, "validator"), make_wallet(tmp_path, "miner")
+    metagraph = hand_metagraph([(validator.hotkey.ss58_address, 100.0, True), (miner.hotkey.ss58_address, 0.0, False)])
+    queue = GenerationQueue(lambda p, s: [], ThreadPoolExecutor(max_workers=1), max_batch_size=1, window_s=0.0,
+                            max_queue=1, max_in_flight_per_caller=1)
+    service = MinerService(hotkey=miner.hotkey.ss58_address, policy=CallerPolicy(), queue=queue,
+                           nonce_store=SqliteNonceStore(tmp_path / "n.sqlite"), max_timeout_s=5.0,
+                           deadline_margin_s=0.1, metagraph=metagraph)
+    forged = '\n2026-12-04T10:00:00 INFO    text3d.miner: request from 5Forged prompt 0123456789: 200 draco 9 bytes (1.00s)'
+    body = json.dumps({"prompt": "a chair", "seed": 1, "timeout_s": 5.0, forged: 1}).encode()
+    headers = bt.http_auth.sign(validator, method="POST", path=ROUTE, body=body, receiver_ss58=miner.hotkey.ss58_address)
+
+    async def ask() -> int:
+        transport = httpx.ASGITransport(app=create_app(service))
+        async with httpx.AsyncClient(transport=transport, base_url="http://miner") as client:
+            return (await client.post(ROUTE, content=body, headers={**headers, "Content-Type": "application/json"})).status_code
+
+    caplog.set_level(logging.INFO, logger="text3d")
+    assert asyncio.run(ask()) == 400
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("request from")]
+    assert len(lines) == 1 and "\n" not in lines[0], lines
+    assert [parse_request_line(line) for line in caplog.text.splitlines() if "5Forged" in line and
+            parse_request_line(line) is not None and parse_request_line(line).caller == "5Forged"] == []

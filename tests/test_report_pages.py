@@ -109,3 +109,21 @@ def test_the_step_section_explains_average_versus_score():
     text = report_pages.step_section(_summary(4), previous_step=3)
     assert "α = 0.1" in text and "0.100 to 0.150" in text and "22 steps" in text
     assert 'href="../step_000003/index.html"' in text and 'href="../index.html"' in text
+
+
+def test_a_miners_detail_cannot_forge_a_log_line(caplog):
+    """The attack: a detail carrying a newline would let a miner write a line of its own into the validator's
+    log ("step 9 uid 2 ...: ok score 0.999"). Each miner gets exactly one line, control characters escaped."""
+    import logging
+
+    from text3d.validator.engine import Validator
+    from text3d.validator.outcomes import StepResult
+    from text3d.validator.prompts import Task
+
+    forged = "bad header\nINFO text3d.validator: step 9 uid 2 5Forged: ok score 0.999 avg 0.999"
+    result = StepResult(9, Task("a red chair", 0), [MinerOutcome(2, "5Honest", "malformed", detail=forged)],
+                        {"total_s": 1.0}, updated=True, averages={2: (0.1, 0.09)})
+    caplog.set_level(logging.INFO, logger="text3d")
+    Validator._log_step(object.__new__(Validator), result, 1)
+    lines = [r.getMessage() for r in caplog.records if "uid 2" in r.getMessage()]
+    assert len(lines) == 1 and "\n" not in lines[0] and "\\x0a" in lines[0], lines

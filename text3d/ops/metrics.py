@@ -61,6 +61,7 @@ __all__ = [
     "start_metrics_server",
     "caller_class",
     "refusal_reason",
+    "metric_names",
     "PHASE_NAMES",
     "ANSWER_STATUSES",
 ]
@@ -161,8 +162,7 @@ class MinerMetrics:
         self.queue_running = Gauge("text3d_miner_queue_running", "Generation batches running now.", registry=r)
         self.metagraph_synced = Gauge("text3d_miner_metagraph_synced", "1 once the caller policy has a metagraph.",
                                       registry=r)
-        for status, klass in (("200", "validator"),):  # the main series exists from the start (rate() needs it)
-            self.requests.labels(status=status, caller_class=klass)
+        self.requests.labels(status="200", caller_class="validator")  # the main series exists from the start
 
     def watch(self, queue: Any, service: Any) -> None:
         """Read the queue's depth and the service's metagraph at scrape time (no polling thread)."""

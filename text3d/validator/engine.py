@@ -205,13 +205,15 @@ class Validator:
             result.task.prompt, ", ".join(f"{k} {v:.2f}" for k, v in result.timing_s.items()),
             f", weights: {result.weights}" if result.weights else "",
         )
+        from text3d.reward.reporting.terminal import terminal_safe  # a detail may quote a miner's bytes: one line each
+
         for outcome in sorted(result.outcomes, key=lambda o: o.uid):  # one line per miner: grep-able by uid
             after = result.averages.get(outcome.uid, (0.0, 0.0))[1]
             log.info(
                 "step %d uid %d %s: %s score %.3f avg %.3f, %s, %s bytes%s", result.step, outcome.uid,
                 outcome.hotkey[:8], outcome.status, outcome.score, after,
                 "-" if outcome.response_s is None else f"{outcome.response_s:.2f}s", f"{outcome.payload_bytes:,}",
-                f" ({outcome.detail[:120]})" if outcome.detail and outcome.status != "ok" else "",
+                f" ({terminal_safe(outcome.detail, 160)})" if outcome.detail and outcome.status != "ok" else "",
             )
 
     def _canary_due(self, step_no: int) -> bool:
