@@ -24,10 +24,8 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from text3d.ops.doctor.captioner import check_captioner_offload
@@ -35,7 +33,7 @@ from text3d.ops.doctor.network import check_captioner
 from text3d.ops.llava.binary import BUILD_SCRIPT, build_backend, find_llama_server
 from text3d.ops.net import free_port
 from text3d.settings import load_settings
-from tests.test_doctor import Captioner
+from tests.loopback import chat_completion
 
 REPO = Path(__file__).resolve().parent.parent
 SYSTEM_PATH = "/usr/bin:/bin"  # no nvcc here (this machine keeps one in /usr/local/bin)
@@ -213,7 +211,8 @@ def test_doctor_fails_the_whole_run_on_no_captioner_for_test(tmp_path):
     (the chain check fails here too: this machine has no internet; the captioner line says its own)."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO))
     done = subprocess.run([sys.executable, "-m", "text3d.cli.main", "doctor", "--role", "validator", "--models", "tiny",
-                           "--subtensor.network", "test", "--captioner", "none", "--wallet.path", str(tmp_path / "w")],
+                           "--netuid", "1", "--subtensor.network", "test", "--captioner", "none",
+                           "--wallet.path", str(tmp_path / "w")],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     line = next(line for line in done.stdout.splitlines() if line.startswith(("PASS  captioner", "WARN  captioner",
                                                                                "FAIL  captioner")))
@@ -221,49 +220,16 @@ def test_doctor_fails_the_whole_run_on_no_captioner_for_test(tmp_path):
     assert done.returncode == 1 and "Traceback" not in done.stdout + done.stderr
 
 
-class _Vllm:
-    """``GET /v1/models`` as vLLM answers it."""
-
-    def __init__(self) -> None:
-        import json
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                body = json.dumps({"object": "list", "data": [{"id": "llava-v1.5", "object": "model",
-                                                               "owned_by": "vllm"}]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def test_doctor_on_the_captioners_gpu():
-    vllm = _Vllm()
-    try:
-        settings = load_settings("validator", ["--subtensor.network", "local", "--captioner", vllm.url])
-        assert check_captioner_offload(settings, None).status == "pass"
-    finally:
-        vllm.close()
-    plain = Captioner("a red ball")  # not vLLM, not a llama-server process: the caption's time decides
-    try:
-        settings = load_settings("validator", ["--subtensor.network", "local", "--captioner", plain.url])
-        fast, slow = check_captioner_offload(settings, 0.8), check_captioner_offload(settings, 45.0)
-        unknown = check_captioner_offload(settings, None)
-    finally:
-        plain.close()
+def test_doctor_on_the_captioners_gpu(scripted_http):
+    vllm = scripted_http(lambda n, path, body: (200, {"object": "list", "data": [
+        {"id": "llava-v1.5", "object": "model", "owned_by": "vllm"}]}))  # GET /v1/models as vLLM answers it
+    settings = load_settings("validator", ["--subtensor.network", "local", "--captioner", vllm.url])
+    assert check_captioner_offload(settings, None).status == "pass"
+    # not vLLM, not a llama-server process: the canary caption's time decides
+    plain = scripted_http(lambda n, path, body: (200, {"status": "ok"} if body is None else chat_completion("a red ball")))
+    settings = load_settings("validator", ["--subtensor.network", "local", "--captioner", plain.url])
+    fast, slow = check_captioner_offload(settings, 0.8), check_captioner_offload(settings, 45.0)
+    unknown = check_captioner_offload(settings, None)
     assert fast.status == "pass" and "0.8 s" in fast.detail
     assert slow.status == "warn" and "a CPU's pace" in slow.detail and "vLLM" in slow.detail
     assert unknown.status == "warn" and "could not tell" in unknown.detail

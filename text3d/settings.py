@@ -41,16 +41,19 @@ from typing import Any, Literal, Sequence, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
+from text3d.common.argparsing import CommandParser
 from text3d.generation.config import GenerationConfig
 from text3d.generation.interface import DEFAULT_BACKEND, BackendContext, GeneratorSpec
 from text3d.ops.metrics import MetricsSettings
 from text3d.protocol.errors import ConfigError
 from text3d.protocol.wire import MAX_TIMEOUT_S
 from text3d.reward.caption_client import CaptionerConfig
-from text3d.validator.weights import IncentiveCurve
 from text3d.reward.config import RewardConfig
+from text3d.reward.scoring_protocol import PINNED_NETWORKS
+from text3d.validator.weights import IncentiveCurve
 
 __all__ = [
     "Role",
@@ -71,7 +74,10 @@ __all__ = [
     "ROLE_SECTIONS",
     "build_parser",
     "load_settings",
+    "check_netuid_given",
     "flag_of",
+    "help_of",
+    "is_pinned",
 ]
 
 Role = Literal["miner", "validator", "generation-server"]
@@ -350,7 +356,8 @@ class Settings(BaseSettings):
         env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
     )
 
-    netuid: int = Field(1, ge=0, le=65535, description="Subnet uid.")
+    netuid: int = Field(1, ge=0, le=65535, description="Subnet uid (default: 1 on devnet and local; required on "
+                                                       "finney, test and any other chain).")
     models: Literal["real", "tiny"] = Field("real", description="real: production weights; tiny: offline test models.")
     device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$", description="auto | cpu | cuda[:N].")
 
@@ -426,6 +433,12 @@ ROLE_SECTIONS: dict[str, tuple[str, ...]] = {
 _TOP_LEVEL = ("netuid", "models", "device")
 _HIDDEN = {("captioner", "api_key"), ("captioner", "prompt_template"), ("captioner", "include_prompt"),
            ("generation", "token"), ("server", "token")}  # secrets: from the environment or the --config file
+_PINNED_NOTE = "pinned on finney and test"
+_GROUP_NOTES = {
+    "reward": f'How validators score. A flag "{_PINNED_NOTE}" is part of the scoring protocol: a validator there '
+              "refuses any other value.",
+    "captioner": f'The vision server that captions the views. A flag "{_PINNED_NOTE}" is part of the scoring protocol.',
+}
 
 
 # -- flags ---------------------------------------------------------------------------------
@@ -462,10 +475,27 @@ def _is_scalar(field: FieldInfo) -> bool:
     return all(a in (bool, int, float, str, Path) for a in args)
 
 
-def _add_field(parser: argparse.ArgumentParser, flag: str, dest: str, field: FieldInfo) -> None:
-    default = field.default
+def is_pinned(field: FieldInfo) -> bool:
+    """True for a field whose value the scoring protocol fixes on finney and test."""
+    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+    return bool(extra.get("pinned"))
+
+
+def help_of(field: FieldInfo) -> str:
+    """A flag's help: the field's description, its default unless the description says it, and
+    whether the scoring protocol pins it. One sentence, no markup."""
     description = (field.description or "").rstrip(".")
-    help_text = f"{description} (default: {default})." if description else f"Default: {default}."
+    default = field.default
+    if "(default:" not in description and default is not None and default is not PydanticUndefined:
+        shown = ("on" if default else "off") if isinstance(default, bool) else default
+        description += f" (default: {shown})"
+    if is_pinned(field):
+        description += f"; {_PINNED_NOTE}"
+    return description + "."
+
+
+def _add_field(parser: argparse.ArgumentParser | Any, flag: str, dest: str, field: FieldInfo) -> None:
+    help_text = help_of(field)
     if _is_bool(field):
         parser.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
     else:
@@ -474,7 +504,7 @@ def _add_field(parser: argparse.ArgumentParser, flag: str, dest: str, field: Fie
 
 def build_parser(role: Role, prog: str | None = None) -> argparse.ArgumentParser:
     """Every flag of the ``role`` neuron, generated from the tree."""
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog=prog or f"text3d {role}",
         description=f"text3d {role} neuron. Each flag is also TEXT3D_<SECTION>__<NAME> in the environment "
         "or a key of the --config file.",
@@ -484,7 +514,7 @@ def build_parser(role: Role, prog: str | None = None) -> argparse.ArgumentParser
         _add_field(parser, flag_of(None, name), name, Settings.model_fields[name])
     for section in ROLE_SECTIONS[role]:
         model = Settings.model_fields[section].annotation
-        group = parser.add_argument_group(section)
+        group = parser.add_argument_group(section, _GROUP_NOTES.get(section))
         for name, field in model.model_fields.items():  # type: ignore[union-attr]
             if (section, name) in _HIDDEN or not _is_scalar(field):
                 continue
@@ -522,17 +552,38 @@ def _sentence(exc: ValidationError, given: dict[str, Any]) -> str:
     return f"{flag}{shown}: {message[0].lower() + message[1:] if message else 'invalid'}."
 
 
-def load_settings(role: Role, argv: Sequence[str] | None = None, *, prog: str | None = None) -> Settings:
+def check_netuid_given(settings: Settings) -> None:
+    """On finney, test or any chain that is not this machine's, the subnet must be named: a
+    ``--netuid`` silently defaulting to 1 there registers, serves and sets weights on someone
+    else's subnet. Given by flag, ``TEXT3D_NETUID`` or the ``--config`` file all count.
+
+    Raises ``ConfigError`` (exit 78: a setting to change) when it was not given.
+    """
+    if settings.is_local or "netuid" in settings.model_fields_set:
+        return
+    network = settings.subtensor.chain_endpoint or settings.subtensor.network
+    where = network if network in PINNED_NETWORKS else f"the chain at {network}"
+    raise ConfigError(f"--netuid is required on {where}: give the subnet's uid (e.g. --netuid 42); only devnet and "
+                      "local networks default to 1")
+
+
+def load_settings(role: Role, argv: Sequence[str] | None = None, *, prog: str | None = None,
+                  require_netuid: bool = False) -> Settings:
     """Parse ``argv`` (default ``sys.argv[1:]``) with the role's flags into the one tree.
 
-    Unknown or malformed flags exit with status 2 (argparse's usage error); values that
-    parse but break a rule raise ``ConfigError`` with one sentence naming the flag.
+    Unknown or malformed flags exit with status 2 (argparse's usage error, the command's short
+    usage and a "did you mean"); values that parse but break a rule raise ``ConfigError`` with
+    one sentence naming the flag. ``require_netuid``: the caller will reach a chain (the neurons,
+    ``text3d doctor --role``), so ``check_netuid_given`` applies.
     """
     namespace = vars(build_parser(role, prog).parse_args(argv))
     config_file = namespace.pop("config", None)
     token = _config_file.set(Path(config_file).expanduser() if config_file else None)
     try:
-        return Settings(**_nest(namespace))
+        settings = Settings(**_nest(namespace))
+        if require_netuid:
+            check_netuid_given(settings)
+        return settings
     except ValidationError as exc:
         raise ConfigError(_sentence(exc, namespace)) from None
     except SettingsError as exc:  # e.g. TEXT3D_MINER=8: a section, list or table in the environment is JSON

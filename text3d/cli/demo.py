@@ -18,6 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from text3d.common.argparsing import plain
 from text3d.protocol.errors import EXIT_CONFIG
 
 __all__ = ["add_parser", "run"]
@@ -25,7 +26,7 @@ __all__ = ["add_parser", "run"]
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("demo", help="run a validator and two miners on a local devnet",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                   description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", choices=("real", "tiny"), default="real",
                         help="real = production weights; tiny = offline random-weight models (fast)")
     parser.add_argument("--workdir", type=Path, default=None, help="folder for chain, wallets, logs (default: a temp folder)")

@@ -10,6 +10,7 @@ import importlib
 import sys
 from typing import Sequence
 
+from text3d.common.argparsing import CommandParser
 from text3d.protocol.version import SPEC_VERSION, __version__
 
 # name -> module; order is the order shown in --help.
@@ -29,7 +30,8 @@ COMMANDS: dict[str, str] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="text3d", description="text3d: a Bittensor subnet for text-to-3D.")
+    """The ``text3d`` parser; every subcommand's parser refuses unknown flags with its own short usage."""
+    parser = CommandParser(prog="text3d", description="text3d: a Bittensor subnet for text-to-3D.")
     parser.add_argument("--version", action="version", version=f"text3d {__version__} (spec_version {SPEC_VERSION})")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module_name in COMMANDS.items():

@@ -23,11 +23,13 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from text3d.common.argparsing import plain
+
 __all__ = ["main"]
 
 
 def _own_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="text3d miner status", description=__doc__, add_help=False,
+    parser = argparse.ArgumentParser(prog="text3d miner status", description=plain(__doc__), add_help=False,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-h", "--help", action="store_true", help="show this help and the miner's flags")
     parser.add_argument("--log", action="append", type=Path, default=[], metavar="FILE",
@@ -56,7 +58,7 @@ def main(argv: Sequence[str]) -> int:
         print("text3d miner status: --since-h must be between 0 and 8784 hours.", file=sys.stderr)
         return EXIT_CONFIG
     try:
-        settings = load_settings("miner", rest, prog="text3d miner status")
+        settings = load_settings("miner", rest, prog="text3d miner status", require_netuid=True)
     except SystemExit as exc:
         return int(exc.code or EXIT_USAGE)
     except ConfigError as exc:

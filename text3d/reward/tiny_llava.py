@@ -93,7 +93,7 @@ class TinyLlavaConfig:
 
 
 def default_vocab_path() -> Path:
-    """Where ``scripts/build_llama_server.sh`` caches llama.cpp's LLaMA vocabulary."""
+    """Where ``text3d/ops/llava/build_llama_server.sh`` caches llama.cpp's LLaMA vocabulary."""
     return text3d_cache_dir() / "llama.cpp" / "models" / "ggml-vocab-llama-spm.gguf"
 
 
@@ -117,7 +117,7 @@ def _vocab_fields(vocab_path: Path | str) -> dict[str, tuple[object, object, obj
     vocab_path = Path(vocab_path)
     if not vocab_path.is_file():
         raise FileNotFoundError(
-            f"LLaMA vocabulary not found at {vocab_path}; run scripts/build_llama_server.sh, which caches it"
+            f"LLaMA vocabulary not found at {vocab_path}; run `make models` (or bash text3d/ops/llava/build_llama_server.sh), which caches it"
         )
     return _read_vocab(vocab_path)
 
@@ -427,7 +427,7 @@ def ensure_tiny_llava(cache_dir: Path | str | None = None, vocab_path: Path | st
     """The cached tiny pair ``(model_path, mmproj_path)``, written on first use.
 
     Cached under ``$TEXT3D_CACHE/models/tiny-llava/`` (default ``~/.cache/text3d``);
-    the vocabulary defaults to the one ``scripts/build_llama_server.sh`` caches.
+    the vocabulary defaults to the one ``text3d/ops/llava/build_llama_server.sh`` caches.
     """
     out = Path(cache_dir) if cache_dir else text3d_cache_dir() / "models" / "tiny-llava"
     model_path, mmproj_path = out / "model.gguf", out / "mmproj.gguf"

@@ -50,12 +50,11 @@ def check_scoring_protocol(settings: Settings) -> None:
 
     Raises ``ConfigError`` naming what differs; devnet and local networks may change anything.
     """
-    from text3d.reward.scoring_protocol import CaptionSpec, check_protocol
+    from text3d.reward.scoring_protocol import check_protocol
 
     captioner = settings.captioner
-    caption = CaptionSpec(instruction=captioner.instruction, max_tokens=captioner.max_tokens,
-                          temperature=captioner.temperature, seed=captioner.seed)
-    check_protocol(settings.reward.to_protocol(caption), settings.subtensor.network, has_captioner=captioner.enabled)
+    check_protocol(settings.reward.to_protocol(captioner.caption_spec()), settings.subtensor.network,
+                   has_captioner=captioner.enabled)
 
 
 def build_prompt_sampler(settings: ValidatorSettings, rng: random.Random) -> PromptSampler:
@@ -73,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from text3d.ops.registration import open_registered
 
     try:
-        settings = load_settings("validator", argv)
+        settings = load_settings("validator", argv, require_netuid=True)
         check_scoring_protocol(settings)
         setup_logging(settings.logging, role="validator", name=settings.wallet.name)
         start_autoupdate(settings.autoupdate)  # off unless --autoupdate

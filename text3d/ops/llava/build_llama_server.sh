@@ -17,9 +17,9 @@
 # (CUDA), each with a BUILD_INFO file saying what it is. CUDA_ARCHITECTURES (e.g. 90 for H100/H200)
 # limits the GPU code built; by default the first GPU's compute capability (nvidia-smi).
 #
-# Usage: build_llama_server.sh             # prints the binary's path (stderr: which build, and why)
-#        build_llama_server.sh --detect    # prints what it would build and where; builds nothing
-#        build_llama_server.sh --dry-run   # prints the cmake command it would run; builds nothing
+# Usage: text3d/ops/llava/build_llama_server.sh   # prints the binary's path (stderr: which build, and why)
+#        text3d/ops/llava/build_llama_server.sh --detect    # what it would build and where; builds nothing
+#        text3d/ops/llava/build_llama_server.sh --dry-run   # the cmake command it would run; builds nothing
 #        LLAMA_SERVER=/path/to/llama-server ...    # an existing binary wins (the vocabulary
 #                                                  # is still fetched once, without a build)
 set -euo pipefail
