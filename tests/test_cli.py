@@ -68,7 +68,7 @@ def test_a_misspelt_flag_gets_its_commands_short_usage_and_a_suggestion(argv, pr
 
 def test_a_flag_meaning_nothing_is_named_without_a_guess(capsys):
     lines = usage_error(["llava", "--zzzz"], capsys)
-    assert lines[0] == "usage: text3d llava [options]"  # the subcommand's, not text3d's
+    assert lines[0].startswith("usage: text3d llava [options]")  # the subcommand's, not text3d's
     assert lines[1] == "text3d llava: error: unrecognized argument --zzzz"
 
 

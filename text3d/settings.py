@@ -14,6 +14,7 @@
     ├── reward      RewardConfig      --reward.n_views  --reward.resolution_px  --reward.metric ...
     ├── incentive   IncentiveCurve    --incentive.kind power|rank  --incentive.exponent ...
     ├── captioner   CaptionerSettings --captioner URL|none  --captioner.timeout_s ...
+    ├── metrics     MetricsSettings   --metrics.port  --metrics.ip   (Prometheus; off by default)
     └── autoupdate  AutoUpdateSettings --autoupdate  --autoupdate.interval_s   (off by default)
 
 Values come from, highest first: command-line flags, environment variables
@@ -47,6 +48,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from text3d.common.argparsing import CommandParser
 from text3d.generation.config import GenerationConfig
 from text3d.generation.interface import DEFAULT_BACKEND, BackendContext, GeneratorSpec
+from text3d.ops.metrics import MetricsSettings
 from text3d.protocol.errors import ConfigError
 from text3d.protocol.wire import MAX_PROMPT_CHARS, MAX_TIMEOUT_S
 from text3d.reward.caption_client import CaptionerConfig
@@ -69,6 +71,7 @@ __all__ = [
     "GatewaySettings",
     "CaptionerSettings",
     "AutoUpdateSettings",
+    "MetricsSettings",
     "Settings",
     "ROLE_SECTIONS",
     "build_parser",
@@ -444,6 +447,7 @@ class Settings(BaseSettings):
     incentive: IncentiveCurve = IncentiveCurve()
     captioner: CaptionerSettings = CaptionerSettings()
     autoupdate: AutoUpdateSettings = AutoUpdateSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -501,8 +505,9 @@ class Settings(BaseSettings):
 
 
 ROLE_SECTIONS: dict[str, tuple[str, ...]] = {
-    "miner": ("wallet", "subtensor", "devnet", "axon", "logging", "generation", "miner", "autoupdate"),
-    "validator": ("wallet", "subtensor", "devnet", "logging", "validator", "reward", "incentive", "captioner", "autoupdate"),
+    "miner": ("wallet", "subtensor", "devnet", "axon", "logging", "generation", "miner", "autoupdate", "metrics"),
+    "validator": ("wallet", "subtensor", "devnet", "logging", "validator", "reward", "incentive", "captioner", "autoupdate",
+                  "metrics"),
     "generation-server": ("logging", "generation", "server"),
     "gateway": ("subtensor", "devnet", "logging", "gateway"),
 }

@@ -94,7 +94,7 @@ def _start_captioner(config: DemoConfig, subnet: LocalSubnet) -> Any:
 def run_demo(config: DemoConfig, console: Any) -> DemoResult:
     """Run the demo; raises ``ChildFailed`` (with the log to read) when a step fails."""
     subnet = LocalSubnet.create(config.workdir, miners=MINERS)
-    console.print(f"devnet at {subnet.chain.db_path}: uids {subnet.uids}")
+    console.print(f"devnet at {subnet.chain.db_path}: " + ", ".join(f"{name} uid {uid}" for name, uid in subnet.uids.items()))
     tiny = TinySettings()
     device = config.device if config.device != "auto" or config.models == "real" else "cpu"
     server = None
@@ -134,7 +134,7 @@ def run_demo(config: DemoConfig, console: Any) -> DemoResult:
                    what="the validator's steps and weights", check=lambda: group.check_alive(validator), poll_s=0.5)
         asset = _asked(asked, gateway, subnet, console) if asked.done() else None
         if config.keep_running and validator.running() and asset is not None:
-            result = _report(subnet, subnet.weights_of("validator"), console, gateway, asset)
+            result = _report(subnet, subnet.weights_of("validator"), console, gateway, asset, config.models)
             _keep_running(group, gateway, console)
         elif validator.running():
             _interrupt(validator)
@@ -163,7 +163,7 @@ def run_demo(config: DemoConfig, console: Any) -> DemoResult:
     weights = subnet.weights_of("validator")
     if not weights:
         raise ChildFailed(f"the validator set no weights on the devnet; see {subnet.logs_dir / 'validator.log'}")
-    return _report(subnet, weights, console, gateway, asset)
+    return _report(subnet, weights, console, gateway, asset, config.models)
 
 
 def _line(console: Any, text: str) -> None:
@@ -213,7 +213,7 @@ def _interrupt(child: ChildProcess, grace_s: float = 30.0) -> None:
 
 
 def _report(subnet: LocalSubnet, weights: dict[int, float], console: Any, gateway: DemoGateway | None = None,
-            asset: Path | None = None) -> DemoResult:
+            asset: Path | None = None, models: str = "real") -> DemoResult:
     averages = read_averages(subnet.state_path)
     names = {uid: name for name, uid in subnet.uids.items()}
     hotkeys = {n.uid: n.hotkey for n in subnet.chain.neurons()}
@@ -221,12 +221,41 @@ def _report(subnet: LocalSubnet, weights: dict[int, float], console: Any, gatewa
     title = f"text3d devnet leaderboard (netuid {subnet.netuid}, block {subnet.chain.block()})"
     console.print(render_table(rows, title))
     step_report = last_step_report(subnet.reports_dir)
-    page = write_html(rows, subnet.workdir / "leaderboard.html", title, step_report)
+    index = subnet.reports_dir / "index.html"
+    page = write_html(rows, subnet.workdir / "leaderboard.html", title, step_report,
+                      reports_index=index if index.is_file() else None)
     if step_report is not None:
         console.print(f"last step report (views, captions, scores): {step_report}")
     console.print(f"leaderboard page: {page}")
+    _next_steps(subnet, page, index, console, tiny=models == "tiny", gateway=gateway)
     return DemoResult(weights, averages, page, step_report, subnet.logs_dir,
                       gateway.url if gateway else None, gateway.key if gateway else None, asset)
+
+
+def _next_steps(subnet: LocalSubnet, page: Path, index: Path, console: Any, *, tiny: bool,
+                gateway: DemoGateway | None = None) -> None:
+    """What to open, and what to try next: the demo's last words."""
+    from rich.text import Text
+
+    lines = ["", "what to open (in a browser; the pages work offline):",
+             f"  {page.as_uri()}   the leaderboard",
+             f"  {index.as_uri()}   every step, each miner's history, the best meshes in 3D",
+             f"  {subnet.logs_dir}/   the neurons' logs (validator.log: one line per miner per step)",
+             *([f"  {gateway.url}   the gateway's page (with the gateway key above; `text3d demo --keep-running` "
+                "keeps it up)"] if gateway else []),
+             "what to try next:",
+             f"  text3d miner status --netuid {subnet.netuid} --subtensor.network devnet --devnet.db "
+             f"{subnet.chain.db_path} --wallet.name miner1 --wallet.path {subnet.wallets_dir} --log "
+             f"{subnet.logs_dir / 'miner1.log'}",
+             '  text3d generate "a red chair" -o chair.glb --models tiny && text3d score chair.glb --prompt "a red chair" '
+             "--models tiny --html report/",
+             "  the same subnet by hand, one command per neuron: docs/devnet.md; a miner or a validator on testnet: "
+             "docs/testnet.md"]
+    if tiny:
+        lines.append("note: these came from the tiny random-weight models: the meshes are random blobs and the scores "
+                     "say nothing about them. `make demo MODELS=real` (a GPU) runs Shap-E, CLIP and LLaVA for real.")
+    for line in lines:
+        console.print(Text(line))
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:

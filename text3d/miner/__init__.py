@@ -10,6 +10,7 @@
     pool.py               where meshes are made: in process or on generation servers
     generation_server.py  ``text3d generation-server``: one generator behind HTTP on one device
     ray_pool.py           generation on a Ray Serve deployment, one replica per GPU
+    status.py             the miner's own view: its standing on chain, its answers from its logs
 """
 
 from text3d.common.lazy import lazy_exports

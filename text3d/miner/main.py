@@ -27,6 +27,7 @@ from text3d.miner.pool import InProcessPool, build_pool
 from text3d.miner.queue import GenerationQueue
 from text3d.ops.autoupdate import start_autoupdate
 from text3d.ops.logs import setup_logging
+from text3d.ops.metrics import MinerMetrics, start_metrics_server
 from text3d.miner.app import MinerService, create_app
 from text3d.settings import Settings, load_settings
 from text3d.protocol.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, ConfigError, ValidatorFault
@@ -43,8 +44,9 @@ class Miner:
     """The serving loop around a ``MinerService``: metagraph resyncs, announce, shutdown."""
 
     def __init__(self, settings: Settings, *, wallet: Any, chain: Any, nonce_store: Any, generator: Any = None,
-                 executor: ThreadPoolExecutor | None = None, pool: Any = None) -> None:
-        """``pool`` (``text3d.miner.pool``) or, for the in-process default, ``generator``."""
+                 executor: ThreadPoolExecutor | None = None, pool: Any = None, metrics: MinerMetrics | None = None) -> None:
+        """``pool`` (``text3d.miner.pool``) or, for the in-process default, ``generator``; ``metrics``
+        (served by ``main`` on ``--metrics.port``) or a fresh set."""
         self.settings = settings
         self.wallet = wallet
         self.chain = chain
@@ -69,7 +71,9 @@ class Miner:
             nonce_store=nonce_store,
             max_timeout_s=section.max_timeout_s,
             deadline_margin_s=section.deadline_margin_s,
+            metrics=metrics if metrics is not None else MinerMetrics(),
         )
+        self.service.metrics.watch(self.queue, self.service)
         self.app = create_app(self.service)
 
     async def sync(self) -> None:
@@ -136,13 +140,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         sock = check_port_free(settings.axon.ip, settings.axon.port)
         pool = build_pool(settings, encode_for_wire)
         nonce_store = SqliteNonceStore(settings.miner.nonce_db or settings.data_dir() / "miner_nonces.sqlite")
+        metrics = MinerMetrics()
+        metrics_server = start_metrics_server(settings.metrics, metrics.registry)
     except ConfigError as exc:
         print(f"text3d miner: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except ValidatorFault as exc:  # the chain is down: a restart later may help
         print(f"text3d miner: {exc}", file=sys.stderr)
         return EXIT_FAILURE
-    miner = Miner(settings, wallet=wallet, chain=chain, pool=pool, nonce_store=nonce_store)
+    miner = Miner(settings, wallet=wallet, chain=chain, pool=pool, nonce_store=nonce_store, metrics=metrics)
 
     async def serve() -> None:
         stop = asyncio.Event()
@@ -154,6 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(serve())
     finally:
         chain.close()
+        if metrics_server is not None:
+            metrics_server.close()
     return EXIT_OK
 
 

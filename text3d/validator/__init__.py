@@ -11,7 +11,8 @@
     weights.py    averages -> weights: the incentive curve, every uid for the chain
     prompts.py    prompt sources (composed, shipped, mixed, an LLM's) and per-step contrast prompts
     state.py      moving averages, their hotkeys, progress; saved atomically
-    reports.py    one evidence folder per step, capped by size
+    reports.py    one evidence folder per step, the history of every step, capped by size
+    report_pages.py  the reports' index, one page per miner (history chart), the step page's answers
 """
 
 from text3d.common.lazy import lazy_exports

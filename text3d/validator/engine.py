@@ -51,7 +51,7 @@ from text3d.validator import step as phases
 from text3d.validator.client import MinerClient
 from text3d.validator.outcomes import MinerOutcome, StepResult
 from text3d.validator.prompts import PromptSampler
-from text3d.validator.reports import StepReports
+from text3d.validator.reports import MAX_MESH_BYTES, TOP_MESHES, StepReports, top_meshes
 from text3d.validator.state import ValidatorState
 from text3d.validator.weights import DEFAULT_CURVE, IncentiveCurve
 
@@ -84,7 +84,10 @@ class Validator:
         n_distractors: int = 15,
         canary: CanaryExpectations = CanaryExpectations(),
         organic: Any = None,
+        metrics: Any = None,
     ) -> None:
+        """``organic``: a ``text3d.validator.organic.OrganicWorker`` run beside the steps, or None;
+        ``metrics``: a ``text3d.ops.metrics.ValidatorMetrics`` fed once per step, or None."""
         self.config = config
         self.organic = organic  # text3d.validator.organic.OrganicWorker, or None
         self.incentive = incentive
@@ -106,6 +109,7 @@ class Validator:
         self.limits = limits
         self._clock = clock
         self.metagraph: Any = None
+        self.metrics = metrics
 
     async def _in_executor(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
@@ -122,7 +126,10 @@ class Validator:
         except ValidatorFault as exc:
             log.warning("step %d: chain unavailable, skipping the step: %s", step_no, exc)
             timing = {f"{k}_s": v for k, v in watch.seconds.items()} | {"total_s": self._clock() - started}
-            return StepResult(step_no, None, [], timing, updated=False, fault=f"{type(exc).__name__}: {exc}")
+            skipped = StepResult(step_no, None, [], timing, updated=False, fault=f"{type(exc).__name__}: {exc}")
+            if self.metrics is not None:
+                self.metrics.observe_step(skipped, self.state.averages)
+            return skipped
         hotkeys = self.metagraph.hotkeys
 
         with watch.phase("select"):
@@ -147,10 +154,13 @@ class Validator:
         step_seed = draw_step_seed(self.rng)  # the secret rig and the contrast prompts of this step
         distractors = self.sampler.distractors(task.prompt, step_seed, self.n_distractors)
         rig = self.reward_model.rig_for(step_seed)  # drawn once: scoring, the canary and the report share it
+        meshes: dict[int, bytes] = {}
         with watch.phase("score"):
             if fault is None:
                 fault = await self._in_executor(phases.score_answers, self.reward_model, to_score, task.prompt,
                                                 rig=rig, step_seed=step_seed, distractors=distractors)
+            if fault is None and self.reports is not None:  # the best answers' meshes, for the step page's viewer
+                meshes = await self._in_executor(top_meshes, to_score, TOP_MESHES, MAX_MESH_BYTES)
             del to_score
             gc.collect()  # decoded meshes sit in reference cycles: free them now, not at some later collection
         if fault is None:
@@ -167,6 +177,7 @@ class Validator:
                 fault = f"canary failed ({canary}): our renderer, CLIP or captioner is broken"
 
         with watch.phase("update"):
+            before = {o.uid: self.state.averages.get(o.uid, 0.0) for o in outcomes}
             if fault is None:
                 phases.update_averages(self.state, outcomes, self.config.alpha)
             else:
@@ -174,7 +185,9 @@ class Validator:
             self.state.step = step_no
         timing = {f"{k}_s": v for k, v in watch.seconds.items()}
         result = StepResult(step_no, task, outcomes, timing, updated=fault is None, fault=fault,
-                            step_seed=step_seed, rig=rig.to_dict() if rig is not None else None, canary=canary)
+                            step_seed=step_seed, rig=rig.to_dict() if rig is not None else None, canary=canary,
+                            alpha=self.config.alpha,
+                            averages={uid: (old, self.state.averages.get(uid, 0.0)) for uid, old in before.items()})
         with watch.phase("weights"):
             result.weights = await self.maybe_set_weights()
         with watch.phase("save"):
@@ -182,8 +195,10 @@ class Validator:
         timing.update({f"{k}_s": v for k, v in watch.seconds.items()})
         timing["total_s"] = self._clock() - started
         if self.reports is not None:
-            await asyncio.to_thread(self._write_report, result)
+            await asyncio.to_thread(self._write_report, result, meshes)
         self._log_step(result, len(uids))
+        if self.metrics is not None:
+            self.metrics.observe_step(result, self.state.averages, int(self.metagraph.n))
         return result
 
     def _log_step(self, result: StepResult, n_miners: int) -> None:
@@ -196,6 +211,16 @@ class Validator:
             result.task.prompt, ", ".join(f"{k} {v:.2f}" for k, v in result.timing_s.items()),
             f", weights: {result.weights}" if result.weights else "",
         )
+        from text3d.reward.reporting.terminal import terminal_safe  # a detail may quote a miner's bytes: one line each
+
+        for outcome in sorted(result.outcomes, key=lambda o: o.uid):  # one line per miner: grep-able by uid
+            after = result.averages.get(outcome.uid, (0.0, 0.0))[1]
+            log.info(
+                "step %d uid %d %s: %s score %.3f avg %.3f, %s, %s bytes%s", result.step, outcome.uid,
+                outcome.hotkey[:8], outcome.status, outcome.score, after,
+                "-" if outcome.response_s is None else f"{outcome.response_s:.2f}s", f"{outcome.payload_bytes:,}",
+                f" ({terminal_safe(outcome.detail, 160)})" if outcome.detail and outcome.status != "ok" else "",
+            )
 
     def _canary_due(self, step_no: int) -> bool:
         every = self.config.canary_every_steps
@@ -230,12 +255,13 @@ class Validator:
             log.info("step %d: state saved again after %d failed saves", step, self._failed_saves)
         self._failed_saves = 0
 
-    def _write_report(self, result: StepResult) -> None:
+    def _write_report(self, result: StepResult, meshes: dict[int, bytes] | None = None) -> None:
         scored = [
             (f"uid {o.uid} ({o.hotkey[:8]}) score {o.score:.3f}", o.report) for o in result.outcomes if o.report is not None
         ]
         try:
-            self.reports.write(result.step, result.to_json(), scored, title=f"step {result.step}: {result.task.prompt}")
+            self.reports.write(result.step, result.to_json(), scored, title=f"step {result.step}: {result.task.prompt}",
+                               meshes=meshes)
         except Exception as exc:  # evidence is best-effort; never stop scoring for it
             log.warning("step %d: could not write the report: %s: %s", result.step, type(exc).__name__, exc)
 

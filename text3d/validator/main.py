@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 from text3d.ops.autoupdate import start_autoupdate
 from text3d.ops.logs import setup_logging
+from text3d.ops.metrics import ObservedCaptioner, ValidatorMetrics, start_metrics_server
 from text3d.protocol.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, ConfigError, ModelUnavailable, ValidatorFault
 from text3d.reward.defences.canary import CanaryExpectations
 from text3d.settings import Settings, ValidatorSettings, load_settings
@@ -29,14 +30,17 @@ from text3d.validator.state import ValidatorState
 __all__ = ["build_reward_model", "check_scoring_protocol", "build_prompt_sampler", "main"]
 
 
-def build_reward_model(settings: Settings) -> Any:
+def build_reward_model(settings: Settings, metrics: ValidatorMetrics | None = None) -> Any:
+    """The production scorer; with ``metrics``, each captioner call's time and failure are counted."""
     from text3d.reward.caption import OpenAICaptioner
     from text3d.reward.factory import build_reward_model as build
 
     from text3d.reward.defences.ocr import RapidOcrEngine
 
     captioner_config = settings.captioner.to_config()
-    captioner = OpenAICaptioner(captioner_config) if captioner_config is not None else None
+    captioner: Any = OpenAICaptioner(captioner_config) if captioner_config is not None else None
+    if captioner is not None and metrics is not None:
+        captioner = ObservedCaptioner(captioner, metrics.observe_caption)
     return build(settings.models, captioner, device=settings.resolved_device(), config=settings.reward,
                  ocr=RapidOcrEngine())
 
@@ -81,7 +85,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                            devnet_db=settings.devnet.db)
         wallet = open_registered(settings.wallet.name, settings.wallet.hotkey, settings.wallet.path, chain)
         state = ValidatorState.load(config.state_path)
-        reward_model = build_reward_model(settings)
+        metrics = ValidatorMetrics()
+        reward_model = build_reward_model(settings, metrics)
+        metrics_server = start_metrics_server(settings.metrics, metrics.registry)
     except (ConfigError, ModelUnavailable) as exc:  # missing weights too: a restart cannot fetch them (pm2 stops on 78)
         print(f"text3d validator: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -110,6 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             incentive=settings.incentive,
             n_distractors=settings.reward.n_distractors,
             canary=CanaryExpectations.for_models(settings.models),
+            metrics=metrics,
             reports=StepReports(config.reports_dir, config.reports_max_mb) if config.reports_max_mb > 0 else None,
             organic=organic,
         )
@@ -127,4 +134,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(serve())
     finally:
         chain.close()
+        if metrics_server is not None:
+            metrics_server.close()
     return EXIT_OK
