@@ -178,7 +178,9 @@ def test_a_failing_canary_voids_the_step(tmp_path):
     assert again.canary is not None and not again.updated
 
 
-def test_the_step_records_its_seed_rig_and_contrast_prompts_go_to_the_scorer(tmp_path):
+def test_the_step_records_its_seed_and_rig_and_leaves_the_contrast_prompts_to_the_protocol(tmp_path):
+    """The prompt source chooses the prompt only: the scorer draws the contrast prompts itself
+    from the pinned protocol's pool (was: the source's own distractors went to the scorer)."""
     hotkeys = [OWN_HOTKEY, "good"]
     scorer = FingerprintingScorer()
     validator, _ = make(tmp_path, hotkeys, [{"good": (CHAIR, MeshFormat.DRACO, 1.0)}], scorer=scorer,
@@ -187,8 +189,7 @@ def test_the_step_records_its_seed_rig_and_contrast_prompts_go_to_the_scorer(tmp
     data = result.to_json()
     assert isinstance(data["step_seed"], int) and data["rig"] is not None
     assert scorer.options[0]["step_seed"] == result.step_seed
-    distractors = scorer.options[0]["distractors"]
-    assert len(distractors) == 1 and len(distractors[0]) == 15 and result.task.prompt not in distractors[0]
+    assert scorer.options[0].get("distractors") is None
     second = run_step(validator)
     assert second.step_seed != result.step_seed and second.rig != result.rig  # fresh secret views each step
 

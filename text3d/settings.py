@@ -273,8 +273,9 @@ class ValidatorSettings(Section):
     canary_every_steps: int = Field(
         1, ge=0, le=1000, description="Score the canary every N steps (0: never); a failed canary voids the step."
     )
-    copycat_window_steps: int = Field(
-        32, ge=1, le=10000, description="Steps a miner's answers are remembered to catch one object sent for many prompts."
+    copycat_answers_per_miner: int = Field(
+        16, ge=1, le=256,
+        description="Answers of each miner remembered (with the state) to catch one object sent for many prompts.",
     )
 
 

@@ -72,6 +72,8 @@ class RewardConfig(BaseModel):
     min_thickness: float = Field(_D.min_thickness, ge=0.0, le=1.0)
     fingerprint_max_distance: float = Field(_D.fingerprint_max_distance, gt=0.0)
     fingerprint_view_max_distance: float = Field(_D.fingerprint_view_max_distance, gt=0.0)
+    fingerprint_colour_max_distance: float = Field(_D.fingerprint_colour_max_distance, gt=0.0)
+    fingerprint_min_colour_agreement: float = Field(_D.fingerprint_min_colour_agreement, ge=-1.0, le=1.0)
     max_overdraw: float = Field(_D.max_overdraw, gt=0.0)
 
     # operational: change no score, so not part of the protocol
@@ -126,6 +128,8 @@ class RewardConfig(BaseModel):
             ocr_max_chars=d.ocr_max_chars, ocr_min_confidence=d.ocr_min_confidence, min_thickness=d.min_thickness,
             fingerprint_max_distance=d.fingerprint_max_distance,
             fingerprint_view_max_distance=d.fingerprint_view_max_distance, max_overdraw=d.max_overdraw,
+            fingerprint_colour_max_distance=d.fingerprint_colour_max_distance,
+            fingerprint_min_colour_agreement=d.fingerprint_min_colour_agreement,
             **operational,
         )
 
@@ -153,6 +157,8 @@ class RewardConfig(BaseModel):
                 ocr_engine=base.defences.ocr_engine, min_thickness=self.min_thickness,
                 fingerprint_max_distance=self.fingerprint_max_distance,
                 fingerprint_view_max_distance=self.fingerprint_view_max_distance, max_overdraw=self.max_overdraw,
+                fingerprint_colour_max_distance=self.fingerprint_colour_max_distance,
+                fingerprint_min_colour_agreement=self.fingerprint_min_colour_agreement,
             ),
         )
 

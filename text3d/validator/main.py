@@ -81,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         chain = open_chain(settings.subtensor.network, settings.netuid, chain_endpoint=settings.subtensor.chain_endpoint,
                            devnet_db=settings.devnet.db)
         wallet = open_registered(settings.wallet.name, settings.wallet.hotkey, settings.wallet.path, chain)
-        state = ValidatorState.load(config.state_path)
+        state = ValidatorState.load(config.state_path, config.copycat_answers_per_miner)
         reward_model = build_reward_model(settings)
     except (ConfigError, ModelUnavailable) as exc:  # missing weights too: a restart cannot fetch them (pm2 stops on 78)
         print(f"text3d validator: {exc}", file=sys.stderr)
@@ -103,7 +103,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             sampler=build_prompt_sampler(config, rng),
             rng=rng,
             incentive=settings.incentive,
-            n_distractors=settings.reward.n_distractors,
             canary=CanaryExpectations.for_models(settings.models),
             reports=StepReports(config.reports_dir, config.reports_max_mb) if config.reports_max_mb > 0 else None,
         )

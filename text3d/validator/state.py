@@ -13,6 +13,9 @@ Rules the state enforces:
   are clipped to [0, 1] and a non-finite score counts as 0 (a miner fault).
 - ``sync_hotkeys(hotkeys)``: a uid whose hotkey changed (deregistered and taken by a
   new neuron) starts again from 0 -- the newcomer inherits nothing.
+- ``answers``: the repeat memory (``text3d.validator.repeats.RecentAnswers``: per miner its
+  last answers' fingerprints), saved with the rest so a restart does not forget which
+  objects each miner already sent. A state saved before it existed loads with an empty one.
 """
 
 import json
@@ -22,6 +25,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
+
+from text3d.validator.repeats import RecentAnswers
 
 __all__ = ["ValidatorState"]
 
@@ -34,6 +39,7 @@ class ValidatorState:
     hotkeys: dict[int, str] = field(default_factory=dict)
     step: int = 0
     last_weight_block: int | None = None
+    answers: RecentAnswers = field(default_factory=RecentAnswers)
 
     # -- scores -------------------------------------------------------------------
 
@@ -74,13 +80,15 @@ class ValidatorState:
             "last_weight_block": self.last_weight_block,
             "averages": {str(uid): value for uid, value in sorted(self.averages.items())},
             "hotkeys": {str(uid): hotkey for uid, hotkey in sorted(self.hotkeys.items())},
+            "answers": self.answers.to_json(),
         }
 
     @classmethod
-    def from_json(cls, data: dict) -> "ValidatorState":
+    def from_json(cls, data: dict, answers_per_miner: int = 16) -> "ValidatorState":
         if data.get("format_version") != _FORMAT_VERSION:
             raise ValueError(f"unsupported validator state format {data.get('format_version')!r}")
         return cls(
+            answers=RecentAnswers.from_json(data.get("answers") or {}, answers_per_miner),
             averages={int(uid): float(value) for uid, value in data["averages"].items()},
             hotkeys={int(uid): str(hotkey) for uid, hotkey in data["hotkeys"].items()},
             step=int(data["step"]),
@@ -118,18 +126,19 @@ class ValidatorState:
         return removed
 
     @classmethod
-    def load(cls, path: str | Path) -> "ValidatorState":
+    def load(cls, path: str | Path, answers_per_miner: int = 16) -> "ValidatorState":
         """The saved state, or a fresh one when ``path`` does not exist.
 
-        Removes the temporary files of killed saves first. Raises ``ValueError`` for a file
+        ``answers_per_miner`` bounds the repeat memory. Removes the temporary files of killed
+        saves first. Raises ``ValueError`` for a file
         that exists but is not a validator state (refusing beats silently forgetting every
         miner's history).
         """
         path = Path(path)
         cls.remove_temp_files(path)
         if not path.exists():
-            return cls()
+            return cls(answers=RecentAnswers(answers_per_miner))
         try:
-            return cls.from_json(json.loads(path.read_text()))
+            return cls.from_json(json.loads(path.read_text()), answers_per_miner)
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise ValueError(f"{path} is not a readable validator state ({exc}); move it away to start afresh") from exc
