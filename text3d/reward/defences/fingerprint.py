@@ -20,18 +20,24 @@ swap keeps it; None where a surface has no colour pattern).
 
 **The rule** (``CopyRule``, thresholds from the pinned protocol's ``DefenceSpec``)::
 
-    same object  <=>  geometry <= geometry_max                                  (0.035)
-                  or  geometry <= colour_geometry_max and colour >= min_colour  (0.075, 0.8)
-                  or  same rig and view_distance <= view_max                    (0.02)
+    same object  <=>  geometry <= geometry_max                                       (0.035)
+                  or  colour >= min_colour and geometry <= bound(colour)             (0.8)
+                  or  same rig and view_distance <= view_max                         (0.02)
+    bound(c) = geometry_max + (colour_geometry_max - geometry_max) * (c - 0.5) / 0.5  (0.065 at 0.8,
+                                                                                   0.085 at 1.0)
+
+The more the aligned colour patterns agree, the more deformation is forgiven: a copy keeps
+its colours however it is bent, while two honest objects agree on colour only as much as
+two smooth gradients happen to.
 
 Measured (tests/test_copycat_rules.py, docs/copycats.md): every deformation family alone
 and combined, on a box chair, a CAD part, a Shap-E-like blob and a tiny Shap-E mesh, gives
 geometry 0.000-0.085; honest seeds of the project's generators 0.039 (two blobs) or more;
-distinct objects 0.071 or more. Colour closes the gap for coloured answers: copies keep an
-agreement of 0.83-1.0 (up to geometry 0.069), honest pairs with geometry under 0.075
-agree at most 0.51. What geometry alone cannot tell apart is stated there: a smooth warp
-of 3-5 % of the size on an uncoloured (or repainted) answer reaches 0.039-0.085, the range
-honest blobs of different seeds start at, so those copies are caught only in part.
+distinct objects 0.07 or more. Colour closes the gap for coloured answers: copies keep an
+agreement of 0.83-1.0, honest pairs near them in geometry agree less than their bound
+asks. What geometry alone cannot tell apart is stated there: a smooth warp of 3-5 % of
+the size on an uncoloured (or repainted) answer reaches 0.04-0.085, the range honest
+blobs of different seeds start at, so those copies are caught only in part.
 
 ``cluster_copies(fingerprints)`` groups answers that are the same object, whatever order
 pairs are compared in (connected components); the validator's step and ``text3d dedupe``
@@ -45,6 +51,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import zipfile
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -128,7 +135,7 @@ class Fingerprint:
                 colours = npz["colours"].astype(np.float32) / 255.0 if "colours" in npz.files else None
                 views = npz["views"].astype(np.float32) if "views" in npz.files else None
                 rig_key = str(npz["rig_key"]) or None
-        except (OSError, KeyError, EOFError, TypeError, ValueError, AttributeError) as exc:
+        except (OSError, KeyError, EOFError, TypeError, ValueError, AttributeError, zipfile.BadZipFile) as exc:
             raise ValueError(f"not a fingerprint: {exc}") from None
         n = len(points)
         if not (points.ndim == 2 and points.shape[1:] == (3,) and 4 <= n <= _MAX_POINTS
@@ -148,9 +155,13 @@ class CopyRule:
     """The thresholds of ``same_object`` (see the module docstring); defaults are the pinned protocol's."""
 
     geometry_max: float = 0.035
-    colour_geometry_max: float = 0.075
+    colour_geometry_max: float = 0.085
     min_colour_agreement: float = 0.8
     view_max: float = 0.02
+
+    def colour_bound(self, colour: float) -> float:
+        """The geometry distance forgiven at colour agreement ``colour`` (>= ``min_colour_agreement``)."""
+        return self.geometry_max + (self.colour_geometry_max - self.geometry_max) * (colour - 0.5) / 0.5
 
     @classmethod
     def from_defences(cls, defences) -> "CopyRule":
@@ -219,8 +230,8 @@ def match(a: Fingerprint, b: Fingerprint, rule: CopyRule = DEFAULT_RULE) -> Matc
         return Match(float("inf"), None, views, bool(views is not None and views <= rule.view_max))
     found = compare(a.cloud, b.cloud)
     same = (found.geometry <= rule.geometry_max
-            or (found.geometry <= rule.colour_geometry_max and found.colour is not None
-                and found.colour >= rule.min_colour_agreement)
+            or (found.colour is not None and found.colour >= rule.min_colour_agreement
+                and found.geometry <= rule.colour_bound(found.colour))
             or (views is not None and views <= rule.view_max))
     return Match(found.geometry, found.colour, views, bool(same))
 
