@@ -78,6 +78,7 @@ class RewardConfig(BaseModel):
 
     # operational: change no score, so not part of the protocol
     caption_deadline_s: float = Field(300.0, gt=0.0)  # one deadline for all captions of a batch
+    render_timeout_s: float = Field(60.0, gt=0.0)  # hard limit on drawing one asset (text3d.reward.render.watchdog)
     clip_batch_size: int = Field(64, ge=1)
     text_batch_size: int = Field(64, ge=1)
 
