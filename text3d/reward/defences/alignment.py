@@ -40,8 +40,8 @@ __all__ = ["Match", "compare", "profile_distance", "SIGNED_PERMUTATIONS"]
 
 _STARTS = 2
 _ICP_STEPS = 10
-_COARSE_POINTS = 256
-_ICP_POINTS = 600
+_COARSE_POINTS = 128
+_ICP_POINTS = 400
 _PROFILE_BINS = 24
 _MIN_COLOUR_STD = 0.03  # RGB in [0, 1]: a surface flatter than this has no colour pattern
 
@@ -164,19 +164,21 @@ def compare(a: ShapeCloud, b: ShapeCloud) -> Match:
     coarse.sort()
     pa, wa = _subsample(a, _ICP_POINTS)  # ICP on subsamples, the verdict on the whole clouds
     pb0, wb = _subsample(b, _ICP_POINTS)
+    tree_b = cKDTree(pb0)  # a -> b matches are found in b's own frame: one tree, no rebuild per step
+    weights = np.concatenate([wb, wa])
     fits = []
     for _, k in coarse[:_STARTS]:
         r, t = SIGNED_PERMUTATIONS[k].copy(), np.zeros(3)
         for _ in range(_ICP_STEPS):
-            pb = pb0 @ r + t
-            d_ba, i_ba = tree_a.query(pb)
+            _, i_ba = tree_a.query(pb0 @ r + t)
             # b -> a matches and a -> b matches together: a copy missing a part does not drag the fit
-            d_ab, i_ab = cKDTree(pb).query(pa)
+            _, i_ab = tree_b.query((pa - t) @ np.linalg.inv(r))
             src = np.concatenate([pb0, pb0[i_ab]])
             dst = np.concatenate([a.points[i_ba].astype(np.float64), pa])
-            r, t = _affine(src, dst, np.concatenate([wb, wa]))
-        pb = pb0 @ r + t
-        fits.append((float(wb @ tree_a.query(pb)[0] + wa @ cKDTree(pb).query(pa)[0]), r, t))
+            r, t = _affine(src, dst, weights)
+        d_ba, _ = tree_a.query(pb0 @ r + t)
+        d_ab, _ = tree_b.query((pa - t) @ np.linalg.inv(r))
+        fits.append((float(wb @ d_ba + wa @ d_ab), r, t))
     _, r, t = min(fits, key=lambda fit: fit[0])
     pb = b.points.astype(np.float64) @ r + t
     nb = b.normals.astype(np.float64) @ np.linalg.inv(r).T
