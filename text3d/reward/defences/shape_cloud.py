@@ -46,6 +46,7 @@ _MAX_LEVEL = 64
 _GRID = 40  # cells along the longest side of the bounding box
 _OUTER_REACH = 2  # a sample counts as outer within this many cells of the outside
 _MIN_SPREAD_RATIO = 0.05  # the smallest whitening spread, as a share of the largest
+_SPAN = 8.0  # whitened half-width of the downsampling grid
 _CELL = 0.2  # downsampling cell, whitened units (the cloud's spread is 1 per axis)
 _FALLBACK_RGB = 170.0
 _WHITEN_ROUNDS = 4
@@ -158,9 +159,8 @@ def _cap_area(points: np.ndarray, weights: np.ndarray) -> np.ndarray:
     low, high = points.min(axis=0), points.max(axis=0)
     size = float((high - low).max())
     h = size / _GRID
-    ijk = np.floor((points - low) / h).astype(np.int64)
-    _, cell = np.unique(ijk, axis=0, return_inverse=True)
-    cell = cell.reshape(-1)
+    ijk = np.minimum(np.floor((points - low) / h).astype(np.int64), _GRID)
+    cell = np.ravel_multi_index(ijk.T, (_GRID + 1,) * 3)  # a dense grid: counting is O(n)
     total = np.bincount(cell, weights=weights)
     scale = np.minimum(1.0, _MAX_CELL_AREA * h * h / np.maximum(total, 1e-300))
     return weights * scale[cell]
@@ -192,25 +192,21 @@ def _whiten(points: np.ndarray, weights: np.ndarray, normals: np.ndarray) -> tup
     map changes its area element (``|n @ inv(L).T|``, the determinant is a common factor)
     and the covariance taken again, ``_WHITEN_ROUNDS`` times. Two affine copies then
     whiten to the same cloud up to a rotation or reflection."""
+    # einsum, not @: tall-thin products go to a multithreaded BLAS, which thrashes on a busy machine
     w = weights / weights.sum()
-    for _ in range(_WHITEN_ROUNDS):
-        centre = w @ points
+    for _ in range(_WHITEN_ROUNDS + 1):
+        centre = np.einsum("n,nj->j", w, points)
         d = points - centre
-        cov = (w[:, None] * d).T @ d
-        spread, axes = np.linalg.eigh(cov)
+        spread, axes = np.linalg.eigh(np.einsum("n,ni,nj->ij", w, d, d))
         spread = np.maximum(spread, (_MIN_SPREAD_RATIO**2) * max(float(spread.max()), 1e-300))
         linear = axes / np.sqrt(spread)
-        w = weights * np.linalg.norm(normals @ np.linalg.inv(linear).T, axis=1)
+        if _ == _WHITEN_ROUNDS:
+            break
+        w = weights * np.sqrt(np.einsum("ni,ni->n", *(2 * [np.einsum("nj,ij->ni", normals, np.linalg.inv(linear))])))
         w = w / w.sum()
-    centre = w @ points
-    d = points - centre
-    cov = (w[:, None] * d).T @ d
-    spread, axes = np.linalg.eigh(cov)
-    spread = np.maximum(spread, (_MIN_SPREAD_RATIO**2) * max(float(spread.max()), 1e-300))
-    linear = axes / np.sqrt(spread)
-    x = d @ linear
+    x = np.einsum("nj,jk->nk", d, linear)
     r2 = np.einsum("ij,ij->i", x, x)
-    fourth = (w[:, None] * r2[:, None] * x).T @ x
+    fourth = np.einsum("n,ni,nj->ij", w * r2, x, x)
     moments, frame = np.linalg.eigh(fourth)
     order = np.argsort(moments)[::-1]
     return centre, linear @ frame[:, order], moments[order], w
@@ -219,10 +215,11 @@ def _whiten(points: np.ndarray, weights: np.ndarray, normals: np.ndarray) -> tup
 def _downsample(x: np.ndarray, w: np.ndarray, rgb: np.ndarray | None, normals: np.ndarray):
     """Per occupied ``_CELL`` cell: weighted mean point, weight, mean colour and the dominant
     normal direction (principal axis of the weighted normal tensor, so opposite normals agree)."""
-    key = np.floor(x / _CELL).astype(np.int64)
-    _, cell, counts = np.unique(key, axis=0, return_inverse=True, return_counts=True)
+    span = int(np.ceil(_SPAN / _CELL))  # whitened points beyond +-_SPAN are rare; they share border cells
+    key = np.clip(np.floor(x / _CELL).astype(np.int64) + span, 0, 2 * span - 1)
+    _, cell = np.unique(np.ravel_multi_index(key.T, (2 * span,) * 3), return_inverse=True)
     cell = cell.reshape(-1)
-    n = len(counts)
+    n = int(cell.max()) + 1
 
     def mean(values: np.ndarray) -> np.ndarray:
         return np.stack([np.bincount(cell, weights=w * values[:, k], minlength=n) for k in range(values.shape[1])],
@@ -247,8 +244,8 @@ def shape_cloud(mesh: trimesh.Trimesh) -> ShapeCloud:
         rgb = rgb[outer] if rgb is not None else None
     weights = _cap_area(points, weights)
     centre, linear, moments, weights = _whiten(points, weights, normals)
-    x = (points - centre) @ linear
-    normals = normals @ np.linalg.inv(linear).T  # planes map by the inverse transpose
+    x = np.einsum("nj,jk->nk", points - centre, linear)
+    normals = np.einsum("nj,ij->ni", normals, np.linalg.inv(linear))  # planes map by the inverse transpose
     normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-300)
     cloud, w, colours, cell_normals = _downsample(x, weights / weights.sum(), rgb, normals)
     return ShapeCloud(cloud.astype(np.float32), w.astype(np.float32),
