@@ -6,9 +6,10 @@
     client.py     the miner client: signed requests, capped answers, timed at the last byte
     outcomes.py   each miner's outcome and how one answer is judged (decode under limits)
     copycats.py   duplicates within a step and repeats across prompts earn nothing
+    repeats.py    per miner, its last answers' fingerprints (saved with the state)
     weights.py    averages -> weights: the incentive curve, every uid for the chain
-    prompts.py    prompt sources (composed, shipped, mixed, an LLM's) and per-step contrast prompts
-    state.py      moving averages, their hotkeys, progress; saved atomically
+    prompts.py    prompt sources (composed, shipped, mixed, an LLM's): they choose the prompt only
+    state.py      moving averages, their hotkeys, the repeat memory, progress; saved atomically
     reports.py    one evidence folder per step, capped by size
 """
 

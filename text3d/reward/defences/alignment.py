@@ -42,6 +42,7 @@ _STARTS = 2
 _ICP_STEPS = 10
 _COARSE_POINTS = 128
 _ICP_POINTS = 400
+_SETTLED = 1e-3  # ICP stops once no entry of the map moves more than this
 _PROFILE_BINS = 24
 _MIN_COLOUR_STD = 0.03  # RGB in [0, 1]: a surface flatter than this has no colour pattern
 
@@ -175,7 +176,11 @@ def compare(a: ShapeCloud, b: ShapeCloud) -> Match:
             _, i_ab = tree_b.query((pa - t) @ np.linalg.inv(r))
             src = np.concatenate([pb0, pb0[i_ab]])
             dst = np.concatenate([a.points[i_ba].astype(np.float64), pa])
-            r, t = _affine(src, dst, weights)
+            r_new, t_new = _affine(src, dst, weights)
+            settled = np.abs(r_new - r).max() < _SETTLED and np.abs(t_new - t).max() < _SETTLED
+            r, t = r_new, t_new
+            if settled:  # the matches no longer move the fit
+                break
         d_ba, _ = tree_a.query(pb0 @ r + t)
         d_ab, _ = tree_b.query((pa - t) @ np.linalg.inv(r))
         fits.append((float(wb @ d_ba + wa @ d_ab), r, t))
