@@ -288,7 +288,7 @@ class ValidatorSettings(Section):
         1, ge=0, le=1000, description="Score the canary every N steps (0: never); a failed canary voids the step."
     )
     copycat_answers_per_miner: int = Field(
-        16, ge=1, le=256,
+        8, ge=1, le=64,
         description="Answers of each miner remembered (with the state) to catch one object sent for many prompts.",
     )
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from text3d.reward.defences.fingerprint import cluster_copies, same_object
+from text3d.reward.defences.fingerprint import cluster_copies, parallel_map, same_object
 from text3d.validator.outcomes import MinerOutcome
 from text3d.validator.repeats import RecentAnswers
 
@@ -38,10 +38,9 @@ def judge_copies(outcomes: Sequence[MinerOutcome], prompt: str, step_no: int, re
             copy.detail = (f"the same object as uid {first.uid}'s answer, which arrived first "
                            f"({first.response_s or 0:.2f}s vs {copy.response_s or 0:.2f}s; {len(group)} copies "
                            "in this step earn once)")
-    for outcome in arrival:
-        fp = outcome.report.fingerprint
-        earlier = recent.repeat_of(outcome.hotkey, prompt, fp)
-        recent.add(outcome.hotkey, step_no, prompt, fp)
+    earlier_steps = parallel_map(lambda o: recent.repeat_of(o.hotkey, prompt, o.report.fingerprint), arrival)
+    for outcome, earlier in zip(arrival, earlier_steps):  # judged against what each miner sent BEFORE this step
+        recent.add(outcome.hotkey, step_no, prompt, outcome.report.fingerprint)
         if earlier is not None and outcome.status == "ok":
             outcome.status, outcome.score = "repeat", 0.0
             outcome.detail = f"the same object this miner sent for another prompt at step {earlier}"

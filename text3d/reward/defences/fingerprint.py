@@ -51,7 +51,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -72,6 +74,7 @@ __all__ = [
     "match",
     "same_object",
     "cluster_copies",
+    "parallel_map",
     "DEFAULT_RULE",
 ]
 
@@ -95,17 +98,6 @@ class Fingerprint:
     def digest(self) -> str:
         """Short hex id of the cloud, for reports (not for comparisons)."""
         return hashlib.sha256(np.round(self.cloud.points, 2).astype(np.float32).tobytes()).hexdigest()[:16]
-
-    def compact(self, max_points: int = 512) -> "Fingerprint":
-        """The same fingerprint with at most ``max_points`` cloud points (spread over the cloud)
-        and no views: what a memory of many answers keeps (about 9 KB serialised)."""
-        c = self.cloud
-        if len(c.points) > max_points:
-            pick = np.linspace(0, len(c.points) - 1, max_points).astype(np.int64)
-            w = c.weights[pick]
-            c = ShapeCloud(c.points[pick], (w / w.sum()).astype(np.float32),
-                           None if c.colours is None else c.colours[pick], c.moments, c.normals[pick])
-        return Fingerprint(c, None, None)
 
     def to_bytes(self) -> bytes:
         """A compact, versioned serialisation (npz: float16 points and normals, uint8 colours)."""
@@ -147,7 +139,10 @@ class Fingerprint:
         arrays = [points, weights, normals, moments] + [x for x in (colours, views) if x is not None]
         if not all(np.isfinite(x).all() for x in arrays) or (weights < 0).any() or not weights.sum() > 0:
             raise ValueError("not a fingerprint: non-finite or negative values")
-        return cls(ShapeCloud(points, weights / weights.sum(), colours, moments, normals), views, rig_key)
+        total = float(weights.sum())
+        if abs(total - 1.0) > 1e-3:  # ours sum to 1; anything else is normalised (a round trip stays bit-exact)
+            weights = (weights / total).astype(np.float32)
+        return cls(ShapeCloud(points, weights, colours, moments, normals), views, rig_key)
 
 
 @dataclass(frozen=True)
@@ -241,9 +236,24 @@ def same_object(a: Fingerprint, b: Fingerprint, rule: CopyRule = DEFAULT_RULE) -
     return match(a, b, rule).same
 
 
+def parallel_map(fn: Callable, items: Sequence, workers: int | None = None) -> list:
+    """``[fn(x) for x in items]`` on a few threads (in order); plain when one worker or few items."""
+    workers = default_workers() if workers is None else max(1, workers)
+    if workers == 1 or len(items) < 4:
+        return [fn(x) for x in items]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="text3d-copies") as pool:
+        return list(pool.map(fn, items))
+
+
+def default_workers() -> int:
+    """Threads for pairwise comparisons: the k-d tree queries and numpy work release the GIL."""
+    return max(1, min(8, os.cpu_count() or 1))
+
+
 def cluster_copies(
     fingerprints: Sequence[Fingerprint | None],
     same: Callable[[Fingerprint, Fingerprint], bool] = same_object,
+    workers: int | None = None,
 ) -> list[list[int]]:
     """Groups of indices that are the same object, whatever order pairs are compared in.
 
@@ -251,7 +261,8 @@ def cluster_copies(
     group). Each group is sorted ascending (callers order their inputs, e.g. by arrival, so
     ``group[0]`` is the earliest); groups are sorted by their first index; singletons and
     ``None`` entries are left out. This is the one copycat rule: the validator's step and
-    ``text3d dedupe`` both call it. Pairs already in one group are not compared again.
+    ``text3d dedupe`` both call it. Every pair is judged (on ``workers`` threads, default
+    ``default_workers()``; the verdicts do not depend on the order), then joined.
     """
     n = len(fingerprints)
     parent = list(range(n))
@@ -263,10 +274,11 @@ def cluster_copies(
         return i
 
     present = [i for i in range(n) if fingerprints[i] is not None]
-    for a_pos, i in enumerate(present):
-        for j in present[a_pos + 1:]:
-            if root(i) != root(j) and same(fingerprints[i], fingerprints[j]):  # type: ignore[arg-type]
-                parent[max(root(i), root(j))] = min(root(i), root(j))
+    pairs = [(i, j) for a_pos, i in enumerate(present) for j in present[a_pos + 1:]]
+    verdicts = parallel_map(lambda pair: same(fingerprints[pair[0]], fingerprints[pair[1]]), pairs, workers)
+    for (i, j), joined in zip(pairs, verdicts):
+        if joined and root(i) != root(j):
+            parent[max(root(i), root(j))] = min(root(i), root(j))
     groups: dict[int, list[int]] = {}
     for i in present:
         groups.setdefault(root(i), []).append(i)

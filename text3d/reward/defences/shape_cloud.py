@@ -159,8 +159,10 @@ def _cap_area(points: np.ndarray, weights: np.ndarray) -> np.ndarray:
     low, high = points.min(axis=0), points.max(axis=0)
     size = float((high - low).max())
     h = size / _GRID
-    ijk = np.minimum(np.floor((points - low) / h).astype(np.int64), _GRID)
-    cell = np.ravel_multi_index(ijk.T, (_GRID + 1,) * 3)  # a dense grid: counting is O(n)
+    # half a cell of margin: faces at the bounding box (all of a box's) sit mid-cell, not on a boundary
+    # where float rounding of a re-encoding would move them from one cell to the next
+    ijk = np.minimum(np.floor((points - low) / h + 0.5).astype(np.int64), _GRID + 1)
+    cell = np.ravel_multi_index(ijk.T, (_GRID + 2,) * 3)  # a dense grid: counting is O(n)
     total = np.bincount(cell, weights=weights)
     scale = np.minimum(1.0, _MAX_CELL_AREA * h * h / np.maximum(total, 1e-300))
     return weights * scale[cell]
@@ -171,8 +173,8 @@ def _outer_mask(points: np.ndarray) -> np.ndarray:
     border of a ``_GRID`` grid over the bounding box (the surface closed by one cell first)."""
     low, high = points.min(axis=0), points.max(axis=0)
     h = float((high - low).max()) / _GRID
-    cells = np.maximum(np.ceil((high - low) / h).astype(np.int64), 1)
-    ijk = np.minimum(((points - low) / h).astype(np.int64), cells - 1) + 2  # 2 cells of margin
+    cells = np.ceil((high - low) / h).astype(np.int64) + 1
+    ijk = np.minimum(((points - low) / h + 0.5).astype(np.int64), cells - 1) + 2  # mid-cell faces; 2 cells of margin
     occupied = np.zeros(tuple(int(c) + 4 for c in cells), bool)
     occupied[ijk[:, 0], ijk[:, 1], ijk[:, 2]] = True
     cube = np.ones((3, 3, 3), bool)
@@ -212,11 +214,11 @@ def _whiten(points: np.ndarray, weights: np.ndarray, normals: np.ndarray) -> tup
     return centre, linear @ frame[:, order], moments[order], w
 
 
-def _downsample(x: np.ndarray, w: np.ndarray, rgb: np.ndarray | None, normals: np.ndarray):
+def _downsample(x: np.ndarray, w: np.ndarray, rgb: np.ndarray | None, normals: np.ndarray, cell_size: float = _CELL):
     """Per occupied ``_CELL`` cell: weighted mean point, weight, mean colour and the dominant
     normal direction (principal axis of the weighted normal tensor, so opposite normals agree)."""
-    span = int(np.ceil(_SPAN / _CELL))  # whitened points beyond +-_SPAN are rare; they share border cells
-    key = np.clip(np.floor(x / _CELL).astype(np.int64) + span, 0, 2 * span - 1)
+    span = int(np.ceil(_SPAN / cell_size))  # whitened points beyond +-_SPAN are rare; they share border cells
+    key = np.clip(np.floor(x / cell_size).astype(np.int64) + span, 0, 2 * span - 1)
     _, cell = np.unique(np.ravel_multi_index(key.T, (2 * span,) * 3), return_inverse=True)
     cell = cell.reshape(-1)
     n = int(cell.max()) + 1
@@ -252,3 +254,4 @@ def shape_cloud(mesh: trimesh.Trimesh) -> ShapeCloud:
                       None if colours is None else np.clip(colours, 0, 1).astype(np.float32),
                       (moments / max(float(moments.sum()), 1e-300)).astype(np.float32),
                       cell_normals.astype(np.float32))
+
