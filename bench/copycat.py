@@ -6,7 +6,8 @@ Through the production entry points (``text3d.reward.defences.fingerprint``):
                views, ~1 ms) for Shap-E-like coloured blobs of 20k, 100k and 1M faces, and the
                baseline ``bench/copycat_baseline.geometry_fingerprint`` (the rule before issue 17)
     pair       ``match(a, b)``: the alignment of two honest answers (prefilter passed or not)
-    step       ``cluster_copies`` over 16 and 64 honest answers (blobs of different seeds), plus
+    step       ``cluster_copies`` over 16 and 64 honest answers (blobs of different seeds; any group
+               among them is a false positive, listed), plus
                the repeat check of each answer against 16 remembered answers of its miner
                (``RecentAnswers``), fingerprints excluded (counted per asset above)
     watchdog   the cost ``text3d.reward.render.watchdog.render_within`` adds around one render
@@ -125,12 +126,11 @@ def main(argv: list[str] | None = None) -> dict:
         cluster_s = median_time(lambda: cluster_copies(answers), repeats)
         repeats_s = median_time(lambda: [memory.repeat_of(str(h), "a new prompt", fp) for h, fp in enumerate(answers)],
                                 repeats)
+        groups = cluster_copies(answers)
         step[str(n)] = {"answers": n, "cluster_s": round(cluster_s, 4), "repeat_check_s": round(repeats_s, 4),
-                        "groups": len(cluster_copies(answers))}
-        print(f"step of {n} answers: duplicates {cluster_s:.3f} s, repeats {repeats_s:.3f} s "
-              f"({step[str(n)]['groups']} groups: honest answers)", flush=True)
-        if step[str(n)]["groups"]:
-            raise AssertionError(f"{step[str(n)]['groups']} groups among {n} honest answers")
+                        "false_groups": [[int(i) for i in g] for g in groups]}
+        print(f"step of {n} answers: duplicates {cluster_s:.3f} s, repeats {repeats_s:.3f} s; honest answers "
+              f"joined (false positives): {groups or 'none'}", flush=True)
     out["step"] = step
 
     direct = median_time(lambda: [None for _ in range(100)], repeats) / 100

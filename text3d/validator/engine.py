@@ -147,7 +147,8 @@ class Validator:
             gc.collect()  # decoded meshes sit in reference cycles: free them now, not at some later collection
         if fault is None:
             with watch.phase("copies"):
-                phases.judge_copies(outcomes, task.prompt, step_no, self.state.answers)
+                # seconds of alignment work for a full step: off the event loop, like scoring
+                await self._in_executor(phases.judge_copies, outcomes, task.prompt, step_no, self.state.answers)
 
         canary = None
         if fault is None and self._canary_due(step_no):

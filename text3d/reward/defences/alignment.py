@@ -7,7 +7,9 @@ whatever non-affine change was added (a warp, jitter, remeshing). The search:
 
 1. every one of the 48 axis permutations with sign flips of ``b`` (the canonical axes are
    ambiguous up to those) is scored by the mean distance from a fixed subsample of ``b``
-   to its nearest point of ``a``; the best ``_STARTS`` go on;
+   to its nearest point of ``a``; the best ``_STARTS`` go on, and with colours on both
+   sides also the best by distance plus colour difference (a near-round object fits its
+   surface in many orientations; only its colours tell which one is the copy's);
 2. each is refined by iterative closest points, ``_ICP_STEPS`` steps of a weighted
    least-squares affine fit on nearest neighbours both ways (affine, not only rotations:
    what whitening left over, e.g. from a copy's crumpled parts, is absorbed too);
@@ -22,8 +24,8 @@ weighted Pearson correlation of matched points' colours, per channel and for the
 whichever is highest (a tint or a channel gain changes no correlation), or None when
 either surface is almost uniformly coloured (no pattern to compare: no evidence).
 
-Cost: about 5-15 ms a pair for clouds of 1,000-2,500 points (two k-d trees per cloud are
-built once and cached on the cloud).
+Cost (bench/copycat.py): about 0.1 s a pair on this shared 2-core CPU (most of it the
+k-d tree queries of ICP); pairs run on a few threads (``fingerprint.parallel_map``).
 """
 
 from __future__ import annotations
@@ -38,10 +40,11 @@ from text3d.reward.defences.shape_cloud import ShapeCloud
 
 __all__ = ["Match", "compare", "profile_distance", "SIGNED_PERMUTATIONS"]
 
-_STARTS = 2
+_STARTS = 4
 _ICP_STEPS = 10
 _COARSE_POINTS = 128
 _ICP_POINTS = 400
+_COLOUR_WEIGHT = 0.5  # whitened units per unit of summed RGB difference, when choosing starts
 _SETTLED = 1e-3  # ICP stops once no entry of the map moves more than this
 _PROFILE_BINS = 24
 _MIN_COLOUR_STD = 0.03  # RGB in [0, 1]: a surface flatter than this has no colour pattern
@@ -158,17 +161,28 @@ def compare(a: ShapeCloud, b: ShapeCloud) -> Match:
     """The best alignment of ``b`` onto ``a`` and what is left of their difference (see the module docstring)."""
     tree_a = _tree(a)
     sub, sub_w = _subsample(b, _COARSE_POINTS)
-    coarse = []
+    # with colours on both sides, a start must also put colours where they were: near-round objects
+    # fit their surfaces in many orientations, and only the colours tell which one is the copy's
+    sub_rgb = None
+    if a.colours is not None and b.colours is not None:
+        pick = np.linspace(0, len(b.points) - 1, len(sub)).astype(np.int64) if len(b.points) > len(sub) \
+            else np.arange(len(b.points))
+        sub_rgb = b.colours[pick].astype(np.float64)
+    by_shape, by_colour = [], []
     for k, m in enumerate(SIGNED_PERMUTATIONS):
-        d, _ = tree_a.query(sub @ m)
-        coarse.append((float(sub_w @ d), k))
-    coarse.sort()
+        d, i = tree_a.query(sub @ m)
+        score = float(sub_w @ d)
+        by_shape.append((score, k))
+        if sub_rgb is not None:
+            by_colour.append((score + _COLOUR_WEIGHT * float(sub_w @ np.abs(a.colours[i] - sub_rgb).sum(axis=1)), k))
+    starts = [k for _, k in sorted(by_shape)[:_STARTS]]
+    starts += [k for _, k in sorted(by_colour)[:1] if k not in starts]  # the colours' choice, when it differs
     pa, wa = _subsample(a, _ICP_POINTS)  # ICP on subsamples, the verdict on the whole clouds
     pb0, wb = _subsample(b, _ICP_POINTS)
     tree_b = cKDTree(pb0)  # a -> b matches are found in b's own frame: one tree, no rebuild per step
     weights = np.concatenate([wb, wa])
     fits = []
-    for _, k in coarse[:_STARTS]:
+    for k in starts:
         r, t = SIGNED_PERMUTATIONS[k].copy(), np.zeros(3)
         for _ in range(_ICP_STEPS):
             _, i_ba = tree_a.query(pb0 @ r + t)
