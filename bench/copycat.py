@@ -8,8 +8,8 @@ Through the production entry points (``text3d.reward.defences.fingerprint``):
     pair       ``match(a, b)``: the alignment of two honest answers (prefilter passed or not)
     step       ``cluster_copies`` over 16 and 64 honest answers (blobs of different seeds; any group
                among them is a false positive, listed), plus
-               the repeat check of each answer against 16 remembered answers of its miner
-               (``RecentAnswers``), fingerprints excluded (counted per asset above)
+               the repeat check of each answer against the remembered answers of its miner
+               (``RecentAnswers``, its default of 8), fingerprints excluded (counted per asset above)
     watchdog   the cost ``text3d.reward.render.watchdog.render_within`` adds around one render
     corpus     with ``--corpus DIR``: every pair of the mesh files in DIR (e.g. trimesh's
                models/ folder) judged; pairs joined as the same object are listed (the
@@ -115,12 +115,12 @@ def main(argv: list[str] | None = None) -> dict:
     out["pair_s"] = round(pair_s, 4)
     print(f"pair (two honest answers): {pair_s * 1000:.1f} ms", flush=True)
 
-    remembered = [fingerprint(coloured_sphere(answer_faces, seed=1000 + k)) for k in range(16)]
+    remembered = [fingerprint(coloured_sphere(answer_faces, seed=1000 + k)) for k in range(8)]
     step = {}
     for n in steps:
         answers = prints[:n]
-        memory = RecentAnswers(answers_per_miner=16)
-        for hotkey in range(n):  # every miner remembers 16 earlier answers, none of them this one
+        memory = RecentAnswers()  # the default: each miner's last 8 answers
+        for hotkey in range(n):  # every miner remembers earlier answers, none of them this one
             for k, fp in enumerate(remembered):
                 memory.add(str(hotkey), k, f"prompt {k}", fp)
         cluster_s = median_time(lambda: cluster_copies(answers), repeats)

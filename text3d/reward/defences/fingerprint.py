@@ -32,7 +32,7 @@ two smooth gradients happen to.
 
 Measured (tests/test_copycat_rules.py, docs/copycats.md): every deformation family alone
 and combined, on a box chair, a CAD part, a Shap-E-like blob and a tiny Shap-E mesh, gives
-geometry 0.000-0.085; honest seeds of the project's generators 0.039 (two blobs) or more;
+geometry 0.000-0.081; honest seeds of the project's generators 0.038 (two blobs) or more;
 distinct objects 0.07 or more. Colour closes the gap for coloured answers: copies keep an
 agreement of 0.83-1.0, honest pairs near them in geometry agree less than their bound
 asks. What geometry alone cannot tell apart is stated there: a smooth warp of 3-5 % of
