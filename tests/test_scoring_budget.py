@@ -2,18 +2,16 @@
 
 Attacks pinned (each fails before this change):
 - the overdraw mesh (1M large overlapping triangles, within every decoder limit) took
-  306 s to score; now the render budget refuses it before drawing, in well under a
-  second of estimate (asserted loosely: < 5 s on a shared 2-core machine), and the
-  honest asset beside it is scored;
+  306 s to score; now the render budget refuses it before drawing (the renderer is never
+  handed it: counted), and the honest asset beside it is scored;
 - one mesh that makes scoring raise anything but InvalidAssetError voided the whole
   batch; now only that asset scores 0, with the exception in its reason;
 - a hung captioner (64 images took 49 s under a 1 s timeout): now the batch ends at its
-  one caption deadline with CaptionerUnavailable (a validator fault).
+  one caption deadline with CaptionerUnavailable (a validator fault) that says so, not
+  after the client's retries.
 """
 
-import socket
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -27,6 +25,7 @@ from text3d.reward.model import RewardModel
 from text3d.reward.render.views import get_renderer
 from text3d.reward.text import TextEmbedder
 from tests.attack_meshes import overdraw_mesh
+from tests.loopback import free_socket
 from tests.meshes import coloured_sphere, red_cube
 
 CONFIG = RewardConfig(n_views=4, resolution_px=64)
@@ -37,17 +36,26 @@ def _clip(tiny_clip) -> ClipScorer:
                       pretrained=tiny_clip.pretrained, device="cpu")
 
 
+class CountingRenderer:
+    """The real renderer; remembers every mesh it was asked to draw."""
+
+    def __init__(self) -> None:
+        self.inner, self.drawn = get_renderer(), []
+
+    def render(self, mesh, n_views=8, resolution=512, rig=None):
+        self.drawn.append(mesh)
+        return self.inner.render(mesh, n_views, resolution, rig)
+
+
 def test_overdraw_mesh_is_refused_before_drawing_and_the_batch_finishes(tiny_clip):
     attack, honest = overdraw_mesh(1_000_000), coloured_sphere(100_000)
-    model = RewardModel(_clip(tiny_clip), None, config=RewardConfig(n_views=8, resolution_px=512))
-    start = time.perf_counter()
+    renderer = CountingRenderer()
+    model = RewardModel(_clip(tiny_clip), None, config=RewardConfig(n_views=8, resolution_px=512), renderer=renderer)
     bad, good = model.score_batch([attack, honest], ["a chair", "a chair"], step_seed=5)
-    elapsed = time.perf_counter() - start
     assert not bad.is_valid and "render budget" in bad.invalid_reason
     assert bad.defences["overdraw"] > 1000 and "render" not in bad.timings_s
-    assert bad.timings_s["budget"] < 5.0  # was 306 s of rendering; typically ~0.5 s
+    assert len(renderer.drawn) == 1 and renderer.drawn[0] is honest  # the attack (306 s of rendering) never was
     assert good.is_valid and good.defences["overdraw"] <= PROTOCOL_MAX and good.timings_s["render"] > 0
-    assert elapsed < 60
 
 
 PROTOCOL_MAX = CONFIG.max_overdraw
@@ -106,46 +114,27 @@ def test_a_hung_captioner_ends_the_batch_at_its_deadline(tiny_clip, mpnet):
     captioner = HungCaptioner()
     text = TextEmbedder(mpnet.model, model_id=mpnet.model_id)
     model = RewardModel(_clip(tiny_clip), text, captioner, config=CONFIG.model_copy(update={"caption_deadline_s": 0.5}))
-    start = time.perf_counter()
-    with pytest.raises(CaptionerUnavailable, match="deadline of 0.5 s"):
+    with pytest.raises(CaptionerUnavailable, match="deadline of 0.5 s"):  # not the captioner's 60 s hang
         model.score_batch([red_cube(), red_cube()], ["a cube", "a cube"])
-    assert time.perf_counter() - start < 10
     captioner.release.set()
 
 
 def test_a_server_that_never_answers_ends_at_the_deadline_not_after_the_retries(tiny_clip, mpnet):
     """The real OpenAI-compatible client against a socket that accepts and never replies:
-    its own budget is (retries + 1) x timeout per view wave; the batch deadline is shorter."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(64)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def hold():
-        listener.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                held.append(listener.accept()[0])
-            except OSError:
-                pass
-
-    threading.Thread(target=hold, daemon=True).start()
+    its own budget is (retries + 1) x timeout per view wave (8 s); the batch deadline (1 s)
+    ends it first, and the error says which one did."""
+    listener = free_socket()  # listening; the kernel accepts connections that nobody ever answers
     port = listener.getsockname()[1]
     captioner = OpenAICaptioner(CaptionerConfig(base_url=f"http://127.0.0.1:{port}", timeout_s=2.0, retries=3,
                                                 backoff_s=0.0))
     text = TextEmbedder(mpnet.model, model_id=mpnet.model_id)
     model = RewardModel(_clip(tiny_clip), text, captioner, config=CONFIG.model_copy(update={"caption_deadline_s": 1.0}))
     try:
-        start = time.perf_counter()
-        with pytest.raises(CaptionerUnavailable):
+        with pytest.raises(CaptionerUnavailable, match="batch deadline of 1 s") as info:
             model.score_batch([red_cube()] * 4, ["a cube"] * 4)
-        assert time.perf_counter() - start < 6  # the client alone would take >= 8 s
+        assert "attempts" not in str(info.value)  # not the client giving up after its retries
     finally:
-        stop.set()
         captioner.close()
-        for conn in held:
-            conn.close()
         listener.close()
 
 

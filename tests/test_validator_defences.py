@@ -94,11 +94,13 @@ class FingerprintingScorer:
             raise CaptionerUnavailable("the captioner answered nonsense")
         raise AssertionError("only the failing canary is scripted here")
 
-    def rig_for(self, step_seed, rig=None):
-        from text3d.reward.render.camera import draw_secret_rig
+    def rig_for(self, step_seed=None, rig=None):
+        from text3d.reward.render.camera import canonical_rig, draw_secret_rig
         from text3d.reward.scoring_protocol import PROTOCOL
 
-        return draw_secret_rig(PROTOCOL, step_seed)
+        if rig is not None:
+            return rig
+        return canonical_rig(PROTOCOL.rig) if step_seed is None else draw_secret_rig(PROTOCOL, step_seed)
 
 
 def make(tmp_path, hotkeys, script, *, scorer=None, canary_every=0, sampler=None):

@@ -11,6 +11,8 @@
     llava.py              run a local LLaVA captioning server
     devnet.py             administer a local SQLite devnet
     demo.py               the whole subnet on this machine
+    gateway.py            the organic gateway and its keys (``text3d gateway keys ...``)
+    request.py            ask a gateway for an asset and save the mesh
 """
 
 from text3d.common.lazy import lazy_exports

@@ -1,22 +1,21 @@
 """``text3d llava``: run a local LLaVA captioning server (llama.cpp ``llama-server``).
 
-    text3d llava --models tiny                 # tiny random pair, offline; for tests/demos
+    text3d llava --models tiny                 # tiny random pair, offline; for tests and demos
     text3d llava --download 7b                 # fetch LLaVA-1.5 7B gguf + mmproj, then serve
     text3d llava --models 13b -np 8 -c 16384   # serve a previously downloaded 13B
     text3d llava --model-path m.gguf --mmproj p.gguf
 
-The binary is, in order: ``$LLAMA_SERVER``, ``llama-server`` on PATH, else the build
-of ``text3d/ops/llava/build_llama_server.sh`` (once per machine; a no-op when cached). The server
-listens on 127.0.0.1 and serves the OpenAI-compatible API that
-``text3d.reward.caption.OpenAICaptioner`` speaks; match the captioner's ``concurrency`` to
-``-np``. The command stays in the foreground until interrupted.
+The binary is, in order: ``$LLAMA_SERVER``, ``llama-server`` on PATH, else one built from
+llama.cpp's source (once per machine: about 15 minutes on 2 cores; cached). The server listens
+on 127.0.0.1 and serves the OpenAI-compatible API a validator's ``--captioner URL`` expects;
+match the validator's ``--captioner.concurrency`` to ``-np``. The command stays in the
+foreground until interrupted.
 
 Exit status: 0 when stopped, 78 when the server cannot be set up (no binary, a missing or
 wrong model: restarting will not help, so pm2 stops), 1 when the server failed at run time.
-
-The library behind it (binary discovery and build, downloads, the server process) is
-``text3d.ops.llava``.
 """
+# The library behind this command (binary discovery and build, downloads, the server process)
+# is text3d.ops.llava; this module parses and calls only.
 
 from __future__ import annotations
 
@@ -26,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+from text3d.common.argparsing import plain
 from text3d.ops.llava import (
     LLAVA15_CHAT_TEMPLATE,
     LLAVA_QUANTS,
@@ -44,7 +44,7 @@ __all__ = ["add_parser", "run"]
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("llava", help="run a local LLaVA captioning server (llama.cpp llama-server)",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                   description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", choices=["tiny", *LLAVA_REPOS], default=None,
                         help="tiny: random test pair (offline); 7b/13b: downloaded LLaVA-1.5 (default 7b)")
     parser.add_argument("--download", choices=list(LLAVA_REPOS), default=None,
@@ -53,15 +53,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model-path", dest="model", type=Path, metavar="GGUF",
                         help="serve this language model gguf file (with --mmproj)")
     parser.add_argument("--mmproj", type=Path, metavar="GGUF", help="serve this vision projector gguf (with --model-path)")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8080, help="port to listen on (default: 8080)")
     parser.add_argument("-np", "--slots", type=int, default=4, help="parallel slots (match captioner.concurrency)")
     parser.add_argument("-c", "--context", dest="context_tokens", type=int, default=None,
                         help="total context tokens shared by all slots (default 2048 per slot)")
-    parser.add_argument("-t", "--threads", type=int, default=None)
+    parser.add_argument("-t", "--threads", type=int, default=None, help="CPU threads (default: llama-server's choice)")
     parser.add_argument("--chat-template", choices=["llava-1.5", "model"], default="llava-1.5",
                         help="llava-1.5: the Vicuna USER/ASSISTANT format (default); model: the gguf's own template")
-    parser.add_argument("--ready-timeout-s", type=float, default=300.0)
+    parser.add_argument("--ready-timeout-s", type=float, default=300.0,
+                        help="seconds to wait for the server to load the model (default: 300)")
     parser.add_argument("--no-serve", action="store_true", help="only fetch the binary and models, print their paths")
     parser.set_defaults(run=run)
 

@@ -156,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from text3d.ops.registration import open_registered
 
     try:
-        settings = load_settings("miner", argv)
+        settings = load_settings("miner", argv, require_netuid=True)
         setup_logging(settings.logging, role="miner", name=settings.wallet.name)
         start_autoupdate(settings.autoupdate)  # off unless --autoupdate
         chain = open_chain(settings.subtensor.network, settings.netuid, chain_endpoint=settings.subtensor.chain_endpoint,

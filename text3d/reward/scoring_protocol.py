@@ -49,11 +49,16 @@ __all__ = [
     "ScoringProtocol",
     "PROTOCOL",
     "PINNED_NETWORKS",
+    "PINNED_FIELD",
     "check_protocol",
 ]
 
 PINNED_NETWORKS = ("finney", "test")
 """Networks on which a validator must score with exactly ``PROTOCOL`` and a captioner."""
+
+PINNED_FIELD = {"pinned": True}
+"""``json_schema_extra`` of a config field whose value this protocol fixes on ``PINNED_NETWORKS``
+(``RewardConfig``, ``CaptionerConfig``): the field's flag says so in its help."""
 
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
 

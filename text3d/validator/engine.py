@@ -25,6 +25,9 @@ One step (each phase a function in ``text3d.validator.step``, timed under its na
 8. ``weights``: the averages through the incentive curve, when ``weights_rate_limit``
    blocks have passed; then the state is saved atomically and the step's report written.
 
+With ``--gateway.url``, ``run`` also runs an organic worker beside the steps
+(``text3d.validator.organic``): jobs from a gateway, through the same phases.
+
 The composition root (settings -> parts) is ``text3d.validator.main``.
 """
 
@@ -80,8 +83,10 @@ class Validator:
         clock: Clock = time.monotonic,
         incentive: IncentiveCurve = DEFAULT_CURVE,
         canary: CanaryExpectations = CanaryExpectations(),
+        organic: Any = None,
     ) -> None:
         self.config = config
+        self.organic = organic  # text3d.validator.organic.OrganicWorker, or None
         self.incentive = incentive
         self.canary_expectations = canary
         self._canary_failed = False
@@ -242,8 +247,21 @@ class Validator:
     # -- loop ---------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event | None = None) -> int:
-        """Step every ``step_interval_s`` until ``stop`` or ``max_steps``; returns steps run."""
+        """Step every ``step_interval_s`` until ``stop`` or ``max_steps``; returns steps run.
+
+        The organic worker, when there is one, runs beside the steps and stops with them.
+        """
         stop = stop or asyncio.Event()
+        finished = asyncio.Event()
+        worker = asyncio.create_task(self.organic.run(self, finished)) if self.organic is not None else None
+        try:
+            return await self._steps(stop)
+        finally:
+            finished.set()
+            if worker is not None:
+                await asyncio.gather(worker, return_exceptions=True)
+
+    async def _steps(self, stop: asyncio.Event) -> int:
         done = 0
         while not stop.is_set() and (self.config.max_steps == 0 or done < self.config.max_steps):
             started = self._clock()

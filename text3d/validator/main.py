@@ -46,12 +46,11 @@ def check_scoring_protocol(settings: Settings) -> None:
 
     Raises ``ConfigError`` naming what differs; devnet and local networks may change anything.
     """
-    from text3d.reward.scoring_protocol import CaptionSpec, check_protocol
+    from text3d.reward.scoring_protocol import check_protocol
 
     captioner = settings.captioner
-    caption = CaptionSpec(instruction=captioner.instruction, max_tokens=captioner.max_tokens,
-                          temperature=captioner.temperature, seed=captioner.seed)
-    check_protocol(settings.reward.to_protocol(caption), settings.subtensor.network, has_captioner=captioner.enabled)
+    check_protocol(settings.reward.to_protocol(captioner.caption_spec()), settings.subtensor.network,
+                   has_captioner=captioner.enabled)
 
 
 def build_prompt_sampler(settings: ValidatorSettings, rng: random.Random) -> PromptSampler:
@@ -69,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from text3d.ops.registration import open_registered
 
     try:
-        settings = load_settings("validator", argv)
+        settings = load_settings("validator", argv, require_netuid=True)
         check_scoring_protocol(settings)
         setup_logging(settings.logging, role="validator", name=settings.wallet.name)
         start_autoupdate(settings.autoupdate)  # off unless --autoupdate
@@ -92,7 +91,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     rng = random.Random()  # OS-seeded: miners must not predict tasks or seeds
 
     async def serve() -> None:
+        from text3d.validator.gateway_link import GatewayLink
+        from text3d.validator.organic import OrganicConfig, OrganicWorker
+
         client = MinerClient(wallet, connect_timeout_s=config.connect_timeout_s, max_concurrency=config.max_concurrency)
+        organic_config = OrganicConfig.from_settings(config)  # --gateway.url: organic jobs beside the steps
+        organic = (OrganicWorker(organic_config, GatewayLink(organic_config.url, wallet), rng)
+                   if organic_config is not None else None)
         validator = Validator(
             config,
             wallet=wallet,
@@ -105,6 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             incentive=settings.incentive,
             canary=CanaryExpectations.for_models(settings.models),
             reports=StepReports(config.reports_dir, config.reports_max_mb) if config.reports_max_mb > 0 else None,
+            organic=organic,
         )
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):  # finish the step in flight, keep the saved state
@@ -113,6 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             await validator.run(stop)
         finally:
             await client.aclose()
+            if organic is not None:
+                await organic.aclose()
 
     try:
         asyncio.run(serve())

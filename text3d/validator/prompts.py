@@ -2,8 +2,8 @@
 
 Three sources, one interface (``PromptSource.draw(rng) -> str``):
 
-* ``ShippedPrompts`` -- ``neurons/data/prompts.txt``, one description per line (1,260).
-* ``ComposedPrompts`` -- composed from shipped word lists (``neurons/data/{styles,colours,
+* ``ShippedPrompts`` -- ``text3d/validator/data/prompts.txt``, one description per line (1,260).
+* ``ComposedPrompts`` -- composed from shipped word lists (``text3d/validator/data/{styles,colours,
   materials,objects,attributes}.txt``) as ``a/an [style] [colour] [material] object
   [attribute]``: 322 objects x (16 + 1) styles x (30 + 1) colours x (30 + 1) materials x
   (36 + 1) attributes = **194,639,018** distinct prompts (``size``; exact: the lists share no

@@ -2,7 +2,7 @@
 
 Each check returns a ``Check`` (``pass``, ``warn`` or ``fail``, one sentence, saying
 what fixes a failure) and never raises: a check that crashes is a ``fail`` line naming
-the exception. ``text3d doctor`` (``neurons/commands/doctor.py``) prints them and exits 1
+the exception. ``text3d doctor`` (``text3d/cli/doctor.py``) prints them and exits 1
 when any failed. Nothing here contacts anything but the chain and the peers the settings
 name (the tests use the devnet and loopback servers only).
 

@@ -6,7 +6,7 @@
 # build of the one target we need, and keep the binary plus the LLaMA vocabulary file
 # (used by the tiny test model) under $TEXT3D_CACHE/llama.cpp. A second run is a no-op.
 #
-# Usage: scripts/build_llama_server.sh            # prints the binary's path
+# Usage: text3d/ops/llava/build_llama_server.sh  # prints the binary's path
 #        LLAMA_SERVER=/path/to/llama-server ...    # an existing binary wins (the vocabulary
 #                                                  # is still fetched once, without a build)
 set -euo pipefail
