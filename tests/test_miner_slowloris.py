@@ -33,7 +33,7 @@ from tests.loopback import make_wallet
 
 pytestmark = pytest.mark.integration
 
-HEADER_TIMEOUT_S = 6.0
+HEADER_TIMEOUT_S = 15.0  # long enough for a loaded machine to finish the checks below first
 
 
 def _open(port: int, source: str, n: int) -> list[socket.socket]:
@@ -89,11 +89,16 @@ def test_slow_connections_from_strangers_cannot_silence_a_miner(tmp_path):
         held = one_address + spread
         opened = time.monotonic()
         pattern = b"GET /health HTTP/1.1\r\n"
-        sent = 0
-        while time.monotonic() - opened < 2.0:  # a byte a second, as the attack does
+        time.sleep(0.5)
+        # over-cap connections were closed at once: 32 per address held, the rest refused
+        closed_one, closed_spread = _trickle(one_address, pattern[:1]), _trickle(spread, pattern[:1])
+        assert closed_one == 1100 - 32 and closed_spread == 5000 - 50 * 32
+        assert time.monotonic() - opened < HEADER_TIMEOUT_S  # (not by the header timeout)
+        sent = 1
+        while time.monotonic() - opened < 2.5:  # a byte a second, as the attack does
+            time.sleep(1.0)
             _trickle(held, pattern[sent:sent + 1])
             sent += 1
-            time.sleep(1.0)
         fds, rss = proc.num_fds(), proc.memory_info().rss
 
         async def ask():
@@ -108,16 +113,13 @@ def test_slow_connections_from_strangers_cannot_silence_a_miner(tmp_path):
         assert answer.status == "ok" and answer.http_status == 200, answer.detail
         assert len(decode_mesh(TextTo3DResponse.from_http(answer.headers, answer.body).payload).faces) > 0
 
-        # over-cap connections were closed at once: 32 per address held, the rest refused
-        closed_one = _trickle(one_address, pattern[sent:sent + 1])
-        closed_spread = _trickle(spread, pattern[sent:sent + 1])
-        assert closed_one == 1100 - 32 and closed_spread == 5000 - 50 * 32
         # the miner's descriptors and memory stay bounded by the caps (51 x 32 = 1,632 held)
         assert fds - baseline_fds <= 51 * 32 + 64, (baseline_fds, fds)
         assert rss - baseline_rss < 100 * 2**20, (baseline_rss, rss)
         print(f"miner fds {baseline_fds} -> {fds}, rss {baseline_rss / 2**20:.1f} -> {rss / 2**20:.1f} MiB")
 
         # a connection still sending its headers is closed at the header timeout
+        still = len(held)
         while time.monotonic() - opened < HEADER_TIMEOUT_S + 3.0:
             time.sleep(1.0)
             sent += 1
