@@ -181,3 +181,15 @@ def test_a_mesh_scaled_past_float32_still_fingerprints():
     base = cc.box_chair()
     huge = cc.stretch(base, (1e30, 1e30, 1e30))
     assert same_object(fingerprint(base), fingerprint(huge))
+
+
+def test_groups_gather_around_their_earliest_answer_so_mistaken_pairs_do_not_chain():
+    """Joining every pair judged alike chained 44 of 64 honest blobs into one group (bench/copycat.py):
+    a->b and b->c alike, a and c not, made one group of three. Now each answer joins the earliest
+    leader it is alike to: b joins a, c leads its own group (and earns)."""
+    alike = {(0, 1), (1, 2), (3, 4), (0, 4)}
+    items = list(range(6))
+    same = lambda a, b: (min(a, b), max(a, b)) in alike  # noqa: E731
+    assert cluster_copies(items, same=same, workers=1) == [[0, 1, 4]]
+    assert cluster_copies(items, same=same, workers=4) == [[0, 1, 4]]  # the threads change nothing
+    assert cluster_copies([None, 7, None], same=same) == []

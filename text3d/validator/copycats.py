@@ -2,10 +2,10 @@
 
 Every miner gets its own seed, so two honest miners never return the same object. Within a
 step, answers that are the same object (``text3d.reward.defences.fingerprint``, which sees
-through cheap deformations) are grouped across the whole step (``cluster_copies``: the
-groups do not depend on the order pairs are compared in, and a copy of a copy joins its
-original's group); each group earns once, for its earliest complete answer, the others are
-``duplicate``. Across prompts, a miner that sends the same object it sent for another
+through cheap deformations) are grouped across the whole step (``cluster_copies``: every
+pair judged, then each answer joins the earliest answer it copies; the groups do not
+depend on the order pairs are compared in); each group earns once, for its earliest
+complete answer, the others are ``duplicate``. Across prompts, a miner that sends the same object it sent for another
 prompt among its last answers (``text3d.validator.repeats.RecentAnswers``, saved with the
 state) scores 0 for the ``repeat``.
 """
