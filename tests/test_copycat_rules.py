@@ -14,9 +14,11 @@ subdivision gave 0.06-0.16; ``first_come`` found 0 duplicates among 14-36 packed
 every family below, and the packing test.
 
 Measured limits (stated in docs/copycats.md, pinned here so they cannot silently change):
-a smooth warp of 3-5 % of the size on an UNCOLOURED (or repainted) answer moves the
-geometry distance to 0.04-0.08, where honest blobs of different seeds start (0.038):
-colour agreement cannot help there, so those copies escape (``KNOWN_ESCAPES``).
+honest Shap-E-like blobs of different seeds come as close as 0.0227 and agree on colour by
+chance up to 0.987 (64 seeds, bench/copycat.py), so the bounds are tight (0.02; 0.034-0.04
+at colour agreement 0.97-1.0): warps of 3-5 %, jitter on fine meshes, hidden interior
+geometry (which the views catch within a step) and some combinations escape the geometry
+rule (``KNOWN_ESCAPES``: 25 of 96).
 """
 
 import itertools
@@ -39,10 +41,15 @@ from text3d.reward.render.views import get_renderer
 from text3d.reward.scoring_protocol import PROTOCOL
 
 FAMILIES = {**cc.DEFORMATIONS, **cc.COMBINATIONS}
-KNOWN_ESCAPES = {  # (base, family): uncoloured answers under a smooth warp (see the module docstring)
-    ("cad part", "warp 3%"), ("cad part", "warp 5%"), ("cad part", "stretch+tilt+warp+draco"),
-    ("cad part", "remesh+warp+stretch+turn"), ("blob", "decimate+tilt+repaint+permute"),
-    ("shap-e", "warp 3%"), ("shap-e", "warp 5%"), ("shap-e", "stretch+tilt+warp+draco"),
+KNOWN_ESCAPES = {  # (base, family): measured (see the module docstring); the bounds are set by honest blobs
+    ("shap-e", "turn 137 deg"), ("chair", "warp 3%"), ("cad part", "warp 3%"), ("shap-e", "warp 3%"),
+    ("chair", "warp 5%"), ("cad part", "warp 5%"), ("blob", "warp 5%"), ("shap-e", "warp 5%"),
+    ("blob", "decimate"), ("blob", "remesh"), ("blob", "jitter 0.3%"), ("shap-e", "jitter 0.3%"),
+    ("chair", "hidden inside"), ("cad part", "hidden inside"), ("chair", "stretch+tilt+warp+draco"),
+    ("cad part", "stretch+tilt+warp+draco"), ("blob", "stretch+tilt+warp+draco"), ("shap-e", "stretch+tilt+warp+draco"),
+    ("chair", "hidden+turn+stretch+jitter"), ("cad part", "hidden+turn+stretch+jitter"),
+    ("shap-e", "hidden+turn+stretch+jitter"), ("blob", "decimate+tilt+repaint+permute"),
+    ("chair", "remesh+warp+stretch+turn"), ("cad part", "remesh+warp+stretch+turn"), ("shap-e", "remesh+warp+stretch+turn"),
 }
 
 
@@ -69,10 +76,10 @@ def test_every_deformation_family_is_the_same_object(verdicts, family):
 def test_the_copies_that_escape_are_exactly_the_measured_ones(verdicts):
     escaped = {key for key, found in verdicts.items() if not found.same}
     assert escaped == KNOWN_ESCAPES
-    for key in KNOWN_ESCAPES:  # all uncoloured or repainted, all under a warp or heavy decimation
-        assert verdicts[key].colour is None and verdicts[key].geometry < 0.09
+    for key in KNOWN_ESCAPES:  # none far off: a looser bound would take them, and honest blobs with them
+        assert verdicts[key].geometry < 0.09
     caught = len(verdicts) - len(escaped)
-    assert caught == 88 and len(verdicts) == 96  # 92 % of the copies, 100 % of the coloured ones
+    assert caught == 71 and len(verdicts) == 96
 
 
 @pytest.fixture(scope="module")
@@ -112,8 +119,8 @@ def honest():
 
 
 def test_honest_answers_of_every_generator_are_never_joined(honest):
-    """False-positive rate pair by pair (measured: 0 of 182 pairs; the closest honest pair is at
-    geometry 0.038, two blob seeds whose colours do not agree)."""
+    """False-positive rate pair by pair (measured: 0 of 182 pairs here; 0 of 2,016 among 64 blob
+    seeds in bench/copycat.py, the closest at geometry 0.0227)."""
     rates = {name: (sum(m.same for m in pairs), len(pairs)) for name, pairs in honest.items()}
     assert all(false == 0 for false, _ in rates.values()), rates
     assert sum(n for _, n in rates.values()) == 28 + 28 + 4 * 15 + 66
@@ -125,15 +132,19 @@ def test_honest_answers_of_every_generator_are_never_joined(honest):
                for m in coloured_close)
 
 
-@pytest.mark.parametrize("base", ["chair", "blob"])
-def test_packing_one_mesh_into_dozens_of_variants_earns_once(bases, base):
+@pytest.mark.parametrize("base, earning", [("chair", 2), ("blob", 1)])
+def test_packing_one_mesh_into_dozens_of_variants_earns_once_or_twice(bases, base, earning):
     """Stretches of 0.90-1.10 on two axes and tilts of +-5 deg: 24 variants that look different
-    side by side are one group, whatever order the pairs are compared in."""
+    side by side (before: 24 paid). The blob's are one group; the box chair's flat faces keep
+    some variants near the tight geometry bound (0.02, set by honest blobs), so its 24
+    variants form two groups: two answers earn, not 24. Any order of the answers gives
+    groups of the same sizes."""
     mesh, _ = bases[base]
     fps = [fingerprint(v) for v in cc.packing_variants(mesh, 24)]
-    assert cluster_copies(fps) == [list(range(24))]
+    groups = cluster_copies(fps)
+    assert len(groups) == earning and sorted(i for g in groups for i in g) == list(range(24))
     order = np.random.default_rng(3).permutation(24)
-    assert cluster_copies([fps[i] for i in order]) == [list(range(24))]
+    assert len(cluster_copies([fps[i] for i in order])) <= earning
 
 
 def test_views_catch_what_hides_inside_under_one_rig():

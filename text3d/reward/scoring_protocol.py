@@ -204,9 +204,9 @@ class DefenceSpec(BaseModel):
     # text3d.reward.defences.fingerprint: chamfer distance after affine alignment (whitened units) under
     # which two answers are one object; more is forgiven, up to the colour bound at full agreement, when
     # their aligned colour patterns agree at least fingerprint_min_colour_agreement
-    fingerprint_max_distance: float = Field(0.035, gt=0.0)
-    fingerprint_colour_max_distance: float = Field(0.085, gt=0.0)
-    fingerprint_min_colour_agreement: float = Field(0.8, ge=-1.0, le=1.0)  # correlation of aligned colours
+    fingerprint_max_distance: float = Field(0.02, gt=0.0)
+    fingerprint_colour_max_distance: float = Field(0.04, gt=0.0)
+    fingerprint_min_colour_agreement: float = Field(0.97, ge=-1.0, le=1.0)  # correlation of aligned colours
     fingerprint_view_max_distance: float = Field(0.02, gt=0.0)  # per-pixel RMS at 32 px, same rig
     max_overdraw: float = Field(8.0, gt=0.0)  # text3d.reward.defences.budget: projected area / viewport, worst view
 
