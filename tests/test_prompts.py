@@ -18,7 +18,6 @@ from text3d.validator.prompts import (
     LLMPrompts,
     MixedPrompts,
     PromptSampler,
-    ShippedPrompts,
     load_prompts,
     load_words,
     prompt_for_seed,
@@ -105,15 +104,6 @@ def test_sampler_is_reproducible_and_seeds_fit_the_wire():
     assert mixed.prompts == [] and a.prompts == prompts
 
 
-def test_distractors_come_from_the_same_source_by_prompt_and_step_seed():
-    source = MixedPrompts()
-    d = source.distractors("a red wooden chair", 77, 15)
-    assert d == MixedPrompts().distractors("a red wooden chair", 77, 15)
-    assert d != source.distractors("a red wooden chair", 78, 15)
-    assert len(set(d)) == 15 and "a red wooden chair" not in d
-    assert len(ShippedPrompts(["a", "b", "c"]).distractors("a", 1, 15)) == 2  # a small source runs out
-
-
 def chat_script(answers: list[str]):
     """A prompt-writing LLM: the next of ``answers`` (then a fixed one); "500" fails, "sleep" answers too late."""
 
@@ -141,4 +131,3 @@ def test_llm_prompts_with_the_composed_source_as_fallback(scripted_http):
     assert draws[1] == ComposedPrompts().draw(random.Random(1))  # the fallback is deterministic
     down = LLMPrompts(closed_port_url(), timeout_s=0.2)
     composed.parse(down.draw(random.Random(3)))
-    assert down.distractors("an owl", 5, 3) == ComposedPrompts().distractors("an owl", 5, 3)

@@ -13,7 +13,9 @@ Attacks pinned (each fails before this change):
 
 import threading
 
+import numpy as np
 import pytest
+import trimesh
 
 from text3d.reward.caption import OpenAICaptioner, CaptionerConfig, StaticCaptioner
 from text3d.reward.clip import ClipScorer
@@ -143,3 +145,75 @@ def test_timings_are_reported_per_asset(tiny_clip, mpnet):
     assert {"budget", "render", "flatness", "fingerprint", "clip", "captions", "text"} <= set(report.timings_s)
     assert all(v >= 0 for v in report.timings_s.values())
     assert report.rig["view_elevations_deg"] and report.protocol_digest
+
+
+# -- budgets no scale can switch off (issue 17) ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("scale", [1e15, 1e20, 1e30])
+def test_the_overdraw_mesh_scaled_up_is_still_refused_before_drawing(tiny_clip, scale):
+    """In float32 the radius of the overdraw mesh scaled by 1e20 overflowed, the estimate read 0.0
+    and the 1M-face mesh went to the renderer for 300 s; now the estimate is float64 on the
+    normalised mesh (1e15: refused for its overdraw) and coordinates past 1e18 are absurd."""
+    from text3d.reward.defences.budget import estimate_overdraw
+    from text3d.reward.render.camera import draw_secret_rig
+
+    attack = overdraw_mesh(1_000_000)
+    attack.vertices = np.asarray(attack.vertices) * scale
+    rig = RewardConfig(n_views=8, resolution_px=512).rig
+    estimate = estimate_overdraw(attack, draw_secret_rig(rig, 5), 8, 512, CONFIG.max_overdraw)
+    assert estimate.invalid_reason is not None or estimate.overdraw > 1000
+    model = RewardModel(_clip(tiny_clip), None, config=RewardConfig(n_views=8, resolution_px=512))
+    report = model.score(attack, "a chair", step_seed=5)
+    assert not report.is_valid and "render" not in report.timings_s
+    assert ("render budget" in report.invalid_reason) if scale < 1e18 else ("absurd scale" in report.invalid_reason)
+
+
+@pytest.mark.parametrize("vertices, reason", [
+    (np.array([[0.0, 0, 0], [1, 0, 0], [np.inf, 1, 0]]), "non-finite"),
+    (np.array([[0.5, 0.5, 0.5]] * 3), "zero extent"),
+    (np.array([[0.0, 0, 0], [1e300, 0, 0], [0, 1e300, 0]]), "absurd scale"),
+])
+def test_a_mesh_whose_extent_is_not_a_size_is_invalid_before_drawing(vertices, reason):
+    from text3d.reward.defences.budget import estimate_overdraw
+    from text3d.reward.render.camera import canonical_rig
+
+    mesh = trimesh.Trimesh(vertices, [[0, 1, 2]], process=False, validate=False)
+    estimate = estimate_overdraw(mesh, canonical_rig(CONFIG.rig), 4, 64, CONFIG.max_overdraw)
+    assert reason in (estimate.invalid_reason or "")
+
+
+class HangsOn:
+    """The real renderer, except that drawing ``bad`` blocks until ``release`` is set (a stuck driver)."""
+
+    def __init__(self, bad) -> None:
+        self.bad, self.inner, self.release, self.entered = bad, get_renderer(), threading.Event(), threading.Event()
+
+    def render(self, mesh, n_views=8, resolution=512, rig=None):
+        if mesh is self.bad:
+            self.entered.set()
+            self.release.wait(120)
+            raise RuntimeError("the driver came back")
+        return self.inner.render(mesh, n_views, resolution, rig)
+
+
+def test_a_render_that_hangs_makes_only_that_asset_invalid_and_the_batch_goes_on(tiny_clip):
+    from text3d.reward.render import watchdog
+
+    meshes = [red_cube(), coloured_sphere(2000, seed=1), coloured_sphere(2000, seed=2)]
+    hanging = HangsOn(meshes[1])
+    model = RewardModel(_clip(tiny_clip), None, config=CONFIG.model_copy(update={"render_timeout_s": 1.0}),
+                        renderer=hanging)
+    try:
+        reports = model.score_batch(meshes, ["a cube", "a ball", "a blob"], step_seed=1)
+        assert hanging.entered.is_set() and not hanging.release.is_set()  # returned while the render still hangs
+        assert [r.is_valid for r in reports] == [True, False, True]
+        assert "hard limit of 1 s" in reports[1].invalid_reason
+        assert watchdog.abandoned() == 1
+    finally:
+        hanging.release.set()
+    for _ in range(100):  # the stuck call ends: it no longer counts against the renderer
+        if watchdog.abandoned() == 0:
+            break
+        time.sleep(0.05)
+    assert watchdog.abandoned() == 0

@@ -256,6 +256,20 @@ class MinerSettings(Section):
     nonce_db: Path | None = Field(
         None, description="SQLite replay store shared by the miner's workers (default: in the miner's data folder)."
     )
+    # text3d.miner.connections: checked before any authentication (docs/miner-security.md)
+    max_connections: int = Field(4096, ge=16, le=65536, description="Open connections in all (more: closed at once).")
+    max_connections_per_ip: int = Field(
+        32, ge=1, le=4096, description="Open connections per source address (more: closed at once)."
+    )
+    header_timeout_s: float = Field(10.0, gt=0.0, le=120.0, description="A request's headers must arrive within this.")
+    body_timeout_s: float = Field(10.0, gt=0.0, le=120.0, description="A request's body must arrive within this.")
+
+    def connection_limits(self):
+        """The ``text3d.miner.connections.ConnectionLimits`` of these settings."""
+        from text3d.miner.connections import ConnectionLimits
+
+        return ConnectionLimits(self.max_connections, min(self.max_connections_per_ip, self.max_connections),
+                                self.header_timeout_s, self.body_timeout_s)
 
 
 class ValidatorSettings(Section):
@@ -284,8 +298,9 @@ class ValidatorSettings(Section):
     canary_every_steps: int = Field(
         1, ge=0, le=1000, description="Score the canary every N steps (0: never); a failed canary voids the step."
     )
-    copycat_window_steps: int = Field(
-        32, ge=1, le=10000, description="Steps a miner's answers are remembered to catch one object sent for many prompts."
+    copycat_answers_per_miner: int = Field(
+        8, ge=1, le=64,
+        description="Answers of each miner remembered (with the state) to catch one object sent for many prompts.",
     )
     # organic work (text3d.validator.organic): jobs from a gateway, beside the synthetic steps
     gateway_url: str | None = Field(

@@ -2,6 +2,7 @@
 
     main.py               composition root: settings -> chain, wallet, pool, queue, app; ``main()``
     app.py                the ASGI app (FastAPI under uvicorn): auth headers, caller policy, capped body
+    connections.py        before the app: connection caps per address and in all, read deadlines
     caller_policy.py      who may ask: registered, validator permit, minimum stake (pure)
     nonce_store.py        a btauth/1 replay store shared by the miner's workers (SQLite)
     http_body.py          a request body read under a hard cap; refusals with an HTTP status

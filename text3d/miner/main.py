@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Sequence
 
 from text3d.miner.caller_policy import CallerPolicy
+from text3d.miner.connections import ConnectionGuard, guarded_protocol
 from text3d.miner.pool import InProcessPool, build_pool
 from text3d.miner.queue import GenerationQueue
 from text3d.ops.autoupdate import start_autoupdate
@@ -35,9 +36,25 @@ from text3d.protocol.mesh_codec import MeshFormat
 from text3d.miner.encoding import encode_for_wire
 from text3d.ops.net import check_port_free, external_ip
 
-__all__ = ["Miner", "main"]
+__all__ = ["Miner", "main", "server_config"]
 
 log = logging.getLogger("text3d.miner")
+
+
+def server_config(app: Any, host: str, port: int, guard: ConnectionGuard) -> Any:
+    """The ``uvicorn.Config`` the miner serves ``app`` with (tests serve through it too).
+
+    http: the h11 parser, guarded (``text3d.miner.connections``): the same, tested request
+    parser whatever else is installed (ray[serve] brings httptools, which uvicorn would
+    otherwise pick by itself); h11 caps a request's headers at 64 KiB; the guard closes
+    connections over its caps at once and requests that arrive too slowly. uvicorn's own
+    ``limit_concurrency`` (503 to everyone) sits above the guard's total cap, so it never decides.
+    """
+    import uvicorn
+
+    return uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="off",
+                          timeout_keep_alive=15, limit_concurrency=guard.limits.max_connections + 64,
+                          http=guarded_protocol(guard))
 
 
 class Miner:
@@ -75,6 +92,7 @@ class Miner:
         )
         self.service.metrics.watch(self.queue, self.service)
         self.app = create_app(self.service)
+        self.guard = ConnectionGuard(section.connection_limits())
 
     async def sync(self) -> None:
         self.service.metagraph = await asyncio.to_thread(self.chain.metagraph)
@@ -87,11 +105,8 @@ class Miner:
         axon = self.settings.axon
         await self.pool.start()
         await self.sync()
-        # http="h11": the same, tested request parser whatever else is installed (ray[serve] brings httptools,
-        # which uvicorn would otherwise pick by itself); h11 caps a request's headers at 64 KiB.
-        config = uvicorn.Config(self.app, host=axon.ip, port=axon.port, log_config=None, access_log=False,
-                                lifespan="off", timeout_keep_alive=15, limit_concurrency=1024, http="h11")
-        server = uvicorn.Server(config)
+        raise_open_files_limit(self.guard.limits.max_connections + 256)
+        server = uvicorn.Server(server_config(self.app, axon.ip, axon.port, self.guard))
         server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # ours handle SIGTERM
         serving = asyncio.create_task(server.serve(sockets=[sock] if sock is not None else None))
         while not server.started and not serving.done():
@@ -123,6 +138,20 @@ class Miner:
             await asyncio.gather(serving, return_exceptions=True)
             await self.queue.close()
             await self.pool.close()
+
+
+def raise_open_files_limit(wanted: int) -> None:
+    """Raise the soft limit on open files towards ``wanted`` (never past the hard limit): a
+    soft limit of 1024 would refuse sockets below the guard's caps."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        if soft != resource.RLIM_INFINITY and soft < target:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ImportError, ValueError, OSError) as exc:  # not POSIX, or not allowed: the OS limit stays
+        log.warning("could not raise the open-files limit to %d: %s", wanted, exc)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -90,11 +90,19 @@ class RewardConfig(BaseModel):
     fingerprint_view_max_distance: float = Field(_D.fingerprint_view_max_distance, gt=0.0,
                                                  json_schema_extra=PINNED_FIELD,
                                                  description="Small-render distance under which two answers are one object.")
+    fingerprint_colour_max_distance: float = Field(
+        _D.fingerprint_colour_max_distance, gt=0.0, json_schema_extra=PINNED_FIELD,
+        description="Shape distance forgiven, at full colour agreement, between two answers that are one object.")
+    fingerprint_min_colour_agreement: float = Field(
+        _D.fingerprint_min_colour_agreement, ge=-1.0, le=1.0, json_schema_extra=PINNED_FIELD,
+        description="Colour agreement from which more shape distance is forgiven (a correlation of aligned colours).")
     max_overdraw: float = Field(_D.max_overdraw, gt=0.0, json_schema_extra=PINNED_FIELD,
                                 description="A mesh costing more than this many screens of drawing is refused unrendered.")
 
     # operational: change no score, so not part of the protocol
     caption_deadline_s: float = Field(300.0, gt=0.0, description="Seconds for all the captions of one batch.")
+    render_timeout_s: float = Field(60.0, gt=0.0,
+                                    description="Hard limit on drawing one asset; past it the asset is invalid.")
     clip_batch_size: int = Field(64, ge=1, description="Images per CLIP batch.")
     text_batch_size: int = Field(64, ge=1, description="Texts per sentence-embedding batch.")
 
@@ -145,6 +153,8 @@ class RewardConfig(BaseModel):
             ocr_max_chars=d.ocr_max_chars, ocr_min_confidence=d.ocr_min_confidence, min_thickness=d.min_thickness,
             fingerprint_max_distance=d.fingerprint_max_distance,
             fingerprint_view_max_distance=d.fingerprint_view_max_distance, max_overdraw=d.max_overdraw,
+            fingerprint_colour_max_distance=d.fingerprint_colour_max_distance,
+            fingerprint_min_colour_agreement=d.fingerprint_min_colour_agreement,
             **operational,
         )
 
@@ -172,6 +182,8 @@ class RewardConfig(BaseModel):
                 ocr_engine=base.defences.ocr_engine, min_thickness=self.min_thickness,
                 fingerprint_max_distance=self.fingerprint_max_distance,
                 fingerprint_view_max_distance=self.fingerprint_view_max_distance, max_overdraw=self.max_overdraw,
+                fingerprint_colour_max_distance=self.fingerprint_colour_max_distance,
+                fingerprint_min_colour_agreement=self.fingerprint_min_colour_agreement,
             ),
         )
 

@@ -9,11 +9,13 @@ One step (each phase a function in ``text3d.validator.step``, timed under its na
 3. ``decode``: parse and decode every answer under the codec's limits, in the executor
    (never on the event loop);
 4. ``score``: score the decoded meshes with the RewardModel (in the executor) under the
-   step's secret camera rig and contrast prompts, both drawn from a fresh step seed
-   (recorded in the report, so every score can be reproduced);
+   step's secret camera rig and contrast prompts, both drawn from a fresh step seed and
+   the pinned protocol only (the prompt source never chooses what a score is measured
+   against; recorded in the report, so every score can be reproduced);
 5. ``copies``: answers in one step that are the same object earn once, for the earliest
-   complete answer; a miner that sends the same object for different prompts within the
-   copycat window scores 0 for the repeat (``text3d.validator.copycats``);
+   complete answer; a miner that sends the same object it sent for another prompt among
+   its last answers scores 0 for the repeat (``text3d.validator.copycats``; the memory is
+   saved with the state);
 6. ``canary``: a known mesh and prompt, every ``canary_every_steps``: when it fails, our
    renderer, CLIP or captioner is broken and the step is void;
 7. ``update``: fold each queried miner's score into its moving average -- missing, late,
@@ -45,7 +47,6 @@ from text3d.common.timing import Stopwatch
 from text3d.protocol.errors import ValidatorFault
 from text3d.protocol.limits import DEFAULT_LIMITS, MeshLimits
 from text3d.reward.defences.canary import CanaryExpectations
-from text3d.reward.defences.fingerprint import RecentAnswers
 from text3d.settings import ValidatorSettings
 from text3d.validator import step as phases
 from text3d.validator.client import MinerClient
@@ -81,7 +82,6 @@ class Validator:
         limits: MeshLimits = DEFAULT_LIMITS,
         clock: Clock = time.monotonic,
         incentive: IncentiveCurve = DEFAULT_CURVE,
-        n_distractors: int = 15,
         canary: CanaryExpectations = CanaryExpectations(),
         organic: Any = None,
         metrics: Any = None,
@@ -91,8 +91,6 @@ class Validator:
         self.config = config
         self.organic = organic  # text3d.validator.organic.OrganicWorker, or None
         self.incentive = incentive
-        self.n_distractors = n_distractors
-        self.recent = RecentAnswers(max_steps=config.copycat_window_steps)
         self.canary_expectations = canary
         self._canary_failed = False
         self._failed_saves = 0
@@ -122,7 +120,7 @@ class Validator:
         try:
             with watch.phase("sync"):
                 self.metagraph, _ = await asyncio.to_thread(phases.sync_metagraph, self.chain, self.state,
-                                                            self.recent.forget)
+                                                            self.state.answers.forget)
         except ValidatorFault as exc:
             log.warning("step %d: chain unavailable, skipping the step: %s", step_no, exc)
             timing = {f"{k}_s": v for k, v in watch.seconds.items()} | {"total_s": self._clock() - started}
@@ -152,20 +150,20 @@ class Validator:
             to_score = [(outcome, mesh) for outcome, mesh in judged if mesh is not None]
 
         step_seed = draw_step_seed(self.rng)  # the secret rig and the contrast prompts of this step
-        distractors = self.sampler.distractors(task.prompt, step_seed, self.n_distractors)
         rig = self.reward_model.rig_for(step_seed)  # drawn once: scoring, the canary and the report share it
         meshes: dict[int, bytes] = {}
         with watch.phase("score"):
             if fault is None:
                 fault = await self._in_executor(phases.score_answers, self.reward_model, to_score, task.prompt,
-                                                rig=rig, step_seed=step_seed, distractors=distractors)
+                                                rig=rig, step_seed=step_seed)
             if fault is None and self.reports is not None:  # the best answers' meshes, for the step page's viewer
                 meshes = await self._in_executor(top_meshes, to_score, TOP_MESHES, MAX_MESH_BYTES)
             del to_score
             gc.collect()  # decoded meshes sit in reference cycles: free them now, not at some later collection
         if fault is None:
             with watch.phase("copies"):
-                phases.judge_copies(outcomes, task.prompt, step_no, self.recent)
+                # seconds of alignment work for a full step: off the event loop, like scoring
+                await self._in_executor(phases.judge_copies, outcomes, task.prompt, step_no, self.state.answers)
 
         canary = None
         if fault is None and self._canary_due(step_no):

@@ -84,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         chain = open_chain(settings.subtensor.network, settings.netuid, chain_endpoint=settings.subtensor.chain_endpoint,
                            devnet_db=settings.devnet.db)
         wallet = open_registered(settings.wallet.name, settings.wallet.hotkey, settings.wallet.path, chain)
-        state = ValidatorState.load(config.state_path)
+        state = ValidatorState.load(config.state_path, config.copycat_answers_per_miner)
         metrics = ValidatorMetrics()
         reward_model = build_reward_model(settings, metrics)
         metrics_server = start_metrics_server(settings.metrics, metrics.registry)
@@ -114,7 +114,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             sampler=build_prompt_sampler(config, rng),
             rng=rng,
             incentive=settings.incentive,
-            n_distractors=settings.reward.n_distractors,
             canary=CanaryExpectations.for_models(settings.models),
             metrics=metrics,
             reports=StepReports(config.reports_dir, config.reports_max_mb) if config.reports_max_mb > 0 else None,

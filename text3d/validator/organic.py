@@ -114,7 +114,7 @@ def organic_seeds(job_seed: int | None, hotkeys: Sequence[str], rng: random.Rand
 
 def collapse_copies(outcomes: Sequence[MinerOutcome], prompt: str, recent: Any = None) -> None:
     """Copies earn nothing: in each group of answers that are one object, all but the earliest are ``duplicate``;
-    an object a miner sent for another prompt within the copycat window (``recent``, read only) is a ``repeat``."""
+    an object a miner sent for another prompt among its remembered answers (``recent``, read only) is a ``repeat``."""
     scored = [o for o in outcomes if o.status == "ok" and o.report is not None and o.report.fingerprint is not None]
     arrival = sorted(scored, key=lambda o: (o.response_s if o.response_s is not None else float("inf"), o.uid))
     for group in cluster_copies([o.report.fingerprint for o in arrival]):
@@ -268,16 +268,15 @@ class OrganicWorker:
         del answers
         outcomes = [outcome for outcome, _ in judged]
         meshes = {outcome.uid: mesh for outcome, mesh in judged if mesh is not None}
-        step_seed = draw_step_seed(self.rng)
-        distractors = validator.sampler.distractors(job.prompt, step_seed, validator.n_distractors)
+        step_seed = draw_step_seed(self.rng)  # contrast prompts: the protocol's pool, drawn by the scorer
         rig = validator.reward_model.rig_for(step_seed)
         fault = await _in(validator, phases.score_answers, validator.reward_model,
                           [(o, meshes[o.uid]) for o in outcomes if o.uid in meshes], job.prompt,
-                          rig=rig, step_seed=step_seed, distractors=distractors)
+                          rig=rig, step_seed=step_seed)
         if fault is not None:
             await self._give_up(job, f"the validator could not score the answers: {fault}")
             return
-        collapse_copies(outcomes, job.prompt, getattr(validator, "recent", None))
+        await _in(validator, collapse_copies, outcomes, job.prompt, validator.state.answers)
         if self.config.count_toward_weights:
             phases.update_averages(validator.state, outcomes, validator.config.alpha)
         winner = pick_winner(outcomes)

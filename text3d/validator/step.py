@@ -181,8 +181,11 @@ def decode_answers(answers: Sequence[MinerAnswer], hotkeys: Sequence[str], seeds
 
 
 def score_answers(reward_model: Any, to_score: Sequence[tuple[MinerOutcome, Any]], prompt: str, *,
-                  rig: Any, step_seed: int, distractors: Sequence[str]) -> str | None:
+                  rig: Any, step_seed: int) -> str | None:
     """Executor job: score the decoded meshes and write each outcome's score and report.
+
+    The contrast prompts are the scorer's own draw from the pinned protocol's pool for
+    (prompt, step seed): nothing the validator's prompt source says reaches the score.
 
     A mesh the scorer cannot render is that miner's ``invalid`` answer. Returns the step's
     fault (a sentence) when the scoring itself failed on our side -- a ``ValidatorFault``,
@@ -193,7 +196,7 @@ def score_answers(reward_model: Any, to_score: Sequence[tuple[MinerOutcome, Any]
     try:
         reports = reward_model.score_batch(
             [mesh for _, mesh in to_score], [prompt] * len(to_score),
-            rig=rig, step_seed=step_seed, distractors=[list(distractors)] * len(to_score),
+            rig=rig, step_seed=step_seed,
         )
     except ValidatorFault as exc:
         return f"{type(exc).__name__}: {exc}"
