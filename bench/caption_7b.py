@@ -18,6 +18,11 @@ says how many were measured. Ends with ONE JSON line.
 
     python bench/caption_7b.py [--views 2] [--warmup 1] [--threads 2] [--deadline-utc 09:40]
     python bench/caption_7b.py --model-dir DIR      # any model.gguf + mmproj.gguf pair
+    python bench/caption_7b.py --gpu-layers all     # on a GPU: the CUDA build of llama-server, every layer offloaded
+
+With ``--gpu-layers`` the server runs with llama-server's ``-ngl``; the binary is the one
+``text3d llava`` would use (the CUDA build in ``$TEXT3D_CACHE/llama.cpp/bin-cuda`` when
+``build_llama_server.sh`` found a toolkit and a GPU), and the JSON says which build it was.
 """
 
 import argparse
@@ -39,7 +44,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from bench.caption import cpu_name, llama_version  # noqa: E402
-from text3d.ops.llava import LlamaServer, LlamaServerConfig, find_llama_server  # noqa: E402
+from text3d.ops.llava import LlamaServer, LlamaServerConfig, build_backend, find_llama_server  # noqa: E402
 from text3d.ops.net import free_port  # noqa: E402
 from text3d.reward.caption import CaptionerConfig, OpenAICaptioner  # noqa: E402
 from text3d.reward.scoring_protocol import PROTOCOL  # noqa: E402
@@ -114,6 +119,8 @@ def main() -> int:
     parser.add_argument("--context", type=int, default=4096)
     parser.add_argument("--model-dir", type=Path, default=None, help="a model.gguf + mmproj.gguf pair (default: the 7B shape)")
     parser.add_argument("--deadline-utc", default=None, help="HH:MM: skip a view that would end after this")
+    parser.add_argument("--gpu-layers", default=None, metavar="N|all|auto",
+                        help="llama-server -ngl: layers offloaded to the GPU (a CUDA build); default: the server's")
     args = parser.parse_args()
 
     px, n_asset_views = PROTOCOL.rig.resolution_px, PROTOCOL.rig.n_views
@@ -143,7 +150,8 @@ def main() -> int:
 
     log_path = Path(f"/tmp/caption_7b-{os.getpid()}.log")
     config = LlamaServerConfig(binary=binary, model_path=model, mmproj_path=mmproj, port=free_port(), slots=1,
-                               context_tokens=args.context, threads=args.threads, extra_args=("--metrics",))
+                               context_tokens=args.context, threads=args.threads, gpu_layers=args.gpu_layers,
+                               extra_args=("--metrics",))
     rss_peak_sampled = [0]
     started = time.perf_counter()
     with LlamaServer(config, log_path=log_path) as server:
@@ -193,7 +201,8 @@ def main() -> int:
         "model_bytes_on_disk": du_bytes(cache),
         "write_s": write_s,
         "protocol": {"max_tokens": args.max_tokens, "resolution_px": px, "views_per_asset": n_asset_views},
-        "server": {"threads": args.threads, "slots": 1, "context": args.context, "mmap": True},
+        "server": {"threads": args.threads, "slots": 1, "context": args.context, "mmap": True,
+                   "build": build_backend(binary), "gpu_layers": args.gpu_layers},
         "load_s": round(load_s, 1),
         "warmup": warmups,
         "views": measured,

@@ -167,6 +167,10 @@ def _score_folder(model, root: Path, entries, meshes, args, limits) -> int:
             ranking.print_unscored()
             for label, path in ranking.paths():
                 print(f"{label}: {_safe(path)}")
+            if args.models == "tiny":
+                print("note: --models tiny scores with a random-weight CLIP (an offline test model): the numbers "
+                      "exercise the pipeline and say nothing about the assets; score with --models real for "
+                      "meaningful ones.")
     if interrupted:
         print(f"text3d score: interrupted after {len(ranking.records)} of {len(meshes)} assets; "
               "the reports hold what finished.", file=sys.stderr)
@@ -174,8 +178,8 @@ def _score_folder(model, root: Path, entries, meshes, args, limits) -> int:
     return 0
 
 
-def _score_entries(model, root: Path, batch, args, limits, archives) -> list[tuple[object, object, str | None]]:
-    """(entry, report, colours) for a batch of entries: loaded, rendered and scored together."""
+def _score_entries(model, root: Path, batch, args, limits, archives) -> list[tuple[object, object, str | None, object]]:
+    """(entry, report, colours, mesh or None) for a batch of entries: loaded, rendered and scored together."""
     from text3d.reward.assets import loader
     from text3d.reward.errors import InvalidAssetError
     from text3d.reward.reporting.evidence import RewardReport
@@ -197,11 +201,11 @@ def _score_entries(model, root: Path, batch, args, limits, archives) -> list[tup
             report = RewardReport.invalid(prompt, item, references=references, metric=model.metric,
                                           aggregation=model.aggregation, captioner=model.captioner_name,
                                           models=model.models())
-            out.append((entry, report, None))
+            out.append((entry, report, None, None))
         else:
             report = next(scored)
             report.notes.extend(item.notes)
-            out.append((entry, report, item.colours))
+            out.append((entry, report, item.colours, item.mesh))
     return out
 
 
@@ -215,9 +219,9 @@ def _score_streaming(model, root: Path, meshes, args, ranking, limits, archives)
     try:
         for start in range(0, len(meshes), args.batch_size):
             batch = meshes[start : start + args.batch_size]
-            for entry, report, colours in _score_entries(model, root, batch, args, limits, archives):
+            for entry, report, colours, mesh in _score_entries(model, root, batch, args, limits, archives):
                 invalid += not report.is_valid
-                ranking.add(entry.name, report, colours)
+                ranking.add(entry.name, report, colours, mesh=mesh, source=entry.path)
             ranking.flush(final=False)  # meshes, textures and views of this batch are gone now
             progress.update(len(batch))
             progress.set_postfix(invalid=invalid, refresh=False)
@@ -257,7 +261,7 @@ def _watch(model, root: Path, entry, args, limits) -> int:
                 changed = set()  # a save in progress (removed, then written): the next event brings it
                 continue
             with ArchiveCache(limits.archives) as archives:
-                ((_, report, colours),) = _score_entries(model, root, [entry], args, limits, archives)
+                ((_, report, colours, mesh),) = _score_entries(model, root, [entry], args, limits, archives)
             print(_safe(f"-- {time.strftime('%H:%M:%S')} {entry.name}"), flush=True)
             for line in describe(report):
                 print(_safe(line), flush=True)
@@ -268,7 +272,7 @@ def _watch(model, root: Path, entry, args, limits) -> int:
             previous = report
             if args.json is not None or args.html is not None:
                 ranking = _ranking(model, args, [])
-                ranking.add(entry.name, report, colours)
+                ranking.add(entry.name, report, colours, mesh=mesh, source=entry.path)
                 ranking.flush(final=True)
             changed = set()
     except KeyboardInterrupt:

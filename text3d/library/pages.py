@@ -167,10 +167,12 @@ def _glb(row: dict[str, Any], root: Path, archives: Any, max_embed_bytes: int) -
         return None, "the file changed since it was indexed (re-run text3d index)"
     try:
         asset = load_asset(Entry(row["name"], path, "mesh", member=row.get("member")), root, limits, archives)
-        glb = asset.mesh.export(file_type="glb")
-    except (InvalidAssetError, ValueError, OSError) as exc:
+    except (InvalidAssetError, OSError) as exc:
         return None, f"cannot be shown in 3D: {exc}"
-    if len(glb) > max_embed_bytes:
-        return None, (f"{asset.n_faces} faces ({len(glb) / (1 << 20):.1f} MB as GLB): too large to embed in the page; "
-                      "open the file")
+    from text3d.reward.reporting.html import viewer_glb
+
+    glb = viewer_glb(asset.mesh, max_embed_bytes)  # the same writer as text3d score's pages
+    if glb is None:
+        return None, (f"{asset.n_faces} faces: too large to embed in the page (over {max_embed_bytes >> 20} MB as "
+                      "GLB); open the file")
     return glb, None

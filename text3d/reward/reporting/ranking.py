@@ -92,10 +92,18 @@ class Ranking:
     # -- growing ------------------------------------------------------------------------
 
     def add(self, name: str, report: RewardReport, colours: str | None = None, *,
-            extra: dict[str, float] | None = None, key: float | None = None, html: bool = True) -> Record:
-        """Record one asset (and write its views into the HTML folder when ``html``)."""
+            extra: dict[str, float] | None = None, key: float | None = None, html: bool = True,
+            mesh: Any = None, source: Path | None = None) -> Record:
+        """Record one asset (and write its views into the HTML folder when ``html``; ``mesh``
+        goes in the page's 3D viewer when the asset ranks among the page's best, ``source``
+        is linked)."""
         if self.html is not None and html:
-            self.html.add(name, report, colours)
+            glb = None
+            if mesh is not None and report.is_valid and self.html.wants_mesh(float(report.score)):
+                from text3d.reward.reporting.html import viewer_glb
+
+                glb = viewer_glb(mesh, self.html.max_mesh_bytes)
+            self.html.add(name, report, colours, glb=glb, source=source)
         notes = [_without_name(note, name) for note in score_notes(report)]
         return self.add_record(Record(name, float(report.score), dict(report.components), tuple(notes),
                                       report.invalid_reason, colours, report.to_json(), dict(extra or {}), key))
