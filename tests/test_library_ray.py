@@ -4,7 +4,7 @@ as one process and produces the same index -- the same rows, statuses, reasons, 
 dependencies, colours and notes, the same fingerprints and embeddings (to 1e-6: Ray gives
 each actor its own BLAS thread count, and sums in another order differ in the last bits),
 and the same search ranking -- with an actor pool sized so Ray Data's read tasks are not
-starved (two actors reserving both CPUs hang; DESIGN.md).
+starved (two actors reserving both CPUs hang).
 """
 
 import os

@@ -16,7 +16,7 @@
    so an interrupted run keeps what it wrote and the next run resumes from there.
 
 On a 2-core machine a Ray actor pool that reserves both CPUs starves Ray Data's read tasks
-and hangs (DESIGN.md): ``RayOptions.resolve`` sizes the pool below the cluster's CPUs or
+and hangs (``ray.init(num_cpus=2)`` with two actors waited past 300 s): ``RayOptions.resolve`` sizes the pool below the cluster's CPUs or
 gives each actor a fraction of one.
 """
 

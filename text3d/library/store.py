@@ -6,7 +6,10 @@
 Why LanceDB: Arrow columns on disk with no server, vectors stored as fixed-size lists next
 to the metadata, versioned writes, take-by-position in milliseconds (500 rows of 8 x 768
 floats in ~10 ms on this CPU), compaction, and an ANN index (IVF_PQ) for when a library
-outgrows brute force. Measured alternatives are in DESIGN.md.
+outgrows brute force (measured on 100,000 x 512-d vectors here: written in 1.4 s; an IVF_PQ
+index built in 37 s answers in 4.5 ms p50, against 9.2 ms for numpy brute force on an idle CPU
+and LanceDB's own unindexed scan at ~260 ms; search.py keeps the exact numpy pass below 20,000
+assets and a PCA-projected one above, see ``text3d.library.retrieval``).
 
 Writes are upserts and deletes by ``key`` (a number derived from the name,
 ``text3d.library.schema.name_key``), never by a SQL string built from a file name. The
