@@ -290,6 +290,9 @@ def main() -> int:
                      log_to_driver=False)
             address = ray.get_runtime_context().gcs_address
         indexing = bench_indexing(tmp, sizes, flags, address)
+        if ray is not None:
+            ray.shutdown()  # its processes idle on the same two cores: not part of a search
+            ray = None
         small, large = sizes[0], sizes[-1]
         local = indexing["local"]
         summary["index"] = {
