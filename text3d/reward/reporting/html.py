@@ -180,8 +180,8 @@ class HtmlReport:
         index = self._count
         self._count += 1
         if not report.is_valid:
-            self._rows.append(_Row(name, 0.0, {}, colours, f"asset-{index}", "", notes=tuple(score_notes(report)),
-                                   invalid=True))
+            notes = tuple(note.replace(f"cannot load {name}: ", "cannot load: ", 1) for note in score_notes(report))
+            self._rows.append(_Row(name, 0.0, {}, colours, f"asset-{index}", "", notes=notes, invalid=True))
             return
         if self._first is None:
             self._first = RewardReport.model_validate(report.model_dump())  # no images, no fingerprint
