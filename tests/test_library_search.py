@@ -175,7 +175,9 @@ def test_csv_quotes_what_a_spreadsheet_would_run(tmp_path, capsys):
 
 
 def test_the_results_page_shows_each_result_in_the_viewer_in_a_browser(library, tmp_path, capsys):
-    from tests.test_report_browser import CHROMIUM, FLAGS
+    """Opened offline in Chromium: every result's mesh loads in the viewer, nothing is fetched
+    from outside the page, a stranger's file name is text, and the page is not blank."""
+    from tests.browser import launch, offline_page
     from text3d.web.viewer import viewer_js_path
 
     folder, _ = library
@@ -187,22 +189,17 @@ def test_the_results_page_shows_each_result_in_the_viewer_in_a_browser(library, 
     status, out, _ = text3d(capsys, "search", index, PROMPT, "--html", tmp_path / "page", "--top", "5")
     assert status == 0 and "HTML page:" in out
     assert viewer_js_path() is not None, "run scripts/fetch_viewer.sh (make setup) first"
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        try:
-            page = browser.new_page(viewport={"width": 1300, "height": 1200})
-            page.goto((tmp_path / "page" / "index.html").as_uri())
-            page.wait_for_function("Array.from(document.querySelectorAll('model-viewer')).every(v => v.loaded)",
-                                   timeout=60_000)
-            viewers = page.eval_on_selector_all("model-viewer", "vs => vs.length")
-            cards = page.eval_on_selector_all("article.card h2", "hs => hs.map(h => h.textContent)")
-            title = page.title()
-            page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
-        finally:
-            browser.close()
+    with launch() as browser, offline_page(browser, width=1300, height=1200) as page:
+        page.goto((tmp_path / "page" / "index.html").as_uri())
+        page.wait_for_function("Array.from(document.querySelectorAll('model-viewer')).every(v => v.loaded)",
+                               timeout=60_000)
+        viewers = page.eval_on_selector_all("model-viewer", "vs => vs.length")
+        cards = page.eval_on_selector_all("article.card h2", "hs => hs.map(h => h.textContent)")
+        title = page.title()
+        page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+        blocked, errors = list(page.blocked), list(page.errors)
     assert viewers == 5 and len(cards) == 5 and "pwned" not in title
+    assert blocked == [] and errors == []
     assert any("<img src=x onerror=" in card for card in cards)  # shown as text
     from PIL import Image
     import numpy as np
