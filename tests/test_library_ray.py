@@ -8,8 +8,11 @@ starved (two actors reserving both CPUs hang).
 """
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,8 +28,21 @@ COLUMNS = ("name", "status", "reason", "file", "member", "size_bytes", "sha256",
 
 
 @pytest.fixture
-def ray_cluster():
-    """A local Ray cluster for this test only (2 CPUs); its GCS address. Shut down afterwards."""
+def private_tmp(monkeypatch):
+    """A short temporary folder of this test's own as TMPDIR (Ray's sockets live under it: short
+    paths), so what the index runs leave behind there can be counted."""
+    folder = Path(tempfile.mkdtemp(prefix="t3r", dir="/tmp"))
+    monkeypatch.setenv("TMPDIR", str(folder))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def ray_cluster(private_tmp):
+    """A local Ray cluster for this test only (2 CPUs; its workers inherit TMPDIR); its GCS
+    address. Shut down afterwards."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
 
@@ -45,7 +61,7 @@ def _text3d(*argv) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600)
 
 
-def test_ray_data_produces_the_index_one_process_produces(tmp_path, ray_cluster):
+def test_ray_data_produces_the_index_one_process_produces(tmp_path, ray_cluster, private_tmp):
     from text3d.library.schema import load_fingerprint
     from text3d.library.store import AssetStore
 
@@ -84,6 +100,8 @@ def test_ray_data_produces_the_index_one_process_produces(tmp_path, ray_cluster)
 
     again = _text3d("index", folder, "--index", on_ray, *TINY, "--ray-address", ray_cluster)
     assert again.returncode == 0 and " 0 new, 0 changed," in again.stdout  # incremental on Ray too
+    # the corpus's archives were unpacked by the actors and the local run: no copy is left behind
+    assert sorted(p.name for p in private_tmp.glob("text3d-archive-*")) == []
 
 
 def _rows(index):

@@ -28,6 +28,7 @@ import io
 import json
 import os
 import time
+import weakref
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,7 @@ class AssetWorker:
         self.root_real = os.path.realpath(root)
         self.limits = spec.limits()
         self.archives = ArchiveCache(self.limits.archives)
+        weakref.finalize(self, self.archives.close)  # also at interpreter exit, whoever forgets close()
         captioner = None
         if spec.captioner is not None:
             from text3d.reward.caption_client import CaptionerConfig, OpenAICaptioner
@@ -141,8 +143,15 @@ class AssetWorker:
     # -- Ray Data's calling convention ---------------------------------------------------
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
+        """One Ray Data batch. The archives unpacked for it are removed before returning: Ray
+        ends an actor's process without running its clean-up, and a pool must not leave
+        unpacked copies in /tmp (a batch holds consecutive jobs, so an archive's members
+        mostly share one unpacking)."""
         jobs = [Job(**json.loads(text)) for text in batch["job"]]
-        return encode_rows(self.rows(jobs))
+        try:
+            return encode_rows(self.rows(jobs))
+        finally:
+            self.archives.close()
 
     # -- the work --------------------------------------------------------------------------
 
