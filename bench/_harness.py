@@ -74,7 +74,8 @@ class Table:
     def markdown(self) -> str:
         """The table as GitHub markdown: numbers right-aligned, a bold title line above, the note below."""
         def text(cell: Any) -> str:
-            return f"{cell:,}" if isinstance(cell, int) and not isinstance(cell, bool) else str(cell)
+            out = f"{cell:,}" if isinstance(cell, int) and not isinstance(cell, bool) else str(cell)
+            return out.replace("|", "\\|")  # a pipe inside a cell would split it
 
         numeric = [all(isinstance(r[i], (int, float)) and not isinstance(r[i], bool) for r in self.rows)
                    for i in range(len(self.columns))]
