@@ -87,7 +87,6 @@ def measure(bench: Bench, args: argparse.Namespace) -> dict:
     gl_renderers = {backend: get_renderer(backend).gl_renderer or "unknown" for backend in BACKENDS}  # known once drawn
     speedup = {str(px): round(results["pyrender"][str(px)]["views_s_median"]
                               / results["moderngl"][str(px)]["views_s_median"], 2) for px in resolutions}
-    top = str(max(resolutions))
     targets = {"speedup_ge_3": min(speedup.values()) >= 3.0}
     if "512" in results["moderngl"]:
         targets["views_512px_le_0p6s"] = results["moderngl"]["512"]["views_s_median"] <= 0.6
@@ -102,10 +101,6 @@ def measure(bench: Bench, args: argparse.Namespace) -> dict:
                 note=f"Targets: moderngl >= 3x faster than pyrender ({'met' if targets['speedup_ge_3'] else 'missed'}); "
                      f"8 views at 512 px <= 0.6 s on the CPU ({target_512}). "
                      f"Preparing the mesh (validation, normalisation): {duration(prepare_s)}.")
-    best = results["moderngl"][top]
-    bench.headline(f"Rendering: {N_VIEWS} views of a {len(mesh.faces):,}-face mesh at {top} px take "
-                   f"{duration(best['views_s_median'])} with moderngl on the CPU (llvmpipe), "
-                   f"{speedup[top]:.1f}x faster than pyrender.")
     return {"n_views": N_VIEWS, "mesh_faces": int(len(mesh.faces)), "runs": args.runs,
             "pyrender_runs": args.pyrender_runs, "gl_renderer": gl_renderers, "prepare_mesh_ms": round(1000 * prepare_s, 2),
             "results": results, "speedup_moderngl_vs_pyrender": speedup, "targets_met": targets}

@@ -140,9 +140,6 @@ def production_clip(bench: Bench, args: argparse.Namespace) -> dict:
                  [f"{len(texts)} texts (prompt and distractors)", duration(text_s)],
                  ["peak memory", f"{peak_mb:,.0f} MB ({'CUDA allocated' if cuda else 'process max RSS'})"]],
                 note="Time and memory do not depend on the weights' values: this is the production CLIP's cost.")
-    if not cuda:
-        bench.headline(f"Scoring: the production CLIP ({arch}) costs {duration(image_s / args.views)} a view on this CPU "
-                       f"({duration(image_s)} for an asset's {args.views} views): validators score on a GPU.")
     return {
         "mode": "production-clip", "clip": arch, "weights": "random (pretrained=None)",
         "params": params, "weights_mb_fp32": round(params * 4 / 2**20, 1), "build_s": round(build_s, 2),
