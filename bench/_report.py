@@ -84,8 +84,13 @@ def render_performance(results: Mapping[str, dict], scripts: Sequence[BenchScrip
         lines += ["Machine" + ("s" if len(machines) > 1 else "") + ": " + "; ".join(machines) + "."
                   + (" No GPU: every figure here is a CPU figure." if all("no GPU" in m for m in machines) else ""), ""]
     if _busy(measured):
-        lines += ["The machine was shared while these ran (load above its core count for some runs): compare the "
-                  "load column before comparing two runs.", ""]
+        loads = [r["environment"]["load_avg_1m"] for r in measured if r.get("environment", {}).get("load_avg_1m")]
+        cores = sorted({r["environment"]["machine"].get("cores") for r in measured if r.get("environment")})
+        lines += [f"The machine was shared while these ran: the median load over the runs was "
+                  f"{sorted(x['median'] for x in loads)[len(loads) // 2]:g} (highest {max(x['max'] for x in loads):g}) "
+                  f"on {', '.join(str(c) for c in cores)} cores, so several processes took turns on each core and "
+                  f"wall times are inflated, most for code that spreads over every core (torch, llama.cpp). Compare "
+                  f"the load column before comparing two runs.", ""]
     lines += ["| run | status | finished | took | load (median / max) | commit |", "|---|---|---|---:|---|---|"]
     for script, key, result in rows:
         link = f"[`{key}`](#{anchor(key)})"
@@ -135,11 +140,14 @@ def render_headlines(results: Mapping[str, dict], scripts: Sequence[BenchScript]
     days = sorted({str(e.get("finished_utc", "?"))[:10] for e in envs})
     machines = sorted({_machine(e) for e in envs})
     span = days[0] if len(days) == 1 else f"{days[0]} to {days[-1]}"
-    lines += [f"Measured by `make bench` on {'; '.join(machines)} ({span}); medians, each with the machine's load "
-              f"beside it in the full tables:", ""]
+    lines += [f"Measured by `make bench` on {'; '.join(machines)} ({span}); medians, each with the machine's "
+              f"1-minute load average during its run (a load above the core count inflates wall times):", ""]
     for key, result in picked:
+        env = result.get("environment", {})
+        load = (env.get("load_avg_1m") or {}).get("median", "?")
+        cores = (env.get("machine") or {}).get("cores", "?")
         for headline in result["headlines"]:
-            lines.append(f"- {headline} ([`{key}`]({DOCS_LINK}#{anchor(key)}))")
+            lines.append(f"- {headline} ([`{key}`]({DOCS_LINK}#{anchor(key)}); load {load} on {cores} cores)")
     lines += ["", f"Every table, with each run's machine, date, load and package versions: [{DOCS_LINK}]({DOCS_LINK}).",
               BLOCK_END]
     return "\n".join(lines)

@@ -223,8 +223,12 @@ def production_size(bench: Bench, args: argparse.Namespace) -> dict:
             ["prior, 64 Karras steps (estimated from the step cost)", duration(64 * per_step)]]
     if batch_s is not None:
         rows.append([f"prior, {low} steps, batch of {args.batch}", duration(batch_s)])
-    rows += [[f"decode, grid {g}", f"{duration(d['s_per_mesh'])} ({d['faces']:,} faces"
-              + (", no surface in the random field: a lower bound" if d["faces"] == 0 else "") + ")"]
+    def decode_note(faces: int) -> str:  # random weights give no surface, or far more than Shap-E's 50-150k faces
+        if faces == 0:
+            return ", no surface in the random field: a lower bound"
+        return ", a noisy random field with far more faces than a real mesh: an upper bound" if faces > 500_000 else ""
+
+    rows += [[f"decode, grid {g}", f"{duration(d['s_per_mesh'])} ({d['faces']:,} faces{decode_note(d['faces'])})"]
              for g, d in decode.items()]
     rows.append([f"peak memory ({figures['peak_memory_kind'].replace('_', ' ')})", f"{peak_mb:,.0f} MB"])
     bench.table(f"Generation, openai/shap-e's architecture with random weights ({figures['device']}, {figures['dtype']})",

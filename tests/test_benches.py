@@ -341,8 +341,8 @@ def test_make_bench_keeps_every_run_in_one_file_and_renders_the_docs(tmp_path):
     assert "**FAILED**" in page and "status refused for 2 of 3 requests" in page
     assert "heavy: not run" in page
     text = readme.read_text()
-    assert "old figures" not in text and "- Good: size 2 in 1.5 ms. ([`good`](docs/performance.md#good))" in text
-    assert "- Good: size 3 in 1.5 ms. ([`good --size 3`](docs/performance.md#good---size-3))" in text
+    assert "old figures" not in text and "- Good: size 2 in 1.5 ms. ([`good`](docs/performance.md#good); load " in text
+    assert "- Good: size 3 in 1.5 ms. ([`good --size 3`](docs/performance.md#good---size-3); load " in text
     assert text.startswith("# Title") and text.endswith("## Next\n")
 
     # a later run of one bench keeps the others' results, and the heavy one runs when named
