@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 CACHE  ?= $(HOME)/.cache/text3d
 APT_PACKAGES := libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri libopengl0 libosmesa6 cmake ninja-build g++ chromium tesseract-ocr \
-                nodejs npm postgresql
+                nodejs npm postgresql jq
 MODELS ?= tiny
 PYTEST_ARGS ?=
 

@@ -4,11 +4,29 @@ import re
 from pathlib import Path
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).parent
 VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "text3d" / "protocol" / "version.py").read_text()).group(1)
+MIN_COMPUTE = "min_compute.yml"  # the subnet's hardware table, at the repository root where people look for it
 
-# Pins that must not drift (see DESIGN.md): bittensor 11 is the chain SDK and btauth/1
+
+class BuildPy(build_py):
+    """Builds the packages, then copies the repository's ``min_compute.yml`` into ``text3d/ops/doctor/``,
+    where an installed ``text3d doctor`` reads it (``text3d.ops.doctor.machine.min_compute_path``):
+    a wheel carries no file from outside its packages."""
+
+    def run(self) -> None:
+        super().run()
+        source = HERE / MIN_COMPUTE
+        if not source.is_file():
+            raise FileNotFoundError(f"{source} is missing: the doctor's hardware table must ship with the package")
+        target = Path(self.build_lib) / "text3d" / "ops" / "doctor" / MIN_COMPUTE
+        self.mkpath(str(target.parent))
+        self.copy_file(str(source), str(target))
+
+
+# Pins that must not drift (docs/architecture.md, "Pinned versions"): bittensor 11 is the chain SDK and btauth/1
 # identity layer (the HTTP transport is ours: FastAPI + uvicorn, httpx), and only this
 # torch/torchvision pair imports together.
 CORE = [
@@ -74,7 +92,8 @@ setup(
     python_requires=">=3.11",  # tomllib and asyncio.timeout
     # Two top-level import names only: the package, and the template's thin entry points.
     packages=find_packages(include=["text3d", "text3d.*", "neurons"]),
-    package_data={"text3d.validator": ["data/*.txt"], "text3d.ops.llava": ["*.sh"]},
+    package_data={"text3d.validator": ["data/*.txt"], "text3d.ops.llava": ["*.sh"], "text3d.gateway": ["static/*"]},
+    cmdclass={"build_py": BuildPy},
     install_requires=CORE,
     extras_require={
         "miner": MINER,

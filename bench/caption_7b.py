@@ -18,7 +18,12 @@ says how many were measured. Ends with ONE JSON line.
 
     python bench/caption_7b.py [--views 2] [--warmup 1] [--threads 2] [--deadline-utc 09:40]
     python bench/caption_7b.py --model-dir DIR      # any model.gguf + mmproj.gguf pair
+    python bench/caption_7b.py --gpu-layers all     # on a GPU: the CUDA build of llama-server, every layer offloaded
     python bench/caption_7b.py --smoke              # the same path with the tiny pair, in seconds
+
+With ``--gpu-layers`` the server runs with llama-server's ``-ngl``; the binary is the one
+``text3d llava`` would use (the CUDA build in ``$TEXT3D_CACHE/llama.cpp/bin-cuda`` when
+``build_llama_server.sh`` found a toolkit and a GPU), and the JSON says which build it was.
 
 Heavy (a 14 GB file and about 18 GB of memory): ``make bench`` runs it only with
 ``BENCH_HEAVY=1`` (or when named: ``make bench BENCHES=caption_7b``).
@@ -42,7 +47,7 @@ from PIL import Image  # noqa: E402
 from bench._harness import Bench, duration, median, run  # noqa: E402
 from bench.caption import llama_version  # noqa: E402
 from text3d.common.paths import cache_dir  # noqa: E402
-from text3d.ops.llava import LlamaServer, LlamaServerConfig, find_llama_server  # noqa: E402
+from text3d.ops.llava import LlamaServer, LlamaServerConfig, build_backend, find_llama_server  # noqa: E402
 from text3d.ops.net import free_port  # noqa: E402
 from text3d.reward.caption import CaptionerConfig, OpenAICaptioner  # noqa: E402
 from text3d.reward.scoring_protocol import PROTOCOL  # noqa: E402
@@ -121,6 +126,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--context", type=int, default=4096)
     parser.add_argument("--model-dir", type=Path, default=None, help="a model.gguf + mmproj.gguf pair (instead of --model)")
     parser.add_argument("--deadline-utc", default=None, help="HH:MM: skip a view that would end after this")
+    parser.add_argument("--gpu-layers", default=None, metavar="N|all|auto",
+                        help="llama-server -ngl: layers offloaded to the GPU (a CUDA build); default: the server's")
 
 
 def model_pair(bench: Bench, args: argparse.Namespace, binary: Path) -> tuple[Path, Path, str, Path, float | None]:
@@ -159,7 +166,8 @@ def measure(bench: Bench, args: argparse.Namespace) -> dict:
 
     log_path = Path(f"/tmp/caption_7b-{os.getpid()}.log")
     config = LlamaServerConfig(binary=binary, model_path=model, mmproj_path=mmproj, port=free_port(), slots=1,
-                               context_tokens=args.context, threads=args.threads, extra_args=("--metrics",))
+                               context_tokens=args.context, threads=args.threads, gpu_layers=args.gpu_layers,
+                               extra_args=("--metrics",))
     rss_peak_sampled = [0]
     started = time.perf_counter()
     with LlamaServer(config, log_path=log_path) as server:
@@ -219,7 +227,8 @@ def measure(bench: Bench, args: argparse.Namespace) -> dict:
     if "eval_ms" in split:
         rows.append([f"generation, {tokens:.0f} tokens", duration(split["eval_ms"]), duration(split["eval_ms"] * n_asset_views)])
     rows.append(["caption, wall", duration(per_view), duration(per_view * n_asset_views)])
-    bench.table(f"Captioning cost, {shape} (llama-server -t {args.threads} -np 1 -c {args.context}; "
+    gpu = f", -ngl {args.gpu_layers}, {build_backend(binary)} build" if args.gpu_layers else ""
+    bench.table(f"Captioning cost, {shape} (llama-server -t {args.threads} -np 1 -c {args.context}{gpu}; "
                 f"median of {len(measured)} views after {len(warmups)} warm-up)",
                 ["stage", "per view", f"per asset ({n_asset_views} views)"], rows,
                 note=f"Server load {duration(load_s)}, peak RSS {rss_peak / 2**30:.1f} GiB; the pair takes "
@@ -227,7 +236,8 @@ def measure(bench: Bench, args: argparse.Namespace) -> dict:
     return {
         "model": shape, "model_bytes_on_disk": du_bytes(cache), "write_s": write_s,
         "protocol": {"max_tokens": args.max_tokens, "resolution_px": px, "views_per_asset": n_asset_views},
-        "server": {"threads": args.threads, "slots": 1, "context": args.context, "mmap": True},
+        "server": {"threads": args.threads, "slots": 1, "context": args.context, "mmap": True,
+                   "build": build_backend(binary), "gpu_layers": args.gpu_layers},
         "load_s": round(load_s, 1), "warmup": warmups, "views": measured, "n_measured": len(measured),
         "s_per_view_median": round(per_view, 2), "tokens_per_view": [r["tokens"] for r in warmups + measured],
         "s_per_asset": round(per_view * n_asset_views, 1), "server_peak_rss_bytes": rss_peak,

@@ -3,7 +3,7 @@
     python scripts/make_tiny_llava.py                 # cached under $TEXT3D_CACHE/models/tiny-llava
     python scripts/make_tiny_llava.py --out DIR [--vocab ggml-vocab-llama-spm.gguf] [--seed N]
 
-The LLaMA vocabulary is cached by scripts/build_llama_server.sh. See reward/tiny_llava.py.
+The LLaMA vocabulary is cached by text3d/ops/llava/build_llama_server.sh. See text3d/reward/tiny_llava.py.
 """
 
 import argparse

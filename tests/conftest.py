@@ -29,3 +29,28 @@ def tiny_clip():
 
     name, weights = ensure_tiny_clip()
     return ClipScorer.from_pretrained(name, weights, device="cpu")
+
+
+@pytest.fixture
+def scripted_http():
+    """``start(script) -> ScriptedHTTP`` (tests/loopback.py): loopback HTTP servers whose answers the
+    test scripts, all stopped when the test ends."""
+    from tests.loopback import ScriptedHTTP
+
+    servers: list[ScriptedHTTP] = []
+
+    def start(script):
+        servers.append(ScriptedHTTP(script))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def decoder_calls(monkeypatch):
+    """Counts the payload decoders' calls (tests/counting.py): "refused before decoding" as a count."""
+    from tests.counting import DecoderCalls
+
+    return DecoderCalls(monkeypatch)

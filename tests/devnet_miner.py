@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-import time
 from typing import Callable, Sequence
 
 import httpx
@@ -79,10 +78,7 @@ def ask(
         finally:
             await client.aclose()
 
-    started = time.monotonic()
-    answers = asyncio.run(go())
-    assert time.monotonic() - started < timeout_s * len(prompts)  # sanity: the client's own deadlines held
-    return answers
+    return asyncio.run(go())
 
 
 def validator_argv(subnet: LocalSubnet, **options: object) -> list[str]:

@@ -22,7 +22,7 @@ from text3d.miner.encoding import encode_for_wire
 from text3d.protocol.mesh_codec import MeshFormat
 from tests.loopback import ServedApp
 
-__all__ = ["TimedGenerator", "CountingApp", "make_worker", "served_generation_server", "bound_socket"]
+__all__ = ["TimedGenerator", "CountingApp", "make_worker", "served_generation_server"]
 
 
 class TimedGenerator:
@@ -68,14 +68,6 @@ def make_worker(generator: Any, **options: Any) -> GenerationWorker:
     settings = {"fmt": MeshFormat.DRACO, "max_batch_size": 4, "window_s": 0.02, "max_queue": 32, "max_timeout_s": 60.0,
                 "deadline_margin_s": 0.05, **options}  # fmt: skip
     return GenerationWorker(generator, encode=encode_for_wire, **settings)
-
-
-def bound_socket(port: int = 0) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
-    sock.listen(128)
-    return sock
 
 
 @contextlib.contextmanager

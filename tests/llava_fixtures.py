@@ -2,7 +2,7 @@
 
 Import the fixture into a test module (``from tests.llava_fixtures import llava_server``)
 or list this module in ``pytest_plugins``. The binary comes from the project's own
-``find_llama_server()`` (``$LLAMA_SERVER``, PATH, or ``scripts/build_llama_server.sh``:
+``find_llama_server()`` (``$LLAMA_SERVER``, PATH, or ``text3d/ops/llava/build_llama_server.sh``:
 a no-op when cached, a full build on a fresh CI machine); the model from
 ``tiny_llava_models()``. Nothing is skipped: a machine that cannot build the server
 fails these tests loudly.

@@ -142,9 +142,24 @@ def test_off_by_default():
 
 def test_the_loop_stops_when_asked(repos, tmp_path):
     _, node = repos
+    up = updater(node, Recorder(tmp_path))
+    checks = []
+    check_and_act = up.check_and_act
+    up.check_and_act = lambda: checks.append(1) or check_and_act()
     stop = threading.Event()
     stop.set()
-    updater(node, Recorder(tmp_path)).run_forever(0.01, stop)  # returns at once
+    up.run_forever(0.01, stop)  # asked before it started: returns without a check
+    assert checks == []
+
+    def check_then_stop():
+        checks.append(1)
+        stop.set()
+        return check_and_act()
+
+    up.check_and_act = check_then_stop
+    stop.clear()
+    up.run_forever(0.01, stop)  # asked during its first check: that check is the last
+    assert checks == [1]
 
 
 def test_spec_version_is_read_from_the_source():

@@ -11,19 +11,17 @@ Rules pinned here:
 Everything runs on the devnet and 127.0.0.1 (fake captioners are plain HTTP servers).
 """
 
-import json
 import os
 import re
 import socket
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from PIL import Image, ImageDraw
 
+from tests.loopback import chat_completion, closed_port_url
 from text3d.demo import LocalSubnet
 from text3d.ops.doctor.roles import caption_is_sensible, check_captioner, check_clock, check_port, check_wallet, run_checks
 from text3d.settings import load_settings
@@ -48,43 +46,9 @@ def neuron_flags(subnet: LocalSubnet, name: str) -> list[str]:
             "--wallet.name", name, "--wallet.path", str(subnet.wallets_dir)]
 
 
-class Captioner:
-    """A scripted OpenAI-compatible server on 127.0.0.1: GET /health, POST /v1/chat/completions."""
-
-    def __init__(self, caption: str, health: int = 200) -> None:
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _send(self, status, body):
-                data = json.dumps(body).encode()
-                self.send_response(status)  # adds a Date header, which the clock check reads
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_GET(self):
-                self._send(owner.health, {"status": "ok"})
-
-            def do_POST(self):
-                self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                owner.requests += 1
-                self._send(200, {"choices": [{"message": {"role": "assistant", "content": owner.caption}}]})
-
-        self.caption, self.health, self.requests = caption, health, 0
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+def captioner_answering(scripted_http, caption: str, health: int = 200):
+    """An OpenAI-compatible server on 127.0.0.1: ``GET /health`` -> ``health``, every chat -> ``caption``."""
+    return scripted_http(lambda n, path, body: (health, {"status": "ok"}) if body is None else chat_completion(caption))
 
 
 @pytest.fixture
@@ -122,18 +86,15 @@ def test_doctor_miner_on_this_machine_fails_on_the_missing_gpu_without_a_traceba
     assert any(line.startswith("PASS  external ip") and "127.0.0.1" in line for line in checks)
 
 
-def test_doctor_validator_with_a_captioner_and_the_renderer(subnet):
-    captioner = Captioner("A red ball sitting on a white background.")
-    try:
-        done = doctor("--role", "validator", *neuron_flags(subnet, "validator"), "--captioner", captioner.url,
-                      "--models", "tiny")
-    finally:
-        captioner.close()
+def test_doctor_validator_with_a_captioner_and_the_renderer(subnet, scripted_http):
+    captioner = captioner_answering(scripted_http, "A red ball sitting on a white background.")
+    done = doctor("--role", "validator", *neuron_flags(subnet, "validator"), "--captioner", captioner.url,
+                  "--models", "tiny")
     assert "Traceback" not in done.stdout + done.stderr, done.stderr
     checks = {line.split("  ")[1].split()[0]: line for line in done.stdout.splitlines() if LINE.match(line)}
     assert checks["renderer"].startswith(("PASS", "WARN")) and "GL_RENDERER=" in checks["renderer"]
     assert checks["captioner"].startswith("PASS") and "a red ball" in checks["captioner"].lower()
-    assert captioner.requests == 1  # one caption of the rendered canary
+    assert len(captioner.posts()) == 1  # one caption of the rendered canary
     assert checks["registered"].startswith("PASS") and "validator permit" in checks["registered"]
     assert checks["clock"].startswith("PASS") and captioner.url in checks["clock"]
 
@@ -179,29 +140,21 @@ def test_a_taken_port_fails_with_the_miners_sentence():
     ("ATTR rang kcal\u0441\u043a\u0438 ;; ## 1212 zzq", "warn"),  # what a random-weight model says
     ("A wooden chair with four legs.", "warn"),  # English, but not what the canary shows
 ])
-def test_the_captioner_is_judged_by_its_description_of_the_canary(canary, caption, status):
-    captioner = Captioner(caption)
-    try:
-        check = check_captioner(load_settings("validator", ["--captioner", captioner.url]), canary)
-    finally:
-        captioner.close()
+def test_the_captioner_is_judged_by_its_description_of_the_canary(canary, caption, status, scripted_http):
+    captioner = captioner_answering(scripted_http, caption)
+    check = check_captioner(load_settings("validator", ["--captioner", captioner.url]), canary)
     assert check.status == status, check.detail
     assert caption_is_sensible(caption) is (status == "pass")
 
 
-def test_an_unreachable_or_loading_captioner(canary):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]  # closed again: nothing listens there
-    check = check_captioner(load_settings("validator", ["--captioner", f"http://127.0.0.1:{port}"]), canary)
+def test_an_unreachable_or_loading_captioner(canary, scripted_http):
+    check = check_captioner(load_settings("validator", ["--captioner", closed_port_url()]), canary)
     assert check.status == "fail" and "unreachable" in check.detail and "text3d llava" in check.detail
-    loading = Captioner("", health=503)
-    try:
-        check = check_captioner(load_settings("validator", ["--captioner", loading.url]), canary)
-    finally:
-        loading.close()
+    loading = captioner_answering(scripted_http, "", health=503)
+    check = check_captioner(load_settings("validator", ["--captioner", loading.url]), canary)
     assert check.status == "warn" and "still loading" in check.detail
-    assert check_captioner(load_settings("validator", []), canary).status == "warn"  # --captioner none
+    none = load_settings("validator", ["--subtensor.network", "local"])  # --captioner none: a warning off finney/test
+    assert check_captioner(none, canary).status == "warn"
 
 
 def test_the_clock_without_any_peer_is_a_warning_not_a_pass():
@@ -216,3 +169,15 @@ def test_machine_only_checks_never_raise(tmp_path):
     assert results == seen and {c.name for c in results} >= {"python", "torch", "cuda", "gpu", "renderer", "model",
                                                              "disk", "clock"}
     assert all(c.status in ("pass", "warn", "fail") and c.detail for c in results)
+
+
+def test_a_check_needing_a_missing_extra_names_the_extra():
+    """A plain `pip install text3d` has no model libraries: the check says which extra brings them."""
+    from text3d.ops.doctor.machine import guard
+
+    def needs_hub():
+        raise ModuleNotFoundError("No module named 'huggingface_hub'", name="huggingface_hub")
+
+    (check,) = guard("model", needs_hub)
+    assert check.status == "fail" and check.detail.startswith("huggingface_hub is not installed")
+    assert "text3d[miner]" in check.detail and "text3d[validator]" in check.detail

@@ -5,12 +5,13 @@ Rules pinned here:
 - a validator killed mid-run (SIGKILL, no goodbye) resumes from its saved moving
   averages: the first step after the restart folds into the old averages exactly;
 - ``text3d demo --models tiny`` runs the whole show and prints a leaderboard and the
-  path of an HTML page of the last step.
+  path of an HTML page of the last step, the gateway's address and a demo key.
 """
 
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -112,6 +113,10 @@ def test_text3d_demo_tiny_end_to_end(tmp_path):
     assert scored, step  # the last step scored at least one mesh ...
     captions = [view["caption"] for report in scored for view in report["views"]]
     assert captions and all(isinstance(c, str) for c in captions), captions  # ... captioned by the tiny LLaVA server
+    lines = out.splitlines()  # the gateway's address and the demo key, each on a line of its own
+    assert sum(bool(re.fullmatch(r"gateway: http://127\.0\.0\.1:\d+/", line)) for line in lines) == 1, out
+    assert sum(bool(re.fullmatch(r"gateway key: t3d_[A-Za-z0-9_-]{43}", line)) for line in lines) == 1, out
+    assert (workdir / "gateway_asset.glb").read_bytes().startswith(b"glTF")  # one prompt went through it
     assert _processes_mentioning(str(workdir)) == [], "the demo left neuron processes behind"
 
 

@@ -18,8 +18,8 @@ full queue (24 one-prompt batches) takes 4.8 s to drain. Pinned:
 - the flood mostly got 429 (per-caller cap) or 503 (queue full / evicted / cannot finish
   in time), each with a ``Retry-After``; on a very busy box a few flood requests may sit
   past the 10 s freshness window before the miner reads them and get 401 (stale);
-- the 60 s deadlines reached the queue capped at ``max_timeout_s``, and no admitted request
-  was kept past that.
+- the 60 s deadlines reached the queue capped at ``max_timeout_s`` (that no admitted request
+  is kept past its deadline is pinned on a fake clock in ``tests/test_miner.py``).
 
 Run twice: with ``max_in_flight_per_caller`` above what the queue holds, the queue cap is
 what binds (503s, and ``peak_queued`` would pass ``max_queue`` without it); below it, the
@@ -41,6 +41,7 @@ from text3d.validator.client import MinerClient, Target
 from text3d.miner.nonce_store import SqliteNonceStore
 from text3d.protocol.mesh_codec import MeshFormat, decode_mesh
 from text3d.protocol.wire import MAX_TIMEOUT_S, TextTo3DRequest, TextTo3DResponse
+from tests.counting import until
 from tests.loopback import ServedApp, hand_metagraph, make_wallet, tiny_mesh_payload
 
 pytestmark = pytest.mark.integration
@@ -108,22 +109,18 @@ def test_low_stake_flood_cannot_starve_a_higher_stake_validator(tmp_path, max_in
             try:
                 huge = [TextTo3DRequest(prompt="spam", seed=i, timeout_s=MAX_TIMEOUT_S) for i in range(FLOOD)]
                 flood = [asyncio.ensure_future(flood_client.query(target, r, MAX_TIMEOUT_S)) for r in huge]
-                deadline = time.monotonic() + 20
                 full = min(MAX_QUEUE, max_in_flight - MAX_BATCH)  # what the flood can hold queued
-                while queue.queued < full:  # the flood has filled what it can; it keeps it full while it lasts
-                    assert time.monotonic() < deadline, queue.queued
-                    await asyncio.sleep(0.005)
-                started = time.monotonic()  # this request waits behind the flood's backlog to be read
-                answer = await staked_client.query(
+                # the flood has filled what it can; it keeps it full while it lasts
+                await until(lambda: queue.queued >= full, what=f"the flood filling {full} places of the queue")
+                answer = await staked_client.query(  # it waits behind the flood's backlog to be read
                     target, TextTo3DRequest(prompt="a red chair", seed=1, timeout_s=10.0), 10.0
                 )  # fmt: skip
-                staked_s = time.monotonic() - started
-                return answer, staked_s, await asyncio.gather(*flood)
+                return answer, await asyncio.gather(*flood)
             finally:
                 await flood_client.aclose()
                 await staked_client.aclose()
 
-        answer, staked_s, flood = asyncio.run(scenario())
+        answer, flood = asyncio.run(scenario())
 
     assert answer.status == "ok", answer.detail
     assert answer.http_status == 200
@@ -134,7 +131,6 @@ def test_low_stake_flood_cannot_starve_a_higher_stake_validator(tmp_path, max_in
     assert reached["ahead"] >= 4, reached
     after = [prompts for start, prompts in batches if start >= reached["at"]]
     assert any("a red chair" in prompts for prompts in after[:2]), (reached, after[:4])
-    assert staked_s < MAX_TIMEOUT_CAP_S
 
     assert queue.peak_queued <= MAX_QUEUE
     assert max(len(prompts) for _, prompts in batches) <= MAX_BATCH
@@ -153,7 +149,6 @@ def test_low_stake_flood_cannot_starve_a_higher_stake_validator(tmp_path, max_in
     assert all(a.status == "refused" for a in overloaded)
     assert all(a.headers.get("retry-after", "").isdigit() and int(a.headers["retry-after"]) >= 1 for a in overloaded)
     assert set(codes) <= {200, 401, 429, 503}, codes  # no 5xx crashes, no transport failures
-    # and no admitted request was kept past its capped deadline (+ the batch it was in)
-    assert max(waited) <= MAX_TIMEOUT_CAP_S + BATCH_S + 0.5, max(waited)
+    # that nothing admitted is kept past its deadline is pinned on a fake clock in tests/test_miner.py
     print(f"\nflood: {codes}, peak queued {queue.peak_queued}/{MAX_QUEUE}, batches {len(batches)}, "
-          f"staked answered in {staked_s:.2f}s with {reached['ahead']} flood requests queued ahead")
+          f"staked answered with {reached['ahead']} flood requests queued ahead, longest wait {max(waited):.2f}s")

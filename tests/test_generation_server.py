@@ -20,7 +20,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
@@ -31,8 +30,10 @@ from text3d.miner.generation_server import main
 from text3d.protocol.errors import EXIT_CONFIG
 from text3d.protocol.mesh_codec import decode_mesh
 from text3d.protocol.wire import HEADER_FORMAT, HEADER_GENERATION_TIME, MAX_REQUEST_BYTES, TextTo3DRequest
-from tests.generation_fixtures import TimedGenerator, bound_socket, served_generation_server
+from tests.generation_fixtures import TimedGenerator, served_generation_server
+from tests.loopback import free_socket
 from text3d.common.paths import source_root
+from text3d.demo.processes import wait_until
 
 PRIMITIVES = "text3d.generation.primitives:PrimitiveGenerator"
 
@@ -121,26 +122,20 @@ def test_what_cannot_finish_in_time_is_never_started():
     generator = TimedGenerator(cost_s=0.6)
     with served_generation_server(generator, max_batch_size=1, window_s=0.0) as (served, service, _):
         assert post(served.port, body("warm up", timeout_s=20.0)).status_code == 200  # times one batch: ~0.6 s
-        started = time.monotonic()
         refused = post(served.port, body("hurry", timeout_s=0.3))
         assert_refusal(refused, 503, "cannot finish this request before its deadline")
-        assert time.monotonic() - started < 0.3 and "hurry" not in generator.prompts
+        assert "hurry" not in generator.prompts  # refused on the estimate, never started
 
         async def burst():
             async with httpx.AsyncClient(timeout=30.0) as client:
                 async def one(i):
-                    sent = time.monotonic()
                     answer = await client.post(f"http://127.0.0.1:{served.port}{GENERATE_ROUTE}",
                                                content=body(f"burst {i}", seed=i, timeout_s=2.0))  # fmt: skip
-                    return answer.status_code, time.monotonic() - sent
+                    return answer.status_code
                 return await asyncio.gather(*(one(i) for i in range(8)))
 
-        outcomes = asyncio.run(burst())
-    statuses = [status for status, _ in outcomes]
-    assert set(statuses) == {200, 503} and statuses.count(200) <= 4, outcomes  # one at a time, 0.6 s each, 2 s budget
-    # Answered means finished before the server's deadline (timeout - margin); the client's clock also counts
-    # connecting and the event loop's latency, which a loaded 2-core machine stretches: allow half a second.
-    assert all(elapsed < 2.5 for status, elapsed in outcomes if status == 200), outcomes
+        statuses = asyncio.run(burst())
+    assert set(statuses) == {200, 503} and statuses.count(200) <= 4, statuses  # one at a time, 0.6 s each, 2 s budget
     started_bursts = [p for p in generator.prompts if p.startswith("burst")]
     assert len(started_bursts) == statuses.count(200)  # every started request was answered in time
 
@@ -158,7 +153,7 @@ def test_main_refuses_bad_settings_with_exit_78_and_one_sentence(argv, says, cap
 
 
 def test_a_taken_port_names_the_servers_flag(capsys):
-    taken = bound_socket()
+    taken = free_socket()
     try:
         port = taken.getsockname()[1]
         assert main(["--generation.backend", PRIMITIVES, "--server.port", str(port)]) == EXIT_CONFIG
@@ -177,16 +172,14 @@ def test_the_command_serves_a_backend_by_import_path_and_stops_on_sigterm(tmp_pa
         cwd=source_root(), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 120
-        while True:
+        def ready() -> bool:
             assert child.poll() is None, child.stdout.read()
             try:
-                if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code == 200:
-                    break
+                return httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code == 200
             except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the server never became ready"
-            time.sleep(0.2)
+                return False
+
+        wait_until(ready, timeout_s=120, what="the generation server ready", poll_s=0.2)  # a hang guard
         answer = post(port, body("a blue donut"))
         assert answer.status_code == 200 and len(decode_mesh(answer.content).faces) > 100
     finally:

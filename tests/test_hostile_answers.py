@@ -21,8 +21,12 @@ hang                accepts, reads the request, never answers                   
 honest              the real miner app, 0.8 s of "generation"                    ok
 ==================  ===========================================================  ===========
 
-Each hostile answer is dropped at the cap or the deadline (``elapsed_s`` about the deadline,
-never more); the honest one is ``ok``, timed well inside the deadline, and decodes.
+Each hostile answer is dropped at the cap or the deadline: refused on its header (nothing of
+the body read), cut at the cap (bytes counted), or ``late`` after a few trickled bytes; the
+honest one is ``ok`` (timed at its last byte: the hostile ones in the same step do not make
+it late) and decodes. The step costs one deadline, not the sum: the three stubs that hold
+their connection until the deadline are all connected at once (the stubs count it). These
+tests count bytes and connections; they assert no durations.
 
 Memory: the client runs in this test process and its RSS is sampled with psutil every 5 ms
 during the step. The cap is lowered to ``max_response_bytes=8 MiB`` (production: the codec's
@@ -42,7 +46,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import random
-import socket
 import struct
 import threading
 import time
@@ -66,12 +69,12 @@ from text3d.protocol.mesh_codec import MeshFormat
 from text3d.protocol.wire import TextTo3DRequest
 from text3d.reward.reporting.evidence import RewardReport
 from tests.loopback import ServedApp, hand_metagraph, make_wallet, tiny_mesh_payload
+from text3d.ops.net import free_port
 
 MIB = 1 << 20
 CAP = 8 * MIB  # the validator's answer cap in these tests (see the module docstring)
 TIMEOUT_S = 2.0  # the step's deadline
 HONEST_GENERATION_S = 0.8
-SLACK_S = 0.5  # scheduling slack on 2 shared cores
 
 pytestmark = pytest.mark.integration
 
@@ -189,11 +192,15 @@ class HostileMiners:
         self.ports: dict[str, int] = {}
         self.sent: dict[str, list[int]] = {name: [0] for name in self.names}
         self.request_heads: dict[str, bytes] = {}  # the last request head each stub received
+        self.open: set[str] = set()  # stubs with a connection open right now
+        self.overlaps: list[frozenset[str]] = []  # ``open`` each time a connection opened
         self.loop = asyncio.new_event_loop()
         self._servers = []
         self._thread = threading.Thread(target=self.loop.run_forever, name="hostile-miners", daemon=True)
 
     async def _handle(self, name, reader, writer):
+        self.open.add(name)
+        self.overlaps.append(frozenset(self.open))
         try:
             head = await reader.readuntil(b"\r\n\r\n")
             self.request_heads[name] = head
@@ -206,6 +213,7 @@ class HostileMiners:
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.CancelledError):
             pass  # the client hung up on us: that is the point
         finally:
+            self.open.discard(name)
             writer.close()
 
     async def _start(self):
@@ -324,35 +332,32 @@ def test_hostile_answers_are_dropped_at_the_cap_or_deadline_and_the_honest_one_s
         try:
             warm = await client.query(targets[-1], request(0), TIMEOUT_S)  # imports, first connection
             assert warm.status == "ok", warm.detail
+            hostile.overlaps.clear()
             with RssSampler() as rss:
-                started = time.monotonic()
                 answers = await asyncio.wait_for(
                     client.query_many(targets, [request(i + 1) for i in range(len(targets))], TIMEOUT_S),
                     TIMEOUT_S + 5,  # without the client's own deadline a trickle would hold us for hours
                 )
-                wall = time.monotonic() - started
                 judged = [judge_answer(a, t.hotkey, 1, DEFAULT_LIMITS) for a, t in zip(answers, targets)]
-            return answers, judged, wall, rss
+            return answers, judged, rss
         finally:
             await client.aclose()
 
-    answers, judged, wall, rss = asyncio.run(step())
+    answers, judged, rss = asyncio.run(step())
     by_name = dict(zip(names, answers))
     report = {n: (a.status, a.http_status, round(a.elapsed_s or -1, 2), a.bytes_received, a.detail[:60])
               for n, a in by_name.items()}  # fmt: skip
 
-    print(f"\nstep wall {wall:.2f}s, RSS growth {rss.growth / MIB:.1f} MiB (cap {CAP // MIB} MiB)")
+    print(f"\nRSS growth {rss.growth / MIB:.1f} MiB (cap {CAP // MIB} MiB)")
     for name, row in report.items():
         print(f"  {name:18s} {row}")
     bomb = by_name["gzip_bomb"]
     assert b"\r\naccept-encoding: identity\r\n" in hostile.request_heads["gzip_bomb"].lower()  # asked for none
     assert bomb.status == "encoded", report
-    assert bomb.http_status == 200 and bomb.bytes_received == 0 and bomb.body == b""
-    assert bomb.elapsed_s < 1.0, report
+    assert bomb.http_status == 200 and bomb.bytes_received == 0 and bomb.body == b""  # refused on its header
 
     declared = by_name["oversize_declared"]
     assert declared.status == "oversize" and declared.bytes_received == 0, report  # refused on the header
-    assert declared.elapsed_s < 1.0, report
 
     chunked = by_name["oversize_chunked"]
     assert chunked.status == "oversize" and chunked.body == b"", report
@@ -361,25 +366,25 @@ def test_hostile_answers_are_dropped_at_the_cap_or_deadline_and_the_honest_one_s
 
     header = by_name["huge_header"]
     assert header.status == "malformed" and header.http_status is None, report
-    assert header.elapsed_s < 1.0, report  # h11 refuses past 100 KiB, long before 32 MiB
-    assert hostile_sent(net, "huge_header") < HUGE_HEADER  # it stopped reading
+    assert hostile_sent(net, "huge_header") < HUGE_HEADER  # it stopped reading: h11 refuses past 100 KiB
 
     for name in ("trickle", "trickle_head", "hang"):
         answer = by_name[name]
         assert answer.status == "late" and answer.body == b"", report
-        assert TIMEOUT_S - 0.05 <= answer.elapsed_s <= TIMEOUT_S + SLACK_S, report
+    # one byte every 100 ms: cut at the 2 s deadline after a few of its 100,000 bytes
     assert by_name["trickle"].http_status == 200 and 0 < by_name["trickle"].bytes_received < 40, report
     assert by_name["trickle_head"].http_status is None and by_name["hang"].http_status is None, report
 
     honest = by_name["honest"]
-    assert honest.status == "ok", report
-    assert HONEST_GENERATION_S <= honest.elapsed_s < TIMEOUT_S - 0.3, report  # timed at its last byte
+    assert honest.status == "ok", report  # timed at its last byte: not late beside the hostile ones
     outcome, mesh = judged[-1]
     assert outcome.status == "ok" and mesh is not None and len(mesh.faces) > 0
     assert honest.body == net["payload"]
     assert all(mesh is None for _, mesh in judged[:-1])
 
-    assert wall <= TIMEOUT_S + SLACK_S, report  # the step costs one deadline, not the sum
+    # the step costs one deadline, not the sum: the stubs that hold on until the deadline were all connected at once
+    holders = {"trickle", "trickle_head", "hang"}
+    assert any(holders <= opened for opened in hostile.overlaps), hostile.overlaps
     assert rss.growth < 2 * CAP, f"RSS grew by {rss.growth / MIB:.1f} MiB (cap {CAP / MIB:.0f} MiB): {report}"
 
 
@@ -400,8 +405,8 @@ def test_each_alone(net, name, status):
             await client.aclose()
 
     answer = asyncio.run(one())
-    assert answer.status == status, answer
-    assert answer.elapsed_s < TIMEOUT_S and answer.body == b""
+    assert answer.status == status, answer  # dropped at the cap or on its header, not at the deadline ("late")
+    assert answer.body == b""
     assert answer.bytes_received <= CAP + 256 * 1024
 
 
@@ -444,12 +449,6 @@ class TinyScorer:
                 for mesh, prompt in zip(meshes, prompts)]  # fmt: skip
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def make_validator(net, tmp_path, rows, ports, scorer) -> tuple[Validator, ValidatorState, MinerClient]:
     graph = hand_metagraph(rows, ports=ports)
     config = ValidatorSettings(sample_size=64, timeout_s=TIMEOUT_S, alpha=0.5, step_interval_s=0.0, canary_every_steps=0,
@@ -466,7 +465,7 @@ def test_validator_step_scores_the_honest_miner_and_zeroes_the_hostile(net, tmp_
     me = net["validator"].hotkey.ss58_address
     rows = [(me, 100.0, True)] + [(net["hostile_hotkeys"][n], 0.0, False) for n in HOSTILE]
     rows.append((net["honest"], 0.0, False))
-    ports = [closed_port()] + [net["hostile"].ports[n] for n in HOSTILE] + [net["honest_port"]]
+    ports = [free_port()] + [net["hostile"].ports[n] for n in HOSTILE] + [net["honest_port"]]
     scorer = TinyScorer()
 
     async def run():
@@ -492,13 +491,12 @@ def test_validator_step_scores_the_honest_miner_and_zeroes_the_hostile(net, tmp_
         assert state.averages[uid] == pytest.approx(0.25)  # scored 0: halved from 0.5
     assert scorer.scored == 1  # only the honest mesh reached the reward model
     assert 0 not in {o.uid for o in result.outcomes}  # never queries itself
-    assert result.timing_s["query_s"] <= TIMEOUT_S + SLACK_S
 
 
 def test_when_every_miner_is_unreachable_nobody_changes(net, tmp_path):
     me = net["validator"].hotkey.ss58_address
     rows = [(me, 100.0, True)] + [(net["hostile_hotkeys"][n], 0.0, False) for n in HOSTILE[:4]]
-    ports = [closed_port() for _ in rows]
+    ports = [free_port() for _ in rows]
     scorer = TinyScorer()
 
     async def run():

@@ -46,6 +46,7 @@ from text3d.protocol.errors import EXIT_CONFIG, ConfigError
 from text3d.protocol.limits import MeshLimits
 from text3d.protocol.mesh_codec import MeshFormat, decode_mesh
 from text3d.protocol.wire import ROUTE, TextTo3DRequest, TextTo3DResponse
+from tests.counting import until
 from tests.loopback import free_socket, hand_metagraph, make_wallet
 from tests.meshes import red_cube, uncoloured_cube
 
@@ -103,11 +104,8 @@ def run(coroutine_fn, queue):
     return asyncio.run(go())
 
 
-async def wait_until(predicate, timeout_s=10.0):
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        await asyncio.sleep(0.005)
+async def wait_until(predicate):
+    await until(predicate, what="the queue's state")
 
 
 FAR = 10**9  # a deadline nothing reaches

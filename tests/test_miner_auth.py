@@ -231,12 +231,9 @@ def test_refused_callers_get_403_before_their_body_is_read(world, who, reason):
     headers = signed(world["wallets"][who], world["hk"]["miner"], body)
     with socket.create_connection(("127.0.0.1", world["port"]), timeout=5) as sock:
         sock.sendall(raw_head(world["port"], headers, content_length=4000))
-        started = time.monotonic()
-        status, response_headers, payload = read_response(sock, timeout_s=3.0)
-        elapsed = time.monotonic() - started
+        status, response_headers, payload = read_response(sock, timeout_s=3.0)  # answered with no body byte sent
     detail = assert_short_refusal(status, payload.decode(), 403)
     assert reason in detail, detail
-    assert elapsed < 1.0, f"403 took {elapsed:.2f}s"
 
 
 def test_a_permitted_caller_with_a_missing_body_waits_for_it(world):
@@ -275,9 +272,7 @@ def test_200_mb_body_is_refused_without_being_buffered(world):
     try:
         with socket.create_connection(("127.0.0.1", world["port"]), timeout=5) as sock:
             sock.sendall(raw_head(world["port"], headers, content_length=declared))
-            started = time.monotonic()
-            status, _, payload = read_response(sock, timeout_s=3.0)
-            elapsed = time.monotonic() - started
+            status, _, payload = read_response(sock, timeout_s=3.0)  # answered before any body byte is sent
             garbage = b"\xa5" * MIB
             sock.settimeout(5.0)
             try:
@@ -291,7 +286,6 @@ def test_200_mb_body_is_refused_without_being_buffered(world):
         sampler.join()
     detail = assert_short_refusal(status, payload.decode(), 413)
     assert str(MAX_REQUEST_BYTES) in detail
-    assert elapsed < 1.0, f"413 took {elapsed:.2f}s"
     growth_mb = (peak[0] - rss_before) / MIB
     assert growth_mb < 32, f"RSS grew by {growth_mb:.1f} MB while {sent / MIB:.0f} MB were streamed"
     assert sent < declared, "the miner kept reading a body it had refused (Connection: close expected)"

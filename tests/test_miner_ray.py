@@ -18,7 +18,7 @@ import pytest
 from text3d.demo import LocalSubnet, ProcessGroup, wait_until
 from text3d.ops.net import free_port
 from text3d.protocol.mesh_codec import decode_mesh
-from tests.devnet_miner import TINY, ask, child_env, validator_argv
+from tests.devnet_miner import ask, child_env, validator_argv
 from text3d.common.paths import source_root
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
@@ -30,7 +30,7 @@ APP = "text3d-generation-test"
 def ray_cluster():
     """A local Ray cluster for this test only; its GCS address. Shut down (with Serve) afterwards."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray = pytest.importorskip("ray", reason="the ray extra (pip install 'text3d[ray]') is part of the dev extra")
+    import ray  # the ray extra is part of the dev extra: installed, never skipped
     from ray import serve
 
     ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False,
@@ -76,4 +76,4 @@ def test_a_ray_serve_deployment_serves_the_miner_end_to_end(tmp_path, ray_cluste
     step = json.loads((subnet.reports_dir / "step_000001" / "step.json").read_text())
     (outcome,) = [m for m in step["miners"] if m["uid"] == subnet.uids["miner"]]
     assert outcome["status"] == "ok", outcome
-    assert outcome["score"] > 0.0 and outcome["response_s"] < TINY.timeout_s
+    assert outcome["score"] > 0.0  # "ok": answered within the step's deadline

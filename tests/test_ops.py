@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -101,9 +100,7 @@ def test_a_bad_value_exits_78_and_an_unknown_flag_2(subnet):
     assert unregistered.returncode == 78 and "Traceback" not in unregistered.stderr
 
 
-# -- pm2 --------------------------------------------------------------------------------------------
-
-node = pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+# -- pm2 (node is in the Makefile's apt list) -------------------------------------------------------
 
 
 def load_pm2(**env: str) -> subprocess.CompletedProcess:
@@ -114,7 +111,6 @@ def load_pm2(**env: str) -> subprocess.CompletedProcess:
                           env={**keep, **env})
 
 
-@node
 def test_the_pm2_file_loads_with_separate_wallets_backoff_and_no_restart_on_configuration_errors():
     done = load_pm2(NETUID="42", NETWORK="test", MINER_WALLET="m-wallet", VALIDATOR_WALLET="v-wallet")
     assert done.returncode == 0, done.stderr
@@ -128,7 +124,6 @@ def test_the_pm2_file_loads_with_separate_wallets_backoff_and_no_restart_on_conf
         assert app["stop_exit_codes"] == [78] and app["exp_backoff_restart_delay"] > 0 and app["autorestart"]
 
 
-@node
 @pytest.mark.parametrize("network", ["finney", "test", None])
 def test_the_pm2_file_has_no_default_netuid(network):
     done = load_pm2(**({"NETWORK": network} if network else {}))
@@ -136,7 +131,6 @@ def test_the_pm2_file_has_no_default_netuid(network):
     assert "NETUID is not set" in done.stderr
 
 
-@node
 def test_the_pm2_devnet_profile():
     assert "NETWORK=devnet needs DEVNET_DB" in load_pm2(NETWORK="devnet").stderr
     done = load_pm2(NETWORK="devnet", DEVNET_DB="chain.db", LOG_DIR="/var/log/text3d")

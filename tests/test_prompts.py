@@ -6,14 +6,11 @@ Before this change the 1,260 shipped prompts were the whole task space (answers 
 precomputed and served from a table): ``ComposedPrompts`` did not exist.
 """
 
-import json
 import random
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from tests.loopback import chat_completion, closed_port_url
 from text3d.validator.prompts import (
     DEFAULT_PROMPTS_PATH,
     SLOTS,
@@ -21,7 +18,6 @@ from text3d.validator.prompts import (
     LLMPrompts,
     MixedPrompts,
     PromptSampler,
-    ShippedPrompts,
     load_prompts,
     load_words,
     prompt_for_seed,
@@ -108,56 +104,24 @@ def test_sampler_is_reproducible_and_seeds_fit_the_wire():
     assert mixed.prompts == [] and a.prompts == prompts
 
 
-def test_distractors_come_from_the_same_source_by_prompt_and_step_seed():
-    source = MixedPrompts()
-    d = source.distractors("a red wooden chair", 77, 15)
-    assert d == MixedPrompts().distractors("a red wooden chair", 77, 15)
-    assert d != source.distractors("a red wooden chair", 78, 15)
-    assert len(set(d)) == 15 and "a red wooden chair" not in d
-    assert len(ShippedPrompts(["a", "b", "c"]).distractors("a", 1, 15)) == 2  # a small source runs out
+def chat_script(answers: list[str]):
+    """A prompt-writing LLM: the next of ``answers`` (then a fixed one); "500" fails, "sleep" answers too late."""
 
-
-class _Chat(BaseHTTPRequestHandler):
-    answers: list = []
-
-    def do_POST(self):  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        answer = self.answers.pop(0) if self.answers else "a small brass owl with green glass eyes"
-        if answer == "sleep":
-            time.sleep(1.5)
-            answer = "too late"
+    def script(n: int, path: str, body: dict):
+        answer = answers.pop(0) if answers else "a small brass owl with green glass eyes"
         if answer == "500":
-            self.send_response(500)
-            self.end_headers()
-            return
-        data = json.dumps({"choices": [{"message": {"content": answer}}], "seed": body["seed"]}).encode()
-        try:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):  # the client gave up on the slow answer
-            pass
+            return 500, b""
+        if answer == "sleep":
+            return "sleep", 1.5, chat_completion("too late", seed=body["seed"])
+        return chat_completion(answer, seed=body["seed"])
 
-    def log_message(self, *args):
-        pass
+    return script
 
 
-@pytest.fixture()
-def chat_server():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Chat)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server
-    server.shutdown()
-    server.server_close()
-
-
-def test_llm_prompts_with_the_composed_source_as_fallback(chat_server):
-    url = f"http://127.0.0.1:{chat_server.server_address[1]}/v1"
-    _Chat.answers = ["A small brass owl with green glass eyes.", "500", "sleep",
-                     "Sure! Here is a prompt:\n1. a chair\n2. a table", "x" * 300]
-    source = LLMPrompts(url, timeout_s=0.5)
+def test_llm_prompts_with_the_composed_source_as_fallback(scripted_http):
+    server = scripted_http(chat_script(["A small brass owl with green glass eyes.", "500", "sleep",
+                                        "Sure! Here is a prompt:\n1. a chair\n2. a table", "x" * 300]))
+    source = LLMPrompts(f"{server.url}/v1", timeout_s=0.5)
     draws = [source.draw(random.Random(i)) for i in range(5)]
     assert draws[0] == "a small brass owl with green glass eyes"
     composed = ComposedPrompts()
@@ -165,6 +129,5 @@ def test_llm_prompts_with_the_composed_source_as_fallback(chat_server):
         composed.parse(d)
     assert source.answers == 1 and source.failures == 4
     assert draws[1] == ComposedPrompts().draw(random.Random(1))  # the fallback is deterministic
-    down = LLMPrompts("http://127.0.0.1:9", timeout_s=0.2)
+    down = LLMPrompts(closed_port_url(), timeout_s=0.2)
     composed.parse(down.draw(random.Random(3)))
-    assert down.distractors("an owl", 5, 3) == ComposedPrompts().distractors("an owl", 5, 3)

@@ -18,12 +18,12 @@ import re
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from text3d.chain.devnet import DevnetChain
+from text3d.demo.processes import ChildFailed, wait_until
 from text3d.ops.net import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(400)]
@@ -85,12 +85,15 @@ def test_readme_devnet_commands_run_as_written(tmp_path):
         chain = DevnetChain.open(tmp_path / "chain.db")
         uids = {n.hotkey: n.uid for n in chain.neurons()}
         validator_uid = max(chain.neurons(), key=lambda n: n.stake).uid
-        deadline = time.monotonic() + 300
-        while not chain.weights().get(validator_uid):
+        def alive() -> None:
             for process in background:
                 assert process.poll() is None, _terminals(tmp_path)
-            assert time.monotonic() < deadline, "no weights on the devnet in 300 s\n" + _terminals(tmp_path)
-            time.sleep(1.0)
+
+        try:  # a hang guard: the validator's first weights come after one step
+            wait_until(lambda: bool(chain.weights().get(validator_uid)), timeout_s=300, what="weights on the devnet",
+                       poll_s=1.0, check=alive)
+        except ChildFailed as exc:
+            raise AssertionError(f"{exc}\n{_terminals(tmp_path)}") from None
         shown = subprocess.run(["bash", "-c", commands[-1]], cwd=tmp_path, env=dict(env, COLUMNS="250"),
                                capture_output=True, text=True, timeout=120)
     finally:

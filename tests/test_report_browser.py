@@ -2,13 +2,11 @@
 nothing overflows the page width (long file names, long unbroken captions, markup in
 prompts), and the summary table, the legend and the tiny-model banner are there.
 
-Chromium comes from Debian (``apt-get install chromium``, in the Makefile's APT_PACKAGES);
-without it these tests skip with that instruction on a developer's machine, and fail in CI
-(``CI`` set), where `make setup` must have installed it.
+Chromium comes from Debian (``apt-get install chromium``, in the Makefile's APT_PACKAGES, which
+``make setup`` installs); without it these tests fail, saying so.
 """
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -21,12 +19,10 @@ from PIL import Image
 from text3d.cli.main import main
 from text3d.protocol.mesh_codec import MeshFormat, encode_mesh
 from tests.asset_corpus import coloured_box, textured_cube
-from tests.test_score_cli import TINY, _FakeVisionServer
+from tests.loopback import ScriptedHTTP, chat_completion
+from tests.test_score_cli import TINY
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None and not os.environ.get("CI"), reason="needs Chromium: sudo apt-get install chromium"
-)
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars"]
@@ -53,6 +49,7 @@ window.addEventListener('load', () => {
 
 
 def chromium(tmp_path: Path, page: Path, width: int, *args: str) -> subprocess.CompletedProcess:
+    assert CHROMIUM, "needs Chromium: sudo apt-get install chromium (the Makefile's apt list)"
     profile = tmp_path / f"chromium-profile-{width}-{len(args)}"
     return subprocess.run(
         [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", f"--window-size={width},2400",
@@ -78,7 +75,8 @@ def report_dir(tmp_path_factory, mpnet):
     (markup / "].ply").write_bytes(encode_mesh(coloured_box(), MeshFormat.PLY))
     (assets / "broken.glb").write_bytes(b"glTF" + b"\0" * 40)
     (assets / "notes.txt").write_text("not a mesh")
-    server = _FakeVisionServer("<b>caption</b> [/] " + "x" * 400 + " " + "a wooden crate " * 40)
+    caption = "<b>caption</b> [/] " + "x" * 400 + " " + "a wooden crate " * 40
+    server = ScriptedHTTP(lambda n, path, body: chat_completion(caption))
     original = factory.TextEmbedder.from_pretrained
     factory.TextEmbedder.from_pretrained = classmethod(lambda cls, *a, **k: TextEmbedder(mpnet.model, model_id=mpnet.model_id))
     try:
@@ -88,7 +86,7 @@ def report_dir(tmp_path_factory, mpnet):
                    *[a if a != "64" else "128" for a in TINY]])
     finally:
         factory.TextEmbedder.from_pretrained = original
-        server.close()
+        server.stop()
     assert rc == 0
     return out
 

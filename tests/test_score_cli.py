@@ -7,9 +7,10 @@ from html.parser import HTMLParser
 
 import pytest
 
+from tests.loopback import chat_completion
+from tests.meshes import coloured_sphere, red_cube
 from text3d.cli.main import main
 from text3d.protocol.mesh_codec import MeshFormat, encode_mesh
-from tests.meshes import coloured_sphere, red_cube
 
 TINY = ["--models", "tiny", "--views", "2", "--resolution", "64"]
 
@@ -83,43 +84,6 @@ def test_empty_folder(tmp_path, capsys):
     assert "holds no mesh files" in capsys.readouterr().err
 
 
-class _FakeVisionServer:
-    """An OpenAI-compatible /v1/chat/completions stub on 127.0.0.1 (the network edge only)."""
-
-    def __init__(self, answer: str | None) -> None:
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        server_self = self
-        self.requests = 0
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                self.rfile.read(int(self.headers["Content-Length"]))
-                server_self.requests += 1
-                if answer is None:
-                    self.send_response(401)
-                    self.end_headers()
-                    return
-                body = json.dumps({"choices": [{"message": {"role": "assistant", "content": answer}}]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture()
 def shared_mpnet(mpnet, monkeypatch):
     """The CLI loads mpnet through the factory; hand it the session's copy instead of 438 MB again."""
@@ -130,26 +94,20 @@ def shared_mpnet(mpnet, monkeypatch):
                         classmethod(lambda cls, *a, **k: TextEmbedder(mpnet.model, model_id=mpnet.model_id)))
 
 
-def test_captioner_url_scores_with_captions(folder, tmp_path, capsys, shared_mpnet):
-    server = _FakeVisionServer("a small red cube")
-    try:
-        out_json = tmp_path / "scores.json"
-        rc = main(["score", str(folder / "cube.ply"), "--prompt", "a red cube", "--captioner", server.url,
-                   "--json", str(out_json), *TINY])
-    finally:
-        server.close()
-    assert rc == 0 and server.requests == 2  # one caption per view
+def test_captioner_url_scores_with_captions(folder, tmp_path, capsys, shared_mpnet, scripted_http):
+    server = scripted_http(lambda n, path, body: chat_completion("a small red cube"))
+    out_json = tmp_path / "scores.json"
+    rc = main(["score", str(folder / "cube.ply"), "--prompt", "a red cube", "--captioner", server.url,
+               "--json", str(out_json), *TINY])
+    assert rc == 0 and len(server.posts()) == 2  # one caption per view
     report = json.loads(out_json.read_text())["assets"][0]["report"]
     assert report["captioner"].startswith("openai:") and report["components"]["caption"] > 0.5
     assert [v["caption"] for v in report["views"]] == ["a small red cube"] * 2
 
 
-def test_captioner_failure_is_a_clear_error_not_a_zero(folder, capsys, shared_mpnet):
-    server = _FakeVisionServer(None)  # rejects every request
-    try:
-        rc = main(["score", str(folder), "--prompt", "a red cube", "--captioner", server.url, *TINY])
-    finally:
-        server.close()
+def test_captioner_failure_is_a_clear_error_not_a_zero(folder, capsys, shared_mpnet, scripted_http):
+    server = scripted_http(lambda n, path, body: (401, b""))  # rejects every request
+    rc = main(["score", str(folder), "--prompt", "a red cube", "--captioner", server.url, *TINY])
     captured = capsys.readouterr()
     assert rc == 1 and "captioning server" in captured.err and "Traceback" not in captured.err
     assert "cube.ply" not in captured.out  # no table of zeros

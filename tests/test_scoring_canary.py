@@ -7,13 +7,10 @@ OpenAI-compatible client, a scripted server answering nonsense -> the canary fai
 naming the captioner; a renderer that draws nothing -> it fails, naming the renderer.
 """
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import numpy as np
 from PIL import Image
 
+from tests.loopback import chat_completion, closed_port_url
 from text3d.reward.defences.canary import CANARY_PROMPT, CanaryExpectations, canary_mesh, check_canary
 from text3d.reward.caption import CaptionerConfig, OpenAICaptioner, StaticCaptioner
 from text3d.reward.clip import ClipScorer
@@ -44,32 +41,16 @@ def test_a_working_pipeline_passes(tiny_clip, mpnet):
     assert result.report.prompt == CANARY_PROMPT and len(result.report.rig["view_azimuths_deg"]) == 8
 
 
-class _Nonsense(BaseHTTPRequestHandler):
-    def do_POST(self):  # noqa: N802 (http.server's name)
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        body = json.dumps({"choices": [{"message": {"content": "Certainly! The quarterly report shows that the "
-                                                               "committee approved the new budget on Tuesday."}}]})
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body.encode())
-
-    def log_message(self, *args):
-        pass
+NONSENSE = "Certainly! The quarterly report shows that the committee approved the new budget on Tuesday."
 
 
-def test_a_captioner_answering_fluent_nonsense_with_200_fails_the_canary(tiny_clip, mpnet):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Nonsense)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    captioner = OpenAICaptioner(CaptionerConfig(base_url=f"http://127.0.0.1:{server.server_address[1]}",
-                                                timeout_s=5.0, retries=0))
+def test_a_captioner_answering_fluent_nonsense_with_200_fails_the_canary(tiny_clip, mpnet, scripted_http):
+    server = scripted_http(lambda n, path, body: chat_completion(NONSENSE))
+    captioner = OpenAICaptioner(CaptionerConfig(base_url=server.url, timeout_s=5.0, retries=0))
     try:
         result = check_canary(_model(tiny_clip, mpnet, captioner), step_seed=11, expectations=TINY)
     finally:
         captioner.close()
-        server.shutdown()
-        server.server_close()
     assert not result.ok and result.reason.startswith("captioner: its captions of the canary are off-topic")
     assert result.report.views[0].caption.startswith("Certainly!")
 
@@ -85,7 +66,7 @@ def test_a_renderer_that_draws_nothing_fails_the_canary(tiny_clip, mpnet):
 
 
 def test_a_failing_captioner_is_a_failed_canary_not_an_exception(tiny_clip, mpnet):
-    captioner = OpenAICaptioner(CaptionerConfig(base_url="http://127.0.0.1:9", timeout_s=0.5, retries=0))
+    captioner = OpenAICaptioner(CaptionerConfig(base_url=closed_port_url(), timeout_s=0.5, retries=0))
     try:
         result = check_canary(_model(tiny_clip, mpnet, captioner), expectations=TINY)
     finally:

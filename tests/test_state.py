@@ -51,7 +51,8 @@ def test_save_then_load_resumes(tmp_path):
     path = tmp_path / "deep" / "state.json"
     state.save(path)
     assert ValidatorState.load(path) == state
-    assert not [p for p in path.parent.iterdir() if p.name != "state.json"]  # no temp files left
+    # no temp files left: the state and its repeat memory only
+    assert sorted(p.name for p in path.parent.iterdir()) == ["state.json", "state.json.answers.npz"]
 
 
 def test_failed_save_leaves_previous_state_intact(tmp_path, monkeypatch):
@@ -66,7 +67,7 @@ def test_failed_save_leaves_previous_state_intact(tmp_path, monkeypatch):
         ValidatorState(averages={1: 0.1}, step=2).save(path)
     monkeypatch.undo()
     assert ValidatorState.load(path).averages == {1: 0.9}
-    assert [p.name for p in tmp_path.iterdir()] == ["state.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json", "state.json.answers.npz"]
 
 
 def test_missing_file_is_a_fresh_start_and_corrupt_file_is_refused(tmp_path):
@@ -78,3 +79,21 @@ def test_missing_file_is_a_fresh_start_and_corrupt_file_is_refused(tmp_path):
     bad.write_text(json.dumps({"format_version": 99}))
     with pytest.raises(ValueError):
         ValidatorState.load(bad)
+
+
+def test_the_repeat_memory_is_saved_beside_the_state_and_a_damaged_one_is_not_fatal(tmp_path):
+    """Issue 17: the memory of each miner's answers survives a restart; it is expendable, the averages are not."""
+    from tests.meshes import coloured_sphere
+    from text3d.reward.defences.fingerprint import fingerprint
+
+    state = ValidatorState(averages={3: 0.5}, hotkeys={3: "hk"}, step=7)
+    for step in range(10):  # more than answers_per_miner: the oldest go
+        state.answers.add("hk", step, f"prompt {step}", fingerprint(coloured_sphere(2000, seed=step % 2)))
+    path = tmp_path / "state.json"
+    state.save(path)
+    assert ValidatorState.answers_path(path).exists()
+    back = ValidatorState.load(path)
+    assert back == state and len(back.answers) == 8 and [a.step for a in back.answers.answers("hk")] == list(range(2, 10))
+    ValidatorState.answers_path(path).write_bytes(b"PK\x03\x04 damaged")
+    damaged = ValidatorState.load(path)
+    assert damaged.averages == {3: 0.5} and len(damaged.answers) == 0

@@ -97,3 +97,31 @@ def test_streamed_f16_pair_at_336_px_loads_and_never_stops_before_max_tokens(tmp
     assert reply["usage"]["completion_tokens"] == 64  # random weights never emit EOS: the cost is max_tokens'
     assert reply["usage"]["prompt_tokens"] > 576  # 24 x 24 image tokens at 336 px, plus the text
     assert reply["choices"][0]["message"]["content"].strip()
+
+
+def test_tiled_fill_keeps_the_layout_the_scales_and_the_eos_trick(tmp_path):
+    """The GPU bundle writes the 14 GB 7B shape with ``fill="tiled"`` (one pool of draws per scale,
+    repeated from a random offset): the file must be the same plan, each tensor at its scale, and the
+    rows of invisible tokens still zero, so captions still run to max_tokens."""
+    import gguf
+
+    tiny_llava_models(find_llama_server())  # the vocabulary
+    config = TinyLlavaConfig(text_dtype="f16")
+    model, mmproj = write_llava_shape(tmp_path, default_vocab_path(), config, fill="tiled")
+    plan = tensor_plan(config)
+    assert _file_layout(model) == _plan_layout(plan["model"])
+    assert _file_layout(mmproj) == _plan_layout(plan["mmproj"])
+    tensors = {t.name: np.asarray(t.data, np.float64) for t in gguf.GGUFReader(str(model)).tensors}
+    for spec in plan["model"]:
+        values = tensors[spec.name]
+        if spec.init == "ones":
+            assert (values == 1).all()
+        elif spec.name != "output.weight":
+            assert abs(values.std() / spec.std - 1) < 0.1, spec.name
+            assert abs(values.mean()) < 0.1 * spec.std, spec.name
+    assert not np.array_equal(tensors["blk.0.attn_q.weight"], tensors["blk.1.attn_q.weight"])  # offsets differ
+    normal, _ = write_llava_shape(tmp_path / "normal", default_vocab_path(), config)
+    reference = {t.name: np.asarray(t.data) for t in gguf.GGUFReader(str(normal)).tensors}
+    assert ((tensors["output.weight"] == 0).all(axis=1) == (reference["output.weight"] == 0).all(axis=1)).all()
+    with pytest.raises(ValueError, match="fill"):
+        write_llava_shape(tmp_path / "bad", default_vocab_path(), config, fill="zeros")

@@ -94,11 +94,13 @@ class FingerprintingScorer:
             raise CaptionerUnavailable("the captioner answered nonsense")
         raise AssertionError("only the failing canary is scripted here")
 
-    def rig_for(self, step_seed, rig=None):
-        from text3d.reward.render.camera import draw_secret_rig
+    def rig_for(self, step_seed=None, rig=None):
+        from text3d.reward.render.camera import canonical_rig, draw_secret_rig
         from text3d.reward.scoring_protocol import PROTOCOL
 
-        return draw_secret_rig(PROTOCOL, step_seed)
+        if rig is not None:
+            return rig
+        return canonical_rig(PROTOCOL.rig) if step_seed is None else draw_secret_rig(PROTOCOL, step_seed)
 
 
 def make(tmp_path, hotkeys, script, *, scorer=None, canary_every=0, sampler=None):
@@ -165,6 +167,53 @@ def test_the_same_object_for_different_prompts_scores_zero_after_the_first(tmp_p
     assert all(honest == "ok" for _, honest in statuses)  # a new object for every prompt earns every time
 
 
+def test_a_step_packed_with_deformed_variants_of_one_generation_pays_one_answer(tmp_path):
+    """Issue 17's packing attack: 12 hotkeys answer stretched and tilted variants of one
+    blob (mutually different-looking, in three wire formats); before, every one was paid."""
+    from tests.copycat_corpus import blob_seeds, packing_variants
+
+    blob, honest_a, honest_b = blob_seeds([0, 5, 9], faces=8000)
+    variants = packing_variants(blob, 12)
+    formats = [MeshFormat.DRACO, MeshFormat.PLY, MeshFormat.GLB]
+    hotkeys = [OWN_HOTKEY] + [f"packed-{i}" for i in range(12)] + ["honest-a", "honest-b"]
+    plan = {f"packed-{i}": (v, formats[i % 3], 2.0 + 0.1 * ((i * 7) % 12)) for i, v in enumerate(variants)}
+    plan |= {"honest-a": (honest_a, MeshFormat.DRACO, 1.5), "honest-b": (honest_b, MeshFormat.DRACO, 4.0)}
+    validator, _ = make(tmp_path, hotkeys, [plan])
+    outcomes = by_hotkey(run_step(validator))
+    packed = {h: o for h, o in outcomes.items() if h.startswith("packed-")}
+    earliest = min(packed.values(), key=lambda o: o.response_s)
+    assert [o.hotkey for o in packed.values() if o.status == "ok"] == [earliest.hotkey]
+    assert all(o.status == "duplicate" and f"uid {earliest.uid}" in o.detail for o in packed.values()
+               if o is not earliest)
+    assert outcomes["honest-a"].status == "ok" and outcomes["honest-b"].status == "ok"
+
+
+def test_a_deformed_object_for_another_prompt_is_a_repeat_even_after_a_restart_and_many_steps(tmp_path):
+    """The repeat memory is per miner (its last answers, not the validator's last N steps) and
+    saved with the state: stretched, tilted and recoloured, the miner's old answer for a new
+    prompt scores 0 -- after a restart and 100 steps in which it was not asked (before: the
+    memory lived only in the process, for 32 steps, and saw through no deformation)."""
+    from tests.copycat_corpus import box_chair, recolour, stretch, turn
+
+    chair = box_chair()
+    disguised = recolour(turn(stretch(chair, (1.2, 1.0, 0.85)), 8.0, (1, 0, 0)), np.random.default_rng(4))
+    hotkeys = [OWN_HOTKEY, "lazy", "honest"]
+    first, _ = make(tmp_path, hotkeys, [{"lazy": (chair, MeshFormat.DRACO, 1.0), "honest": (TORUS, MeshFormat.DRACO, 1.0)}],
+                    sampler=PromptSampler(["a red chair"], random.Random(1)))
+    assert {o.status for o in run_step(first).outcomes} == {"ok"}
+    assert len(ValidatorState.load(tmp_path / "state.json").answers.answers("lazy")) == 1
+    state = ValidatorState.load(tmp_path / "state.json")
+    state.step += 100  # a hundred steps in which "lazy" was not sampled
+    again, _ = make(tmp_path, hotkeys, [{"lazy": (disguised, MeshFormat.GLB, 1.0),
+                                         "honest": (CYLINDER, MeshFormat.DRACO, 1.0)}],
+                    sampler=PromptSampler(["a golden crown"], random.Random(2)))
+    again.state = state
+    outcomes = by_hotkey(run_step(again))
+    assert outcomes["lazy"].status == "repeat" and outcomes["lazy"].score == 0.0
+    assert "step 1" in outcomes["lazy"].detail
+    assert outcomes["honest"].status == "ok"
+
+
 def test_a_failing_canary_voids_the_step(tmp_path):
     hotkeys = [OWN_HOTKEY, "good"]
     script = [{"good": (CHAIR, MeshFormat.DRACO, 1.0)}]
@@ -178,7 +227,9 @@ def test_a_failing_canary_voids_the_step(tmp_path):
     assert again.canary is not None and not again.updated
 
 
-def test_the_step_records_its_seed_rig_and_contrast_prompts_go_to_the_scorer(tmp_path):
+def test_the_step_records_its_seed_and_rig_and_leaves_the_contrast_prompts_to_the_protocol(tmp_path):
+    """The prompt source chooses the prompt only: the scorer draws the contrast prompts itself
+    from the pinned protocol's pool (was: the source's own distractors went to the scorer)."""
     hotkeys = [OWN_HOTKEY, "good"]
     scorer = FingerprintingScorer()
     validator, _ = make(tmp_path, hotkeys, [{"good": (CHAIR, MeshFormat.DRACO, 1.0)}], scorer=scorer,
@@ -187,8 +238,7 @@ def test_the_step_records_its_seed_rig_and_contrast_prompts_go_to_the_scorer(tmp
     data = result.to_json()
     assert isinstance(data["step_seed"], int) and data["rig"] is not None
     assert scorer.options[0]["step_seed"] == result.step_seed
-    distractors = scorer.options[0]["distractors"]
-    assert len(distractors) == 1 and len(distractors[0]) == 15 and result.task.prompt not in distractors[0]
+    assert scorer.options[0].get("distractors") is None
     second = run_step(validator)
     assert second.step_seed != result.step_seed and second.rig != result.rig  # fresh secret views each step
 

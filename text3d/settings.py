@@ -9,10 +9,12 @@
     ├── generation  GenerationSettings  --generation.steps  --generation.backend  --generation.endpoints ...
     ├── server      ServerSettings    --server.ip  --server.port  ...   (text3d generation-server)
     ├── miner       MinerSettings     --miner.*
-    ├── validator   ValidatorSettings --validator.*
+    ├── validator   ValidatorSettings --validator.*  and its organic work: --gateway.url  --gateway.miners ...
+    ├── gateway     GatewaySettings   --gateway.port  --gateway.store  ...   (text3d gateway)
     ├── reward      RewardConfig      --reward.n_views  --reward.resolution_px  --reward.metric ...
     ├── incentive   IncentiveCurve    --incentive.kind power|rank  --incentive.exponent ...
     ├── captioner   CaptionerSettings --captioner URL|none  --captioner.timeout_s ...
+    ├── metrics     MetricsSettings   --metrics.port  --metrics.ip   (Prometheus; off by default)
     └── autoupdate  AutoUpdateSettings --autoupdate  --autoupdate.interval_s   (off by default)
 
 Values come from, highest first: command-line flags, environment variables
@@ -40,15 +42,19 @@ from typing import Any, Literal, Sequence, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
+from text3d.common.argparsing import CommandParser
 from text3d.generation.config import GenerationConfig
 from text3d.generation.interface import DEFAULT_BACKEND, BackendContext, GeneratorSpec
+from text3d.ops.metrics import MetricsSettings
 from text3d.protocol.errors import ConfigError
-from text3d.protocol.wire import MAX_TIMEOUT_S
+from text3d.protocol.wire import MAX_PROMPT_CHARS, MAX_TIMEOUT_S
 from text3d.reward.caption_client import CaptionerConfig
-from text3d.validator.weights import IncentiveCurve
 from text3d.reward.config import RewardConfig
+from text3d.reward.scoring_protocol import PINNED_NETWORKS
+from text3d.validator.weights import IncentiveCurve
 
 __all__ = [
     "Role",
@@ -62,16 +68,21 @@ __all__ = [
     "ServerSettings",
     "MinerSettings",
     "ValidatorSettings",
+    "GatewaySettings",
     "CaptionerSettings",
     "AutoUpdateSettings",
+    "MetricsSettings",
     "Settings",
     "ROLE_SECTIONS",
     "build_parser",
     "load_settings",
+    "check_netuid_given",
     "flag_of",
+    "help_of",
+    "is_pinned",
 ]
 
-Role = Literal["miner", "validator", "generation-server"]
+Role = Literal["miner", "validator", "generation-server", "gateway"]
 LOCAL_NETWORKS = ("devnet", "local")
 ENV_PREFIX = "TEXT3D_"
 
@@ -245,6 +256,20 @@ class MinerSettings(Section):
     nonce_db: Path | None = Field(
         None, description="SQLite replay store shared by the miner's workers (default: in the miner's data folder)."
     )
+    # text3d.miner.connections: checked before any authentication (docs/miner-security.md)
+    max_connections: int = Field(4096, ge=16, le=65536, description="Open connections in all (more: closed at once).")
+    max_connections_per_ip: int = Field(
+        32, ge=1, le=4096, description="Open connections per source address (more: closed at once)."
+    )
+    header_timeout_s: float = Field(10.0, gt=0.0, le=120.0, description="A request's headers must arrive within this.")
+    body_timeout_s: float = Field(10.0, gt=0.0, le=120.0, description="A request's body must arrive within this.")
+
+    def connection_limits(self):
+        """The ``text3d.miner.connections.ConnectionLimits`` of these settings."""
+        from text3d.miner.connections import ConnectionLimits
+
+        return ConnectionLimits(self.max_connections, min(self.max_connections_per_ip, self.max_connections),
+                                self.header_timeout_s, self.body_timeout_s)
 
 
 class ValidatorSettings(Section):
@@ -273,9 +298,80 @@ class ValidatorSettings(Section):
     canary_every_steps: int = Field(
         1, ge=0, le=1000, description="Score the canary every N steps (0: never); a failed canary voids the step."
     )
-    copycat_window_steps: int = Field(
-        32, ge=1, le=10000, description="Steps a miner's answers are remembered to catch one object sent for many prompts."
+    copycat_answers_per_miner: int = Field(
+        8, ge=1, le=64,
+        description="Answers of each miner remembered (with the state) to catch one object sent for many prompts.",
     )
+    # organic work (text3d.validator.organic): jobs from a gateway, beside the synthetic steps
+    gateway_url: str | None = Field(
+        None, json_schema_extra=_flag("--gateway.url"),
+        description="Gateway to take organic jobs from, http(s)://HOST:PORT (default: synthetic steps only).",
+    )
+    gateway_miners: int = Field(
+        4, ge=1, le=64, json_schema_extra=_flag("--gateway.miners"),
+        description="Miners queried per organic job; one is always drawn from the top miners.",
+    )
+    gateway_top_miners: int = Field(
+        10, ge=1, le=1024, json_schema_extra=_flag("--gateway.top_miners"),
+        description="The top miners by moving average that the always-included one is drawn from.",
+    )
+    gateway_wait_s: float = Field(
+        30.0, ge=0.0, le=MAX_TIMEOUT_S, json_schema_extra=_flag("--gateway.wait_s"),
+        description="Seconds an organic job waits for other answers after the first valid one.",
+    )
+    gateway_jobs: int = Field(
+        2, ge=1, le=64, json_schema_extra=_flag("--gateway.jobs"), description="Organic jobs worked on at once."
+    )
+    gateway_poll_s: float = Field(
+        5.0, ge=0.5, le=30.0, json_schema_extra=_flag("--gateway.poll_s"),
+        description="Seconds one claim waits at the gateway for a job to arrive (long poll).",
+    )
+    gateway_count_toward_weights: bool = Field(
+        False, json_schema_extra=_flag("--gateway.count_toward_weights"),
+        description="Fold organic scores into the miners' averages (off: callers choose organic prompts).",
+    )
+
+    @field_validator("gateway_url")
+    @classmethod
+    def _gateway_url(cls, value: str | None) -> str | None:
+        if value is None or value.strip().lower() in ("", "none"):
+            return None
+        if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value.strip()):
+            raise ValueError("must be http://HOST:PORT or https://HOST[/PATH]")
+        return value.strip().rstrip("/")
+
+
+class GatewaySettings(Section):
+    """``text3d gateway``: the organic API with keys and quotas, its store, and its page; validators are its workers."""
+
+    ip: str = Field("127.0.0.1", description="Address the gateway binds (put a TLS reverse proxy in front of it).")
+    port: int = Field(8095, ge=1, le=65535, description="Port the gateway binds.")
+    store: str = Field(
+        "", description="SQLite file, or a postgresql:// URL shared by several gateways (empty: gateway.sqlite3 "
+        "in the gateway's data folder).",
+    )
+    anonymous_per_day: int = Field(0, ge=0, le=10**6, description="Jobs a day per address without a key (0: keys only).")
+    anonymous_per_minute: int = Field(2, ge=1, le=10**4, description="Jobs a minute per address without a key.")
+    anonymous_concurrency: int = Field(1, ge=1, le=1024, description="Jobs at once per address without a key.")
+    key_per_minute: int = Field(10, ge=1, le=10**4, description="A new key's jobs a minute (keys create).")
+    key_per_day: int = Field(500, ge=1, le=10**7, description="A new key's jobs a day (keys create).")
+    key_concurrency: int = Field(4, ge=1, le=1024, description="A new key's jobs queued or running at once (keys create).")
+    max_queued: int = Field(1000, ge=1, le=10**6, description="Jobs waiting in all; more are refused with 503.")
+    max_prompt_chars: int = Field(MAX_PROMPT_CHARS, ge=1, le=MAX_PROMPT_CHARS, description="Longest prompt accepted.")
+    blocklist: Path | None = Field(None, description="File of refused terms, one a line.")
+    lease_s: float = Field(300.0, ge=1.0, le=86400.0, description="Seconds a worker may hold a job before it is handed on.")
+    max_attempts: int = Field(3, ge=1, le=100, description="Workers a job is handed to before it fails.")
+    worker_max_jobs: int = Field(8, ge=1, le=1024, description="Jobs one worker may hold at once.")
+    job_timeout_s: float = Field(1800.0, ge=1.0, le=7 * 86400.0, description="Seconds a job may wait for a worker.")
+    results_max_mb: float = Field(2048.0, ge=1.0, description="Cap on stored results; the oldest are pruned beyond it.")
+    results_max_age_h: float = Field(168.0, gt=0.0, description="Hours a result is kept.")
+    min_free_mb: float = Field(256.0, ge=0.0, description="New jobs are refused while the store's disk has less free.")
+    worker_min_stake: float = Field(0.0, ge=0.0, description="Stake a worker's hotkey needs besides its validator permit.")
+    metagraph_ttl_s: float = Field(120.0, ge=1.0, le=86400.0, description="Seconds the workers' permits are cached.")
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1", description="Proxies trusted for X-Forwarded-For/-Proto, comma-separated (* for any).",
+    )
+    metrics_allow: str = Field("127.0.0.1,::1", description="Client addresses that may read /metrics (* for any).")
 
 
 class AutoUpdateSettings(Section):
@@ -347,7 +443,8 @@ class Settings(BaseSettings):
         env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
     )
 
-    netuid: int = Field(1, ge=0, le=65535, description="Subnet uid.")
+    netuid: int = Field(1, ge=0, le=65535, description="Subnet uid (default: 1 on devnet and local; required on "
+                                                       "finney, test and any other chain).")
     models: Literal["real", "tiny"] = Field("real", description="real: production weights; tiny: offline test models.")
     device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$", description="auto | cpu | cuda[:N].")
 
@@ -360,10 +457,12 @@ class Settings(BaseSettings):
     server: ServerSettings = ServerSettings()
     miner: MinerSettings = MinerSettings()
     validator: ValidatorSettings = ValidatorSettings()
+    gateway: GatewaySettings = GatewaySettings()
     reward: RewardConfig = RewardConfig()
     incentive: IncentiveCurve = IncentiveCurve()
     captioner: CaptionerSettings = CaptionerSettings()
     autoupdate: AutoUpdateSettings = AutoUpdateSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -407,6 +506,13 @@ class Settings(BaseSettings):
             / f"netuid{self.netuid}"
         )
 
+    def gateway_store(self) -> str:
+        """``--gateway.store``, else ``gateway.sqlite3`` in the gateway's folder beside the neurons' data."""
+        if self.gateway.store:
+            return self.gateway.store
+        root = Path(os.path.expanduser(self.wallet.path)).parent / "text3d" / "gateway" / f"netuid{self.netuid}"
+        return str(root / "gateway.sqlite3")
+
     def announced_ip(self) -> str | None:
         if self.axon.external_ip:
             return self.axon.external_ip
@@ -414,13 +520,22 @@ class Settings(BaseSettings):
 
 
 ROLE_SECTIONS: dict[str, tuple[str, ...]] = {
-    "miner": ("wallet", "subtensor", "devnet", "axon", "logging", "generation", "miner", "autoupdate"),
-    "validator": ("wallet", "subtensor", "devnet", "logging", "validator", "reward", "incentive", "captioner", "autoupdate"),
+    "miner": ("wallet", "subtensor", "devnet", "axon", "logging", "generation", "miner", "autoupdate", "metrics"),
+    "validator": ("wallet", "subtensor", "devnet", "logging", "validator", "reward", "incentive", "captioner", "autoupdate",
+                  "metrics"),
     "generation-server": ("logging", "generation", "server"),
+    "gateway": ("subtensor", "devnet", "logging", "gateway"),
 }
 _TOP_LEVEL = ("netuid", "models", "device")
+_TOP_LEVEL_OF: dict[str, tuple[str, ...]] = {"gateway": ("netuid",)}  # the gateway runs no model
 _HIDDEN = {("captioner", "api_key"), ("captioner", "prompt_template"), ("captioner", "include_prompt"),
            ("generation", "token"), ("server", "token")}  # secrets: from the environment or the --config file
+_PINNED_NOTE = "pinned on finney and test"
+_GROUP_NOTES = {
+    "reward": f'How validators score. A flag "{_PINNED_NOTE}" is part of the scoring protocol: a validator there '
+              "refuses any other value.",
+    "captioner": f'The vision server that captions the views. A flag "{_PINNED_NOTE}" is part of the scoring protocol.',
+}
 
 
 # -- flags ---------------------------------------------------------------------------------
@@ -457,10 +572,27 @@ def _is_scalar(field: FieldInfo) -> bool:
     return all(a in (bool, int, float, str, Path) for a in args)
 
 
-def _add_field(parser: argparse.ArgumentParser, flag: str, dest: str, field: FieldInfo) -> None:
-    default = field.default
+def is_pinned(field: FieldInfo) -> bool:
+    """True for a field whose value the scoring protocol fixes on finney and test."""
+    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+    return bool(extra.get("pinned"))
+
+
+def help_of(field: FieldInfo) -> str:
+    """A flag's help: the field's description, its default unless the description says it, and
+    whether the scoring protocol pins it. One sentence, no markup."""
     description = (field.description or "").rstrip(".")
-    help_text = f"{description} (default: {default})." if description else f"Default: {default}."
+    default = field.default
+    if "(default:" not in description and default is not None and default is not PydanticUndefined:
+        shown = ("on" if default else "off") if isinstance(default, bool) else default
+        description += f" (default: {shown})"
+    if is_pinned(field):
+        description += f"; {_PINNED_NOTE}"
+    return description + "."
+
+
+def _add_field(parser: argparse.ArgumentParser | Any, flag: str, dest: str, field: FieldInfo) -> None:
+    help_text = help_of(field)
     if _is_bool(field):
         parser.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
     else:
@@ -469,17 +601,17 @@ def _add_field(parser: argparse.ArgumentParser, flag: str, dest: str, field: Fie
 
 def build_parser(role: Role, prog: str | None = None) -> argparse.ArgumentParser:
     """Every flag of the ``role`` neuron, generated from the tree."""
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog=prog or f"text3d {role}",
         description=f"text3d {role} neuron. Each flag is also TEXT3D_<SECTION>__<NAME> in the environment "
         "or a key of the --config file.",
     )
     parser.add_argument("--config", type=Path, default=None, metavar="FILE", help="TOML or JSON settings file.")
-    for name in _TOP_LEVEL:
+    for name in _TOP_LEVEL_OF.get(role, _TOP_LEVEL):
         _add_field(parser, flag_of(None, name), name, Settings.model_fields[name])
     for section in ROLE_SECTIONS[role]:
         model = Settings.model_fields[section].annotation
-        group = parser.add_argument_group(section)
+        group = parser.add_argument_group(section, _GROUP_NOTES.get(section))
         for name, field in model.model_fields.items():  # type: ignore[union-attr]
             if (section, name) in _HIDDEN or not _is_scalar(field):
                 continue
@@ -517,17 +649,38 @@ def _sentence(exc: ValidationError, given: dict[str, Any]) -> str:
     return f"{flag}{shown}: {message[0].lower() + message[1:] if message else 'invalid'}."
 
 
-def load_settings(role: Role, argv: Sequence[str] | None = None, *, prog: str | None = None) -> Settings:
+def check_netuid_given(settings: Settings) -> None:
+    """On finney, test or any chain that is not this machine's, the subnet must be named: a
+    ``--netuid`` silently defaulting to 1 there registers, serves and sets weights on someone
+    else's subnet. Given by flag, ``TEXT3D_NETUID`` or the ``--config`` file all count.
+
+    Raises ``ConfigError`` (exit 78: a setting to change) when it was not given.
+    """
+    if settings.is_local or "netuid" in settings.model_fields_set:
+        return
+    network = settings.subtensor.chain_endpoint or settings.subtensor.network
+    where = network if network in PINNED_NETWORKS else f"the chain at {network}"
+    raise ConfigError(f"--netuid is required on {where}: give the subnet's uid (e.g. --netuid 42); only devnet and "
+                      "local networks default to 1")
+
+
+def load_settings(role: Role, argv: Sequence[str] | None = None, *, prog: str | None = None,
+                  require_netuid: bool = False) -> Settings:
     """Parse ``argv`` (default ``sys.argv[1:]``) with the role's flags into the one tree.
 
-    Unknown or malformed flags exit with status 2 (argparse's usage error); values that
-    parse but break a rule raise ``ConfigError`` with one sentence naming the flag.
+    Unknown or malformed flags exit with status 2 (argparse's usage error, the command's short
+    usage and a "did you mean"); values that parse but break a rule raise ``ConfigError`` with
+    one sentence naming the flag. ``require_netuid``: the caller will reach a chain (the neurons,
+    ``text3d doctor --role``), so ``check_netuid_given`` applies.
     """
     namespace = vars(build_parser(role, prog).parse_args(argv))
     config_file = namespace.pop("config", None)
     token = _config_file.set(Path(config_file).expanduser() if config_file else None)
     try:
-        return Settings(**_nest(namespace))
+        settings = Settings(**_nest(namespace))
+        if require_netuid:
+            check_netuid_given(settings)
+        return settings
     except ValidationError as exc:
         raise ConfigError(_sentence(exc, namespace)) from None
     except SettingsError as exc:  # e.g. TEXT3D_MINER=8: a section, list or table in the environment is JSON

@@ -1,5 +1,11 @@
 """Chain adapters: the real subtensor (bittensor 11) and the SQLite devnet, behind one protocol.
 
+    base.py           the chain contract (``ChainAdapter``) and the project's own ``Metagraph``
+    subtensor.py      ``SubtensorChain``: a real subtensor through bittensor 11's async ``Client``
+    devnet.py         ``DevnetChain``: a local chain in one SQLite file (demo, end-to-end tests)
+    factory.py        ``open_chain``: the adapter a neuron's settings name
+    weight_rules.py   what a chain stores for given weights (max-weight clip, u16, minimum count)
+
 Importing this package does not import bittensor; ``SubtensorChain`` imports it when it
 is constructed. ``HotkeyNotRegistered`` and ``ChainUnavailable`` are defined in
 ``text3d.protocol.errors`` (the one error tree) and re-exported here for existing callers.

@@ -50,6 +50,9 @@ class NeuronInfo:
     either way the number validator permits and stake gates compare. ``axon_ip`` is
     ``"0.0.0.0"`` and ``axon_port`` 0 when the neuron never served an axon.
     ``last_update`` is the block of the neuron's last weights (0 if never).
+    ``incentive`` is the neuron's share of the miners' emission in [0, 1] (all uids sum to 1
+    once weights are set); ``emission`` what it earned in the last tempo, in the subnet's
+    units (alpha on subtensor; on the devnet a model of it, see ``text3d.chain.devnet``).
     """
 
     uid: int
@@ -60,6 +63,8 @@ class NeuronInfo:
     axon_ip: str
     axon_port: int
     last_update: int
+    incentive: float = 0.0
+    emission: float = 0.0
 
     @property
     def is_serving(self) -> bool:

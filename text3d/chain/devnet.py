@@ -21,6 +21,11 @@ Rules it enforces, modelled on subtensor:
   ``SetWeights`` applies), and the resulting u16 values are stored: both chains hold
   the same weights for the same input. ``weights()`` reads each row normalised to sum 1.
 - The block number is ``floor((now - genesis) / block_time_s)``; ``clock`` is injectable.
+- Incentive and emission are a model of Yuma's, without its clipping: a miner's incentive is
+  the stake-weighted mean of the permitted validators' (normalised) weights on it, normalised
+  over the subnet; its emission per tempo is that share of the miners' 41 % of
+  ``DEVNET_EMISSION_PER_BLOCK`` over ``tempo`` blocks. Enough for ``text3d miner status`` to
+  show what a miner would see on a real chain; never a figure of a real chain.
 
 Every ``sqlite3`` error surfaces as ``ChainUnavailable``. Databases written before a
 hyperparameter existed read it at its default.
@@ -39,7 +44,10 @@ from text3d.chain.weight_rules import WeightsRefused, conform_weights
 from text3d.protocol.errors import ChainUnavailable, HotkeyNotRegistered
 from text3d.protocol.version import SPEC_VERSION
 
-__all__ = ["DevnetParams", "DevnetChain"]
+__all__ = ["DevnetParams", "DevnetChain", "DEVNET_EMISSION_PER_BLOCK", "MINER_SHARE"]
+
+DEVNET_EMISSION_PER_BLOCK = 1.0  # the devnet's nominal alpha per block (a model, not a chain's figure)
+MINER_SHARE = 0.41  # the miners' share of a subnet's emission on subtensor (validators 41 %, owner 18 %)
 
 Clock = Callable[[], float]
 
@@ -341,7 +349,11 @@ class DevnetChain:
         return {int(r[0]) for r in rows}
 
     def _neurons(self, conn: sqlite3.Connection) -> list[NeuronInfo]:
-        permits = self._permits(conn, self._params(conn))
+        params = self._params(conn)
+        permits = self._permits(conn, params)
+        rows = conn.execute("SELECT * FROM neurons ORDER BY uid").fetchall()
+        incentive = self._incentive(conn, permits, {int(r["uid"]): float(r["stake_tao"]) for r in rows})
+        per_tempo = MINER_SHARE * DEVNET_EMISSION_PER_BLOCK * params.tempo
         return [
             NeuronInfo(
                 uid=int(r["uid"]),
@@ -352,9 +364,29 @@ class DevnetChain:
                 axon_ip=r["axon_ip"],
                 axon_port=int(r["axon_port"]),
                 last_update=int(r["last_update"] or 0),
+                incentive=incentive.get(int(r["uid"]), 0.0),
+                emission=incentive.get(int(r["uid"]), 0.0) * per_tempo,
             )
-            for r in conn.execute("SELECT * FROM neurons ORDER BY uid")
+            for r in rows
         ]
+
+    @staticmethod
+    def _incentive(conn: sqlite3.Connection, permits: set[int], stakes: dict[int, float]) -> dict[int, float]:
+        """uid -> incentive: the stake-weighted mean of the permitted validators' weight rows, normalised."""
+        rows: dict[int, dict[int, float]] = {}
+        for validator_uid, miner_uid, value in conn.execute("SELECT validator_uid, miner_uid, weight FROM weights"):
+            if int(validator_uid) in permits:
+                rows.setdefault(int(validator_uid), {})[int(miner_uid)] = float(value)
+        consensus: dict[int, float] = {}
+        for validator_uid, row in rows.items():
+            total = sum(row.values())
+            stake = stakes.get(validator_uid, 0.0)
+            if total <= 0 or stake <= 0:
+                continue
+            for miner_uid, value in row.items():
+                consensus[miner_uid] = consensus.get(miner_uid, 0.0) + stake * value / total
+        norm = sum(consensus.values())
+        return {uid: value / norm for uid, value in consensus.items()} if norm > 0 else {}
 
     def _connect(self, create: bool = False) -> sqlite3.Connection:
         if not create and not self.db_path.is_file():

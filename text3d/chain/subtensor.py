@@ -339,6 +339,8 @@ def _neuron_info(neuron: Any) -> NeuronInfo:
         axon_ip=ip,
         axon_port=port,
         last_update=int(neuron.last_update or 0),
+        incentive=float(neuron.incentive or 0.0),
+        emission=float(neuron.emission.amount) if neuron.emission is not None else 0.0,  # alpha, like the stake
     )
 
 

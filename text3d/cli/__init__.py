@@ -3,6 +3,7 @@
     main.py               the entry point (``text3d``) and the subcommand table
     passthrough.py        subcommands that hand their command line to a neuron's own ``main``
     miner.py, validator.py, generation_server.py   the neurons (``text3d miner ...``)
+    miner_status.py       ``text3d miner status``: a miner's standing and its recent answers
     register.py           register a hotkey with ``btcli``
     doctor.py             is this machine ready to run a neuron?
     generate.py           one prompt -> one mesh file, locally
@@ -11,6 +12,8 @@
     llava.py              run a local LLaVA captioning server
     devnet.py             administer a local SQLite devnet
     demo.py               the whole subnet on this machine
+    gateway.py            the organic gateway and its keys (``text3d gateway keys ...``)
+    request.py            ask a gateway for an asset and save the mesh
 """
 
 from text3d.common.lazy import lazy_exports

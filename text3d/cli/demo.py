@@ -3,14 +3,18 @@
     text3d demo --models tiny            # offline random-weight models, a minute or two on CPU
     text3d demo --models real            # Shap-E, CLIP, mpnet, LLaVA-1.5 (GPU recommended)
     text3d demo --workdir ./demo-run     # keep the chain, wallets, logs and reports there
+    text3d demo --models tiny --keep-running   # then leave it all up: use the gateway's page
 
 Creates a devnet and password-less wallets (a validator, two miners), starts the LLaVA
-captioning server and the miners as separate processes on 127.0.0.1, runs the validator
-for a few steps until its weights are on the devnet, then prints the leaderboard and the
+captioning server, the miners and the organic gateway as separate processes on 127.0.0.1
+(printing ``gateway: http://127.0.0.1:PORT/`` and ``gateway key: KEY``, each on its own line),
+runs the validator -- also the gateway's worker -- for a few steps until its weights are on
+the devnet while one prompt goes through the gateway, then prints the leaderboard and the
 path of an HTML page with the last step's views, captions and scores.
 
-Exit status: 0 done, 78 for a setting to change (missing real weights, a bad value), 1 when a
-neuron failed (its log is named), 130 when interrupted.
+Exit status: 0 done (also after Ctrl-C with --keep-running), 78 for a setting to change
+(missing real weights, a bad value), 1 when a neuron failed (its log is named), 130 when
+interrupted.
 """
 
 import argparse
@@ -18,6 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from text3d.common.argparsing import plain
 from text3d.protocol.errors import EXIT_CONFIG
 
 __all__ = ["add_parser", "run"]
@@ -25,7 +30,7 @@ __all__ = ["add_parser", "run"]
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("demo", help="run a validator and two miners on a local devnet",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                   description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", choices=("real", "tiny"), default="real",
                         help="real = production weights; tiny = offline random-weight models (fast)")
     parser.add_argument("--workdir", type=Path, default=None, help="folder for chain, wallets, logs (default: a temp folder)")
@@ -35,6 +40,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-captioner", action="store_true", help="skip the LLaVA server (CLIP-only scores)")
     parser.add_argument("--timeout-s", type=float, default=900.0, help="limit for the validator's steps")
     parser.add_argument("--debug", action="store_true", help="debug logging in the neurons")
+    parser.add_argument("--keep-running", action="store_true",
+                        help="after the results, keep the subnet and the gateway up until Ctrl-C")
     parser.set_defaults(run=run)
 
 
@@ -70,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="text3d-demo-"))
     config = DemoConfig(workdir=Path(workdir), models=args.models, device=args.device, steps=args.validator_steps,
-                        captioner=not args.no_captioner, run_timeout_s=args.timeout_s, debug=args.debug)
+                        captioner=not args.no_captioner, run_timeout_s=args.timeout_s, debug=args.debug,
+                        keep_running=args.keep_running)
     console.print(f"text3d demo ({args.models} models) in {config.workdir}")
     try:
         run_demo(config, console)

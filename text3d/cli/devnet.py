@@ -18,22 +18,25 @@ the devnet database cannot be used.
 import argparse
 import sys
 
+from text3d.common.argparsing import plain
+
 __all__ = ["add_parser", "run"]
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("devnet", help="administer a local SQLite devnet chain", description=__doc__,
+    parser = subparsers.add_parser("devnet", help="administer a local SQLite devnet chain", description=plain(__doc__),
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     init = actions.add_parser("init", help="create a devnet database")
     _db_arg(init)
-    init.add_argument("--netuid", type=int, default=1)
+    init.add_argument("--netuid", type=int, default=1, help="the subnet's uid (default: 1)")
     init.add_argument("--block-time-s", type=float, default=12.0, help="seconds per block")
     init.add_argument("--weights-rate-limit", type=int, default=100, help="blocks between two weight settings")
-    init.add_argument("--tempo", type=int, default=360)
-    init.add_argument("--max-uids", type=int, default=256)
-    init.add_argument("--max-validators", type=int, default=64)
+    init.add_argument("--tempo", type=int, default=360, help="blocks between two emissions (default: 360)")
+    init.add_argument("--max-uids", type=int, default=256, help="most neurons the subnet holds (default: 256)")
+    init.add_argument("--max-validators", type=int, default=64,
+                      help="most neurons with a validator permit, by stake (default: 64)")
     init.add_argument("--min-validator-stake", type=float, default=0.0, help="TAO needed for a validator permit")
     init.add_argument("--weights-version", type=int, default=0, help="lowest version_key accepted")
     init.add_argument("--max-weight-limit", type=float, default=1.0,
@@ -44,9 +47,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     for name, help_text in (("register", "register a wallet's hotkey"), ("stake", "add stake to a wallet's hotkey")):
         action = actions.add_parser(name, help=help_text)
         _db_arg(action)
-        action.add_argument("--wallet.name", dest="wallet_name", required=True)
-        action.add_argument("--wallet.hotkey", dest="wallet_hotkey", default="default")
-        action.add_argument("--wallet.path", dest="wallet_path", default="~/.bittensor/wallets/")
+        action.add_argument("--wallet.name", dest="wallet_name", required=True, help="wallet (coldkey) name")
+        action.add_argument("--wallet.hotkey", dest="wallet_hotkey", default="default",
+                            help="hotkey name inside the wallet (default: default)")
+        action.add_argument("--wallet.path", dest="wallet_path", default="~/.bittensor/wallets/",
+                            help="folder holding the wallets (default: ~/.bittensor/wallets/)")
         if name == "register":
             action.add_argument("--create-wallet", action="store_true", help="create the wallet (no password) if missing")
         else:

@@ -24,6 +24,8 @@ import argparse
 import sys
 from typing import Sequence
 
+from text3d.common.argparsing import plain
+
 __all__ = ["add_parser", "run", "main"]
 
 ROLES = ("miner", "validator")
@@ -37,7 +39,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _own_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="text3d doctor", description=__doc__,
+    parser = argparse.ArgumentParser(prog="text3d doctor", description=plain(__doc__),
                                      formatter_class=argparse.RawDescriptionHelpFormatter, add_help=False)
     parser.add_argument("-h", "--help", action="store_true", help="show this help (with --role: the neuron's flags too)")
     parser.add_argument("--role", choices=ROLES, default=None, help="check for this neuron (default: the machine only)")
@@ -65,7 +67,8 @@ def main(argv: Sequence[str]) -> int:
     role = known.role
     try:
         # Without a role, the flags every neuron shares (--models, --device, --wallet.*, ...) still apply.
-        settings = load_settings(role or "validator", rest, prog=f"text3d doctor{f' --role {role}' if role else ''}")
+        settings = load_settings(role or "validator", rest, prog=f"text3d doctor{f' --role {role}' if role else ''}",
+                                 require_netuid=role is not None)
     except SystemExit as exc:
         return int(exc.code or EXIT_USAGE)
     except ConfigError as exc:

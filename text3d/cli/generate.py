@@ -112,7 +112,13 @@ def run(args: argparse.Namespace) -> int:
         f"wrote {args.output} ({fmt}, {len(data):,} bytes, {len(mesh.vertices):,} vertices, {len(mesh.faces):,} faces) "
         f"from {model} in {time.perf_counter() - started:.1f} s on {generator.device}"
     )
+    if args.models == "tiny":
+        print(TINY_NOTE)
     return EXIT_OK
+
+
+TINY_NOTE = ("note: --models tiny is Shap-E's architecture with random weights (an offline test pipeline): the mesh is a "
+             "random blob whatever the prompt says. Real objects come from --models real (Shap-E's weights, a GPU).")
 
 
 def _fail(message: str, status: int) -> int:

@@ -10,6 +10,7 @@ import importlib
 import sys
 from typing import Sequence
 
+from text3d.common.argparsing import CommandParser
 from text3d.protocol.version import SPEC_VERSION, __version__
 
 # name -> module; order is the order shown in --help.
@@ -25,11 +26,14 @@ COMMANDS: dict[str, str] = {
     "llava": "text3d.cli.llava",
     "devnet": "text3d.cli.devnet",
     "demo": "text3d.cli.demo",
+    "gateway": "text3d.cli.gateway",
+    "request": "text3d.cli.request",
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="text3d", description="text3d: a Bittensor subnet for text-to-3D.")
+    """The ``text3d`` parser; every subcommand's parser refuses unknown flags with its own short usage."""
+    parser = CommandParser(prog="text3d", description="text3d: a Bittensor subnet for text-to-3D.")
     parser.add_argument("--version", action="version", version=f"text3d {__version__} (spec_version {SPEC_VERSION})")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module_name in COMMANDS.items():

@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from text3d.common.argparsing import plain
+
 __all__ = ["add_parser", "run", "RegisterPlan", "check_inputs", "plan_commands", "explain_failure", "NETWORKS"]
 
 NETWORKS = ("test", "finney", "local")
@@ -44,7 +46,7 @@ WALLET_DEFAULT_PATH = "~/.bittensor/wallets"
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
-        "register", help="create a wallet and register its hotkey on a subnet (btcli)", description=__doc__,
+        "register", help="create a wallet and register its hotkey on a subnet (btcli)", description=plain(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--netuid", required=True, metavar="N", help="subnet uid to register on")

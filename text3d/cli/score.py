@@ -123,6 +123,9 @@ def run(args: argparse.Namespace) -> int:
     _print_unscored(outputs)
     for label, path in outputs.paths():
         print(f"{label}: {_safe(path)}")
+    if args.models == "tiny":
+        print("note: --models tiny scores with a random-weight CLIP (an offline test model): the numbers exercise the "
+              "pipeline and say nothing about the assets; score with --models real for meaningful ones.")
     if interrupted:
         print(f"text3d score: interrupted after {len(outputs.records)} of {len(meshes)} assets; "
               "the reports hold what finished.", file=sys.stderr)
@@ -166,7 +169,8 @@ def _score_streaming(model, root: Path, meshes, args, outputs: "_Outputs") -> No
                     report.notes.extend(item.notes)
                     colours = item.colours
                 invalid += not report.is_valid
-                outputs.add(entry.name, report, colours)
+                outputs.add(entry.name, report, colours, mesh=None if isinstance(item, str) else item.mesh,
+                            source=entry.path)
             del loaded, assets, scored, report, item  # meshes, textures and views of this batch go now
             outputs.flush(final=False)
             progress.update(len(batch))
@@ -211,9 +215,14 @@ class _Outputs:
             for name, reason in unscored:
                 self.html.add_unscored(name, reason)
 
-    def add(self, name: str, report, colours: str | None) -> None:
+    def add(self, name: str, report, colours: str | None, *, mesh=None, source: Path | None = None) -> None:
         if self.html is not None:
-            self.html.add(name, report, colours)
+            glb = None
+            if mesh is not None and report.is_valid and self.html.wants_mesh(float(report.score)):
+                from text3d.reward.reporting.html import viewer_glb
+
+                glb = viewer_glb(mesh, self.html.max_mesh_bytes)  # the top assets' meshes go in the 3D viewer
+            self.html.add(name, report, colours, glb=glb, source=source)
         self.records.append(_Record(name, float(report.score), dict(report.components), tuple(report.notes),
                                     report.invalid_reason, colours, report.to_json()))
 

@@ -1,10 +1,12 @@
 """Helpers with one home each, used across the whole project (they import nothing of ours
 but ``text3d.protocol.errors``):
 
-    paths.py    ``cache_dir``: ``$TEXT3D_CACHE`` or ``~/.cache/text3d``
-    device.py   ``resolve_device``: one answer for ``auto``, ``cpu``, ``cuda[:N]`` and ``mps``
-    timing.py   ``percentile``, ``median``, ``Stopwatch``: how benches and reports time things
-    lazy.py     ``lazy_exports``: package exports that load on first use
+    paths.py        ``cache_dir``: ``$TEXT3D_CACHE`` or ``~/.cache/text3d``
+    device.py       ``resolve_device``: one answer for ``auto``, ``cpu``, ``cuda[:N]`` and ``mps``
+    timing.py       ``percentile``, ``median``, ``Stopwatch``: how benches and reports time things
+    seeds.py        the step seed and the per-step generators every validator draws the same way
+    lazy.py         ``lazy_exports``: package exports that load on first use
+    argparsing.py   ``CommandParser``: a command's own short usage and a "did you mean" on a bad flag
 """
 
 from text3d.common.lazy import lazy_exports

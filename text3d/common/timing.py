@@ -56,11 +56,14 @@ class Timings:
 
 
 def time_runs(fn: Callable[[], object], runs: int, *, warmup: int = 1,
-              sync: Callable[[], None] | None = None) -> Timings:
+              sync: Callable[[], None] | None = None, deadline: float | None = None) -> Timings:
     """Run ``fn`` ``warmup`` times uncounted, then ``runs`` times counted.
 
     ``sync`` (e.g. ``torch.cuda.synchronize``) runs before each clock read, so queued GPU
-    work is counted in the run that queued it.
+    work is counted in the run that queued it. ``deadline`` (a ``time.monotonic()`` value)
+    stops counting early, after at least one counted run, when the next run (as long as
+    the slowest so far) would end after it: a bench under a time budget gets fewer runs
+    instead of none.
     """
     if runs < 1:
         raise ValueError(f"runs must be >= 1, got {runs}")
@@ -70,6 +73,8 @@ def time_runs(fn: Callable[[], object], runs: int, *, warmup: int = 1,
         sync()
     timings = Timings()
     for _ in range(runs):
+        if deadline is not None and timings.wall_s and time.monotonic() + max(timings.wall_s) > deadline:
+            break
         wall, cpu = time.perf_counter(), time.process_time()
         fn()
         if sync is not None:

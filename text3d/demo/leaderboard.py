@@ -76,25 +76,39 @@ def render_table(rows: Sequence[LeaderboardRow], title: str):
     return table
 
 
-def write_html(rows: Sequence[LeaderboardRow], out_path: Path, title: str, step_report: Path | None) -> Path:
-    """A standalone page with the leaderboard and a link to (and frame of) the last step's report."""
+def write_html(rows: Sequence[LeaderboardRow], out_path: Path, title: str, step_report: Path | None,
+               reports_index: Path | None = None) -> Path:
+    """A standalone page with the leaderboard, links to the validator's reports and a frame of the last step.
+
+    Fits a 600 px screen: the hotkey column wraps, the frame takes the page's width.
+    """
     out_path = Path(out_path)
     body_rows = "\n".join(
         f"<tr><td>{r.uid}</td><td>{html.escape(r.name)}</td><td><code>{html.escape(r.hotkey)}</code></td>"
         f"<td>{r.weight:.4f}</td><td>{'-' if r.moving_average is None else f'{r.moving_average:.4f}'}</td></tr>"
         for r in rows
     )
+    links = []
+    if reports_index is not None:
+        links.append(f'<p>Every step and each miner\'s history: <a href="{html.escape(reports_index.resolve().as_uri())}">'
+                     "the validator's reports</a></p>")
     if step_report is not None:
         link = html.escape(step_report.resolve().as_uri())
-        report = (f'<p>Last validator step (views, captions, scores per miner): <a href="{link}">{link}</a></p>'
-                  f'<iframe src="{link}" style="width:100%;height:80vh;border:1px solid #ccc"></iframe>')
+        links.append(f'<p>Last validator step (views, captions, scores, the best meshes in 3D): <a href="{link}">'
+                     f'step page</a></p><iframe src="{link}" title="last step"></iframe>')
     else:
-        report = "<p>The validator wrote no step report.</p>"
+        links.append("<p>The validator wrote no step report.</p>")
     out_path.write_text(
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        "<style>body{font-family:sans-serif;margin:2em}td,th{padding:4px 10px;text-align:left}"
-        "table{border-collapse:collapse}tr:nth-child(even){background:#f4f4f4}</style></head><body>"
-        f"<h1>{html.escape(title)}</h1><table><tr><th>uid</th><th>neuron</th><th>hotkey</th><th>weight</th>"
-        f"<th>moving avg score</th></tr>{body_rows}</table>{report}</body></html>"
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>{html.escape(title)}</title>"
+        "<style>*{box-sizing:border-box}body{font-family:system-ui,sans-serif;margin:0 auto;padding:1em;max-width:1400px;"
+        "overflow-wrap:anywhere}td,th{padding:4px 8px;text-align:left;vertical-align:top}th{overflow-wrap:normal}"
+        "table{border-collapse:collapse;width:100%;table-layout:fixed}tr:nth-child(even){background:#f4f4f4}"
+        "col.num{width:6.5em}col.uid{width:3.5em}iframe{width:100%;height:80vh;border:1px solid #ccc}"
+        "@media (max-width:700px){table{font-size:0.85em}col.num{width:6em}}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1><table><colgroup><col class='uid'><col style='width:18%'><col><col class='num'>"
+        "<col class='num'></colgroup><tr><th>uid</th><th>neuron</th><th>hotkey</th><th>weight</th>"
+        f"<th>moving avg score</th></tr>{body_rows}</table>{''.join(links)}</body></html>"
     )
     return out_path

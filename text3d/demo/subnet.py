@@ -7,8 +7,9 @@
         wallets/          one coldkey + "default" hotkey per neuron name
         logs/             one log per child process
         validator/        state.json and reports/ of the validator
+        gateway/          the organic gateway's store (gateway.sqlite3)
 
-and registers every wallet; ``miner_argv`` / ``validator_argv`` build the command lines
+and registers every wallet; ``miner_argv`` / ``validator_argv`` / ``gateway_argv`` build the command lines
 ``text3d demo`` and the end-to-end test run (``python -m neurons.miner ...``), with the
 fast settings for ``--models tiny``.
 """
@@ -64,6 +65,10 @@ class LocalSubnet:
     @property
     def reports_dir(self) -> Path:
         return self.validator_dir / "reports"
+
+    @property
+    def gateway_store(self) -> Path:
+        return self.workdir / "gateway" / "gateway.sqlite3"
 
     @classmethod
     def create(
@@ -176,6 +181,14 @@ class LocalSubnet:
                 "--reward.resolution_px", str(tiny.resolution),
             ]
         return argv + list(extra)
+
+    def gateway_argv(self, port: int, *, store: Path | None = None, debug: bool = False,
+                     extra: Sequence[str] = ()) -> list[str]:
+        """``text3d gateway`` on 127.0.0.1:``port`` reading this devnet's permits (``store``: the demo's by default)."""
+        argv = [sys.executable, "-m", "text3d.cli.main", "gateway", "--netuid", str(self.netuid),
+                "--subtensor.network", "devnet", "--devnet.db", str(self.chain.db_path),
+                "--gateway.ip", "127.0.0.1", "--gateway.port", str(port), "--gateway.store", str(store or self.gateway_store)]
+        return argv + (["--logging.debug"] if debug else []) + list(extra)
 
     # -- observations ---------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """Errors raised by text-to-mesh generation (a miner-side concern; no scoring semantics).
 
-Defined in ``protocol/errors.py`` (the one error tree); re-exported for the generation package::
+Defined in ``text3d/protocol/errors.py`` (the one error tree); re-exported for the generation package::
 
     GenerationError
     ├── ModelNotAvailableError   weights missing / not downloadable (also a ConfigError)

@@ -7,8 +7,11 @@
     default_shape = "sphere"  # when the prompt names none
 
 "a red chair" has no shape word, so it becomes a red sphere; "a blue cube" a blue box.
-The seed stretches each axis by a factor in [0.7, 1.3] and shades the colour, so the same
-prompt and seed give the same mesh. No weights, no torch, milliseconds per mesh: the
+The seed stretches each axis by a factor in [0.7, 1.3], raises three smooth bumps on the
+surface and lays a shaded band pattern over the colour, so the same prompt and seed give
+the same mesh and different seeds give different objects: a stretch and a shade alone
+would make every seed an affine copy of one shape, which the validator's copycat rule
+rightly treats as one object (``text3d.reward.defences.fingerprint``). No weights, no torch, milliseconds per mesh: the
 minimal example of ``docs/generators.md`` and a stand-in generator for tests and benchmarks
 of the serving path. Sample and decode are apart: ``sample`` draws the parameters
 (``Primitive``), ``decode`` builds the meshes.
@@ -57,6 +60,8 @@ class Primitive:
     shape: Shape
     scale: tuple[float, float, float]
     rgb: tuple[int, int, int]
+    bumps: tuple[tuple[float, float, float, float, float, float], ...] = ()  # (dx, dy, dz, amplitude, freq, phase)
+    bands: tuple[float, float, float, float] = (0.0, 1.0, 0.0, 0.0)  # colour band direction (3) and phase
 
 
 class PrimitiveGenerator:
@@ -83,7 +88,16 @@ class PrimitiveGenerator:
             scale = tuple(float(x) for x in rng.uniform(0.7, 1.3, size=3))
             shade = rng.uniform(0.85, 1.0)
             rgb = tuple(int(round(c * shade)) for c in base)
-            primitives.append(Primitive(shape, scale, rgb))  # type: ignore[arg-type]
+            bumps = []
+            for _ in range(3):
+                direction = rng.normal(size=3)
+                direction /= np.linalg.norm(direction)
+                bumps.append((*map(float, direction), float(rng.uniform(0.1, 0.16)), float(rng.uniform(3.0, 5.0)),
+                              float(rng.uniform(0, 2 * np.pi))))
+            band = rng.normal(size=3)
+            band /= np.linalg.norm(band)
+            primitives.append(Primitive(shape, scale, rgb, tuple(bumps),  # type: ignore[arg-type]
+                                        (*map(float, band), float(rng.uniform(0, 2 * np.pi)))))
         return primitives
 
     def decode(self, latents: Sequence[Primitive]) -> list[trimesh.Trimesh]:
@@ -104,7 +118,17 @@ class PrimitiveGenerator:
             "capsule": lambda: trimesh.creation.capsule(height=1.0, radius=0.35, count=[sections, sections]),
         }[primitive.shape]
         mesh = make()
-        vertices = normalize_to_unit_sphere(np.asarray(mesh.vertices, dtype=np.float64) * np.asarray(primitive.scale))
-        rgba = np.tile(np.array([*primitive.rgb, 255], dtype=np.uint8), (len(vertices), 1))
-        return trimesh.Trimesh(vertices=vertices, faces=np.asarray(mesh.faces, dtype=np.int64), vertex_colors=rgba,
-                               process=False)
+        vertices, faces = np.asarray(mesh.vertices, dtype=np.float64), np.asarray(mesh.faces, dtype=np.int64)
+        while len(faces) < 80 * 4**detail:  # flat shapes need vertices to carry the bumps
+            vertices, faces = trimesh.remesh.subdivide(vertices, faces)
+        centred = vertices - (vertices.max(axis=0) + vertices.min(axis=0)) / 2.0
+        unit = centred / np.maximum(np.linalg.norm(centred, axis=1, keepdims=True), 1e-12)
+        radial = np.ones(len(vertices))
+        for dx, dy, dz, amplitude, frequency, phase in primitive.bumps:
+            radial += amplitude * np.cos(frequency * unit @ np.array([dx, dy, dz]) + phase)
+        vertices = normalize_to_unit_sphere(centred * radial[:, None] * np.asarray(primitive.scale))
+        bx, by, bz, band_phase = primitive.bands
+        light = 0.8 + 0.2 * np.sin(3.0 * unit @ np.array([bx, by, bz]) + band_phase)  # shaded bands
+        rgb = np.clip(np.round(np.asarray(primitive.rgb, dtype=np.float64) * light[:, None]), 0, 255)
+        rgba = np.concatenate([rgb, np.full((len(vertices), 1), 255.0)], axis=1).astype(np.uint8)
+        return trimesh.Trimesh(vertices=vertices, faces=faces, vertex_colors=rgba, process=False)

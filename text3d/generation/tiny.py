@@ -11,7 +11,7 @@ weights take. Two pieces are genuine rather than random: the CLIP BPE tokenizer
 The output is meaningless shapes with meaningless colours, but real meshes: closed,
 coloured, deterministic for a seed; smooth blobs (none empty in 80 latents tried),
 ~13k faces at grid 32 and ~200k at grid 128, within the codec's limits (see
-``_smooth_field``). About 7 MB on disk, loads in ~0.2 s.
+``smooth_field``). About 7 MB on disk, loads in ~0.2 s.
 
 Cache: ``$TEXT3D_CACHE/models/tiny-shap-e`` (default ``~/.cache/text3d``), read at call
 time; built once, then reused.
@@ -29,7 +29,8 @@ from text3d.generation.clip_tokenizer import CLIP_VOCAB_SIZE, build_clip_tokeniz
 from text3d.generation.marching_cubes import marching_cubes_tables
 from text3d.common.paths import cache_dir
 
-__all__ = ["TINY_SEED", "RECIPE_VERSION", "build_tiny_pipeline", "ensure_tiny_pipeline", "tiny_pipeline_path"]
+__all__ = ["TINY_SEED", "RECIPE_VERSION", "build_tiny_pipeline", "ensure_tiny_pipeline", "tiny_pipeline_path",
+           "smooth_field"]
 
 TINY_SEED = 0
 RECIPE_VERSION = 2  # bump whenever build_tiny_pipeline's output changes: cached copies are rebuilt
@@ -95,7 +96,7 @@ def build_tiny_pipeline(seed: int = TINY_SEED):
             d_hidden=_RENDERER_HIDDEN,
             n_output=12,
         )
-    _smooth_field(renderer)
+    smooth_field(renderer)
     cases, masks = marching_cubes_tables()
     renderer.mesh_decoder.cases.copy_(torch.from_numpy(cases.copy()))
     renderer.mesh_decoder.masks.copy_(torch.from_numpy(masks.copy()))
@@ -116,8 +117,11 @@ def build_tiny_pipeline(seed: int = TINY_SEED):
     )
 
 
-def _smooth_field(renderer: torch.nn.Module) -> None:
-    """Make the random renderer's signed-distance field smooth, like a real object's.
+def smooth_field(renderer: torch.nn.Module, sdf_offset: float = _SDF_OFFSET) -> None:
+    """Make a random renderer's signed-distance field smooth, like a real object's.
+
+    Any ``ShapERenderer`` (the tiny one here, the production-size one of
+    ``text3d.generation.production_size``): both read the same 93 position features.
 
     The renderer's first layer reads the position and its sin/cos encoding at 15
     octaves. Random weights on the high octaves give a field of fine noise: ~2M faces
@@ -141,7 +145,7 @@ def _smooth_field(renderer: torch.nn.Module) -> None:
         first.norm.weight[~keep] = 0.0
         first.norm.bias[~keep] = 0.0
         first.proj.bias.view(first.vectors, first.channels)[:, ~keep] = 0.0
-        renderer.mlp.mlp[-1].bias[0] += _SDF_OFFSET  # output 0 is the signed distance
+        renderer.mlp.mlp[-1].bias[0] += sdf_offset  # output 0 is the signed distance
 
 
 def _is_current(path: Path) -> bool:

@@ -2,6 +2,7 @@
 
     main.py               composition root: settings -> chain, wallet, pool, queue, app; ``main()``
     app.py                the ASGI app (FastAPI under uvicorn): auth headers, caller policy, capped body
+    connections.py        before the app: connection caps per address and in all, read deadlines
     caller_policy.py      who may ask: registered, validator permit, minimum stake (pure)
     nonce_store.py        a btauth/1 replay store shared by the miner's workers (SQLite)
     http_body.py          a request body read under a hard cap; refusals with an HTTP status
@@ -10,6 +11,7 @@
     pool.py               where meshes are made: in process or on generation servers
     generation_server.py  ``text3d generation-server``: one generator behind HTTP on one device
     ray_pool.py           generation on a Ray Serve deployment, one replica per GPU
+    status.py             the miner's own view: its standing on chain, its answers from its logs
 """
 
 from text3d.common.lazy import lazy_exports

@@ -18,7 +18,8 @@ Order of checks for one request, cheapest first, each before the work it guards:
 
 Every refusal is ``{"detail": "<one short sentence>"}``: no traceback, no echo of the
 signature or body. ``GET /health`` says whether the metagraph is synced and how full
-the queue is.
+the queue is. Every answer, refusals included, is counted in the service's ``metrics``
+(``text3d.ops.metrics.MinerMetrics``: by status and caller class, never by hotkey).
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ from fastapi.responses import JSONResponse, Response
 from text3d.miner.caller_policy import CallerPolicy, check_caller
 from text3d.miner.queue import GenerationQueue, Overloaded
 from text3d.miner.http_body import Refusal, read_capped_body
+from text3d.ops.metrics import caller_class
+from text3d.reward.reporting.terminal import terminal_safe
 from text3d.protocol.wire import MAX_REQUEST_BYTES, ROUTE, RequestError, TextTo3DRequest, TextTo3DResponse
 
 __all__ = ["MinerService", "create_app", "precheck_auth_headers"]
@@ -101,6 +104,7 @@ class MinerService:
     answered: int = 0
     refused: int = 0
     dropped: int = 0
+    metrics: Any = None  # text3d.ops.metrics.MinerMetrics, or None
 
     # -- the route ---------------------------------------------------------------
 
@@ -122,17 +126,26 @@ class MinerService:
             headers = {"Connection": "close"}
             if refusal.retry_after_s:
                 headers["Retry-After"] = str(int(math.ceil(refusal.retry_after_s)))
-            log.info(
-                "request from %s prompt %s: %d %s (%.2fs)", caller[:12], prompt_tag, refusal.status, refusal.detail,
-                self.clock() - started,
+            log.info(  # the detail may quote a caller's JSON keys: escaped, so one request stays one line
+                "request from %s prompt %s: %d %s (%.2fs)", caller[:12], prompt_tag, refusal.status,
+                terminal_safe(refusal.detail, 200), self.clock() - started,
             )
+            self._observe(request, refusal.status, started, detail=refusal.detail)
             return JSONResponse({"detail": refusal.detail}, status_code=refusal.status, headers=headers)
         self.answered += 1
         log.info(
-            "request from %s prompt %s: 200 %s %d bytes (%.2fs)", caller[:12], prompt_tag, response.format.value,
-            len(response.payload), self.clock() - started,
+            "request from %s prompt %s: 200 %s %d bytes (%.2fs) gen %.2fs", caller[:12], prompt_tag,
+            response.format.value, len(response.payload), self.clock() - started, response.generation_time_s or 0.0,
         )
+        self._observe(request, 200, started, generation_s=response.generation_time_s,
+                      payload_bytes=len(response.payload))
         return Response(content=response.payload, status_code=200, headers=response.headers())
+
+    def _observe(self, request: Request, status: int, started: float, **details: Any) -> None:
+        if self.metrics is None:
+            return
+        klass = caller_class(self.metagraph, request.headers.get("x-bittensor-hotkey"))
+        self.metrics.observe_request(status=status, caller=klass, seconds=self.clock() - started, **details)
 
     # -- steps ---------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ The generator loads after the port is bound, so ``/health`` answers from the sta
 needs a shared token (``TEXT3D_SERVER__TOKEN`` or ``token`` in the ``[server]`` table of
 ``--config``), checked in constant time before a byte of the body is read, on every route
 but ``/health``. ``GenerationWorker`` (generator + encoder + queue) is also what a Ray
-Serve replica runs (``neurons/generation_ray.py``).
+Serve replica runs (``text3d/miner/ray_pool.py``).
 """
 
 from __future__ import annotations
@@ -208,7 +208,7 @@ class GenerationService:
 
 
 def _refuse(status: int, detail: str, retry_after_s: float | None) -> JSONResponse:
-    headers = {"Connection": "close"}  # never drain a refused body (see neurons/miner_app.py)
+    headers = {"Connection": "close"}  # never drain a refused body (see text3d/miner/app.py)
     if retry_after_s:
         headers["Retry-After"] = str(int(math.ceil(retry_after_s)))
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)

@@ -1,4 +1,4 @@
-"""What the project's HTTP servers (the miner, the generation server) share: a refusal with
+"""What the project's HTTP servers (the miner, the generation server, the gateway) share: a refusal with
 an HTTP status, and reading a request body under a hard cap before anything parses it.
 
 ``read_capped_body`` checks, in order: a declared ``Content-Length`` that is malformed (400)

@@ -23,10 +23,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Sequence
 
 from text3d.miner.caller_policy import CallerPolicy
+from text3d.miner.connections import ConnectionGuard, guarded_protocol
 from text3d.miner.pool import InProcessPool, build_pool
 from text3d.miner.queue import GenerationQueue
 from text3d.ops.autoupdate import start_autoupdate
 from text3d.ops.logs import setup_logging
+from text3d.ops.metrics import MinerMetrics, start_metrics_server
 from text3d.miner.app import MinerService, create_app
 from text3d.settings import Settings, load_settings
 from text3d.protocol.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, ConfigError, ValidatorFault
@@ -34,17 +36,34 @@ from text3d.protocol.mesh_codec import MeshFormat
 from text3d.miner.encoding import encode_for_wire
 from text3d.ops.net import check_port_free, external_ip
 
-__all__ = ["Miner", "main"]
+__all__ = ["Miner", "main", "server_config"]
 
 log = logging.getLogger("text3d.miner")
+
+
+def server_config(app: Any, host: str, port: int, guard: ConnectionGuard) -> Any:
+    """The ``uvicorn.Config`` the miner serves ``app`` with (tests serve through it too).
+
+    http: the h11 parser, guarded (``text3d.miner.connections``): the same, tested request
+    parser whatever else is installed (ray[serve] brings httptools, which uvicorn would
+    otherwise pick by itself); h11 caps a request's headers at 64 KiB; the guard closes
+    connections over its caps at once and requests that arrive too slowly. uvicorn's own
+    ``limit_concurrency`` (503 to everyone) sits above the guard's total cap, so it never decides.
+    """
+    import uvicorn
+
+    return uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="off",
+                          timeout_keep_alive=15, limit_concurrency=guard.limits.max_connections + 64,
+                          http=guarded_protocol(guard))
 
 
 class Miner:
     """The serving loop around a ``MinerService``: metagraph resyncs, announce, shutdown."""
 
     def __init__(self, settings: Settings, *, wallet: Any, chain: Any, nonce_store: Any, generator: Any = None,
-                 executor: ThreadPoolExecutor | None = None, pool: Any = None) -> None:
-        """``pool`` (``text3d.miner.pool``) or, for the in-process default, ``generator``."""
+                 executor: ThreadPoolExecutor | None = None, pool: Any = None, metrics: MinerMetrics | None = None) -> None:
+        """``pool`` (``text3d.miner.pool``) or, for the in-process default, ``generator``; ``metrics``
+        (served by ``main`` on ``--metrics.port``) or a fresh set."""
         self.settings = settings
         self.wallet = wallet
         self.chain = chain
@@ -69,8 +88,11 @@ class Miner:
             nonce_store=nonce_store,
             max_timeout_s=section.max_timeout_s,
             deadline_margin_s=section.deadline_margin_s,
+            metrics=metrics if metrics is not None else MinerMetrics(),
         )
+        self.service.metrics.watch(self.queue, self.service)
         self.app = create_app(self.service)
+        self.guard = ConnectionGuard(section.connection_limits())
 
     async def sync(self) -> None:
         self.service.metagraph = await asyncio.to_thread(self.chain.metagraph)
@@ -83,11 +105,8 @@ class Miner:
         axon = self.settings.axon
         await self.pool.start()
         await self.sync()
-        # http="h11": the same, tested request parser whatever else is installed (ray[serve] brings httptools,
-        # which uvicorn would otherwise pick by itself); h11 caps a request's headers at 64 KiB.
-        config = uvicorn.Config(self.app, host=axon.ip, port=axon.port, log_config=None, access_log=False,
-                                lifespan="off", timeout_keep_alive=15, limit_concurrency=1024, http="h11")
-        server = uvicorn.Server(config)
+        raise_open_files_limit(self.guard.limits.max_connections + 256)
+        server = uvicorn.Server(server_config(self.app, axon.ip, axon.port, self.guard))
         server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # ours handle SIGTERM
         serving = asyncio.create_task(server.serve(sockets=[sock] if sock is not None else None))
         while not server.started and not serving.done():
@@ -121,13 +140,27 @@ class Miner:
             await self.pool.close()
 
 
+def raise_open_files_limit(wanted: int) -> None:
+    """Raise the soft limit on open files towards ``wanted`` (never past the hard limit): a
+    soft limit of 1024 would refuse sockets below the guard's caps."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        if soft != resource.RLIM_INFINITY and soft < target:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ImportError, ValueError, OSError) as exc:  # not POSIX, or not allowed: the OS limit stays
+        log.warning("could not raise the open-files limit to %d: %s", wanted, exc)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from text3d.chain.factory import open_chain
     from text3d.miner.nonce_store import SqliteNonceStore
     from text3d.ops.registration import open_registered
 
     try:
-        settings = load_settings("miner", argv)
+        settings = load_settings("miner", argv, require_netuid=True)
         setup_logging(settings.logging, role="miner", name=settings.wallet.name)
         start_autoupdate(settings.autoupdate)  # off unless --autoupdate
         chain = open_chain(settings.subtensor.network, settings.netuid, chain_endpoint=settings.subtensor.chain_endpoint,
@@ -136,13 +169,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         sock = check_port_free(settings.axon.ip, settings.axon.port)
         pool = build_pool(settings, encode_for_wire)
         nonce_store = SqliteNonceStore(settings.miner.nonce_db or settings.data_dir() / "miner_nonces.sqlite")
+        metrics = MinerMetrics()
+        metrics_server = start_metrics_server(settings.metrics, metrics.registry)
     except ConfigError as exc:
         print(f"text3d miner: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except ValidatorFault as exc:  # the chain is down: a restart later may help
         print(f"text3d miner: {exc}", file=sys.stderr)
         return EXIT_FAILURE
-    miner = Miner(settings, wallet=wallet, chain=chain, pool=pool, nonce_store=nonce_store)
+    miner = Miner(settings, wallet=wallet, chain=chain, pool=pool, nonce_store=nonce_store, metrics=metrics)
 
     async def serve() -> None:
         stop = asyncio.Event()
@@ -154,6 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(serve())
     finally:
         chain.close()
+        if metrics_server is not None:
+            metrics_server.close()
     return EXIT_OK
 
 

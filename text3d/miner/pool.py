@@ -3,7 +3,7 @@
     InProcessPool   one generator in the miner's process, on one worker thread (the default)
     EndpointPool    ``text3d generation-server`` endpoints (``--generation.endpoints``)
     RayPool         a Ray Serve deployment, one replica per GPU (``--generation.ray_address``;
-                    ``neurons/generation_ray.py``)
+                    ``text3d/miner/ray_pool.py``)
 
 A pool has ``generate(prompts, seeds, deadlines)`` -- a plain function for the in-process
 pool (run on ``executor``), a coroutine for the others -- returning one result per prompt:
@@ -56,7 +56,7 @@ Result = tuple[bytes, MeshFormat] | Exception | None
 Encoder = Callable[[Any, MeshFormat], tuple[bytes, MeshFormat]]
 """``neurons.miner.encode_for_wire``: a mesh to the bytes validators accept, or ``ValueError`` saying why not."""
 
-# The generation server's API (neurons/generation_server.py); the pool is its one client.
+# The generation server's API (text3d/miner/generation_server.py); the pool is its one client.
 GENERATE_ROUTE = "/v1/generate"
 READY_ROUTE = "/ready"
 HEALTH_ROUTE = "/health"

@@ -103,6 +103,11 @@ class GenerationQueue:
     # -- observation ---------------------------------------------------------------
 
     @property
+    def running_batches(self) -> int:
+        """Batches being generated now (the miner's metrics read it at scrape time)."""
+        return self._running_batches
+
+    @property
     def queued(self) -> int:
         return len(self._heap)
 

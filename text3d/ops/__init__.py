@@ -1,6 +1,7 @@
 """Running the neurons for real: logs, checks, wallets, updates, ports, the captioning server.
 
     logs.py          one handler set per process: plain or JSON lines, rotation, never colour
+    metrics.py       Prometheus: ``--metrics.*`` settings, the miner's and validator's metrics, the server
     net.py           ``free_port``, ``check_port_free`` (bind before start-up), ``external_ip``
     registration.py  open a wallet and refuse to start unregistered; create test wallets
     autoupdate.py    optional: pull, reinstall and restart when ``spec_version`` changes

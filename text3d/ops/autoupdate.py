@@ -2,7 +2,7 @@
 
 Off by default (``--autoupdate`` turns it on). Every ``--autoupdate.interval_s`` seconds a
 daemon thread asks git whether the checkout's upstream branch carries a different
-``SPEC_VERSION`` (read from the upstream's ``protocol/version.py`` without touching the
+``SPEC_VERSION`` (read from the upstream's ``text3d/protocol/version.py`` without touching the
 working tree). Only then does it update, in this order, stopping at the first problem:
 
 1. the working tree must be clean (local edits are never overwritten);
@@ -44,7 +44,7 @@ _EVALUATE = "import sys; namespace = {}; exec(sys.stdin.read(), namespace); prin
 
 
 def spec_version_of(source: str) -> int | None:
-    """``SPEC_VERSION`` of a ``protocol/version.py`` source (None when it has none).
+    """``SPEC_VERSION`` of a ``text3d/protocol/version.py`` source (None when it has none).
 
     A literal ``SPEC_VERSION = N`` is read without running anything; a computed one (the
     project derives it from ``__version__``) is evaluated in a separate, isolated Python

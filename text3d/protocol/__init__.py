@@ -2,6 +2,18 @@
 
 Nothing here imports bittensor (only the neurons sign and verify). Exports load lazily
 (module ``__getattr__``), so ``import text3d.protocol.version`` stays free of trimesh and pydantic.
+
+    wire.py           ``POST /v1/text3d``: the signed JSON request, the raw-bytes answer, ``MAX_SEED``
+    errors.py         the one error tree: the miner's fault, our fault, a setting to change
+    version.py        ``__version__`` and the subnet's ``SPEC_VERSION``
+    limits.py         what a validator accepts from a miner (``MeshLimits``)
+    mesh_codec.py     meshes to bytes and back (Draco, PLY, GLB), hardened for peers
+    mesh_parts.py     a mesh's colour model as parts with a base colour or a texture
+    glb_writer.py     a textured GLB, one primitive per part
+    images.py         texture images from peers: sizes read and checked before decoding
+    prescan.py        header pre-scans that run before any library allocates
+    prescan_gltf.py   the glTF / GLB JSON tree checked before trimesh reads an accessor
+    organic.py        the gateway's jobs and a worker's framed result (gateway <-> validator)
 """
 
 from importlib import import_module

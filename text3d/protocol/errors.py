@@ -17,9 +17,12 @@ is a type, defined here and nowhere else::
     │   └── ResourceExhausted          out of memory or disk on the validator (a MemoryError is ours)
     ├── ConfigError                    a bad flag, setting or file: one sentence naming what fixes it
     │   └── HotkeyNotRegistered        the wallet's hotkey holds no uid on the subnet (also LookupError)
-    └── GenerationError                a miner's own generator failed (miner-side, never scored)
-        ├── ModelNotAvailableError     generator weights missing (also a ConfigError)
-        └── EmptyMeshError             the latent decoded to a field with no surface
+    ├── GenerationError                a miner's own generator failed (miner-side, never scored)
+    │   ├── ModelNotAvailableError     generator weights missing (also a ConfigError)
+    │   └── EmptyMeshError             the latent decoded to a field with no surface
+    └── GatewayError                   the organic gateway's own service failed: the caller may retry
+        ├── StoreUnavailable           the jobs store (SQLite file, PostgreSQL server) cannot be used now
+        └── StoreFull                  the results disk is full: new jobs are refused, stored results kept
 
 Rules that follow from the tree:
 
@@ -52,6 +55,9 @@ __all__ = [
     "GenerationError",
     "ModelNotAvailableError",
     "EmptyMeshError",
+    "GatewayError",
+    "StoreUnavailable",
+    "StoreFull",
     "EXIT_OK",
     "EXIT_FAILURE",
     "EXIT_USAGE",
@@ -174,3 +180,18 @@ class ModelNotAvailableError(GenerationError, ConfigError):
 
 class EmptyMeshError(GenerationError):
     """The signed-distance field decoded from a latent has no zero crossing: there is no mesh."""
+
+
+# -- the organic gateway ------------------------------------------------------------------
+
+
+class GatewayError(Text3dError):
+    """The gateway's own service failed (HTTP 503/507); never a miner's or a caller's fault."""
+
+
+class StoreUnavailable(GatewayError):
+    """The jobs store cannot be reached or failed; the request may be retried (HTTP 503)."""
+
+
+class StoreFull(GatewayError):
+    """The disk holding the results is full: new jobs are refused (HTTP 507), stored results are kept."""

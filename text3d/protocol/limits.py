@@ -5,7 +5,7 @@ by ``MeshLimits`` *before* it allocates: declared sizes in headers are checked f
 so a 100-byte payload that claims 2^31 vertices costs microseconds, not gigabytes, and
 a texture that claims 65535 x 65535 pixels is refused at its PNG/JPEG header.
 
-``MeshDecodeError`` (defined in ``protocol/errors.py``) is the only exception ``decode_mesh``
+``MeshDecodeError`` (defined in ``text3d/protocol/errors.py``) is the only exception ``decode_mesh``
 raises; it is a miner fault: the miner's bytes are not a valid, bounded, coloured
 triangle mesh, and the message says why in one sentence.
 """

@@ -52,7 +52,7 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from text3d.reward.errors import CaptionerUnavailable
-from text3d.reward.scoring_protocol import PROTOCOL
+from text3d.reward.scoring_protocol import PINNED_FIELD, PROTOCOL, CaptionSpec
 
 __all__ = ["CaptionerConfig", "OpenAICaptioner"]
 
@@ -65,22 +65,28 @@ class CaptionerConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    base_url: str = "http://127.0.0.1:8080"
-    model: str = "llava-v1.5"
+    base_url: str = Field("http://127.0.0.1:8080", description="The captioning server.")
+    model: str = Field("llava-v1.5", description="Model name sent to the captioning server.")
     # the scoring protocol's caption section (text3d.reward.scoring_protocol) is the one place for these
-    instruction: str = PROTOCOL.caption.instruction
-    include_prompt: bool = PROTOCOL.caption.include_prompt  # the prompt would leak the answer
+    instruction: str = Field(PROTOCOL.caption.instruction, description="The question sent with each view.",
+                             json_schema_extra=PINNED_FIELD)
+    include_prompt: bool = Field(PROTOCOL.caption.include_prompt, json_schema_extra=PINNED_FIELD,
+                                 description="Send the prompt with each view (it would leak the answer).")
     prompt_template: str = '{instruction}. It was generated from the description: "{prompt}"'
-    max_tokens: int = Field(PROTOCOL.caption.max_tokens, ge=1, le=4096)
-    temperature: float = Field(PROTOCOL.caption.temperature, ge=0.0, le=2.0)
-    seed: int | None = PROTOCOL.caption.seed
-    concurrency: int = Field(4, ge=1, le=1024)  # match the server's slots (llama-server -np)
-    timeout_s: float = Field(60.0, gt=0)
-    connect_timeout_s: float = Field(5.0, gt=0)
-    retries: int = Field(3, ge=0, le=20)
-    backoff_s: float = Field(0.5, ge=0)
-    max_backoff_s: float = Field(8.0, ge=0)
-    ready_timeout_s: float = Field(120.0, gt=0)
+    max_tokens: int = Field(PROTOCOL.caption.max_tokens, ge=1, le=4096, description="Longest caption, in tokens.",
+                            json_schema_extra=PINNED_FIELD)
+    temperature: float = Field(PROTOCOL.caption.temperature, ge=0.0, le=2.0, json_schema_extra=PINNED_FIELD,
+                               description="Sampling temperature of the captions (0: the same caption every time).")
+    seed: int | None = Field(PROTOCOL.caption.seed, description="Sampling seed sent with each caption request.",
+                             json_schema_extra=PINNED_FIELD)
+    concurrency: int = Field(4, ge=1, le=1024,
+                             description="Caption requests in flight (match the server's slots: llama-server -np).")
+    timeout_s: float = Field(60.0, gt=0, description="Seconds to wait for one caption.")
+    connect_timeout_s: float = Field(5.0, gt=0, description="Seconds to connect to the captioning server.")
+    retries: int = Field(3, ge=0, le=20, description="Retries of a failed caption request.")
+    backoff_s: float = Field(0.5, ge=0, description="Seconds before the first retry, doubled for each next one.")
+    max_backoff_s: float = Field(8.0, ge=0, description="Longest wait between two retries, in seconds.")
+    ready_timeout_s: float = Field(120.0, gt=0, description="Seconds to wait at start-up for the server to load.")
     api_key: SecretStr | None = None
 
     @field_validator("base_url")
@@ -90,6 +96,11 @@ class CaptionerConfig(BaseModel):
             raise ValueError(f"base_url must start with http:// or https://, got {value!r}")
         value = value.rstrip("/")
         return value[: -len("/v1")] if value.endswith("/v1") else value
+
+    def caption_spec(self) -> CaptionSpec:
+        """The scoring protocol's caption section these settings caption with (for ``check_protocol``)."""
+        return CaptionSpec(instruction=self.instruction, max_tokens=self.max_tokens, temperature=self.temperature,
+                           seed=self.seed, include_prompt=self.include_prompt)
 
     def user_text(self, prompt: str) -> str:
         """The text part sent beside each view."""

@@ -15,6 +15,7 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from text3d.reward.scoring_protocol import (
+    PINNED_FIELD,
     PROTOCOL,
     CameraSpec,
     CaptionSpec,
@@ -44,40 +45,66 @@ class RewardConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    clip_model: str = _P.models.clip_model
-    clip_pretrained: str = _P.models.clip_pretrained
-    text_model: str = _P.models.text_model
+    clip_model: str = Field(_P.models.clip_model, description="CLIP model (an open_clip name).",
+                            json_schema_extra=PINNED_FIELD)
+    clip_pretrained: str = Field(_P.models.clip_pretrained, description="CLIP weights (an open_clip pretrained tag).",
+                                 json_schema_extra=PINNED_FIELD)
+    text_model: str = Field(_P.models.text_model, description="Sentence-embedding model for captions (a Hugging Face id).",
+                            json_schema_extra=PINNED_FIELD)
 
-    n_views: int = Field(_P.rig.n_views, ge=1, le=64)
-    resolution_px: int = Field(_P.rig.resolution_px, ge=32, le=2048)
-    n_secret_views: int = Field(_P.rig.n_secret_views, ge=0)  # at most n_views - 1 (lowered for tiny rigs)
+    n_views: int = Field(_P.rig.n_views, ge=1, le=64, description="Views rendered of each mesh.",
+                         json_schema_extra=PINNED_FIELD)
+    resolution_px: int = Field(_P.rig.resolution_px, ge=32, le=2048, description="Side of each view in pixels.",
+                               json_schema_extra=PINNED_FIELD)
+    n_secret_views: int = Field(_P.rig.n_secret_views, ge=0, json_schema_extra=PINNED_FIELD,
+                                description="Views from below or above at a secret angle (fewer than the views).")
     camera: CameraSpec = _P.rig.camera
 
-    metric: Metric = _P.metric
-    aggregation: Aggregation = _P.aggregation
+    metric: Metric = Field(_P.metric, description="How a caption is compared with the prompt.",
+                           json_schema_extra=PINNED_FIELD)
+    aggregation: Aggregation = Field(_P.aggregation, description="How the views' values combine into one.",
+                                     json_schema_extra=PINNED_FIELD)
     similarity_range: dict[str, tuple[float, float]] = Field(default_factory=lambda: dict(DEFAULT_SIMILARITY_RANGE))
 
     # contrastive CLIP (text3d.reward.clip.contrastive_clip)
     reject_texts: tuple[str, ...] = _C.reject_texts
     distractor_pool: tuple[str, ...] = _C.distractor_pool
-    n_distractors: int = Field(_C.n_distractors, ge=1, le=256)
-    clip_temperature: float = Field(_C.temperature, gt=0.0)
-    clip_margin: float = Field(_C.margin, ge=0.0)
+    n_distractors: int = Field(_C.n_distractors, ge=1, le=256, json_schema_extra=PINNED_FIELD,
+                               description="Other prompts each view must match less well than its own.")
+    clip_temperature: float = Field(_C.temperature, gt=0.0, json_schema_extra=PINNED_FIELD,
+                                    description="Width of the CLIP score's smooth step, in cosine units.")
+    clip_margin: float = Field(_C.margin, ge=0.0, json_schema_extra=PINNED_FIELD,
+                               description="Cosine lead over the best distractor that earns half the CLIP score.")
 
     weights: RewardWeights = _P.weights
 
     # defences (text3d.reward.defences.ocr, text3d.reward.defences.flatness, text3d.reward.defences.fingerprint, text3d.reward.defences.budget)
-    ocr_max_chars: int = Field(_D.ocr_max_chars, ge=0)
-    ocr_min_confidence: float = Field(_D.ocr_min_confidence, ge=0.0, le=1.0)
-    min_thickness: float = Field(_D.min_thickness, ge=0.0, le=1.0)
-    fingerprint_max_distance: float = Field(_D.fingerprint_max_distance, gt=0.0)
-    fingerprint_view_max_distance: float = Field(_D.fingerprint_view_max_distance, gt=0.0)
-    max_overdraw: float = Field(_D.max_overdraw, gt=0.0)
+    ocr_max_chars: int = Field(_D.ocr_max_chars, ge=0, json_schema_extra=PINNED_FIELD,
+                               description="A view showing more legible characters than this scores 0.")
+    ocr_min_confidence: float = Field(_D.ocr_min_confidence, ge=0.0, le=1.0, json_schema_extra=PINNED_FIELD,
+                                      description="Text read with less confidence than this is not legible.")
+    min_thickness: float = Field(_D.min_thickness, ge=0.0, le=1.0, json_schema_extra=PINNED_FIELD,
+                                 description="A mesh thinner than this, relative to its size, loses score in proportion.")
+    fingerprint_max_distance: float = Field(_D.fingerprint_max_distance, gt=0.0, json_schema_extra=PINNED_FIELD,
+                                            description="Shape distance under which two answers are one object.")
+    fingerprint_view_max_distance: float = Field(_D.fingerprint_view_max_distance, gt=0.0,
+                                                 json_schema_extra=PINNED_FIELD,
+                                                 description="Small-render distance under which two answers are one object.")
+    fingerprint_colour_max_distance: float = Field(
+        _D.fingerprint_colour_max_distance, gt=0.0, json_schema_extra=PINNED_FIELD,
+        description="Shape distance forgiven, at full colour agreement, between two answers that are one object.")
+    fingerprint_min_colour_agreement: float = Field(
+        _D.fingerprint_min_colour_agreement, ge=-1.0, le=1.0, json_schema_extra=PINNED_FIELD,
+        description="Colour agreement from which more shape distance is forgiven (a correlation of aligned colours).")
+    max_overdraw: float = Field(_D.max_overdraw, gt=0.0, json_schema_extra=PINNED_FIELD,
+                                description="A mesh costing more than this many screens of drawing is refused unrendered.")
 
     # operational: change no score, so not part of the protocol
-    caption_deadline_s: float = Field(300.0, gt=0.0)  # one deadline for all captions of a batch
-    clip_batch_size: int = Field(64, ge=1)
-    text_batch_size: int = Field(64, ge=1)
+    caption_deadline_s: float = Field(300.0, gt=0.0, description="Seconds for all the captions of one batch.")
+    render_timeout_s: float = Field(60.0, gt=0.0,
+                                    description="Hard limit on drawing one asset; past it the asset is invalid.")
+    clip_batch_size: int = Field(64, ge=1, description="Images per CLIP batch.")
+    text_batch_size: int = Field(64, ge=1, description="Texts per sentence-embedding batch.")
 
     @model_validator(mode="before")
     @classmethod
@@ -126,6 +153,8 @@ class RewardConfig(BaseModel):
             ocr_max_chars=d.ocr_max_chars, ocr_min_confidence=d.ocr_min_confidence, min_thickness=d.min_thickness,
             fingerprint_max_distance=d.fingerprint_max_distance,
             fingerprint_view_max_distance=d.fingerprint_view_max_distance, max_overdraw=d.max_overdraw,
+            fingerprint_colour_max_distance=d.fingerprint_colour_max_distance,
+            fingerprint_min_colour_agreement=d.fingerprint_min_colour_agreement,
             **operational,
         )
 
@@ -153,6 +182,8 @@ class RewardConfig(BaseModel):
                 ocr_engine=base.defences.ocr_engine, min_thickness=self.min_thickness,
                 fingerprint_max_distance=self.fingerprint_max_distance,
                 fingerprint_view_max_distance=self.fingerprint_view_max_distance, max_overdraw=self.max_overdraw,
+                fingerprint_colour_max_distance=self.fingerprint_colour_max_distance,
+                fingerprint_min_colour_agreement=self.fingerprint_min_colour_agreement,
             ),
         )
 

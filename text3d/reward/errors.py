@@ -1,7 +1,7 @@
 """The scoring core's errors: the part of ``text3d.protocol.errors`` (the one tree) that scoring raises.
 
 Re-exported here so ``from text3d.reward.errors import ValidatorFault`` keeps reading naturally
-in the scoring core; every class is defined in ``protocol/errors.py``.
+in the scoring core; every class is defined in ``text3d/protocol/errors.py``.
 """
 
 from text3d.protocol.errors import (

@@ -6,7 +6,8 @@ and writes the evidence. Per batch:
 1. the rig: the one passed in, or the step's secret rig drawn from ``step_seed``
    (``text3d.reward.render.camera.draw_secret_rig``), or the public canonical rig;
 2. per mesh: the render budget (``text3d.reward.defences.budget``: an overdraw estimate BEFORE drawing;
-   over budget = ``InvalidAssetError``), the render, the flatness (``text3d.reward.defences.flatness``)
+   over budget or an absurd extent = ``InvalidAssetError``), the render under a hard time limit
+   (``text3d.reward.render.watchdog``: ``render_timeout_s``; past it the asset is invalid), the flatness (``text3d.reward.defences.flatness``)
    and the fingerprint (``text3d.reward.defences.fingerprint``; attached as ``report.fingerprint``);
 3. one CLIP image batch for every view, one CLIP text batch for prompts, distractors
    (passed in, else drawn from the pool by (prompt, step seed)) and junk texts (cached);
@@ -47,6 +48,7 @@ from PIL import Image
 
 from text3d.reward.defences.budget import estimate_overdraw
 from text3d.reward.render.camera import CameraRig, canonical_rig, draw_secret_rig
+from text3d.reward.render.watchdog import render_within
 from text3d.reward.caption import Captioner
 from text3d.reward.defences.caption_guard import caption_flag
 from text3d.reward.clip import ClipScorer, draw_distractors
@@ -135,6 +137,7 @@ class RewardModel:
         self.in_memory = in_memory
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self._renderer = renderer
+        self._owns_renderer = renderer is None
         self.ocr = ocr
         self.fingerprints = fingerprints
         if captioner is not None and text is None:
@@ -164,6 +167,15 @@ class RewardModel:
 
             self._renderer = get_renderer("moderngl")
         return self._renderer
+
+    def _abandon(self, renderer: Renderer) -> None:
+        """A render hung past its limit: drop that renderer (its stuck thread keeps it); the
+        next asset gets a fresh one unless the renderer was given to us."""
+        from text3d.reward.render.views import discard_renderer
+
+        discard_renderer(renderer)  # type: ignore[arg-type]
+        if self._owns_renderer:
+            self._renderer = None
 
     def models(self) -> dict[str, str]:
         return {"clip": self.clip.name, "text": self.text.model_id if self.text is not None else "none"}
@@ -330,14 +342,19 @@ class RewardModel:
             t0 = time.perf_counter()
             estimate = estimate_overdraw(mesh, rig, n_views, cfg.resolution_px, cfg.max_overdraw)
             item.timings["budget"] = time.perf_counter() - t0
-            item.defences["overdraw"] = round(float(estimate.overdraw), 4)
+            item.defences["overdraw"] = round(float(estimate.overdraw), 4) if np.isfinite(estimate.overdraw) else None
+            if estimate.invalid_reason is not None:
+                item.reason = estimate.invalid_reason
+                continue
             if estimate.overdraw > cfg.max_overdraw:
                 item.reason = (f"the mesh is over the render budget: its triangles would cover the image "
                                f"{estimate.overdraw:.0f} times over (at most {cfg.max_overdraw:g})")
                 continue
             t0 = time.perf_counter()
+            renderer = self.renderer
             try:
-                item.images = list(self.renderer.render(mesh, n_views, cfg.resolution_px, rig))
+                item.images = list(render_within(lambda: renderer.render(mesh, n_views, cfg.resolution_px, rig),
+                                                 cfg.render_timeout_s, lambda: self._abandon(renderer)))
             except InvalidAssetError as exc:
                 item.reason = str(exc) or "mesh cannot be rendered"
                 continue

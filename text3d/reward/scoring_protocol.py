@@ -49,11 +49,16 @@ __all__ = [
     "ScoringProtocol",
     "PROTOCOL",
     "PINNED_NETWORKS",
+    "PINNED_FIELD",
     "check_protocol",
 ]
 
 PINNED_NETWORKS = ("finney", "test")
 """Networks on which a validator must score with exactly ``PROTOCOL`` and a captioner."""
+
+PINNED_FIELD = {"pinned": True}
+"""``json_schema_extra`` of a config field whose value this protocol fixes on ``PINNED_NETWORKS``
+(``RewardConfig``, ``CaptionerConfig``): the field's flag says so in its help."""
 
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
 
@@ -196,7 +201,12 @@ class DefenceSpec(BaseModel):
     ocr_min_confidence: float = Field(0.6, ge=0.0, le=1.0)  # OCR lines below it are not legible
     ocr_engine: str = "rapidocr-onnxruntime==1.4.4"
     min_thickness: float = Field(0.03, ge=0.0, le=1.0)  # text3d.reward.defences.flatness: factor = min(1, t / this)
-    fingerprint_max_distance: float = Field(0.05, gt=0.0)  # text3d.reward.defences.fingerprint geometry distance
+    # text3d.reward.defences.fingerprint: chamfer distance after affine alignment (whitened units) under
+    # which two answers are one object; more is forgiven, up to the colour bound at full agreement, when
+    # their aligned colour patterns agree at least fingerprint_min_colour_agreement
+    fingerprint_max_distance: float = Field(0.02, gt=0.0)
+    fingerprint_colour_max_distance: float = Field(0.04, gt=0.0)
+    fingerprint_min_colour_agreement: float = Field(0.97, ge=-1.0, le=1.0)  # correlation of aligned colours
     fingerprint_view_max_distance: float = Field(0.02, gt=0.0)  # per-pixel RMS at 32 px, same rig
     max_overdraw: float = Field(8.0, gt=0.0)  # text3d.reward.defences.budget: projected area / viewport, worst view
 

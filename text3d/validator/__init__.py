@@ -6,10 +6,14 @@
     client.py     the miner client: signed requests, capped answers, timed at the last byte
     outcomes.py   each miner's outcome and how one answer is judged (decode under limits)
     copycats.py   duplicates within a step and repeats across prompts earn nothing
+    repeats.py    per miner, its last answers' fingerprints (saved with the state)
+    organic.py    jobs from a gateway (--gateway.url), beside the steps, through the same phases
+    gateway_link.py  the signed HTTP calls to that gateway: claim, upload, give back
     weights.py    averages -> weights: the incentive curve, every uid for the chain
-    prompts.py    prompt sources (composed, shipped, mixed, an LLM's) and per-step contrast prompts
-    state.py      moving averages, their hotkeys, progress; saved atomically
-    reports.py    one evidence folder per step, capped by size
+    prompts.py    prompt sources (composed, shipped, mixed, an LLM's): they choose the prompt only
+    state.py      moving averages, their hotkeys, the repeat memory, progress; saved atomically
+    reports.py    one evidence folder per step, the history of every step, capped by size
+    report_pages.py  the reports' index, one page per miner (history chart), the step page's answers
 """
 
 from text3d.common.lazy import lazy_exports

@@ -9,11 +9,13 @@ One step (each phase a function in ``text3d.validator.step``, timed under its na
 3. ``decode``: parse and decode every answer under the codec's limits, in the executor
    (never on the event loop);
 4. ``score``: score the decoded meshes with the RewardModel (in the executor) under the
-   step's secret camera rig and contrast prompts, both drawn from a fresh step seed
-   (recorded in the report, so every score can be reproduced);
+   step's secret camera rig and contrast prompts, both drawn from a fresh step seed and
+   the pinned protocol only (the prompt source never chooses what a score is measured
+   against; recorded in the report, so every score can be reproduced);
 5. ``copies``: answers in one step that are the same object earn once, for the earliest
-   complete answer; a miner that sends the same object for different prompts within the
-   copycat window scores 0 for the repeat (``text3d.validator.copycats``);
+   complete answer; a miner that sends the same object it sent for another prompt among
+   its last answers scores 0 for the repeat (``text3d.validator.copycats``; the memory is
+   saved with the state);
 6. ``canary``: a known mesh and prompt, every ``canary_every_steps``: when it fails, our
    renderer, CLIP or captioner is broken and the step is void;
 7. ``update``: fold each queried miner's score into its moving average -- missing, late,
@@ -22,6 +24,9 @@ One step (each phase a function in ``text3d.validator.step``, timed under its na
    when *every* miner failed at the transport level): then nobody's average changes;
 8. ``weights``: the averages through the incentive curve, when ``weights_rate_limit``
    blocks have passed; then the state is saved atomically and the step's report written.
+
+With ``--gateway.url``, ``run`` also runs an organic worker beside the steps
+(``text3d.validator.organic``): jobs from a gateway, through the same phases.
 
 The composition root (settings -> parts) is ``text3d.validator.main``.
 """
@@ -42,13 +47,12 @@ from text3d.common.timing import Stopwatch
 from text3d.protocol.errors import ValidatorFault
 from text3d.protocol.limits import DEFAULT_LIMITS, MeshLimits
 from text3d.reward.defences.canary import CanaryExpectations
-from text3d.reward.defences.fingerprint import RecentAnswers
 from text3d.settings import ValidatorSettings
 from text3d.validator import step as phases
 from text3d.validator.client import MinerClient
 from text3d.validator.outcomes import MinerOutcome, StepResult
 from text3d.validator.prompts import PromptSampler
-from text3d.validator.reports import StepReports
+from text3d.validator.reports import MAX_MESH_BYTES, TOP_MESHES, StepReports, top_meshes
 from text3d.validator.state import ValidatorState
 from text3d.validator.weights import DEFAULT_CURVE, IncentiveCurve
 
@@ -78,13 +82,15 @@ class Validator:
         limits: MeshLimits = DEFAULT_LIMITS,
         clock: Clock = time.monotonic,
         incentive: IncentiveCurve = DEFAULT_CURVE,
-        n_distractors: int = 15,
         canary: CanaryExpectations = CanaryExpectations(),
+        organic: Any = None,
+        metrics: Any = None,
     ) -> None:
+        """``organic``: a ``text3d.validator.organic.OrganicWorker`` run beside the steps, or None;
+        ``metrics``: a ``text3d.ops.metrics.ValidatorMetrics`` fed once per step, or None."""
         self.config = config
+        self.organic = organic  # text3d.validator.organic.OrganicWorker, or None
         self.incentive = incentive
-        self.n_distractors = n_distractors
-        self.recent = RecentAnswers(max_steps=config.copycat_window_steps)
         self.canary_expectations = canary
         self._canary_failed = False
         self._failed_saves = 0
@@ -101,6 +107,7 @@ class Validator:
         self.limits = limits
         self._clock = clock
         self.metagraph: Any = None
+        self.metrics = metrics
 
     async def _in_executor(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
@@ -113,11 +120,14 @@ class Validator:
         try:
             with watch.phase("sync"):
                 self.metagraph, _ = await asyncio.to_thread(phases.sync_metagraph, self.chain, self.state,
-                                                            self.recent.forget)
+                                                            self.state.answers.forget)
         except ValidatorFault as exc:
             log.warning("step %d: chain unavailable, skipping the step: %s", step_no, exc)
             timing = {f"{k}_s": v for k, v in watch.seconds.items()} | {"total_s": self._clock() - started}
-            return StepResult(step_no, None, [], timing, updated=False, fault=f"{type(exc).__name__}: {exc}")
+            skipped = StepResult(step_no, None, [], timing, updated=False, fault=f"{type(exc).__name__}: {exc}")
+            if self.metrics is not None:
+                self.metrics.observe_step(skipped, self.state.averages)
+            return skipped
         hotkeys = self.metagraph.hotkeys
 
         with watch.phase("select"):
@@ -140,17 +150,20 @@ class Validator:
             to_score = [(outcome, mesh) for outcome, mesh in judged if mesh is not None]
 
         step_seed = draw_step_seed(self.rng)  # the secret rig and the contrast prompts of this step
-        distractors = self.sampler.distractors(task.prompt, step_seed, self.n_distractors)
         rig = self.reward_model.rig_for(step_seed)  # drawn once: scoring, the canary and the report share it
+        meshes: dict[int, bytes] = {}
         with watch.phase("score"):
             if fault is None:
                 fault = await self._in_executor(phases.score_answers, self.reward_model, to_score, task.prompt,
-                                                rig=rig, step_seed=step_seed, distractors=distractors)
+                                                rig=rig, step_seed=step_seed)
+            if fault is None and self.reports is not None:  # the best answers' meshes, for the step page's viewer
+                meshes = await self._in_executor(top_meshes, to_score, TOP_MESHES, MAX_MESH_BYTES)
             del to_score
             gc.collect()  # decoded meshes sit in reference cycles: free them now, not at some later collection
         if fault is None:
             with watch.phase("copies"):
-                phases.judge_copies(outcomes, task.prompt, step_no, self.recent)
+                # seconds of alignment work for a full step: off the event loop, like scoring
+                await self._in_executor(phases.judge_copies, outcomes, task.prompt, step_no, self.state.answers)
 
         canary = None
         if fault is None and self._canary_due(step_no):
@@ -162,6 +175,7 @@ class Validator:
                 fault = f"canary failed ({canary}): our renderer, CLIP or captioner is broken"
 
         with watch.phase("update"):
+            before = {o.uid: self.state.averages.get(o.uid, 0.0) for o in outcomes}
             if fault is None:
                 phases.update_averages(self.state, outcomes, self.config.alpha)
             else:
@@ -169,7 +183,9 @@ class Validator:
             self.state.step = step_no
         timing = {f"{k}_s": v for k, v in watch.seconds.items()}
         result = StepResult(step_no, task, outcomes, timing, updated=fault is None, fault=fault,
-                            step_seed=step_seed, rig=rig.to_dict() if rig is not None else None, canary=canary)
+                            step_seed=step_seed, rig=rig.to_dict() if rig is not None else None, canary=canary,
+                            alpha=self.config.alpha,
+                            averages={uid: (old, self.state.averages.get(uid, 0.0)) for uid, old in before.items()})
         with watch.phase("weights"):
             result.weights = await self.maybe_set_weights()
         with watch.phase("save"):
@@ -177,8 +193,10 @@ class Validator:
         timing.update({f"{k}_s": v for k, v in watch.seconds.items()})
         timing["total_s"] = self._clock() - started
         if self.reports is not None:
-            await asyncio.to_thread(self._write_report, result)
+            await asyncio.to_thread(self._write_report, result, meshes)
         self._log_step(result, len(uids))
+        if self.metrics is not None:
+            self.metrics.observe_step(result, self.state.averages, int(self.metagraph.n))
         return result
 
     def _log_step(self, result: StepResult, n_miners: int) -> None:
@@ -191,6 +209,16 @@ class Validator:
             result.task.prompt, ", ".join(f"{k} {v:.2f}" for k, v in result.timing_s.items()),
             f", weights: {result.weights}" if result.weights else "",
         )
+        from text3d.reward.reporting.terminal import terminal_safe  # a detail may quote a miner's bytes: one line each
+
+        for outcome in sorted(result.outcomes, key=lambda o: o.uid):  # one line per miner: grep-able by uid
+            after = result.averages.get(outcome.uid, (0.0, 0.0))[1]
+            log.info(
+                "step %d uid %d %s: %s score %.3f avg %.3f, %s, %s bytes%s", result.step, outcome.uid,
+                outcome.hotkey[:8], outcome.status, outcome.score, after,
+                "-" if outcome.response_s is None else f"{outcome.response_s:.2f}s", f"{outcome.payload_bytes:,}",
+                f" ({terminal_safe(outcome.detail, 160)})" if outcome.detail and outcome.status != "ok" else "",
+            )
 
     def _canary_due(self, step_no: int) -> bool:
         every = self.config.canary_every_steps
@@ -225,12 +253,13 @@ class Validator:
             log.info("step %d: state saved again after %d failed saves", step, self._failed_saves)
         self._failed_saves = 0
 
-    def _write_report(self, result: StepResult) -> None:
+    def _write_report(self, result: StepResult, meshes: dict[int, bytes] | None = None) -> None:
         scored = [
             (f"uid {o.uid} ({o.hotkey[:8]}) score {o.score:.3f}", o.report) for o in result.outcomes if o.report is not None
         ]
         try:
-            self.reports.write(result.step, result.to_json(), scored, title=f"step {result.step}: {result.task.prompt}")
+            self.reports.write(result.step, result.to_json(), scored, title=f"step {result.step}: {result.task.prompt}",
+                               meshes=meshes)
         except Exception as exc:  # evidence is best-effort; never stop scoring for it
             log.warning("step %d: could not write the report: %s: %s", result.step, type(exc).__name__, exc)
 
@@ -244,8 +273,21 @@ class Validator:
     # -- loop ---------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event | None = None) -> int:
-        """Step every ``step_interval_s`` until ``stop`` or ``max_steps``; returns steps run."""
+        """Step every ``step_interval_s`` until ``stop`` or ``max_steps``; returns steps run.
+
+        The organic worker, when there is one, runs beside the steps and stops with them.
+        """
         stop = stop or asyncio.Event()
+        finished = asyncio.Event()
+        worker = asyncio.create_task(self.organic.run(self, finished)) if self.organic is not None else None
+        try:
+            return await self._steps(stop)
+        finally:
+            finished.set()
+            if worker is not None:
+                await asyncio.gather(worker, return_exceptions=True)
+
+    async def _steps(self, stop: asyncio.Event) -> int:
         done = 0
         while not stop.is_set() and (self.config.max_steps == 0 or done < self.config.max_steps):
             started = self._clock()

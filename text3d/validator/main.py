@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 from text3d.ops.autoupdate import start_autoupdate
 from text3d.ops.logs import setup_logging
+from text3d.ops.metrics import ObservedCaptioner, ValidatorMetrics, start_metrics_server
 from text3d.protocol.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, ConfigError, ModelUnavailable, ValidatorFault
 from text3d.reward.defences.canary import CanaryExpectations
 from text3d.settings import Settings, ValidatorSettings, load_settings
@@ -29,14 +30,17 @@ from text3d.validator.state import ValidatorState
 __all__ = ["build_reward_model", "check_scoring_protocol", "build_prompt_sampler", "main"]
 
 
-def build_reward_model(settings: Settings) -> Any:
+def build_reward_model(settings: Settings, metrics: ValidatorMetrics | None = None) -> Any:
+    """The production scorer; with ``metrics``, each captioner call's time and failure are counted."""
     from text3d.reward.caption import OpenAICaptioner
     from text3d.reward.factory import build_reward_model as build
 
     from text3d.reward.defences.ocr import RapidOcrEngine
 
     captioner_config = settings.captioner.to_config()
-    captioner = OpenAICaptioner(captioner_config) if captioner_config is not None else None
+    captioner: Any = OpenAICaptioner(captioner_config) if captioner_config is not None else None
+    if captioner is not None and metrics is not None:
+        captioner = ObservedCaptioner(captioner, metrics.observe_caption)
     return build(settings.models, captioner, device=settings.resolved_device(), config=settings.reward,
                  ocr=RapidOcrEngine())
 
@@ -46,12 +50,11 @@ def check_scoring_protocol(settings: Settings) -> None:
 
     Raises ``ConfigError`` naming what differs; devnet and local networks may change anything.
     """
-    from text3d.reward.scoring_protocol import CaptionSpec, check_protocol
+    from text3d.reward.scoring_protocol import check_protocol
 
     captioner = settings.captioner
-    caption = CaptionSpec(instruction=captioner.instruction, max_tokens=captioner.max_tokens,
-                          temperature=captioner.temperature, seed=captioner.seed)
-    check_protocol(settings.reward.to_protocol(caption), settings.subtensor.network, has_captioner=captioner.enabled)
+    check_protocol(settings.reward.to_protocol(captioner.caption_spec()), settings.subtensor.network,
+                   has_captioner=captioner.enabled)
 
 
 def build_prompt_sampler(settings: ValidatorSettings, rng: random.Random) -> PromptSampler:
@@ -69,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from text3d.ops.registration import open_registered
 
     try:
-        settings = load_settings("validator", argv)
+        settings = load_settings("validator", argv, require_netuid=True)
         check_scoring_protocol(settings)
         setup_logging(settings.logging, role="validator", name=settings.wallet.name)
         start_autoupdate(settings.autoupdate)  # off unless --autoupdate
@@ -81,8 +84,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         chain = open_chain(settings.subtensor.network, settings.netuid, chain_endpoint=settings.subtensor.chain_endpoint,
                            devnet_db=settings.devnet.db)
         wallet = open_registered(settings.wallet.name, settings.wallet.hotkey, settings.wallet.path, chain)
-        state = ValidatorState.load(config.state_path)
-        reward_model = build_reward_model(settings)
+        state = ValidatorState.load(config.state_path, config.copycat_answers_per_miner)
+        metrics = ValidatorMetrics()
+        reward_model = build_reward_model(settings, metrics)
+        metrics_server = start_metrics_server(settings.metrics, metrics.registry)
     except (ConfigError, ModelUnavailable) as exc:  # missing weights too: a restart cannot fetch them (pm2 stops on 78)
         print(f"text3d validator: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -92,7 +97,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     rng = random.Random()  # OS-seeded: miners must not predict tasks or seeds
 
     async def serve() -> None:
+        from text3d.validator.gateway_link import GatewayLink
+        from text3d.validator.organic import OrganicConfig, OrganicWorker
+
         client = MinerClient(wallet, connect_timeout_s=config.connect_timeout_s, max_concurrency=config.max_concurrency)
+        organic_config = OrganicConfig.from_settings(config)  # --gateway.url: organic jobs beside the steps
+        organic = (OrganicWorker(organic_config, GatewayLink(organic_config.url, wallet), rng)
+                   if organic_config is not None else None)
         validator = Validator(
             config,
             wallet=wallet,
@@ -103,9 +114,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             sampler=build_prompt_sampler(config, rng),
             rng=rng,
             incentive=settings.incentive,
-            n_distractors=settings.reward.n_distractors,
             canary=CanaryExpectations.for_models(settings.models),
+            metrics=metrics,
             reports=StepReports(config.reports_dir, config.reports_max_mb) if config.reports_max_mb > 0 else None,
+            organic=organic,
         )
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):  # finish the step in flight, keep the saved state
@@ -114,9 +126,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             await validator.run(stop)
         finally:
             await client.aclose()
+            if organic is not None:
+                await organic.aclose()
 
     try:
         asyncio.run(serve())
     finally:
         chain.close()
+        if metrics_server is not None:
+            metrics_server.close()
     return EXIT_OK

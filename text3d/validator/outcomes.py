@@ -58,6 +58,8 @@ class StepResult:
     step_seed: int | None = None  # draws the secret rig and the contrast prompts
     rig: dict | None = None
     canary: str | None = None  # "ok", the failure, or None when not run this step
+    alpha: float | None = None  # the moving average's factor this step folded scores in with
+    averages: dict[int, tuple[float, float]] = field(default_factory=dict)  # uid -> (before, after) the step
 
     def to_json(self) -> dict:
         return {
@@ -70,6 +72,8 @@ class StepResult:
             "fault": self.fault,
             "weights": self.weights,
             "timing_s": self.timing_s,
+            "alpha": self.alpha,
+            "averages": {str(uid): {"before": before, "after": after} for uid, (before, after) in self.averages.items()},
             "miners": [outcome.to_json() for outcome in self.outcomes],
         }
 

@@ -1,10 +1,9 @@
 """The validator's tasks: prompts a lookup table cannot serve, with fresh seeds.
 
-Three sources, one interface (``PromptSource.draw(rng) -> str`` and
-``distractors(prompt, step_seed, k) -> list[str]``):
+Three sources, one interface (``PromptSource.draw(rng) -> str``):
 
-* ``ShippedPrompts`` -- ``neurons/data/prompts.txt``, one description per line (1,260).
-* ``ComposedPrompts`` -- composed from shipped word lists (``neurons/data/{styles,colours,
+* ``ShippedPrompts`` -- ``text3d/validator/data/prompts.txt``, one description per line (1,260).
+* ``ComposedPrompts`` -- composed from shipped word lists (``text3d/validator/data/{styles,colours,
   materials,objects,attributes}.txt``) as ``a/an [style] [colour] [material] object
   [attribute]``: 322 objects x (16 + 1) styles x (30 + 1) colours x (30 + 1) materials x
   (36 + 1) attributes = **194,639,018** distinct prompts (``size``; exact: the lists share no
@@ -17,9 +16,11 @@ Three sources, one interface (``PromptSource.draw(rng) -> str`` and
 
 Randomness is passed in (``random.Random``), so a task stream is reproducible in tests
 and unpredictable in production (seeded from the OS); ``prompt_for_seed(source, seed)``
-is the draw of one seed. Distractor prompts for the CLIP component (``text3d.reward.clip``)
-come from the same source, drawn by a generator that depends only on (prompt, step
-seed): every validator with the same step seed contrasts against the same prompts.
+is the draw of one seed. A source chooses the prompt and nothing else: what a score is
+measured against (contrast prompts, junk texts, the rig, thresholds) comes from the prompt,
+the step seed and the pinned scoring protocol only (``text3d.reward.clip.draw_distractors``
+from the protocol's distractor pool), so two validators with different prompt settings --
+or an LLM source whose answers cannot be reproduced -- give the same score.
 """
 
 import random
@@ -29,7 +30,6 @@ from pathlib import Path
 from typing import Protocol, Sequence
 
 from text3d.protocol.wire import MAX_SEED
-from text3d.common.seeds import step_random
 
 __all__ = [
     "DATA_DIR",
@@ -82,25 +82,8 @@ class PromptSource(Protocol):
     def draw(self, rng: random.Random) -> str:
         """One prompt; all randomness from ``rng``."""
 
-    def distractors(self, prompt: str, step_seed: int, k: int) -> list[str]:
-        """``k`` distinct prompts other than ``prompt``, a function of (prompt, step_seed) only."""
 
-
-class _DistractorsFromDraw:
-    def distractors(self, prompt: str, step_seed: int, k: int) -> list[str]:
-        key = prompt.strip().lower()
-        rng = step_random(step_seed, "distractors/" + key)
-        out: dict[str, None] = {}
-        for _ in range(50 * k + 50):  # a small source may run out; never loop forever
-            if len(out) >= k:
-                break
-            text = self.draw(rng)  # type: ignore[attr-defined]
-            if text.strip().lower() != key:
-                out.setdefault(text, None)
-        return list(out)
-
-
-class ShippedPrompts(_DistractorsFromDraw):
+class ShippedPrompts:
     """A fixed list of prompts (default: the shipped 1,260)."""
 
     def __init__(self, prompts: Sequence[str] | None = None) -> None:
@@ -119,7 +102,7 @@ def _article(first_word: str) -> str:
     return "an" if w[:1] in "aeiou" or w.startswith(("hour", "honest")) else "a"
 
 
-class ComposedPrompts(_DistractorsFromDraw):
+class ComposedPrompts:
     """``a/an [style] [colour] [material] object [attribute]`` from the shipped word lists.
 
     ``fill`` is each optional slot's probability of being filled in a draw (the object is
@@ -217,7 +200,7 @@ class ComposedPrompts(_DistractorsFromDraw):
         return parts
 
 
-class MixedPrompts(_DistractorsFromDraw):
+class MixedPrompts:
     """``shipped`` with probability ``shipped_share``, else ``composed``."""
 
     def __init__(self, shipped: PromptSource | None = None, composed: PromptSource | None = None,
@@ -287,9 +270,6 @@ class LLMPrompts:
         self.answers += 1
         return text.lower()
 
-    def distractors(self, prompt: str, step_seed: int, k: int) -> list[str]:
-        return self.fallback.distractors(prompt, step_seed, k)
-
 
 def default_prompt_source() -> MixedPrompts:
     """The validator's default: the shipped list (20 %) mixed with composed prompts (80 %)."""
@@ -320,6 +300,3 @@ class PromptSampler:
 
     def draw(self) -> Task:
         return Task(prompt=self.source.draw(self._rng), seed=self._rng.randint(0, MAX_SEED))
-
-    def distractors(self, prompt: str, step_seed: int, k: int) -> list[str]:
-        return self.source.distractors(prompt, step_seed, k)

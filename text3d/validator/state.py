@@ -13,9 +13,14 @@ Rules the state enforces:
   are clipped to [0, 1] and a non-finite score counts as 0 (a miner fault).
 - ``sync_hotkeys(hotkeys)``: a uid whose hotkey changed (deregistered and taken by a
   new neuron) starts again from 0 -- the newcomer inherits nothing.
+- ``answers``: the repeat memory (``text3d.validator.repeats.RecentAnswers``: per miner its
+  last answers' fingerprints), saved beside the JSON as ``<state>.answers.npz`` (binary:
+  tens of MB at most), atomically too, so a restart does not forget which objects each
+  miner already sent. A state saved without one loads with an empty memory.
 """
 
 import json
+import logging
 import math
 import os
 import tempfile
@@ -23,7 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from text3d.validator.repeats import RecentAnswers
+
 __all__ = ["ValidatorState"]
+
+log = logging.getLogger("text3d.validator")
 
 _FORMAT_VERSION = 1
 
@@ -34,6 +43,7 @@ class ValidatorState:
     hotkeys: dict[int, str] = field(default_factory=dict)
     step: int = 0
     last_weight_block: int | None = None
+    answers: RecentAnswers = field(default_factory=RecentAnswers)
 
     # -- scores -------------------------------------------------------------------
 
@@ -77,30 +87,30 @@ class ValidatorState:
         }
 
     @classmethod
-    def from_json(cls, data: dict) -> "ValidatorState":
+    def from_json(cls, data: dict, answers: RecentAnswers | None = None) -> "ValidatorState":
         if data.get("format_version") != _FORMAT_VERSION:
             raise ValueError(f"unsupported validator state format {data.get('format_version')!r}")
         return cls(
+            answers=answers if answers is not None else RecentAnswers(),
             averages={int(uid): float(value) for uid, value in data["averages"].items()},
             hotkeys={int(uid): str(hotkey) for uid, hotkey in data["hotkeys"].items()},
             step=int(data["step"]),
             last_weight_block=None if data["last_weight_block"] is None else int(data["last_weight_block"]),
         )
 
+    @staticmethod
+    def answers_path(path: str | Path) -> Path:
+        """Where the repeat memory of the state at ``path`` lives."""
+        path = Path(path)
+        return path.with_name(path.name + ".answers.npz")
+
     def save(self, path: str | Path) -> None:
-        """Write atomically: the file at ``path`` is always either the old or the new state."""
+        """Write atomically: the file at ``path`` is always either the old or the new state (the
+        repeat memory beside it likewise, written first)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w") as handle:
-                json.dump(self.to_json(), handle, indent=1)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp_name, path)
-        except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
-            raise
+        _write_atomically(self.answers_path(path), self.answers.to_bytes(), path.name)
+        _write_atomically(path, json.dumps(self.to_json(), indent=1).encode(), path.name)
 
     @staticmethod
     def remove_temp_files(path: str | Path) -> list[Path]:
@@ -118,18 +128,41 @@ class ValidatorState:
         return removed
 
     @classmethod
-    def load(cls, path: str | Path) -> "ValidatorState":
+    def load(cls, path: str | Path, answers_per_miner: int = 8) -> "ValidatorState":
         """The saved state, or a fresh one when ``path`` does not exist.
 
-        Removes the temporary files of killed saves first. Raises ``ValueError`` for a file
+        ``answers_per_miner`` bounds the repeat memory. Removes the temporary files of killed
+        saves first. Raises ``ValueError`` for a file
         that exists but is not a validator state (refusing beats silently forgetting every
         miner's history).
         """
         path = Path(path)
         cls.remove_temp_files(path)
+        answers = RecentAnswers(answers_per_miner)
+        if cls.answers_path(path).exists():
+            try:
+                answers = RecentAnswers.from_bytes(cls.answers_path(path).read_bytes(), answers_per_miner)
+            except (OSError, ValueError) as exc:  # expendable: repeats are caught again from the next answers
+                log.warning("the repeat memory %s is unreadable (%s): starting with an empty one",
+                            cls.answers_path(path), exc)
         if not path.exists():
-            return cls()
+            return cls(answers=answers)
         try:
-            return cls.from_json(json.loads(path.read_text()))
+            return cls.from_json(json.loads(path.read_text()), answers)
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise ValueError(f"{path} is not a readable validator state ({exc}); move it away to start afresh") from exc
+
+
+def _write_atomically(path: Path, data: bytes, state_name: str) -> None:
+    """``data`` to ``path`` through a temporary file in the same folder (named after the state,
+    so ``remove_temp_files`` finds it), fsync, then ``os.replace``."""
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{state_name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise

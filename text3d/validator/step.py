@@ -20,6 +20,7 @@ ours; none swallows a miner's failure into a fault or the other way round.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import traceback
@@ -110,14 +111,52 @@ def draw_miner_seeds(rng: random.Random, n: int) -> list[int]:
 
 
 async def query_miners(client: MinerClient, metagraph: Any, uids: Sequence[int], task: Task,
-                       seeds: Sequence[int], timeout_s: float) -> list[MinerAnswer]:
-    """One answer per uid (same order); never raises for a miner's failure."""
+                       seeds: Sequence[int], timeout_s: float, *,
+                       first_answer_grace_s: float | None = None) -> list[MinerAnswer]:
+    """One answer per uid (same order); never raises for a miner's failure.
+
+    ``first_answer_grace_s`` (organic jobs): once one miner has answered ``ok``, the others get
+    this many seconds more, then count as ``late``; the requests themselves are the same.
+    """
     targets, requests = [], []
     for uid, seed in zip(uids, seeds):
         neuron = metagraph.neuron(uid)
         targets.append(Target(uid=uid, hotkey=neuron.hotkey, ip=neuron.axon_ip, port=neuron.axon_port))
         requests.append(TextTo3DRequest(prompt=task.prompt, seed=int(seed), timeout_s=timeout_s))
-    return await client.query_many(targets, requests, timeout_s)
+    if first_answer_grace_s is None:
+        return await client.query_many(targets, requests, timeout_s)
+    return await _query_with_grace(client, targets, requests, timeout_s, first_answer_grace_s)
+
+
+async def _query_with_grace(client: MinerClient, targets: Sequence[Target], requests: Sequence[TextTo3DRequest],
+                            timeout_s: float, grace_s: float) -> list[MinerAnswer]:
+    """``client.query`` for each target; those still out ``grace_s`` after the first ok answer are cut off."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    tasks = [asyncio.ensure_future(client.query(t, r, timeout_s)) for t, r in zip(targets, requests)]
+    cutoff: float | None = None
+    pending = set(tasks)
+    try:
+        while pending:
+            wait_s = None if cutoff is None else max(0.0, cutoff - loop.time())
+            done, pending = await asyncio.wait(pending, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
+            if cutoff is None and any(not t.cancelled() and t.exception() is None and t.result().status == "ok"
+                                      for t in done):
+                cutoff = loop.time() + grace_s
+            if cutoff is not None and loop.time() >= cutoff:
+                break
+    finally:
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+    answers = []
+    for target, task in zip(targets, tasks):
+        if task in pending or task.cancelled() or task.exception() is not None:
+            answers.append(MinerAnswer(target.uid, "late", f"no answer within {grace_s:g}s of the first valid one",
+                                       elapsed_s=loop.time() - started))
+        else:
+            answers.append(task.result())
+    return answers
 
 
 def transport_outcomes(answers: Sequence[MinerAnswer], hotkeys: Sequence[str],
@@ -142,8 +181,11 @@ def decode_answers(answers: Sequence[MinerAnswer], hotkeys: Sequence[str], seeds
 
 
 def score_answers(reward_model: Any, to_score: Sequence[tuple[MinerOutcome, Any]], prompt: str, *,
-                  rig: Any, step_seed: int, distractors: Sequence[str]) -> str | None:
+                  rig: Any, step_seed: int) -> str | None:
     """Executor job: score the decoded meshes and write each outcome's score and report.
+
+    The contrast prompts are the scorer's own draw from the pinned protocol's pool for
+    (prompt, step seed): nothing the validator's prompt source says reaches the score.
 
     A mesh the scorer cannot render is that miner's ``invalid`` answer. Returns the step's
     fault (a sentence) when the scoring itself failed on our side -- a ``ValidatorFault``,
@@ -154,7 +196,7 @@ def score_answers(reward_model: Any, to_score: Sequence[tuple[MinerOutcome, Any]
     try:
         reports = reward_model.score_batch(
             [mesh for _, mesh in to_score], [prompt] * len(to_score),
-            rig=rig, step_seed=step_seed, distractors=[list(distractors)] * len(to_score),
+            rig=rig, step_seed=step_seed,
         )
     except ValidatorFault as exc:
         return f"{type(exc).__name__}: {exc}"

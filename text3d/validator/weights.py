@@ -37,10 +37,12 @@ class IncentiveCurve(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: Literal["power", "rank"] = "power"
-    exponent: float = Field(4.0, gt=0.0, le=64.0)  # power: 1 = linear
-    floor: float = Field(0.0, ge=0.0, lt=1.0)  # power: averages at or below it earn nothing
-    decay: float = Field(0.5, gt=0.0, le=1.0)  # rank: each place down earns this share of the one above
+    kind: Literal["power", "rank"] = Field(
+        "power", description="power: weights follow the averages raised to the exponent; rank: by place."
+    )
+    exponent: float = Field(4.0, gt=0.0, le=64.0, description="Power curve: the exponent (1: linear).")
+    floor: float = Field(0.0, ge=0.0, lt=1.0, description="Power curve: averages at or below this earn nothing.")
+    decay: float = Field(0.5, gt=0.0, le=1.0, description="Rank curve: each place down earns this share of the one above.")
 
 
 DEFAULT_CURVE = IncentiveCurve()

@@ -69,9 +69,11 @@ def viewer_element(glb_src: str, *, alt: str, poster: str | None = None, element
     """One ``<model-viewer>`` element for ``glb_src`` (a URL, a relative path or a ``data:`` URI).
 
     Orbit and zoom with mouse or touch (``camera-controls``); ``poster`` shows until the mesh
-    loads. Every attribute is escaped: ``alt`` usually carries a stranger's prompt.
+    loads. Every attribute is escaped: ``alt`` usually carries a stranger's prompt. An empty
+    ``glb_src`` leaves ``src`` out, for a page's script to set later (``src=""`` would load the page).
     """
-    attrs = [f'src="{html.escape(glb_src, quote=True)}"', f'alt="{html.escape(alt, quote=True)}"',
+    attrs = [f'src="{html.escape(glb_src, quote=True)}"'] if glb_src else []
+    attrs += [f'alt="{html.escape(alt, quote=True)}"',
              f'class="{html.escape(css_class, quote=True)}"', "camera-controls", 'touch-action="pan-y"',
              'interaction-prompt="none"', 'shadow-intensity="0.6"', 'exposure="1.0"']
     if auto_rotate:

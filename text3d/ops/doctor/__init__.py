@@ -2,6 +2,7 @@
 
     machine.py   python, torch and CUDA, GPU memory, the renderer's GL_RENDERER, disk, model files
     network.py   captioner, chain and wallet, port, external address, clock
+    captioner.py does the captioner caption on a GPU (vLLM, the local llama-server's build and -ngl)
     roles.py     which checks a role (miner, validator) runs, in order: ``run_checks``
 """
 

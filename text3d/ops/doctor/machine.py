@@ -46,6 +46,9 @@ class Check:
 def guard(name: str, check: Callable[[], Check | list[Check]]) -> list[Check]:
     try:
         result = check()
+    except ModuleNotFoundError as exc:  # a plain `pip install text3d` has no model libraries
+        return [Check(name, "fail", f"{exc.name} is not installed: install the role's extras, pip install "
+                                    "'text3d[miner]' or 'text3d[validator]' (in a checkout: pip install -e '.[dev]')")]
     except Exception as exc:  # a doctor never prints a traceback
         return [Check(name, "fail", f"the check itself failed ({type(exc).__name__}: {str(exc)[:200]})")]
     return result if isinstance(result, list) else [result]

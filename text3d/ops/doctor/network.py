@@ -38,13 +38,24 @@ def caption_is_sensible(caption: str) -> bool:
     return wordlike >= 0.7 and any(w in _CANARY_WORDS for w in words)
 
 
-def check_captioner(settings: Any, canary: Path | None) -> Check:
+def check_captioner(settings: Any, canary: Path | None, timing: dict[str, float] | None = None) -> Check:
+    """The captioner describes a rendered canary sensibly; ``timing["caption_s"]`` gets the caption's time.
+
+    ``--captioner none`` fails on the networks that require a captioner (finney, test: the
+    validator refuses to start there) and warns elsewhere.
+    """
     import httpx
+
+    from text3d.reward.scoring_protocol import PINNED_NETWORKS
 
     captioner = settings.captioner
     if not captioner.enabled:
-        return Check("captioner", "warn", "--captioner none: scores use CLIP only; start a server (`text3d llava "
-                                          "--models 7b --port 8080`) and pass --captioner http://127.0.0.1:8080")
+        network = settings.subtensor.network
+        fix = "start a server (`text3d llava --models 7b --port 8080`) and pass --captioner http://127.0.0.1:8080"
+        if network in PINNED_NETWORKS:
+            return Check("captioner", "fail", f"--captioner none: a validator on {network} must caption its views "
+                                              f"(it refuses to start without); {fix}")
+        return Check("captioner", "warn", f"--captioner none: scores use CLIP only; {fix}")
     url = captioner.base_url
     try:
         response = httpx.get(f"{url}/health", timeout=captioner.connect_timeout_s)
@@ -65,7 +76,10 @@ def check_captioner(settings: Any, canary: Path | None) -> Check:
     config = captioner.to_config().model_copy(update={"retries": 0, "timeout_s": min(captioner.timeout_s, 120.0)})
     with OpenAICaptioner(config) as client:
         try:
+            started = time.perf_counter()
             caption = client.caption([Image.open(canary).convert("RGB")], CANARY_PROMPT)[0]
+            if timing is not None:
+                timing["caption_s"] = time.perf_counter() - started
         except Exception as exc:
             return Check("captioner", "fail", f"{url} is up but captioning failed ({type(exc).__name__}: "
                                               f"{str(exc)[:160]}); check its --mmproj (a vision model is needed)")

@@ -2,15 +2,18 @@
 
 Each check returns a ``Check`` (``pass``, ``warn`` or ``fail``, one sentence, saying
 what fixes a failure) and never raises: a check that crashes is a ``fail`` line naming
-the exception. ``text3d doctor`` (``neurons/commands/doctor.py``) prints them and exits 1
+the exception. ``text3d doctor`` (``text3d/cli/doctor.py``) prints them and exits 1
 when any failed. Nothing here contacts anything but the chain and the peers the settings
 name (the tests use the devnet and loopback servers only).
 
     machine     python, torch, cuda (driver vs build), gpu (memory vs min_compute.yml),
                 renderer (GL_RENDERER of the project's moderngl/EGL renderer), disk
     models      each model of the role in the Hugging Face cache, its size, how to get it
-    network     captioner (GET /health, then a caption of a rendered canary), wallet and
-                registration (through ``open_chain``), axon port, external IP, clock skew
+    network     captioner (GET /health, then a caption of a rendered canary; none fails on
+                finney and test), wallet and registration (through ``open_chain``), axon port,
+                external IP, clock skew
+    captioner   whether the captioner offloads to a GPU (vLLM, the local llama-server's build and
+                -ngl, or the canary caption's time)
 """
 
 from __future__ import annotations
@@ -92,7 +95,12 @@ def run_checks(role: str | None, settings: Any, *, models: str = "real", peers: 
             add("port", lambda: check_port(settings))
             add("external ip", lambda: check_external_ip(settings))
         if role == "validator":
-            add("captioner", lambda: check_captioner(settings, canary))
+            timing: dict[str, float] = {}
+            add("captioner", lambda: check_captioner(settings, canary, timing))
+            if settings.captioner.enabled:
+                from text3d.ops.doctor.captioner import check_captioner_offload
+
+                add("offload", lambda: check_captioner_offload(settings, timing.get("caption_s")))
     if settings is not None:
         data = settings.data_dir()
         add("disk", lambda: check_disk("data folder", data, 100.0))

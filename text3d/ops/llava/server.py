@@ -39,7 +39,8 @@ class LlamaServerConfig:
     context_tokens: int | None = None  # default: 2048 per slot (LLaVA-1.5: 576 image tokens + text)
     threads: int | None = None
     chat_template: str | None = LLAVA15_CHAT_TEMPLATE  # None: the model's own (or llama-server's chatml)
-    extra_args: tuple[str, ...] = field(default_factory=tuple)
+    gpu_layers: str | None = None  # -ngl: layers offloaded to the GPU (a number, "all" or "auto"); None: the server's default
+    extra_args: tuple[str, ...] = field(default_factory=tuple)  # any other llama-server options, passed as given
 
     def argv(self) -> list[str]:
         context = self.context_tokens or 2048 * self.slots
@@ -49,6 +50,8 @@ class LlamaServerConfig:
         ]
         if self.threads:
             argv += ["-t", str(self.threads)]
+        if self.gpu_layers is not None:
+            argv += ["-ngl", str(self.gpu_layers)]
         if self.chat_template:
             argv += ["--jinja", "--chat-template", self.chat_template]
         return argv + list(self.extra_args)

@@ -4,7 +4,9 @@
     flatness.py       a billboard is not a 3D object: thickness and silhouettes
     ocr.py            views with legible text score 0 (typographic attacks)
     caption_guard.py  a caption that reads text off the views earns no caption score
-    fingerprint.py    is this answer the same object as that one (copycats)
+    fingerprint.py    is this answer the same object as that one, however deformed (copycats): the rule
+    shape_cloud.py    an answer's outer surface as a small cloud in a frame no affine map changes
+    alignment.py      two clouds aligned (48 axis flips, affine ICP) and what is left of their difference
     canary.py         a known mesh and prompt that tell the validator its own pipeline works
 """
 

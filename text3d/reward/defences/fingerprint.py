@@ -1,247 +1,201 @@
-"""Copycat fingerprints: is this answer the same object as that one?
+"""Copycat fingerprints: is this answer the same object as that one, after any cheap deformation?
 
-Every miner gets its own seed, so two honest miners never return the same mesh; one
-generation answered for many hotkeys, or one mesh served for many prompts, is a copy.
-Two complementary fingerprints:
+Every miner gets its own seed, so two honest miners never return the same object; one
+generation answered for many hotkeys, or one object served for many prompts, is a copy,
+whatever was done to it on the way: stretched up to +-25 % per axis, tilted, turned,
+mirrored, warped by a few percent of its size, subdivided, decimated, remeshed,
+re-encoded, its vertices permuted or jittered, recoloured, geometry hidden inside it.
 
-**Geometry** (``geometry_fingerprint(mesh) -> np.ndarray [FINGERPRINT_DIM] float32``): the
-surface, normalised for position and size, described by magnitudes that do not change
-when the object turns about its vertical axis:
+**What is compared.** ``fingerprint(mesh, images=None, rig_key=None) -> Fingerprint`` keeps
+the answer's outer surface as a small cloud in a frame no affine map changes
+(``text3d.reward.defences.shape_cloud``: area-weighted samples, hidden interior dropped,
+whitened, canonical axes, ~1,500 points with colours and normals), plus its views at
+32 px when it was rendered (``views``, under the rig named ``rig_key``).
 
-1. the surface is sampled with area weights -- the centroids of a regular subdivision of
-   each triangle, about 20,000 in all (a 12-triangle box as densely as a blob) -- and
-   splatted trilinearly into a 32^3 grid spanning +-2.5 RMS radii around the
-   area-weighted centroid; each cell's area becomes an occupancy min(1, area / (cell^2 / 2)). Everything is a sum over faces: independent of
-   vertex and face order, of the container format, of translation and uniform scale;
-   occupancy rather than area, so jitter (which inflates small triangles' area) hardly
-   moves it;
-2. with the occupied cells at d = (p - centroid) / RMS radius, in cylindrical coordinates
-   around +Y (height y, radius rho, azimuth phi): for 9 height slabs x 7 rings (hat
-   functions) and azimuthal frequencies m = 0..6, the magnitude
-   |sum_cells occupancy * h(y) * g(rho) * exp(i m phi)| -- unchanged by a turn about +Y
-   (the renderer's up axis, so the one rotation that keeps an object upright);
-3. the 441 magnitudes, scaled to L1 norm 0.9, then the three sorted eigenvalues of the
-   occupancy covariance, scaled to L1 norm 0.1.
+**How.** ``match(a, b)`` aligns the clouds (``text3d.reward.defences.alignment``: the 48
+axis permutations and flips, the best few refined by affine ICP) and measures ``geometry``, the symmetric
+point-to-plane chamfer distance after alignment (whitened units), and ``colour``, how
+well the aligned surfaces' colour patterns agree (a correlation, so a tint or channel
+swap keeps it; None where a surface has no colour pattern).
 
-``geometry_distance(a, b)`` is half the L1 distance of two fingerprints, in [0, 1].
-Measured (tests/test_fingerprint.py): re-encoding (PLY, GLB, Draco at 11 bits), vertex
-and face permutation, scale and translation give 0.000-0.001; jitter of 0.2 % of the size
-0.004-0.014; a turn about +Y 0.000-0.048 (the most for flat faces that alias with the
-grid: a box, a cylinder); different shapes (sphere, box, torus, cylinder, capsule,
-Shap-E-like blobs of different seeds) 0.098 (cylinder vs capsule) or more, blobs 0.12 or
-more. The protocol's threshold is 0.05. Not invariant: tilting the object off its up
-axis (which also changes what the validator sees). Cost: 0.05 s at 20k faces, 0.08 s at
-100k, 1.4 s at 1M on this CPU.
+**The rule** (``CopyRule``, thresholds from the pinned protocol's ``DefenceSpec``)::
 
-**Views** (``view_fingerprint(images) -> np.ndarray [V, 32, 32, 3] float32``): the rendered
-views at 32 px. Under one rig (one step) the same object renders the same pixels, whatever
-is hidden inside it; ``view_distance`` is the RMS pixel difference in [0, 1] (protocol
-threshold 0.02; measured at 512 px views: Draco 0.002, 0.2 % jitter 0.013 -- the shading
-of jittered normals --, different blobs 0.34 or more). It catches what geometry cannot: hidden interior geometry added to make
-the surface statistics differ. It needs both answers rendered under the same rig, so it
-is for answers of one step; ``RecentAnswers`` (different steps, different rigs) uses
-geometry only.
+    same object  <=>  geometry <= geometry_max                                       (0.02)
+                  or  colour >= min_colour and geometry <= bound(colour)             (0.97)
+                  or  same rig and view_distance <= view_max                         (0.02)
+    bound(c) = geometry_max + (colour_geometry_max - geometry_max) * (c - 0.9) / 0.1  (0.034 at 0.97,
+                                                                                   0.04 at 1.0)
 
-``same_object(a, b)`` is true when either distance is under its threshold.
-``first_come(fingerprints)`` maps each later duplicate to the earliest answer it copies.
+The more the aligned colour patterns agree, the more deformation is forgiven: a copy keeps
+its colours however it is bent, while two honest objects agree on colour only as much as
+two smooth gradients happen to.
+
+Measured (tests/test_copycat_rules.py, bench/copycat.py, docs/copycats.md): honest pairs of
+the project's generators come as close as 0.0227 (two of 64 Shap-E-like blob seeds; 129 of
+their 2,016 pairs were joined by a looser first rule) and smooth gradients agree on colour
+up to 0.987 by chance, so the bounds are tight: 0 of 2,016 + 182 honest pairs joined, and 71
+of 96 deformed copies (every re-encoding, stretch, tilt, mirror, subdivision, recolouring;
+warps of 3-5 %, jitter on fine meshes and hidden geometry in part: see docs/copycats.md).
+Within a step the views catch what hides inside.
+
+``cluster_copies(fingerprints)`` groups answers that are the same object, whatever order
+pairs are compared in (each joins the earliest group leader it copies); the validator's step and ``text3d dedupe``
+both call it. ``Fingerprint.to_bytes()`` / ``from_bytes()`` store one on disk (npz, no
+pickles; hostile bytes raise ``ValueError``).
+
+Cost (bench/copycat.py, this shared 2-core CPU): 0.3 s per asset at 20k faces, 0.6 s at 100k,
+12 s at 1M; about 0.1 s per compared pair, which a step pays for every pair of its answers and
+for each answer against its miner's remembered ones.
 """
 
+from __future__ import annotations
+
 import hashlib
-from collections import deque
-from dataclasses import dataclass, field
+import io
+import os
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
 import trimesh
 from PIL import Image
 
+from text3d.reward.defences.alignment import compare, profile_distance
+from text3d.reward.defences.shape_cloud import ShapeCloud, shape_cloud
+
 __all__ = [
     "Fingerprint",
-    "geometry_fingerprint",
-    "view_fingerprint",
+    "CopyRule",
+    "Match",
     "fingerprint",
-    "geometry_distance",
+    "view_fingerprint",
     "view_distance",
+    "match",
     "same_object",
-    "first_come",
     "cluster_copies",
-    "RecentAnswers",
-    "GEOMETRY_MAX_DISTANCE",
-    "VIEW_MAX_DISTANCE",
+    "parallel_map",
+    "DEFAULT_RULE",
 ]
 
-GEOMETRY_MAX_DISTANCE = 0.05  # the protocol's defaults (text3d.reward.scoring_protocol.DefenceSpec)
-VIEW_MAX_DISTANCE = 0.02
-
-_GRID = 32
-_GRID_EXTENT = 2.5  # the grid spans +-2.5 RMS radii around the centroid
-_Y_BINS, _Y_MAX = 9, 2.0  # height slabs over y / s in [-2, 2]
-_RHO_BINS, _RHO_MAX = 7, 2.4  # rings over distance from the vertical axis / s in [0, 2.4]
-_M_MAX = 6  # azimuthal frequencies 0..6
-_BLOCK_WEIGHTS = (0.9, 0.1)
-FINGERPRINT_DIM = _Y_BINS * _RHO_BINS * (_M_MAX + 1) + 3
-_SAMPLES = 20_000  # surface samples aimed at (large triangles are subdivided)
 _VIEW_PX = 32
+_FORMAT_VERSION = 2
+_MAX_POINTS = 100_000  # a stored fingerprint with more points is not one of ours
+_MAX_VIEWS = 64
+PROFILE_MAX = 0.02  # radial profiles further apart than this are never copies (copies measured <= 0.0085)
 
 
 @dataclass(frozen=True)
 class Fingerprint:
-    """One answer's fingerprint. ``views`` is present when the answer was rendered;
-    ``rig_key`` names the rig it was rendered under (view fingerprints compare only
-    under the same rig)."""
+    """One answer's fingerprint: its canonical outer-surface ``cloud``; ``views`` [V, 32, 32, 3]
+    float32 when it was rendered, under the rig named ``rig_key`` (views compare only under
+    the same rig)."""
 
-    geometry: np.ndarray
+    cloud: ShapeCloud
     views: np.ndarray | None = None
     rig_key: str | None = None
 
     def digest(self) -> str:
-        """Short hex id of the geometry fingerprint, for reports (not for comparisons)."""
-        return hashlib.sha256(np.round(self.geometry, 3).astype(np.float32).tobytes()).hexdigest()[:16]
+        """Short hex id of the cloud, for reports (not for comparisons)."""
+        return hashlib.sha256(np.round(self.cloud.points, 2).astype(np.float32).tobytes()).hexdigest()[:16]
 
     def to_bytes(self) -> bytes:
-        """A compact, versioned serialisation (asset libraries store fingerprints on disk)."""
-        import io
-
-        buffer = io.BytesIO()
-        arrays = {"geometry": np.asarray(self.geometry, np.float32)}
+        """A compact, versioned serialisation (npz: float16 points and normals, uint8 colours)."""
+        c = self.cloud
+        arrays = {"points": c.points.astype(np.float16), "weights": c.weights.astype(np.float32),
+                  "normals": c.normals.astype(np.float16), "moments": c.moments.astype(np.float32)}
+        if c.colours is not None:
+            arrays["colours"] = np.round(np.clip(c.colours, 0, 1) * 255).astype(np.uint8)
         if self.views is not None:
             arrays["views"] = np.asarray(self.views, np.float16)
-        np.savez(buffer, version=np.int32(1), rig_key=np.str_(self.rig_key or ""), **arrays)
+        buffer = io.BytesIO()
+        np.savez(buffer, version=np.int32(_FORMAT_VERSION), rig_key=np.str_(self.rig_key or ""), **arrays)
         return buffer.getvalue()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "Fingerprint":
-        """The inverse of ``to_bytes``; ``ValueError`` for anything else (no pickles are ever loaded)."""
-        import io
-
+        """The inverse of ``to_bytes``; ``ValueError`` for anything else (no pickles are ever
+        loaded; shapes, sizes and values are checked: the bytes may come from anywhere)."""
         try:
             with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-                if int(npz["version"]) != 1:
+                if int(npz["version"]) != _FORMAT_VERSION:
                     raise ValueError(f"unknown fingerprint version {int(npz['version'])}")
+                points = npz["points"].astype(np.float32)
+                weights = npz["weights"].astype(np.float32)
+                normals = npz["normals"].astype(np.float32)
+                moments = npz["moments"].astype(np.float32)
+                colours = npz["colours"].astype(np.float32) / 255.0 if "colours" in npz.files else None
                 views = npz["views"].astype(np.float32) if "views" in npz.files else None
                 rig_key = str(npz["rig_key"]) or None
-                return cls(npz["geometry"].astype(np.float32), views, rig_key)
-        except (OSError, KeyError, EOFError) as exc:
+        except (OSError, KeyError, EOFError, TypeError, ValueError, AttributeError, zipfile.BadZipFile) as exc:
             raise ValueError(f"not a fingerprint: {exc}") from None
+        n = len(points)
+        if not (points.ndim == 2 and points.shape[1:] == (3,) and 4 <= n <= _MAX_POINTS
+                and weights.shape == (n,) and normals.shape == (n, 3) and moments.shape == (3,)
+                and (colours is None or colours.shape == (n, 3))
+                and (views is None or (views.ndim == 4 and views.shape[0] <= _MAX_VIEWS
+                                       and views.shape[1:] == (_VIEW_PX, _VIEW_PX, 3)))):
+            raise ValueError("not a fingerprint: arrays of the wrong shape")
+        arrays = [points, weights, normals, moments] + [x for x in (colours, views) if x is not None]
+        if not all(np.isfinite(x).all() for x in arrays) or (weights < 0).any() or not weights.sum() > 0:
+            raise ValueError("not a fingerprint: non-finite or negative values")
+        total = float(weights.sum())
+        if abs(total - 1.0) > 1e-3:  # ours sum to 1; anything else is normalised (a round trip stays bit-exact)
+            weights = (weights / total).astype(np.float32)
+        return cls(ShapeCloud(points, weights, colours, moments, normals), views, rig_key)
 
 
-def _lattice(level: int) -> np.ndarray:
-    """[level^2, 2] (u, v) of the centroids of a triangle's regular level x level subdivision:
-    the point A + u (B - A) + v (C - A); the set is the same whichever vertex is A."""
-    up = [((3 * i + 1) / (3 * level), (3 * j + 1) / (3 * level)) for i in range(level) for j in range(level - i)]
-    down = [((3 * i + 2) / (3 * level), (3 * j + 2) / (3 * level))
-            for i in range(level - 1) for j in range(level - 1 - i)]
-    return np.array(up + down, dtype=np.float64)
+@dataclass(frozen=True)
+class CopyRule:
+    """The thresholds of ``same_object`` (see the module docstring); defaults are the pinned protocol's."""
+
+    geometry_max: float = 0.02
+    colour_geometry_max: float = 0.04
+    min_colour_agreement: float = 0.97
+    view_max: float = 0.02
+
+    def colour_bound(self, colour: float) -> float:
+        """The geometry distance forgiven at colour agreement ``colour`` (>= ``min_colour_agreement``)."""
+        return self.geometry_max + (self.colour_geometry_max - self.geometry_max) * (colour - 0.9) / 0.1
+
+    @classmethod
+    def from_defences(cls, defences) -> "CopyRule":
+        """From a ``DefenceSpec`` or a ``RewardConfig`` (anything with the fingerprint_* fields)."""
+        return cls(float(defences.fingerprint_max_distance), float(defences.fingerprint_colour_max_distance),
+                   float(defences.fingerprint_min_colour_agreement), float(defences.fingerprint_view_max_distance))
 
 
-def _samples(mesh: trimesh.Trimesh) -> tuple[np.ndarray, np.ndarray]:
-    """Area-weighted surface samples: (points [N, 3], weights [N], weights summing to the area).
+def _protocol_rule() -> CopyRule:
+    from text3d.reward.scoring_protocol import PROTOCOL
 
-    A triangle is split into level^2 equal parts, level = ceil(sqrt(area / (total / 20000)))
-    (at most 64), and contributes each part's centroid with a level^-2 share of its area:
-    about 20,000 samples or one per face, so a 12-triangle box is sampled as densely as a
-    100k-face blob, and nothing depends on the order of vertices or faces."""
-    v = np.asarray(mesh.vertices).view(np.ndarray).astype(np.float64)
-    tri = v[np.asarray(mesh.faces).view(np.ndarray)]
-    area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
-    total = float(area.sum())
-    if not total > 0:
-        return tri[:, 0], area
-    level = np.clip(np.ceil(np.sqrt(area / (total / _SAMPLES))), 1, 64).astype(np.int64)
-    points, weights = [], []
-    for lv in np.unique(level):
-        idx = np.flatnonzero(level == lv)
-        uv = _lattice(int(lv))
-        a, ab, ac = tri[idx, 0], tri[idx, 1] - tri[idx, 0], tri[idx, 2] - tri[idx, 0]
-        pts = a[:, None, :] + uv[None, :, 0:1] * ab[:, None, :] + uv[None, :, 1:2] * ac[:, None, :]
-        points.append(pts.reshape(-1, 3))
-        weights.append(np.repeat(area[idx] / len(uv), len(uv)))
-    return np.concatenate(points), np.concatenate(weights)
+    return CopyRule.from_defences(PROTOCOL.defences)
 
 
-def _splat(points: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Trilinear splat of area into a grid centred on the area-weighted centroid, with
-    cells of ``2 * _GRID_EXTENT / _GRID`` RMS radii, turned into a saturating occupancy
-    (``OCCUPANCY``): (cell centres [C, 3] in RMS units around the centroid, weights [C]).
-
-    Occupancy, not area: jitter inflates the area of small triangles (by 21 % for 0.2 %
-    jitter on a 100k-face UV sphere) but hardly changes which cells the surface crosses.
-    The grid hangs on the centroid, not the bounding box, so flat faces do not sit on
-    cell centres by construction (a box's faces would: all of its surface is extreme)."""
-    total = weights.sum()
-    centre = weights @ points / total
-    d = points - centre
-    scale = float(np.sqrt(weights @ np.einsum("ij,ij->i", d, d) / total)) or 1.0
-    cell = 2.0 * _GRID_EXTENT / _GRID
-    g = d / (scale * cell) + _GRID / 2.0 - 0.5  # cell centres at integers
-    base = np.clip(np.floor(g).astype(np.int64), 0, _GRID - 2)
-    frac = np.clip(g - base, 0.0, 1.0)
-    grid = np.zeros(_GRID**3)
-    for dx in (0, 1):
-        wx = frac[:, 0] if dx else 1.0 - frac[:, 0]
-        for dy in (0, 1):
-            wy = frac[:, 1] if dy else 1.0 - frac[:, 1]
-            for dz in (0, 1):
-                wz = frac[:, 2] if dz else 1.0 - frac[:, 2]
-                idx = ((base[:, 0] + dx) * _GRID + base[:, 1] + dy) * _GRID + base[:, 2] + dz
-                grid += np.bincount(idx, weights=weights * wx * wy * wz, minlength=_GRID**3)
-    occupied = np.flatnonzero(grid > 0)
-    ijk = np.stack(np.unravel_index(occupied, (_GRID,) * 3), axis=1).astype(np.float64)
-    a = grid[occupied] / (scale * cell) ** 2  # area in cell faces
-    occupancy = np.minimum(a / 0.5, 1.0)  # a cell crossed by half a cell face of surface is full
-    return (ijk - (_GRID / 2.0 - 0.5)) * cell, occupancy
+DEFAULT_RULE = _protocol_rule()
 
 
-def _hat(x: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """[len(edges), N] linear (hat) membership of ``x`` in bins centred on ``edges``."""
-    step = edges[1] - edges[0]
-    return np.clip(1.0 - np.abs(x[None, :] - edges[:, None]) / step, 0.0, None)
+@dataclass(frozen=True)
+class Match:
+    """What ``match`` measured: ``geometry`` (chamfer after alignment, whitened units; inf when
+    the radial profiles alone showed the pair apart and no alignment was run),
+    ``colour`` (agreement in [-1, 1] or None), ``views`` (RMS view distance or None when the
+    answers were not rendered under one rig), and the verdict ``same``."""
 
+    geometry: float
+    colour: float | None
+    views: float | None
+    same: bool
 
-def geometry_fingerprint(mesh: trimesh.Trimesh) -> np.ndarray:
-    """The geometry fingerprint of ``mesh`` (see the module docstring): float32 [FINGERPRINT_DIM].
-
-    Raises ``ValueError`` for a mesh without area.
-    """
-    points, weights = _samples(mesh)
-    if not weights.sum() > 0:
-        raise ValueError("the mesh has no surface area to fingerprint")
-    cells, w = _splat(points, weights)
-    w = w / w.sum()
-    d = cells - w @ cells
-    d = d / (float(np.sqrt(w @ np.einsum("ij,ij->i", d, d))) or 1.0)
-    rho = np.hypot(d[:, 0], d[:, 2])  # distance from the vertical (+Y) axis
-    phi = np.arctan2(d[:, 0], d[:, 2])
-    height = _hat(np.clip(d[:, 1], -_Y_MAX, _Y_MAX), np.linspace(-_Y_MAX, _Y_MAX, _Y_BINS))  # [Y, C]
-    ring = _hat(np.clip(rho, 0.0, _RHO_MAX), np.linspace(0.0, _RHO_MAX, _RHO_BINS))  # [R, C]
-    cell_w = (height[:, None, :] * ring[None, :, :]) * w  # [Y, R, C]
-    harmonics = np.exp(1j * np.outer(np.arange(_M_MAX + 1), phi))  # [M, C]
-    energy = np.abs(np.einsum("yrc,mc->yrm", cell_w, harmonics))  # yaw-invariant magnitudes
-    cov = (w[:, None] * d).T @ d
-    eig = np.sort(np.clip(np.linalg.eigvalsh(cov), 0.0, None))[::-1]
-    blocks = []
-    for block, weight in zip((energy.reshape(-1), eig), _BLOCK_WEIGHTS):
-        total = float(np.abs(block).sum())
-        blocks.append(weight * block / total if total > 0 else block)
-    return np.concatenate(blocks).astype(np.float32)
+    def as_dict(self) -> dict:
+        return {"geometry": round(self.geometry, 4), "colour": None if self.colour is None else round(self.colour, 3),
+                "views": None if self.views is None else round(self.views, 4), "same": self.same}
 
 
 def view_fingerprint(images: Sequence[Image.Image], px: int = _VIEW_PX) -> np.ndarray:
     """[V, px, px, 3] float32 in [0, 1]: the views box-filtered down to ``px``."""
     return np.stack([np.asarray(img.convert("RGB").resize((px, px), Image.Resampling.BOX), dtype=np.float32) / 255.0
                      for img in images])
-
-
-def fingerprint(mesh: trimesh.Trimesh, images: Sequence[Image.Image] | None = None,
-                rig_key: str | None = None) -> Fingerprint:
-    """Geometry fingerprint of ``mesh``, plus the view fingerprint of ``images`` when given."""
-    views = view_fingerprint(images) if images else None
-    return Fingerprint(geometry_fingerprint(mesh), views, rig_key if views is not None else None)
-
-
-def geometry_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Half the L1 distance of two geometry fingerprints, in [0, 1]."""
-    return float(0.5 * np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)).sum())
 
 
 def view_distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -252,115 +206,80 @@ def view_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.sqrt(np.mean((a - b) ** 2)))
 
 
-def same_object(
-    a: Fingerprint,
-    b: Fingerprint,
-    *,
-    geometry_max_distance: float = GEOMETRY_MAX_DISTANCE,
-    view_max_distance: float = VIEW_MAX_DISTANCE,
-) -> bool:
-    """True when the geometry fingerprints are within ``geometry_max_distance``, or both
-    answers were rendered under the same rig and their views are within ``view_max_distance``."""
-    if geometry_distance(a.geometry, b.geometry) <= geometry_max_distance:
-        return True
+def fingerprint(mesh: trimesh.Trimesh, images: Sequence[Image.Image] | None = None,
+                rig_key: str | None = None) -> Fingerprint:
+    """The fingerprint of ``mesh``, with the view fingerprint of ``images`` when given.
+
+    Raises ``ValueError`` for a mesh without surface area.
+    """
+    views = view_fingerprint(images) if images else None
+    return Fingerprint(shape_cloud(mesh), views, rig_key if views is not None else None)
+
+
+def match(a: Fingerprint, b: Fingerprint, rule: CopyRule = DEFAULT_RULE) -> Match:
+    """Measure ``a`` against ``b`` and judge them under ``rule`` (symmetric up to ICP's tolerance)."""
+    views = None
     if a.views is not None and b.views is not None and a.rig_key is not None and a.rig_key == b.rig_key \
             and a.views.shape == b.views.shape:
-        return view_distance(a.views, b.views) <= view_max_distance
-    return False
+        views = view_distance(a.views, b.views)
+    if profile_distance(a.cloud, b.cloud) > PROFILE_MAX:  # cannot be copies: skip the alignment
+        return Match(float("inf"), None, views, bool(views is not None and views <= rule.view_max))
+    found = compare(a.cloud, b.cloud)
+    same = (found.geometry <= rule.geometry_max
+            or (found.colour is not None and found.colour >= rule.min_colour_agreement
+                and found.geometry <= rule.colour_bound(found.colour))
+            or (views is not None and views <= rule.view_max))
+    return Match(found.geometry, found.colour, views, bool(same))
 
 
-def first_come(
-    fingerprints: Sequence[Fingerprint | None],
-    same: Callable[[Fingerprint, Fingerprint], bool] = same_object,
-) -> dict[int, int]:
-    """``{index: index of the earliest answer it duplicates}`` for answers sorted by arrival.
+def same_object(a: Fingerprint, b: Fingerprint, rule: CopyRule = DEFAULT_RULE) -> bool:
+    """True when ``a`` and ``b`` are the same object under ``rule`` (see the module docstring)."""
+    return match(a, b, rule).same
 
-    ``None`` entries (no valid answer) are skipped. An answer that copies a copy points at
-    the original: only originals are compared against. O(n * originals).
-    """
-    originals: list[int] = []
-    duplicates: dict[int, int] = {}
-    for i, fp in enumerate(fingerprints):
-        if fp is None:
-            continue
-        for j in originals:
-            if same(fingerprints[j], fp):  # type: ignore[arg-type]
-                duplicates[i] = j
-                break
-        else:
-            originals.append(i)
-    return duplicates
+
+def parallel_map(fn: Callable, items: Sequence, workers: int | None = None) -> list:
+    """``[fn(x) for x in items]`` on a few threads (in order); plain when one worker or few items."""
+    workers = default_workers() if workers is None else max(1, workers)
+    if workers == 1 or len(items) < 4:
+        return [fn(x) for x in items]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="text3d-copies") as pool:
+        return list(pool.map(fn, items))
+
+
+def default_workers() -> int:
+    """Threads for pairwise comparisons: the k-d tree queries and numpy work release the GIL."""
+    return max(1, min(8, os.cpu_count() or 1))
 
 
 def cluster_copies(
     fingerprints: Sequence[Fingerprint | None],
     same: Callable[[Fingerprint, Fingerprint], bool] = same_object,
+    workers: int | None = None,
 ) -> list[list[int]]:
     """Groups of indices that are the same object, whatever order pairs are compared in.
 
-    Connected components of ``same`` over every pair (a copy of a copy joins its original's
-    group). Each group is sorted ascending (callers order their inputs, e.g. by arrival, so
-    ``group[0]`` is the earliest); groups are sorted by their first index; singletons and
-    ``None`` entries are left out. This is the one copycat rule: the validator's step and
-    ``text3d dedupe`` both call it.
+    Callers order their inputs (by arrival: ``group[0]`` is the earliest). Every pair is
+    judged first (on ``workers`` threads, default ``default_workers()``); then, in input
+    order, each answer joins the group of the EARLIEST group leader it is the same object
+    as, or leads a new group. Leaders, not members, gather: a group is the leader and
+    what copies it directly, so one honest pair judged alike by mistake costs one answer
+    and never chains a whole step of similar honest answers into one group (connected
+    components did: 44 of 64 honest blobs in one group, bench/copycat.py). A copy must
+    therefore be close to the earliest answer of its group, which every deformation
+    family is (tests/test_copycat_rules.py). Groups are sorted ascending and by their first
+    index; singletons and ``None`` entries are left out. This is the one copycat rule: the
+    validator's step and ``text3d dedupe`` both call it.
     """
-    n = len(fingerprints)
-    parent = list(range(n))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    present = [i for i in range(n) if fingerprints[i] is not None]
-    for a_pos, i in enumerate(present):
-        for j in present[a_pos + 1:]:
-            if root(i) != root(j) and same(fingerprints[i], fingerprints[j]):  # type: ignore[arg-type]
-                parent[max(root(i), root(j))] = min(root(i), root(j))
+    present = [i for i in range(len(fingerprints)) if fingerprints[i] is not None]
+    pairs = [(i, j) for a_pos, i in enumerate(present) for j in present[a_pos + 1:]]
+    verdicts = dict(zip(pairs, parallel_map(lambda pair: same(fingerprints[pair[0]], fingerprints[pair[1]]),
+                                            pairs, workers)))
     groups: dict[int, list[int]] = {}
-    for i in present:
-        groups.setdefault(root(i), []).append(i)
+    for j in present:
+        leader = next((i for i in groups if verdicts[(i, j)]), None)
+        if leader is None:
+            groups[j] = [j]
+        else:
+            groups[leader].append(j)
     return sorted((sorted(g) for g in groups.values() if len(g) > 1), key=lambda g: g[0])
 
-
-@dataclass
-class _Entry:
-    step: int
-    prompt: str
-    geometry: np.ndarray
-
-
-@dataclass
-class RecentAnswers:
-    """Per hotkey, the geometry fingerprints of its answers over the last ``max_steps`` steps.
-
-    ``repeat_of(hotkey, prompt, fp)`` returns the step of an earlier answer of that hotkey,
-    for a DIFFERENT prompt, that is the same object (then the answer is a repeat and scores
-    0); ``add`` records an answer. Steps older than ``step - max_steps`` are forgotten on
-    ``add``. Memory: 80 floats per answer kept.
-    """
-
-    max_steps: int = 32
-    geometry_max_distance: float = GEOMETRY_MAX_DISTANCE
-    _by_hotkey: dict[str, deque] = field(default_factory=dict)
-
-    def repeat_of(self, hotkey: str, prompt: str, fp: Fingerprint) -> int | None:
-        key = prompt.strip().lower()
-        for entry in self._by_hotkey.get(hotkey, ()):
-            if entry.prompt != key and geometry_distance(entry.geometry, fp.geometry) <= self.geometry_max_distance:
-                return entry.step
-        return None
-
-    def add(self, hotkey: str, step: int, prompt: str, fp: Fingerprint) -> None:
-        entries = self._by_hotkey.setdefault(hotkey, deque())
-        entries.append(_Entry(int(step), prompt.strip().lower(), np.asarray(fp.geometry, np.float32)))
-        while entries and entries[0].step <= step - self.max_steps:
-            entries.popleft()
-
-    def forget(self, hotkey: str) -> None:
-        """Drop a hotkey's history (deregistered, or its uid was given to someone else)."""
-        self._by_hotkey.pop(hotkey, None)
-
-    def __len__(self) -> int:
-        return sum(len(e) for e in self._by_hotkey.values())

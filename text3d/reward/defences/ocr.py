@@ -79,14 +79,17 @@ class RapidOcrEngine:
     ``det_limit_side_len`` caps the detector's input side: rapidocr's default (at least
     736 on the short side) upsamples a 512 px view for no gain; here a view is only ever
     scaled down, to 512 at most.
+    ``use_cuda`` asks onnxruntime for its CUDA provider (the ``onnxruntime-gpu`` build); rapidocr
+    falls back to the CPU provider by itself when there is none: ``providers()`` says which ran.
     Calls are serialised (one ONNX session set per engine).
     """
 
     name = "rapidocr-onnxruntime"
 
-    def __init__(self, *, det_limit_side_len: int = 512, threads: int = -1) -> None:
+    def __init__(self, *, det_limit_side_len: int = 512, threads: int = -1, use_cuda: bool = False) -> None:
         self.det_limit_side_len = det_limit_side_len
         self.threads = threads
+        self.use_cuda = use_cuda
         self._ocr = None
         self._lock = threading.Lock()
 
@@ -98,11 +101,16 @@ class RapidOcrEngine:
                 raise ModelUnavailable(
                     "rapidocr-onnxruntime is not installed; install the validator extras: pip install -e '.[validator]'"
                 ) from exc
+            cuda = {"det_use_cuda": True, "cls_use_cuda": True, "rec_use_cuda": True} if self.use_cuda else {}
             self._ocr = RapidOCR(
                 det_limit_side_len=self.det_limit_side_len, det_limit_type="max", intra_op_num_threads=self.threads,
-                inter_op_num_threads=self.threads, print_verbose=False,
+                inter_op_num_threads=self.threads, print_verbose=False, **cuda,
             )
         return self._ocr
+
+    def providers(self) -> list[str]:
+        """The onnxruntime execution providers the detection model runs on (loads the models)."""
+        return list(self._engine().text_det.infer.session.get_providers())
 
     def read(self, image: Image.Image) -> list[OcrLine]:
         array = np.ascontiguousarray(np.asarray(image.convert("RGB"))[:, :, ::-1])  # rapidocr wants BGR

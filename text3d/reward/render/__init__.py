@@ -5,6 +5,7 @@
     views.py              ``render_views``: a mesh in, RGB views out, through the chosen backend
     moderngl_backend.py   the canonical renderer: moderngl on headless EGL
     pyrender_backend.py   the same rig on pyrender, for users who run it already
+    watchdog.py           a hard time limit around drawing one asset (a hung driver makes it invalid)
 """
 
 from text3d.common.lazy import lazy_exports

@@ -122,7 +122,8 @@ class ModernGLRenderer:
             import moderngl
         except ImportError as exc:
             raise RendererUnavailable(
-                "moderngl is not installed; install the validator extras: pip install -e '.[validator]'"
+                "moderngl is not installed; install the validator extras: pip install 'text3d[validator]' (in a checkout: "
+                "pip install -e '.[validator]')"
             ) from exc
         _preload_llvm_users()
         kwargs = {} if device_index is None else {"device_index": device_index}

@@ -35,6 +35,7 @@ __all__ = [
     "ViewRenderer",
     "BACKENDS",
     "get_renderer",
+    "discard_renderer",
     "render_views",
     "render_views_batch",
 ]
@@ -75,6 +76,16 @@ def get_renderer(backend: str = "moderngl") -> ViewRenderer:
 
                 _default_renderers[backend] = PyrenderRenderer.create_headless()
         return _default_renderers[backend]
+
+
+def discard_renderer(renderer: ViewRenderer) -> None:
+    """Forget ``renderer`` if it is a process-wide one: the next ``get_renderer`` makes a fresh
+    one (its GL context too). For a renderer stuck in a call (``text3d.reward.render.watchdog``):
+    it is not released, since its stuck thread still holds it."""
+    with _default_lock:
+        for backend, known in list(_default_renderers.items()):
+            if known is renderer:
+                del _default_renderers[backend]
 
 
 def render_views(

@@ -2,10 +2,20 @@
 
 Layout, top to bottom: the title, the prompt and the models used (with a banner when
 they are the tiny random test models), a summary table (rank, file, score, components,
-colours), a legend that says what every number means and what counts as good,
-one section per scored asset (its notes, its views with per-view CLIP numbers and
-captions), and
-the files that could not be scored, each with its reason. Every number appears once.
+colours), one section per scored asset (its notes; for the best ``max_meshes`` assets an
+interactive 3D viewer of the mesh itself; its views in a regular grid, each a link to the
+full-size image, with per-view CLIP numbers and captions), the files that could not be
+scored, each with its reason, and last a legend that says what every number means and
+what counts as good (below the assets, so they are what a reader sees first). Every
+number appears once. A caller may open the page with its own section (``preamble_html``:
+the validator's answers table) and style.
+
+The viewer is ``<model-viewer>`` (``text3d.web.viewer``): its script is copied beside the
+page (or ``viewer_src`` names where it already is), the mesh is written as ``mesh.glb``
+in the asset's folder (linked) and embedded as a ``data:`` URI, because a browser refuses
+to fetch a file next to a page opened from ``file://``. Only meshes up to
+``max_mesh_bytes`` are kept, and only for the top ``max_meshes`` assets (a mesh that drops
+out of the top is deleted): a page never grows with the number of assets scored.
 
 ``HtmlReport`` writes incrementally: ``add`` saves an asset's views as PNGs at once (and
 drops them from memory), ``write`` (re)writes ``index.html`` atomically, so a page is
@@ -18,15 +28,17 @@ in the output folder (``text3d.reward.assets.safe_fs``).
 
 import html
 import io
+import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
 from text3d.reward.reporting.evidence import RewardReport
 from text3d.reward.assets.safe_fs import write_inside
+from text3d.web.viewer import VIEWER_MISSING_NOTE, copy_viewer_beside, glb_data_uri, viewer_element, viewer_script_tag
 
-__all__ = ["HtmlReport", "write_html_report", "is_tiny_models"]
+__all__ = ["HtmlReport", "write_html_report", "is_tiny_models", "viewer_glb"]
 
 TINY_BANNER = (
     "These numbers come from the tiny random-weight test models (--models tiny). They exercise the "
@@ -54,9 +66,15 @@ table.summary col.comp { width: 5.6em; } table.summary col.colours { width: 8.5e
 dl.legend { display: grid; grid-template-columns: minmax(7em, 12em) 1fr; gap: 0.3em 1em; margin: 0; }
 dl.legend dt { font-weight: 600; } dl.legend dd { margin: 0; }
 .asset { border: 1px solid #ccc; border-radius: 6px; padding: 0.8em; margin-bottom: 1.2em; }
-.views { display: flex; flex-wrap: wrap; gap: 0.6em; }
-figure { margin: 0; width: 192px; max-width: 100%; font-size: 0.8em; }
-figure img { width: 192px; height: 192px; max-width: 100%; border: 1px solid #eee; display: block; }
+.views { display: grid; grid-template-columns: repeat(var(--cols, 4), minmax(0, 1fr)); gap: 0.6em; max-width: 960px; }
+@media (max-width: 700px) { .views { grid-template-columns: repeat(var(--cols-narrow, 2), minmax(0, 1fr)); } }
+figure { margin: 0; min-width: 0; font-size: 0.8em; }
+figure img { width: 100%; height: auto; aspect-ratio: 1 / 1; border: 1px solid #eee; display: block; }
+figure a { display: block; cursor: zoom-in; }
+.mesh { margin: 0 0 0.8em 0; }
+model-viewer.viewer { width: 100%; max-width: 560px; height: min(70vw, 420px); display: block; background: #f3f3f3;
+                      border: 1px solid #ddd; border-radius: 4px; }
+.files { font-size: 0.9em; margin: 0.3em 0; }
 q { font-style: italic; }
 .rejected { color: #b00; }
 .note { color: #555; font-style: italic; margin: 0.2em 0; }
@@ -101,6 +119,10 @@ def _slug(name: str, index: int) -> str:
 _RANK = "\x00rank\x00"  # placeholder in a stored article, replaced when the page is laid out
 
 
+_MESH = "\x00mesh\x00"  # placeholder for the 3D viewer, filled in (or not) when the page is laid out
+_MIB = 1 << 20
+
+
 @dataclass(frozen=True)
 class _Row:
     """What the page needs of one scored asset: a few numbers and its article, already
@@ -112,6 +134,8 @@ class _Row:
     colours: str | None
     anchor: str
     article: str
+    mesh_path: str | None = None  # relative path of its kept GLB
+    poster: str | None = None  # its first view, shown until the mesh loads
 
 
 @dataclass
@@ -125,14 +149,25 @@ class HtmlReport:
     out_dir: Path
     title: str
     model_set: str | None = None
+    preamble_html: str = ""  # trusted HTML (the caller escapes what it holds) after the title and context
+    extra_style: str = ""
+    viewer_src: str | None = None  # where the viewer script is, relative to the page; None: copied beside it;
+    #                                "": none (no viewer, no mesh kept)
+    max_meshes: int = 5
+    max_mesh_bytes: int = 16 * _MIB  # Shap-E at grid 128: ~5 MB; embedded, so 4/3 of it again
     _rows: list[_Row] = field(default_factory=list)
     _unscored: list[tuple[str, str]] = field(default_factory=list)
     _first: RewardReport | None = None  # the page's context (prompt, models, weights), without images
     _count: int = 0
 
-    def add(self, name: str, report: RewardReport, colours: str | None = None) -> None:
+    def add(self, name: str, report: RewardReport, colours: str | None = None, *, glb: bytes | None = None,
+            source: Path | None = None) -> None:
         """Add one asset: its views are written now; a report without views (invalid) is
-        listed with its reason."""
+        listed with its reason.
+
+        ``glb``: the mesh as GLB, kept for the viewer when it is small enough and the asset
+        ranks in the top ``max_meshes``; ``source``: the scored file, linked from the page.
+        """
         index = self._count
         self._count += 1
         if not report.is_valid:
@@ -149,8 +184,35 @@ class HtmlReport:
             write_inside(self.out_dir, relative, buffer.getvalue())
             paths.append(relative)
         anchor = f"asset-{index}"
-        self._rows.append(_Row(name, float(report.score), dict(report.components), colours, anchor,
-                               _article(name, report, paths, anchor)))
+        links = []
+        if source is not None:
+            href = os.path.relpath(Path(source).absolute(), Path(self.out_dir).absolute())
+            links.append(f'<a href="{html.escape(Path(href).as_posix(), quote=True)}">the file</a>')
+        row = _Row(name, float(report.score), dict(report.components), colours, anchor,
+                   _article(name, report, paths, anchor, links), poster=paths[0] if paths else None)
+        if glb is not None and 0 < len(glb) <= self.max_mesh_bytes and self.wants_mesh(row.score):
+            relative = f"{slug}/mesh.glb"
+            write_inside(self.out_dir, relative, glb)
+            row = replace(row, mesh_path=relative)
+        self._rows.append(row)
+        self._drop_meshes_out_of_the_top()
+
+    def wants_mesh(self, score: float) -> bool:
+        """Whether an asset scoring ``score`` would enter the top ``max_meshes`` of those with a mesh
+        (callers ask before they spend time writing a GLB)."""
+        if self.max_meshes <= 0 or self.viewer_src == "":
+            return False
+        kept = sorted((r.score for r in self._rows if r.mesh_path), reverse=True)
+        return len(kept) < self.max_meshes or score > kept[self.max_meshes - 1]
+
+    def _drop_meshes_out_of_the_top(self) -> None:
+        with_mesh = sorted((i for i, r in enumerate(self._rows) if r.mesh_path), key=lambda i: -self._rows[i].score)
+        for i in with_mesh[self.max_meshes:]:
+            try:
+                (Path(self.out_dir) / str(self._rows[i].mesh_path)).unlink()
+            except OSError:
+                pass
+            self._rows[i] = replace(self._rows[i], mesh_path=None)
 
     def add_unscored(self, name: str, reason: str) -> None:
         """List a file (or a miner) that was not scored, with the reason."""
@@ -167,22 +229,33 @@ class HtmlReport:
         e = html.escape
         ranked = sorted(self._rows, key=lambda row: -row.score)
         first = self._first
+        meshes = {row.anchor: self._viewer(row) for row in ranked if row.mesh_path}
+        meshes = {anchor: element for anchor, element in meshes.items() if element}
+        script = ""
+        viewer_note = ""
+        if meshes:
+            src = self.viewer_src or copy_viewer_beside(Path(self.out_dir))
+            if src:
+                script = viewer_script_tag(src)
+            else:
+                viewer_note = f'<p class="note" id="viewer-missing">{e(VIEWER_MISSING_NOTE)}.</p>'
         parts = [
             '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{e(self.title)}</title><style>{_STYLE}</style></head>\n<body>",
+            f"<title>{e(self.title)}</title><style>{_STYLE}{self.extra_style}</style>{script}</head>\n<body>",
             f"<h1>{e(self.title)}</h1>",
         ]
         models = first.models if first is not None else {}
         tiny = self.model_set == "tiny" if self.model_set is not None else is_tiny_models(models)
         if tiny:
             parts.append(f'<p class="banner" id="tiny-models">{e(TINY_BANNER)}</p>')
+        parts.append(self.preamble_html)
         parts.append(self._context(first))
         parts.append(self._summary(ranked))
-        parts.append("<h2 id=\"legend\">How to read the numbers</h2>" + self._legend(first))
         if ranked:
-            parts.append('<h2 id="assets">Assets, best first</h2>')
-            parts.extend(row.article.replace(_RANK, str(rank)) for rank, row in enumerate(ranked, start=1))
+            parts.append('<h2 id="assets">Assets, best first</h2>' + viewer_note)
+            parts.extend(row.article.replace(_RANK, str(rank)).replace(_MESH, meshes.get(row.anchor, ""))
+                         for rank, row in enumerate(ranked, start=1))
         if self._unscored:
             rows = "".join(f"<tr><td>{e(name)}</td><td class=\"reason\">{e(reason)}</td></tr>"
                            for name, reason in self._unscored)
@@ -192,8 +265,21 @@ class HtmlReport:
                 '<table class="invalid"><colgroup><col style="width:40%"><col></colgroup>'
                 f"<tr><th>file</th><th>reason</th></tr>{rows}</table>"
             )
+        parts.append("<h2 id=\"legend\">How to read the numbers</h2>" + self._legend(first))
         parts.append("</body></html>\n")
         return "\n".join(parts)
+
+    def _viewer(self, row: _Row) -> str:
+        """The row's ``<model-viewer>`` with its GLB embedded, and a link to the file; "" when it is gone."""
+        try:
+            glb = (Path(self.out_dir) / str(row.mesh_path)).read_bytes()
+        except OSError:
+            return ""
+        href = html.escape(str(row.mesh_path), quote=True)
+        element = viewer_element(glb_data_uri(glb), alt=f"3D mesh of {row.name}", poster=row.poster,
+                                 element_id=f"viewer-{row.anchor}")
+        return (f'<div class="mesh">{element}<p class="files">Drag to turn, scroll or pinch to zoom. '
+                f'<a href="{href}" download>mesh.glb</a> ({len(glb) / 1024:,.0f} KB)</p></div>')
 
     def _context(self, first: RewardReport | None) -> str:
         e = html.escape
@@ -207,9 +293,9 @@ class HtmlReport:
             f'<p class="meta" id="models">models: {models}; captioner: {e(str(first.captioner or "none (CLIP only)"))}; '
             f"metric {e(first.metric)}, aggregation {e(first.aggregation)}</p>"
         )
-        if first.distractors:
-            lines.append('<p class="meta">contrast prompts: ' + "; ".join(f"<q>{e(d)}</q>" for d in first.distractors)
-                         + "</p>")
+        if first.distractors:  # folded: a long list that would push the assets down
+            lines.append(f'<details class="meta"><summary>contrast prompts ({len(first.distractors)})</summary>'
+                         + "; ".join(f"<q>{e(d)}</q>" for d in first.distractors) + "</details>")
         return "\n".join(lines)
 
     def _summary(self, ranked: list[_Row]) -> str:
@@ -230,7 +316,8 @@ class HtmlReport:
         if not rows:
             rows.append(f'<tr><td colspan="{4 + len(components)}">no asset could be scored</td></tr>')
         return (
-            '<h2 id="summary">Summary</h2><table class="summary">'
+            '<h2 id="summary">Summary</h2><p class="note">Scores, then each asset; '
+            '<a href="#legend">how to read the numbers</a> is at the end.</p><table class="summary">'
             f'<colgroup><col class="rank"><col><col class="score">{cols}<col class="colours"></colgroup>'
             f'<tr><th class="num">rank</th><th>file</th><th class="num">score</th>{head}<th>colours</th></tr>'
             + "".join(rows) + "</table>"
@@ -247,15 +334,25 @@ class HtmlReport:
                               metric=e(metric), low=low, high=high)
 
 
-def _article(name: str, report: RewardReport, image_paths: list[str], anchor: str) -> str:
-    """One asset's section: its notes, then each view with its own numbers (each once)."""
+def _article(name: str, report: RewardReport, image_paths: list[str], anchor: str, links: Sequence[str] = ()) -> str:
+    """One asset's section: its notes, the viewer's place, then each view with its own numbers (each once).
+
+    The views sit in a regular grid (4 columns, or as many as there are views; 2 on a narrow
+    screen), each a link to its full-size image.
+    """
     e = html.escape
     lines = [f'<article class="asset" id="{anchor}"><h3>#{_RANK} {e(name)}</h3>']
     lines += [f'<p class="note">{e(note)}</p>' for note in report.notes]
-    lines.append('<div class="views">')
+    if links:
+        lines.append(f'<p class="files">{" · ".join(links)}</p>')
+    lines.append(_MESH)
+    n_views = max(1, len(report.views))
+    cols = 4 if n_views % 4 == 0 or n_views > 4 else n_views
+    lines.append(f'<div class="views" style="--cols: {cols}; --cols-narrow: {min(2, cols)}">')
     for view in report.views:
         src = image_paths[view.index] if view.index < len(image_paths) else None
-        img = f'<img src="{e(src)}" alt="view {view.index}" loading="lazy">' if src else ""
+        img = (f'<a href="{e(src)}" title="view {view.index}: full size"><img src="{e(src)}" alt="view {view.index}" '
+               'loading="lazy"></a>') if src else ""
         extra = ""
         if view.ocr_rejected:
             extra += f'<br><span class="rejected">OCR read <q>{e(view.ocr_text or "")}</q>: counts 0</span>'
@@ -274,6 +371,27 @@ def _article(name: str, report: RewardReport, image_paths: list[str], anchor: st
     return "\n".join(lines)
 
 
+def viewer_glb(mesh: object, max_bytes: int = 16 * _MIB) -> bytes | None:
+    """``mesh`` (a trimesh) as GLB for the page's viewer, or None when it cannot be written or is over
+    ``max_bytes``. Textures are kept; a mesh without colours is shown in the renderer's neutral grey."""
+    from text3d.protocol.mesh_codec import MeshFormat, encode_mesh
+
+    try:
+        data = encode_mesh(mesh, MeshFormat.GLB)  # type: ignore[arg-type]
+    except ValueError:
+        try:
+            import numpy as np
+
+            grey = mesh.copy()  # type: ignore[attr-defined]
+            grey.visual.vertex_colors = np.tile(np.array([[170, 170, 170, 255]], dtype=np.uint8), (len(grey.vertices), 1))
+            data = encode_mesh(grey, MeshFormat.GLB)
+        except Exception:
+            return None
+    except Exception:  # a mesh the writer cannot handle only loses its viewer
+        return None
+    return data if 0 < len(data) <= max_bytes else None
+
+
 def write_html_report(
     entries: Sequence[tuple[str, RewardReport]],
     out_dir: Path,
@@ -282,15 +400,19 @@ def write_html_report(
     unscored: Sequence[tuple[str, str]] = (),
     colours: dict[str, str] | None = None,
     model_set: str | None = None,
+    meshes: dict[str, bytes] | None = None,
+    **options: object,
 ) -> Path:
     """Write ``out_dir/index.html`` and the views as PNGs in one call; returns the index path.
 
     ``entries`` are (asset name, report) pairs; invalid reports are listed with their
-    reasons, as are the ``unscored`` (name, reason) pairs.
+    reasons, as are the ``unscored`` (name, reason) pairs. ``meshes`` maps an asset name to
+    its GLB for the viewer; ``options`` are ``HtmlReport``'s (``preamble_html``,
+    ``viewer_src``, ``max_meshes``, ...).
     """
-    report = HtmlReport(Path(out_dir), title, model_set=model_set)
+    report = HtmlReport(Path(out_dir), title, model_set=model_set, **options)  # type: ignore[arg-type]
     for name, entry in entries:
-        report.add(name, entry, (colours or {}).get(name))
+        report.add(name, entry, (colours or {}).get(name), glb=(meshes or {}).get(name))
     for name, reason in unscored:
         report.add_unscored(name, reason)
     return report.write()

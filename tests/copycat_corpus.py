@@ -1,0 +1,267 @@
+"""What a dishonest miner does to one generation to fill a step, and what honest miners send.
+
+    DEFORMATIONS            name -> fn(mesh, rng) -> mesh: every cheap deformation family of issue 17
+    COMBINATIONS            name -> fn(mesh, rng) -> mesh: several families at once
+    copy_bases()            name -> mesh: objects a copycat starts from (chair, CAD part, blob, Shap-E-like)
+    packing_variants(mesh)  dozens of mutually different-looking variants of one mesh (stretch 0.9-1.1
+                            on two axes, tilt +-5 deg), as the issue's packing attack builds them
+    procedural_seeds(prompt, seeds), blob_seeds(seeds), tiny_shap_e_seeds(prompt, seeds)
+                            honest answers to one prompt from different seeds of each generator the
+                            project ships
+    distinct_objects()      name -> mesh: different objects (primitives and the copy bases)
+
+Every mesh carries uint8 RGBA vertex colours and is built with ``process=False``;
+deterministic for the same inputs.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import trimesh
+
+from text3d.protocol.mesh_codec import MeshFormat, decode_mesh, encode_mesh
+from tests.meshes import coloured_sphere
+
+__all__ = ["DEFORMATIONS", "COMBINATIONS", "copy_bases", "packing_variants", "procedural_seeds", "blob_seeds",
+           "tiny_shap_e_seeds", "distinct_objects", "box_chair", "cad_part"]
+
+Deform = Callable[[trimesh.Trimesh, np.random.Generator], trimesh.Trimesh]
+
+
+def _colours(mesh: trimesh.Trimesh) -> np.ndarray:
+    return np.asarray(mesh.visual.vertex_colors, np.uint8).copy()
+
+
+def _remake(mesh, vertices=None, faces=None, colours=None) -> trimesh.Trimesh:
+    return trimesh.Trimesh(np.asarray(mesh.vertices if vertices is None else vertices, np.float64),
+                           np.asarray(mesh.faces if faces is None else faces, np.int64),
+                           vertex_colors=_colours(mesh) if colours is None else colours, process=False)
+
+
+def _size(mesh) -> float:
+    return float(np.ptp(np.asarray(mesh.vertices), axis=0).max())
+
+
+def _rotation(axis, degrees: float) -> np.ndarray:
+    return trimesh.transformations.rotation_matrix(np.radians(degrees), axis)[:3, :3]
+
+
+def stretch(mesh, factors) -> trimesh.Trimesh:
+    return _remake(mesh, np.asarray(mesh.vertices) * np.asarray(factors, float))
+
+
+def turn(mesh, degrees: float, axis=(0, 1, 0)) -> trimesh.Trimesh:
+    return _remake(mesh, np.asarray(mesh.vertices) @ _rotation(axis, degrees).T)
+
+
+def warp(mesh, share: float, rng: np.random.Generator) -> trimesh.Trimesh:
+    """A smooth displacement of ``share`` of the size: each axis moved by a low-frequency sine of the others."""
+    v = np.asarray(mesh.vertices, np.float64)
+    size = _size(mesh)
+    centre = v.mean(axis=0)
+    out = v.copy()
+    for k in range(3):
+        direction = rng.normal(size=3)
+        direction /= np.linalg.norm(direction)
+        out[:, k] += share * size * np.sin(2 * np.pi * ((v - centre) @ direction) / size + rng.uniform(0, 2 * np.pi))
+    return _remake(mesh, out)
+
+
+def jitter(mesh, share: float, rng: np.random.Generator) -> trimesh.Trimesh:
+    return _remake(mesh, np.asarray(mesh.vertices) + rng.normal(scale=share * _size(mesh), size=mesh.vertices.shape))
+
+
+def subdivide(mesh, times: int = 1) -> trimesh.Trimesh:
+    v, f, c = np.asarray(mesh.vertices), np.asarray(mesh.faces), _colours(mesh).astype(np.float64)
+    for _ in range(times):
+        v, f, attrs = trimesh.remesh.subdivide(v, f, vertex_attributes={"c": c})
+        c = attrs["c"]
+    return trimesh.Trimesh(v, f, vertex_colors=np.round(c).astype(np.uint8), process=False)
+
+
+def cluster_decimate(mesh, cells: int) -> trimesh.Trimesh:
+    """Vertex-clustering decimation: vertices merged per grid cell (``cells`` along the longest side)."""
+    v, f, c = np.asarray(mesh.vertices), np.asarray(mesh.faces), _colours(mesh).astype(np.float64)
+    low, size = v.min(axis=0), _size(mesh)
+    key = np.floor((v - low) / size * cells).astype(np.int64)
+    _, cluster, counts = np.unique(key, axis=0, return_inverse=True, return_counts=True)
+    cluster = cluster.reshape(-1)
+    n = len(counts)
+    nv = np.stack([np.bincount(cluster, weights=v[:, k], minlength=n) for k in range(3)], axis=1) / counts[:, None]
+    nc = np.stack([np.bincount(cluster, weights=c[:, k], minlength=n) for k in range(4)], axis=1) / counts[:, None]
+    nf = cluster[f]
+    keep = (nf[:, 0] != nf[:, 1]) & (nf[:, 1] != nf[:, 2]) & (nf[:, 0] != nf[:, 2])
+    nf = np.unique(np.sort(nf[keep], axis=1), axis=0, return_index=True)[1]
+    faces = cluster[f][keep][np.sort(nf)]
+    return trimesh.Trimesh(nv, faces, vertex_colors=np.round(nc).astype(np.uint8), process=False)
+
+
+def remesh(mesh) -> trimesh.Trimesh:
+    """A new tessellation of the same surface: subdivided until fine, then clustered on a grid."""
+    fine = mesh
+    while len(fine.faces) < 40_000:
+        fine = subdivide(fine)
+    return cluster_decimate(fine, 70)
+
+
+def permute(mesh, rng: np.random.Generator) -> trimesh.Trimesh:
+    order = rng.permutation(len(mesh.vertices))
+    inverse = np.argsort(order)
+    faces = inverse[np.asarray(mesh.faces)][rng.permutation(len(mesh.faces))]
+    return _remake(mesh, np.asarray(mesh.vertices)[order], faces, _colours(mesh)[order])
+
+
+def mirror(mesh) -> trimesh.Trimesh:
+    v = np.asarray(mesh.vertices) * np.array([-1.0, 1.0, 1.0])
+    return _remake(mesh, v, np.asarray(mesh.faces)[:, ::-1])
+
+
+def recolour(mesh, rng: np.random.Generator) -> trimesh.Trimesh:
+    """Channels swapped and scaled, plus a tint: every colour changes, the pattern stays."""
+    c = _colours(mesh).astype(np.float64)
+    rgb = c[:, rng.permutation(3)] * rng.uniform(0.6, 1.0, size=3) + rng.uniform(0, 60, size=3)
+    return _remake(mesh, colours=np.concatenate([np.clip(rgb, 0, 255), c[:, 3:]], axis=1).astype(np.uint8))
+
+
+def repaint(mesh, rgb=(40, 90, 220)) -> trimesh.Trimesh:
+    """One flat new colour: no trace of the original's colours."""
+    return _remake(mesh, colours=np.tile(np.array([*rgb, 255], np.uint8), (len(mesh.vertices), 1)))
+
+
+def hide_inside(mesh, rng: np.random.Generator) -> trimesh.Trimesh:
+    """A lumpy blob of a fifth of the size added at the centre of mass, inside the surface."""
+    v = np.asarray(mesh.vertices)
+    inner = coloured_sphere(6000, seed=int(rng.integers(1000)))
+    centre = mesh.center_mass if mesh.is_watertight else v.mean(axis=0)
+    inner = _remake(inner, np.asarray(inner.vertices) * 0.2 * _size(mesh) + centre)
+    return trimesh.util.concatenate([mesh, inner])
+
+
+def recode(mesh, fmt: MeshFormat = MeshFormat.DRACO) -> trimesh.Trimesh:
+    return decode_mesh(encode_mesh(mesh, fmt))
+
+
+DEFORMATIONS: dict[str, Deform] = {
+    "stretch 1.25 x": lambda m, r: stretch(m, (1.25, 1.0, 1.0)),
+    "stretch 0.75/1.25": lambda m, r: stretch(m, (0.75, 1.0, 1.25)),
+    "stretch all axes": lambda m, r: stretch(m, (1.2, 0.8, 1.15)),
+    "tilt 10 deg": lambda m, r: turn(m, 10.0, (1, 0, 0)),
+    "tilt -10 deg": lambda m, r: turn(m, -10.0, (0, 0, 1)),
+    "turn 137 deg": lambda m, r: turn(m, 137.0),
+    "warp 3%": lambda m, r: warp(m, 0.03, r),
+    "warp 5%": lambda m, r: warp(m, 0.05, r),
+    "subdivide": lambda m, r: subdivide(m),
+    "decimate": lambda m, r: cluster_decimate(m, 40),
+    "remesh": lambda m, r: remesh(m),
+    "draco": lambda m, r: recode(m, MeshFormat.DRACO),
+    "glb": lambda m, r: recode(m, MeshFormat.GLB),
+    "permute": lambda m, r: permute(m, r),
+    "jitter 0.3%": lambda m, r: jitter(m, 0.003, r),
+    "mirror": lambda m, r: mirror(m),
+    "recolour": lambda m, r: recolour(m, r),
+    "repaint": lambda m, r: repaint(m),
+    "hidden inside": lambda m, r: hide_inside(m, r),
+}
+
+COMBINATIONS: dict[str, Deform] = {
+    "stretch+tilt+warp+draco": lambda m, r: recode(warp(turn(stretch(m, (1.2, 0.85, 1.1)), 8.0, (1, 0, 0)), 0.03, r)),
+    "mirror+stretch+subdivide+recolour": lambda m, r: recolour(subdivide(stretch(mirror(m), (0.8, 1.2, 1.0))), r),
+    "hidden+turn+stretch+jitter": lambda m, r: jitter(stretch(turn(hide_inside(m, r), 61.0), (1.1, 1.0, 0.8)), 0.002, r),
+    "decimate+tilt+repaint+permute": lambda m, r: permute(repaint(turn(cluster_decimate(m, 40), -7.0, (0, 0, 1))), r),
+    "remesh+warp+stretch+turn": lambda m, r: turn(stretch(warp(remesh(m), 0.02, r), (0.85, 1.15, 1.2)), 200.0),
+}
+
+
+def _box(extents, centre) -> trimesh.Trimesh:
+    return trimesh.creation.box(extents=extents, transform=trimesh.transformations.translation_matrix(centre))
+
+
+def _paint(mesh, rgb_fn) -> trimesh.Trimesh:
+    v = np.asarray(mesh.vertices)
+    rgb = np.clip(rgb_fn(v), 0, 255)
+    colours = np.concatenate([rgb, np.full((len(v), 1), 255)], axis=1).astype(np.uint8)
+    return trimesh.Trimesh(v, np.asarray(mesh.faces), vertex_colors=colours, process=False)
+
+
+def box_chair() -> trimesh.Trimesh:
+    """A chair of boxes (seat, back, four legs), wood-brown with a grain along its height."""
+    parts = [_box((1.0, 0.1, 1.0), (0, 0.5, 0)), _box((1.0, 1.0, 0.1), (0, 1.05, -0.45))]
+    parts += [_box((0.1, 0.5, 0.1), (x, 0.2, z)) for x in (-0.45, 0.45) for z in (-0.45, 0.45)]
+    chair = subdivide(_paint(trimesh.util.concatenate(parts), lambda v: np.zeros((len(v), 3))), 2)
+    return _paint(chair, lambda v: np.stack([140 + 50 * np.sin(9 * v[:, 1]), 90 + 30 * np.sin(9 * v[:, 1]),
+                                             50 + 10 * v[:, 0]], axis=1))
+
+
+def cad_part() -> trimesh.Trimesh:
+    """A machined-looking part: a plate with four bosses and a raised rib, grey."""
+    parts = [_box((2.0, 0.2, 1.2), (0, 0, 0)), _box((1.6, 0.4, 0.2), (0, 0.3, 0))]
+    for x in (-0.8, 0.8):
+        for z in (-0.4, 0.4):
+            boss = trimesh.creation.cylinder(radius=0.12, height=0.35, sections=24)
+            boss.apply_transform(trimesh.transformations.rotation_matrix(np.pi / 2, (1, 0, 0)))
+            boss.apply_translation((x, 0.2, z))
+            parts.append(boss)
+    part = subdivide(_paint(trimesh.util.concatenate(parts), lambda v: np.zeros((len(v), 3))), 1)
+    return _paint(part, lambda v: np.stack([150 + 40 * v[:, 1], 150 + 40 * v[:, 1], 160 + 40 * v[:, 1]], axis=1))
+
+
+def copy_bases() -> dict[str, trimesh.Trimesh]:
+    return {"chair": box_chair(), "cad part": cad_part(), "blob": coloured_sphere(20_000, seed=0),
+            "shap-e": tiny_shap_e_seeds("a red chair", [0])[0]}
+
+
+def packing_variants(mesh, n: int = 36) -> list[trimesh.Trimesh]:
+    """``n`` variants of ``mesh``: stretches of 0.90-1.10 on two horizontal axes and tilts of
+    +-5 deg, spread over that box so they look mutually different side by side."""
+    variants = []
+    grid = np.linspace(0.9, 1.1, 3)
+    tilts = (-5.0, 0.0, 5.0, 2.5)
+    for i in range(n):
+        sx, sz = grid[i % 3], grid[(i // 3) % 3]
+        tilt = tilts[(i // 9) % 4]
+        v = stretch(mesh, (sx, 1.0, sz))
+        variants.append(turn(turn(v, tilt, (1, 0, 0)), 5.0 * ((i % 2) * 2 - 1) if tilt == 2.5 else 0.0, (0, 0, 1)))
+    return variants
+
+
+def procedural_seeds(prompt: str, seeds) -> list[trimesh.Trimesh]:
+    from text3d.generation.primitives import PrimitiveGenerator
+
+    return PrimitiveGenerator().generate([prompt] * len(seeds), list(seeds))
+
+
+def blob_seeds(seeds, faces: int = 20_000) -> list[trimesh.Trimesh]:
+    return [coloured_sphere(faces, seed=s) for s in seeds]
+
+
+_TINY: dict = {}
+
+
+def tiny_shap_e_seeds(prompt: str, seeds, grid_size: int = 32) -> list[trimesh.Trimesh]:
+    """The tiny random-weight Shap-E pipeline (``--models tiny``), 4 denoising steps."""
+    from text3d.generation.config import TINY_MODEL, GenerationConfig
+    from text3d.generation.shap_e import ShapEGenerator
+
+    if grid_size not in _TINY:
+        config = GenerationConfig(model=TINY_MODEL, device="cpu", num_inference_steps=4, grid_size=grid_size,
+                                  guidance_scale=3.0, show_progress=False)
+        _TINY[grid_size] = ShapEGenerator.from_pretrained(config=config)
+    return _TINY[grid_size].generate([prompt] * len(seeds), list(seeds))
+
+
+def distinct_objects() -> dict[str, trimesh.Trimesh]:
+    """Different objects: primitives of other topology or proportion, and the copy bases."""
+    grey = lambda v: np.full((len(v), 3), 150.0)  # noqa: E731
+    return {
+        "sphere": _paint(trimesh.creation.icosphere(4), grey),
+        "box": _paint(trimesh.creation.box(), grey),
+        "torus": _paint(trimesh.creation.torus(1.0, 0.3), grey),
+        "thin torus": _paint(trimesh.creation.torus(1.0, 0.1), grey),
+        "cylinder": _paint(trimesh.creation.cylinder(0.5, 2.0, sections=64), grey),
+        "cone": _paint(trimesh.creation.cone(0.5, 1.0, sections=64), grey),
+        "capsule": _paint(trimesh.creation.capsule(1.0, 0.5), grey),
+        "annulus": _paint(trimesh.creation.annulus(0.3, 0.8, 0.5, sections=48), grey),
+        **copy_bases(),
+    }

@@ -1,0 +1,29 @@
+"""bench/copycat.py keeps running: its --smoke mode ends with one JSON line of figures and exits 0,
+and a fault anywhere under it exits non-zero with the reason on its last line."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_the_copycat_bench_smoke_runs_and_ends_with_one_json_line():
+    done = subprocess.run([sys.executable, "bench/copycat.py", "--smoke"], cwd=REPO, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    assert figures["bench"] == "copycat" and figures["smoke"] is True
+    for row in figures["asset"].values():
+        assert row["fingerprint_s"] > 0 and row["baseline_s"] > 0 and row["ratio"] > 0
+    assert set(figures["step"]) == {"4", "8"} and all(s["false_groups"] == [] for s in figures["step"].values())
+    assert figures["pair_s"] > 0 and figures["watchdog_overhead_ms"] >= 0 and figures["peak_rss_mb"] > 0
+
+
+def test_a_fault_under_the_bench_exits_non_zero_with_the_reason_last(tmp_path):
+    missing = tmp_path / "no such folder"
+    done = subprocess.run([sys.executable, "bench/copycat.py", "--smoke", "--corpus", str(missing)], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode != 0
+    assert done.stdout.strip().splitlines()[-1].startswith("bench/copycat.py failed: FileNotFoundError")

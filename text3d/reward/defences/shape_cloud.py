@@ -1,0 +1,257 @@
+"""An answer's outer surface as a small point cloud in a frame no cheap deformation changes.
+
+``shape_cloud(mesh) -> ShapeCloud``: what the copycat rule compares (``text3d.reward.defences.alignment``).
+
+1. **Samples.** The surface is sampled with area weights: each triangle is split into a
+   regular ``level x level`` lattice (``level`` from its share of the area) and gives each
+   part's centroid, with its colour interpolated from the vertex colours (textures and
+   material colours baked per vertex, ``text3d.protocol.mesh_parts``). Independent of
+   vertex and face order, of the container format, of subdivision, decimation and
+   remeshing (the surface stays where it was).
+2. **Outer surface only.** The samples are voxelised in their bounding box
+   (``_GRID`` cells a side, closed by one cell), the empty space reachable from the
+   box's border is flood-filled, and only samples within ``_OUTER_REACH`` cells of it are
+   kept: geometry hidden inside a closed shell (to move surface statistics) is dropped.
+   Each cell's area is capped (``_cap_area``): crumpling a part by jitter inflates its
+   area, not its weight.
+3. **Whitening.** Centred on the area-weighted centroid and multiplied by the inverse
+   square root of the covariance, with the areas re-measured in the whitened frame a few
+   times (``_whiten``): any stretch, shear, tilt, turn or mirror of the object (an affine
+   map) becomes a rotation or reflection of the whitened cloud. The smallest spread is
+   clamped to ``_MIN_SPREAD_RATIO`` of the largest so a flat object is not magnified into
+   noise.
+4. **A canonical frame.** Rotated onto the eigenvectors of the fourth-moment matrix
+   ``sum w |x|^2 x x^T`` (the covariance is now the identity and says nothing). The
+   remaining ambiguity (axis order and signs when eigenvalues are close) is searched
+   when two clouds are compared.
+5. **Downsampled** on a grid of ``_CELL`` whitened units: one weighted mean point (and
+   colour, and the dominant surface normal) per occupied cell, about 1,200-2,000 points:
+   small enough to store per answer and compare pairwise.
+
+Errors: ``ValueError`` for a mesh without area (nothing to fingerprint).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import trimesh
+from scipy import ndimage
+
+__all__ = ["ShapeCloud", "shape_cloud", "surface_samples"]
+
+_SAMPLES = 20_000  # surface samples aimed at (large triangles are subdivided)
+_MAX_LEVEL = 64
+_GRID = 40  # cells along the longest side of the bounding box
+_OUTER_REACH = 2  # a sample counts as outer within this many cells of the outside
+_MIN_SPREAD_RATIO = 0.05  # the smallest whitening spread, as a share of the largest
+_SPAN = 8.0  # whitened half-width of the downsampling grid
+_CELL = 0.2  # downsampling cell, whitened units (the cloud's spread is 1 per axis)
+_FALLBACK_RGB = 170.0
+_WHITEN_ROUNDS = 4
+_MAX_CELL_AREA = 2.0  # cell faces of surface a cell may hold (a flat cut holds at most sqrt(3))
+
+
+@dataclass(frozen=True)
+class ShapeCloud:
+    """The outer surface in its canonical whitened frame.
+
+    points: [M, 3] float32; weights: [M] float32 summing to 1; colours: [M, 3] float32 RGB
+    in [0, 1], or None when the mesh has no colour at all; moments: [3] float32, the sorted
+    fourth-moment eigenvalues, normalised to sum 1 (how close the canonical axes are to
+    ambiguous); normals: [M, 3] float32 unit surface normals (sign arbitrary).
+    """
+
+    points: np.ndarray
+    weights: np.ndarray
+    colours: np.ndarray | None
+    moments: np.ndarray
+    normals: np.ndarray
+
+
+def _lattice(level: int) -> np.ndarray:
+    """[level^2, 2] barycentric (u, v) of the centroids of a triangle's regular subdivision:
+    the point A + u (B - A) + v (C - A); the set is the same whichever vertex is A."""
+    up = [((3 * i + 1) / (3 * level), (3 * j + 1) / (3 * level)) for i in range(level) for j in range(level - i)]
+    down = [((3 * i + 2) / (3 * level), (3 * j + 2) / (3 * level))
+            for i in range(level - 1) for j in range(level - 1 - i)]
+    return np.array(up + down, dtype=np.float64)
+
+
+def _mesh_arrays(mesh: trimesh.Trimesh) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(vertices [N, 3] float64, faces [F, 3], per-vertex RGB [N, 3] float64 in [0, 1] or None)."""
+    from text3d.protocol.mesh_parts import bake_vertex_colours, split_parts
+
+    try:
+        parts = split_parts(mesh)
+    except ValueError:
+        parts = []
+    if not parts:
+        return np.asarray(mesh.vertices, np.float64), np.asarray(mesh.faces, np.int64), None
+    offsets = np.cumsum([0] + [len(p.vertices) for p in parts])
+    vertices = np.concatenate([np.asarray(p.vertices, np.float64) for p in parts])
+    faces = np.concatenate([np.asarray(p.faces, np.int64) + o for p, o in zip(parts, offsets)])
+    if all(p.source == "none" for p in parts):
+        return vertices, faces, None
+    colours = []
+    for part in parts:
+        if part.source == "none":
+            colours.append(np.full((len(part.vertices), 3), _FALLBACK_RGB / 255.0))
+        else:
+            try:
+                colours.append(bake_vertex_colours([part])[:, :3] / 255.0)
+            except (ValueError, OSError):
+                colours.append(np.full((len(part.vertices), 3), _FALLBACK_RGB / 255.0))
+    return vertices, faces, np.concatenate(colours)
+
+
+def surface_samples(mesh: trimesh.Trimesh) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Area-weighted surface samples: (points [N, 3], weights [N] summing to the area, RGB [N, 3] or None).
+
+    About ``_SAMPLES`` samples, or one per face when there are more faces; nothing depends
+    on the order of vertices or faces. Faces with non-finite or out-of-range vertices are
+    skipped.
+    """
+    vertices, faces, colours = _mesh_arrays(mesh)
+    if faces.ndim != 2 or len(faces) == 0 or faces.shape[1] != 3 or len(vertices) == 0:
+        return np.zeros((0, 3)), np.zeros(0), None, np.zeros((0, 3))
+    faces = faces[(faces >= 0).all(axis=1) & (faces < len(vertices)).all(axis=1)]
+    finite_vertices = vertices[np.isfinite(vertices).all(axis=1)]
+    if len(finite_vertices) == 0:
+        return np.zeros((0, 3)), np.zeros(0), None, np.zeros((0, 3))
+    low, high = finite_vertices.min(axis=0), finite_vertices.max(axis=0)
+    size = float(np.max(high - low))  # normalised first: areas of a mesh scaled by 1e200 would overflow
+    if not (size > 0 and np.isfinite(size)):
+        return np.zeros((0, 3)), np.zeros(0), None, np.zeros((0, 3))
+    vertices = (vertices - (low + high) / 2.0) / size
+    tri = vertices[faces]
+    finite = np.isfinite(tri).all(axis=(1, 2))
+    faces, tri = faces[finite], tri[finite]
+    area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+    good = np.isfinite(area) & (area > 0)
+    faces, tri, area = faces[good], tri[good], area[good]
+    total = float(area.sum())
+    if not total > 0 or not np.isfinite(total):
+        return np.zeros((0, 3)), np.zeros(0), None, np.zeros((0, 3))
+    level = np.clip(np.ceil(np.sqrt(area / (total / _SAMPLES))), 1, _MAX_LEVEL).astype(np.int64)
+    unit = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]) / (2.0 * area[:, None])
+    points, weights, rgb, normals = [], [], [], []
+    for lv in np.unique(level):
+        idx = np.flatnonzero(level == lv)
+        uv = _lattice(int(lv))
+        bary = np.stack([1.0 - uv[:, 0] - uv[:, 1], uv[:, 0], uv[:, 1]], axis=1)  # [L, 3]
+        points.append(np.einsum("lk,fkd->fld", bary, tri[idx]).reshape(-1, 3))
+        weights.append(np.repeat(area[idx] / len(uv), len(uv)))
+        normals.append(np.repeat(unit[idx], len(uv), axis=0))
+        if colours is not None:
+            rgb.append(np.einsum("lk,fkd->fld", bary, colours[faces[idx]]).reshape(-1, 3))
+    return (np.concatenate(points), np.concatenate(weights), (np.concatenate(rgb) if colours is not None else None),
+            np.concatenate(normals))
+
+
+def _cap_area(points: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``weights`` with each ``_GRID`` cell's total capped at ``_MAX_CELL_AREA`` cell faces.
+
+    A smooth surface crosses a cell with at most sqrt(3) cell faces of area, so honest
+    weights are untouched; a crumpled one (jitter on tiny triangles inflates their area
+    many times over) cannot pull the statistics towards itself."""
+    low, high = points.min(axis=0), points.max(axis=0)
+    size = float((high - low).max())
+    h = size / _GRID
+    # half a cell of margin: faces at the bounding box (all of a box's) sit mid-cell, not on a boundary
+    # where float rounding of a re-encoding would move them from one cell to the next
+    ijk = np.minimum(np.floor((points - low) / h + 0.5).astype(np.int64), _GRID + 1)
+    cell = np.ravel_multi_index(ijk.T, (_GRID + 2,) * 3)  # a dense grid: counting is O(n)
+    total = np.bincount(cell, weights=weights)
+    scale = np.minimum(1.0, _MAX_CELL_AREA * h * h / np.maximum(total, 1e-300))
+    return weights * scale[cell]
+
+
+def _outer_mask(points: np.ndarray) -> np.ndarray:
+    """[N] bool: the samples within ``_OUTER_REACH`` cells of the empty space reachable from the
+    border of a ``_GRID`` grid over the bounding box (the surface closed by one cell first)."""
+    low, high = points.min(axis=0), points.max(axis=0)
+    h = float((high - low).max()) / _GRID
+    cells = np.ceil((high - low) / h).astype(np.int64) + 1
+    ijk = np.minimum(((points - low) / h + 0.5).astype(np.int64), cells - 1) + 2  # mid-cell faces; 2 cells of margin
+    occupied = np.zeros(tuple(int(c) + 4 for c in cells), bool)
+    occupied[ijk[:, 0], ijk[:, 1], ijk[:, 2]] = True
+    cube = np.ones((3, 3, 3), bool)
+    closed = ndimage.binary_dilation(occupied, structure=cube)  # close the gaps between samples
+    labels, _ = ndimage.label(~closed)
+    outside = labels == labels[0, 0, 0]
+    near = ndimage.binary_dilation(outside, structure=cube, iterations=_OUTER_REACH)
+    return near[ijk[:, 0], ijk[:, 1], ijk[:, 2]]
+
+
+def _whiten(points: np.ndarray, weights: np.ndarray, normals: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(centre, L, sorted fourth-moment eigenvalues): ``x = (p - centre) @ L`` is the surface
+    whitened under the area it has AFTER whitening, and turned into its canonical frame.
+
+    Surface area is not affine-invariant (a stretch grows parts facing one way more than
+    others), so the weights are refined: each sample's area is rescaled by how the current
+    map changes its area element (``|n @ inv(L).T|``, the determinant is a common factor)
+    and the covariance taken again, ``_WHITEN_ROUNDS`` times. Two affine copies then
+    whiten to the same cloud up to a rotation or reflection."""
+    # einsum, not @: tall-thin products go to a multithreaded BLAS, which thrashes on a busy machine
+    w = weights / weights.sum()
+    for _ in range(_WHITEN_ROUNDS + 1):
+        centre = np.einsum("n,nj->j", w, points)
+        d = points - centre
+        spread, axes = np.linalg.eigh(np.einsum("n,ni,nj->ij", w, d, d))
+        spread = np.maximum(spread, (_MIN_SPREAD_RATIO**2) * max(float(spread.max()), 1e-300))
+        linear = axes / np.sqrt(spread)
+        if _ == _WHITEN_ROUNDS:
+            break
+        w = weights * np.sqrt(np.einsum("ni,ni->n", *(2 * [np.einsum("nj,ij->ni", normals, np.linalg.inv(linear))])))
+        w = w / w.sum()
+    x = np.einsum("nj,jk->nk", d, linear)
+    r2 = np.einsum("ij,ij->i", x, x)
+    fourth = np.einsum("n,ni,nj->ij", w * r2, x, x)
+    moments, frame = np.linalg.eigh(fourth)
+    order = np.argsort(moments)[::-1]
+    return centre, linear @ frame[:, order], moments[order], w
+
+
+def _downsample(x: np.ndarray, w: np.ndarray, rgb: np.ndarray | None, normals: np.ndarray, cell_size: float = _CELL):
+    """Per occupied ``_CELL`` cell: weighted mean point, weight, mean colour and the dominant
+    normal direction (principal axis of the weighted normal tensor, so opposite normals agree)."""
+    span = int(np.ceil(_SPAN / cell_size))  # whitened points beyond +-_SPAN are rare; they share border cells
+    key = np.clip(np.floor(x / cell_size).astype(np.int64) + span, 0, 2 * span - 1)
+    _, cell = np.unique(np.ravel_multi_index(key.T, (2 * span,) * 3), return_inverse=True)
+    cell = cell.reshape(-1)
+    n = int(cell.max()) + 1
+
+    def mean(values: np.ndarray) -> np.ndarray:
+        return np.stack([np.bincount(cell, weights=w * values[:, k], minlength=n) for k in range(values.shape[1])],
+                        axis=1) / total[:, None]
+
+    total = np.bincount(cell, weights=w, minlength=n)
+    points = mean(x)
+    colours = mean(rgb) if rgb is not None else None
+    tensor = mean(np.einsum("ni,nj->nij", normals, normals).reshape(-1, 9)).reshape(-1, 3, 3)
+    _, vectors = np.linalg.eigh(tensor)
+    return points, total / total.sum(), colours, vectors[:, :, 2]
+
+
+def shape_cloud(mesh: trimesh.Trimesh) -> ShapeCloud:
+    """The canonical outer-surface cloud of ``mesh`` (see the module docstring)."""
+    points, weights, rgb, normals = surface_samples(mesh)
+    if len(points) == 0 or not weights.sum() > 0:
+        raise ValueError("the mesh has no surface area to fingerprint")
+    outer = _outer_mask(points)
+    if outer.sum() >= 16:  # nothing closed off otherwise: keep everything
+        points, weights, normals = points[outer], weights[outer], normals[outer]
+        rgb = rgb[outer] if rgb is not None else None
+    weights = _cap_area(points, weights)
+    centre, linear, moments, weights = _whiten(points, weights, normals)
+    x = np.einsum("nj,jk->nk", points - centre, linear)
+    normals = np.einsum("nj,ij->ni", normals, np.linalg.inv(linear))  # planes map by the inverse transpose
+    normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-300)
+    cloud, w, colours, cell_normals = _downsample(x, weights / weights.sum(), rgb, normals)
+    return ShapeCloud(cloud.astype(np.float32), w.astype(np.float32),
+                      None if colours is None else np.clip(colours, 0, 1).astype(np.float32),
+                      (moments / max(float(moments.sum()), 1e-300)).astype(np.float32),
+                      cell_normals.astype(np.float32))
+
