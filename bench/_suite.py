@@ -74,8 +74,14 @@ def _constants(path: Path) -> dict[str, Any]:
     """The module-level literal assignments of a script (``ast.literal_eval``; nothing is imported)."""
     found: dict[str, Any] = {}
     for node in ast.parse(path.read_text(), filename=str(path)).body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            name = node.targets[0].id
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target = node.targets[0]
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            target = node.target
+        else:
+            continue
+        if isinstance(target, ast.Name):
+            name = target.id
             if name in ("SUITE_RUNS", "SUITE_HEAVY", "SMOKE_TEST"):
                 try:
                     found[name] = ast.literal_eval(node.value)

@@ -10,12 +10,9 @@ separately: the prior for one prompt and for a batch of ``--batch`` prompts at e
 measurement, then the median of ``--repeats``.
 
 ``--production-size`` builds the pipeline at ``openai/shap-e``'s real sizes with random
-weights (time and memory do not depend on weight values, and the real weights cannot be
-had offline): the prior from diffusers' ``scripts/convert_shap_e_to_diffusers.py`` config
-(16 heads x 64, 24 layers, 1024 latents of 1024, time embedding 4096, text projection
-768 -> 2048, gelu, layer norm in), CLIP ViT-L/14's text encoder, the default
-``ShapERenderer`` (d_latent 1024, 6 hidden layers of 256) with the computed marching-cubes
-tables. It measures seconds per denoising step (the difference between two step counts,
+weights (``text3d.generation.production_size``: time and memory do not depend on weight
+values, and the real weights cannot be had offline; the renderer's field smoothed so a
+decode makes an object-sized mesh, not noise). It measures seconds per denoising step (the difference between two step counts,
 so the text encoder and set-up cancel out), the prior's FLOPs, peak memory (RSS on the
 CPU, allocated memory on CUDA) and one decode per ``--grids`` size. Minutes on a CPU.
 With ``--smoke`` the production-size architecture is built on torch's ``meta`` device
@@ -54,53 +51,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--production-steps", default="2,4", help="two step counts for --production-size (default: 2,4)")
 
 
-def production_size_modules(seed: int = 0) -> dict:
-    """``openai/shap-e``'s prior, CLIP text tower and renderer with random weights (float32).
-
-    Built under ``with torch.device("meta"):`` they take no memory (configuration and
-    parameter counts only).
-    """
+def production_size_on_meta() -> dict:
+    """``text3d.generation.production_size``'s three modules, built from its configs on torch's meta device."""
     import torch
     from diffusers import PriorTransformer
     from diffusers.pipelines.shap_e import ShapERenderer
     from transformers import CLIPTextConfig, CLIPTextModelWithProjection
 
-    from text3d.generation.clip_tokenizer import CLIP_VOCAB_SIZE
+    from text3d.generation.production_size import PRIOR_CONFIG, TEXT_ENCODER_CONFIG
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        text_encoder = CLIPTextModelWithProjection(CLIPTextConfig(  # openai/clip-vit-large-patch14's text tower
-            vocab_size=CLIP_VOCAB_SIZE, hidden_size=768, intermediate_size=3072, projection_dim=768,
-            num_attention_heads=12, num_hidden_layers=12, max_position_embeddings=77, hidden_act="quick_gelu",
-            bos_token_id=49406, eos_token_id=49407, pad_token_id=1,
-        ))
-        prior = PriorTransformer(  # PRIOR_CONFIG of diffusers' convert_shap_e_to_diffusers.py
-            num_attention_heads=16, attention_head_dim=1024 // 16, num_layers=24, embedding_dim=1024,
-            num_embeddings=1024, additional_embeddings=0, time_embed_act_fn="gelu", norm_in_type="layer",
-            encoder_hid_proj_type=None, added_emb_type=None, time_embed_dim=1024 * 4, embedding_proj_dim=768,
-            clip_embed_dim=1024 * 2,
-        )
-        renderer = ShapERenderer()  # diffusers' defaults are the checkpoint's sizes
-    return {"prior": prior, "text_encoder": text_encoder, "shap_e_renderer": renderer}
-
-
-def build_production_size_pipeline(seed: int = 0):
-    """A random-weight ``ShapEPipeline`` with ``openai/shap-e``'s component sizes (float32, CPU)."""
-    import torch
-    from diffusers import HeunDiscreteScheduler, ShapEPipeline
-
-    from text3d.generation.clip_tokenizer import build_clip_tokenizer
-    from text3d.generation.marching_cubes import marching_cubes_tables
-
-    modules = production_size_modules(seed)
-    renderer = modules["shap_e_renderer"]
-    cases, masks = marching_cubes_tables()
-    renderer.mesh_decoder.cases.copy_(torch.from_numpy(cases.copy()))
-    renderer.mesh_decoder.masks.copy_(torch.from_numpy(masks.copy()))
-    scheduler = HeunDiscreteScheduler(beta_schedule="exp", num_train_timesteps=1024, prediction_type="sample",
-                                      use_karras_sigmas=True, clip_sample=True, clip_sample_range=1.0)
-    return ShapEPipeline(prior=modules["prior"], text_encoder=modules["text_encoder"],
-                         tokenizer=build_clip_tokenizer(), scheduler=scheduler, shap_e_renderer=renderer)
+    with torch.device("meta"):
+        return {"prior": PriorTransformer(**PRIOR_CONFIG), "shap_e_renderer": ShapERenderer(),
+                "text_encoder": CLIPTextModelWithProjection(CLIPTextConfig(**TEXT_ENCODER_CONFIG))}
 
 
 def _parameters(modules) -> dict[str, int]:
@@ -126,6 +88,7 @@ def production_size(bench: Bench, args: argparse.Namespace) -> dict:
 
     from text3d.generation import GenerationConfig, ShapEGenerator
     from text3d.generation.errors import EmptyMeshError
+    from text3d.generation.production_size import build_production_size_pipeline
     from text3d.generation.shap_e import resolve_device, resolve_dtype
 
     device = resolve_device(args.device)
@@ -135,14 +98,13 @@ def production_size(bench: Bench, args: argparse.Namespace) -> dict:
     if bench.smoke:  # the real architecture's configuration, checked without memory; the timings on the tiny one
         from text3d.generation.tiny import build_tiny_pipeline
 
-        with torch.device("meta"):
-            params = _parameters(production_size_modules())
+        params = _parameters(production_size_on_meta())
         for name, expected in PRODUCTION_PARAMETERS.items():
             bench.check(abs(params[name] - expected) / expected < 0.01,
                         f"the production-size {name} has {params[name]:,} parameters, expected about {expected:,}")
         pipeline = build_tiny_pipeline().to(device=device, dtype=dtype)
     else:
-        pipeline = build_production_size_pipeline().to(device=device, dtype=dtype)
+        pipeline = build_production_size_pipeline(device=device, dtype=dtype)
     build_s = time.perf_counter() - started
     params = _parameters(pipeline)
     weight_mb = {name: round(n * torch.finfo(dtype).bits / 8 / 2**20, 1) for name, n in params.items()}
@@ -223,10 +185,10 @@ def production_size(bench: Bench, args: argparse.Namespace) -> dict:
             ["prior, 64 Karras steps (estimated from the step cost)", duration(64 * per_step)]]
     if batch_s is not None:
         rows.append([f"prior, {low} steps, batch of {args.batch}", duration(batch_s)])
-    def decode_note(faces: int) -> str:  # random weights give no surface, or far more than Shap-E's 50-150k faces
+    def decode_note(faces: int) -> str:  # the smoothed random field should look like an object: 50-150k faces at 128
         if faces == 0:
             return ", no surface in the random field: a lower bound"
-        return ", a noisy random field with far more faces than a real mesh: an upper bound" if faces > 500_000 else ""
+        return ", far more faces than a real mesh: an upper bound" if faces > 500_000 else ""
 
     rows += [[f"decode, grid {g}", f"{duration(d['s_per_mesh'])} ({d['faces']:,} faces{decode_note(d['faces'])})"]
              for g, d in decode.items()]
