@@ -34,7 +34,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from bench._harness import Bench, duration, run  # noqa: E402
 
 PROMPTS = ["a red chair", "a shark", "a small wooden boat", "a green cactus in a pot"]
-SMOKE = {"steps": "2", "grids": "16", "batch": 2, "repeats": 1, "production_steps": "1,16"}
+SMOKE = {"steps": "2", "grids": "16", "batch": 2, "repeats": 1, "production_steps": "1,32", "step_runs": 3}
 SUITE_RUNS = [[], ["--production-size"]]
 PACKAGES = ("torch", "diffusers", "transformers", "numpy", "trimesh")
 
@@ -49,6 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--production-size", action="store_true",
                         help="time openai/shap-e's architecture with random weights instead (minutes on a CPU)")
     parser.add_argument("--production-steps", default="2,4", help="two step counts for --production-size (default: 2,4)")
+    parser.add_argument("--step-runs", type=int, default=1,
+                        help="timed runs (median) of each --production-steps count (default: 1; minutes each on a CPU)")
 
 
 def production_size_on_meta() -> dict:
@@ -126,8 +128,8 @@ def production_size(bench: Bench, args: argparse.Namespace) -> dict:
         generator = ShapEGenerator(pipeline, config.model_copy(update={"num_inference_steps": steps}), device)
         hook = pipeline.prior.register_forward_pre_hook(capture, with_kwargs=True)
         try:
-            timings = bench.time(lambda: generator.sample_latents(PROMPTS[:1], [0]), 1, warmup=1 if steps == low else 0,
-                                 sync=sync)
+            timings = bench.time(lambda: generator.sample_latents(PROMPTS[:1], [0]), args.step_runs,
+                                 warmup=1 if steps == low else 0, sync=sync)
         finally:
             hook.remove()
         seconds[steps] = timings.median_s
