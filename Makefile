@@ -8,7 +8,11 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 CACHE  ?= $(HOME)/.cache/text3d
 APT_PACKAGES := libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri libopengl0 libosmesa6 cmake ninja-build g++ chromium tesseract-ocr \
-                nodejs npm postgresql jq
+                postgresql jq
+# Node.js and npm (for the viewer and Swagger UI scripts from the npm registry) come from
+# Debian only where no `npm` is on the PATH: a NodeSource nodejs already ships npm, and
+# asking apt for Debian's npm beside it fails with "held broken packages".
+NODE_APT_PACKAGES := nodejs npm
 MODELS ?= tiny
 PYTEST_ARGS ?=
 
@@ -25,6 +29,7 @@ setup: $(VENV)/.installed apt models
 # tools for llama-server. Skipped when every package is already installed.
 apt:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \
+	command -v npm >/dev/null 2>&1 || missing="$$missing $(NODE_APT_PACKAGES)"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing apt packages: $$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \

@@ -377,3 +377,27 @@ def test_health_openapi_and_metrics_answer(gateway):
                  "text3d_gateway_results_bytes", "text3d_gateway_workers_active", "text3d_gateway_job_seconds_bucket"):
         assert name in names, name
     assert 'text3d_gateway_requests_total{route="/v1/assets",status="401"} 1.0' in metrics.text
+
+
+def test_the_api_docs_page_is_served_by_the_gateway_itself_and_works_offline(gateway):
+    """FastAPI's default /docs loads Swagger UI from a CDN and shows nothing offline: ours serves every file."""
+    import re
+
+    from tests.browser import launch, offline_page
+
+    page = httpx.get(gateway.url + "/docs")
+    assert page.status_code == 200
+    sources = re.findall(r'(?:src|href)="([^"]+)"', page.text) + re.findall(r"url: '([^']+)'", page.text)
+    assert sources and all(s.startswith("/") for s in sources), sources  # nothing from another host
+    for name, kind in (("swagger-ui-bundle.js", "javascript"), ("swagger-ui.css", "css")):
+        served = httpx.get(f"{gateway.url}/static/swagger/{name}")
+        assert served.status_code == 200 and kind in served.headers["content-type"] and len(served.content) > 1000
+    assert httpx.get(gateway.url + "/static/swagger/..%2F..%2Fpackage.json").status_code == 404
+    assert httpx.get(gateway.url + "/static/swagger/index.html").status_code == 404  # a fixed list of files
+    assert httpx.get(gateway.url + "/redoc").status_code == 404  # its default loads from a CDN too
+    with launch() as browser, offline_page(browser, allow=(gateway.url,)) as tab:
+        tab.goto(gateway.url + "/docs")
+        tab.wait_for_selector(".opblock-summary-path", timeout=60_000)  # Swagger UI rendered the operations
+        paths = tab.locator(".opblock-summary-path").all_inner_texts()
+        assert {"/v1/assets", "/v1/assets/{job_id}"} <= {p.replace("\u200b", "").strip() for p in paths}, paths
+        assert tab.blocked == [] and tab.errors == []

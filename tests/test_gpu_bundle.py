@@ -349,13 +349,28 @@ def _ar(members: dict[str, bytes]) -> bytes:
     return bytes(out)
 
 
-def test_a_deadline_counts_fewer_runs_but_never_none():
+def test_a_deadline_counts_fewer_runs_but_never_none(monkeypatch):
+    import text3d.common.timing as timing
     from text3d.common.timing import time_runs
 
     calls = []
     timings = time_runs(lambda: calls.append(1), 10, warmup=2, deadline=time.monotonic() - 1.0)
     assert len(timings.wall_s) == 1 and len(calls) == 3  # two warm-ups, then one counted run
-    assert len(time_runs(lambda: time.sleep(0.05), 10, warmup=0, deadline=time.monotonic() + 0.2).wall_s) < 10
+
+    class Clock:  # a run "takes" 0.0625 s of this clock (exact in binary); reading it costs nothing
+        now = 0.0
+
+        def read(self) -> float:
+            return self.now
+
+        def run(self) -> None:
+            self.now += 0.0625
+
+    clock = Clock()
+    monkeypatch.setattr(timing, "time", type("FakeTime", (), {"monotonic": clock.read, "perf_counter": clock.read,
+                                                               "process_time": clock.read}))
+    # runs end at 0.0625, 0.125, 0.1875, 0.25; a fifth would end at 0.3125, past the 0.25 deadline
+    assert len(time_runs(clock.run, 10, warmup=0, deadline=0.25).wall_s) == 4
     assert len(time_runs(lambda: None, 5, warmup=0, deadline=None).wall_s) == 5
 
 

@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import logging
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, AsyncIterator
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
 from text3d.gateway.api import AssetApi, call_store
 from text3d.gateway.metrics import CONTENT_TYPE, GatewayMetrics
@@ -78,7 +80,8 @@ def create_app(settings: Any, store: JobStore, gate: WorkerGate, *, prompts: Pro
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 
-    app = FastAPI(title="text3d gateway", version=__version__, lifespan=lifespan,
+    # /docs is ours: FastAPI's default loads Swagger UI from a CDN, which shows nothing offline
+    app = FastAPI(title="text3d gateway", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Text to 3D from a Bittensor subnet: post a prompt with your key, follow the job, "
                               "fetch the winning mesh. Every call: `Authorization: Bearer <key>`.")
     app.state.metrics = metrics
@@ -121,7 +124,42 @@ def create_app(settings: Any, store: JobStore, gate: WorkerGate, *, prompts: Pro
     app.include_router(assets.router())
     app.include_router(workers.router())
     app.include_router(page.router())
+    app.include_router(api_docs_router(app.openapi_url or "/openapi.json", app.title))
     return app
+
+
+def api_docs_router(openapi_url: str, title: str, swagger_dir: Path | None = None) -> APIRouter:
+    """``GET /docs``: Swagger UI over the OpenAPI schema, every file served by the gateway itself.
+
+    Swagger UI comes from the npm registry (``scripts/fetch_viewer.sh``); without it /docs says
+    how to get it and links the raw schema, which is all a client generator needs.
+    """
+    from fastapi.openapi.docs import get_swagger_ui_html
+
+    from text3d.web.viewer import SWAGGER_UI_FILES, swagger_ui_dir
+
+    folder = swagger_dir if swagger_dir is not None else swagger_ui_dir()
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/docs")
+    async def docs() -> Response:
+        if folder is None:
+            return HTMLResponse(f"<!doctype html><title>{html.escape(title)}: API</title><p>The interactive API "
+                                "docs need Swagger UI: run <code>make setup</code> (or scripts/fetch_viewer.sh). "
+                                f'The schema itself: <a href="{html.escape(openapi_url)}">{html.escape(openapi_url)}</a>.')
+        return get_swagger_ui_html(openapi_url=openapi_url, title=f"{title}: API",
+                                   swagger_js_url="/static/swagger/swagger-ui-bundle.js",
+                                   swagger_css_url="/static/swagger/swagger-ui.css",
+                                   swagger_favicon_url="/static/swagger/favicon-32x32.png")
+
+    @router.get("/static/swagger/{name}")
+    async def swagger_file(name: str) -> Response:
+        if folder is None or name not in SWAGGER_UI_FILES:  # a fixed list: no path from a caller reaches the disk
+            return JSONResponse({"detail": "not found"}, status_code=404)
+        return FileResponse(folder / name, media_type=SWAGGER_UI_FILES[name],
+                            headers={"Cache-Control": "public, max-age=86400"})
+
+    return router
 
 
 class _CountRequests:

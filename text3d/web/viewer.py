@@ -32,6 +32,8 @@ __all__ = [
     "viewer_script_tag",
     "viewer_element",
     "glb_data_uri",
+    "SWAGGER_UI_FILES",
+    "swagger_ui_dir",
 ]
 
 VIEWER_VERSION = "4.4.0"
@@ -44,6 +46,17 @@ def viewer_js_path() -> Path | None:
     """The installed viewer script, or None when ``scripts/fetch_viewer.sh`` has not run."""
     path = cache_dir() / "web" / "node_modules" / "@google" / "model-viewer" / "dist" / VIEWER_JS_NAME
     return path if path.is_file() else None
+
+
+# Swagger UI (npm ``swagger-ui-dist``, installed beside the viewer): what an API's /docs page needs.
+SWAGGER_UI_FILES = {"swagger-ui-bundle.js": "text/javascript", "swagger-ui.css": "text/css",
+                    "favicon-32x32.png": "image/png"}
+
+
+def swagger_ui_dir() -> Path | None:
+    """The installed Swagger UI's folder (holding ``SWAGGER_UI_FILES``), or None before ``scripts/fetch_viewer.sh``."""
+    folder = cache_dir() / "web" / "node_modules" / "swagger-ui-dist"
+    return folder if all((folder / name).is_file() for name in SWAGGER_UI_FILES) else None
 
 
 def copy_viewer_beside(out_dir: Path) -> str | None:
