@@ -21,7 +21,11 @@ def test_the_smoke_run_reports_every_figure():
                           capture_output=True, text=True, timeout=1100)
     last = done.stdout.strip().splitlines()[-1]
     assert done.returncode == 0, last + done.stderr[-2000:]
-    summary = json.loads(last)
+    result = json.loads(last)
+    assert result["bench"] == "library" and result["ok"] is True and result["smoke"] is True
+    assert [t["title"].split(" (")[0] for t in result["tables"]] == [
+        "Indexing", "Search latency against re-scoring with text3d score", "Index size"]
+    summary = result["figures"]
     index = summary["index"]
     assert index["assets_per_s_one_process"] > 0 and set(index["assets_per_s_ray"]) == {"1", "2"}
     assert index["ray_2_vs_1_workers"] > 0 and index["ray_1_vs_one_process"] > 0
@@ -37,4 +41,4 @@ def test_a_fault_is_a_non_zero_exit_with_the_reason_last():
     done = subprocess.run([sys.executable, "bench/library.py", "--smoke", "--no-ray", "--assets", "0"],
                           cwd=source_root(), env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode != 0
-    assert done.stdout.strip().splitlines()[-1].startswith("bench/library.py failed: ")
+    assert done.stdout.strip().splitlines()[-1].startswith("FAILED library: ")
