@@ -81,6 +81,7 @@ DEV = [
     "hypothesis>=6.100",
     "psutil>=5.9",
     "scipy>=1.10",  # cKDTree in codec tests and bench/codec.py (already pulled in by sentence-transformers)
+    "ruff==0.17.6",  # pyflakes' rules over the whole tree, run by tests/test_hygiene.py
     "playwright==1.65.2",  # drives Debian's chromium (executable_path) in the browser tests; never downloads a browser
 ]
 

@@ -15,7 +15,6 @@
 
 import csv
 import io
-import json
 import shutil
 
 import pytest
