@@ -24,7 +24,8 @@ def test_the_smoke_run_reports_every_figure():
     result = json.loads(last)
     assert result["bench"] == "library" and result["ok"] is True and result["smoke"] is True
     assert [t["title"].split(" (")[0] for t in result["tables"]] == [
-        "Indexing", "Search latency against re-scoring with text3d score", "Index size"]
+        "Indexing", "Search latency against re-scoring with text3d score",
+        "Search: what a query costs besides its latency", "Index size"]
     summary = result["figures"]
     index = summary["index"]
     assert index["assets_per_s_one_process"] > 0 and set(index["assets_per_s_ray"]) == {"1", "2"}
