@@ -22,7 +22,14 @@ from text3d.miner.encoding import encode_for_wire
 from text3d.protocol.mesh_codec import MeshFormat
 from tests.loopback import ServedApp
 
-__all__ = ["TimedGenerator", "CountingApp", "make_worker", "served_generation_server"]
+__all__ = ["TimedGenerator", "CountingApp", "make_worker", "served_generation_server", "primitive_faces"]
+
+
+def primitive_faces(shape: str, subdivisions: int) -> int:
+    """Faces of the procedural backend's ``shape`` at ``subdivisions`` (a box is subdivided until it
+    can carry the seed's bumps, so it is not 12 triangles): what an answer of that shape decodes to."""
+    options = PrimitiveOptions(subdivisions=subdivisions)
+    return len(PrimitiveGenerator(options).generate([f"a {shape}"], [0])[0].faces)
 
 
 class TimedGenerator:

@@ -26,7 +26,7 @@ from text3d.miner.queue import GenerationQueue
 from text3d.miner.encoding import encode_for_wire
 from text3d.protocol.errors import GenerationError
 from text3d.protocol.mesh_codec import MeshFormat, decode_mesh
-from tests.generation_fixtures import TimedGenerator, served_generation_server
+from tests.generation_fixtures import TimedGenerator, primitive_faces, served_generation_server
 from tests.loopback import free_socket
 
 FAR = 10**9
@@ -110,7 +110,7 @@ def test_the_in_process_pool_is_the_miners_old_path():
     pool = InProcessPool(TimedGenerator(), MeshFormat.PLY, encode_for_wire)
     assert pool.workers == 1 and pool.executor is not None
     (payload, fmt), = pool.generate(["a red cube"], [1])
-    assert fmt is MeshFormat.PLY and payload.startswith(b"ply") and len(decode_mesh(payload).faces) == 12
+    assert fmt is MeshFormat.PLY and payload.startswith(b"ply") and len(decode_mesh(payload).faces) == primitive_faces("box", 1)
 
 
 # -- the endpoint pool --------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from text3d.miner.generation_server import main
 from text3d.protocol.errors import EXIT_CONFIG
 from text3d.protocol.mesh_codec import decode_mesh
 from text3d.protocol.wire import HEADER_FORMAT, HEADER_GENERATION_TIME, MAX_REQUEST_BYTES, TextTo3DRequest
-from tests.generation_fixtures import TimedGenerator, served_generation_server
+from tests.generation_fixtures import TimedGenerator, primitive_faces, served_generation_server
 from tests.loopback import free_socket
 from text3d.common.paths import source_root
 from text3d.demo.processes import wait_until
@@ -71,7 +71,7 @@ def test_a_ready_server_answers_the_encoded_mesh():
         assert response.status_code == 200, response.text
         assert response.headers[HEADER_FORMAT] == "draco" and float(response.headers[HEADER_GENERATION_TIME]) >= 0
         mesh = decode_mesh(response.content)
-        assert len(mesh.faces) == 12 and mesh.visual.vertex_colors[0, 0] > 150  # a red box
+        assert len(mesh.faces) == primitive_faces("box", 1) and mesh.visual.vertex_colors[0, 0] > 150  # a red box
         ready = httpx.get(f"http://127.0.0.1:{served.port}/ready")
         assert ready.status_code == 200 and ready.json()["ready"] is True and ready.json()["answered"] == 1
         assert httpx.get(f"http://127.0.0.1:{served.port}/health").json()["ready"] is True

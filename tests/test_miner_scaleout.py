@@ -21,6 +21,7 @@ from text3d.demo import LocalSubnet, ProcessGroup, wait_until
 from text3d.ops.net import free_port
 from text3d.protocol.mesh_codec import decode_mesh
 from tests.devnet_miner import ask, child_env, generation_server_argv, wait_ready
+from tests.generation_fixtures import primitive_faces
 from text3d.common.paths import source_root
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
@@ -82,9 +83,12 @@ def test_a_second_backend_by_import_path_answers_through_the_same_miner(tmp_path
     for answer in (cube, ball, chair):
         assert answer.status == "ok", answer.detail
     cube_mesh, ball_mesh, chair_mesh = (decode_mesh(a.body) for a in (cube, ball, chair))
-    assert len(cube_mesh.faces) == 12 and len(chair_mesh.faces) == 12  # no shape word: the configured default, a box
-    assert len(ball_mesh.faces) == 320  # an icosphere of 2 subdivisions
-    red, blue = cube_mesh.visual.vertex_colors[0, :3].astype(int), ball_mesh.visual.vertex_colors[0, :3].astype(int)
-    assert red[0] > 150 > red[1] and blue[2] > 150 > blue[0]
+    box_faces = primitive_faces("box", 2)  # the options in the config file, not the defaults
+    assert len(cube_mesh.faces) == box_faces and len(chair_mesh.faces) == box_faces  # no shape word: the default, a box
+    assert len(ball_mesh.faces) == primitive_faces("ball", 2) != box_faces
+    # the prompts' colours, shaded in bands: red and blue lead their meshes' mean colours by far
+    red = cube_mesh.visual.vertex_colors[:, :3].astype(float).mean(axis=0)
+    blue = ball_mesh.visual.vertex_colors[:, :3].astype(float).mean(axis=0)
+    assert red[0] > 2 * max(red[1], red[2]) and blue[2] > 2 * max(blue[0], blue[1])
     assert cube_again.status == "ok"  # seeds are the prompt's index: a different seed, a different stretch
     assert not np.allclose(decode_mesh(cube_again.body).vertices, cube_mesh.vertices)
