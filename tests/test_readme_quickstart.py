@@ -36,7 +36,8 @@ def section(markdown: str, heading: str) -> str:
 def test_the_readme_starts_with_what_people_came_for_and_its_links_resolve():
     readme = (REPO / "README.md").read_text()
     headings = re.findall(r"(?m)^## (.+)$", readme)
-    assert headings[:3] == ["The two commands", "Try it in a minute", "Install just what you run"], headings
+    assert headings[:4] == ["The two commands", "Try it in a minute", "Search a library of assets",
+                            "Install just what you run"], headings
     for heading, doc in (("Run a miner", "docs/miner.md"), ("Run a validator", "docs/validator.md"),
                          ("Score assets", "docs/scoring-assets.md")):
         assert doc in section(readme, heading), heading
