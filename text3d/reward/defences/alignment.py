@@ -34,11 +34,13 @@ import itertools
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from text3d.reward.defences.shape_cloud import ShapeCloud
 
-__all__ = ["Match", "compare", "profile_distance", "SIGNED_PERMUTATIONS"]
+__all__ = ["Match", "compare", "profile_distance", "relief", "colour_histogram", "colour_histogram_distance",
+           "has_colour_pattern", "SIGNED_PERMUTATIONS"]
 
 _STARTS = 4
 _ICP_STEPS = 10
@@ -46,7 +48,17 @@ _COARSE_POINTS = 128
 _ICP_POINTS = 400
 _COLOUR_WEIGHT = 0.5  # whitened units per unit of summed RGB difference, when choosing starts
 _SETTLED = 1e-3  # ICP stops once no entry of the map moves more than this
+_PRUNE_AFTER = 3  # ICP steps before starts far behind the best are dropped
+_PRUNE_RATIO = 1.5
+_EXACT_STEPS = 10  # exact-neighbour ICP steps, at most, for the best starts of the field's ICP
+_EXACT_STARTS = 2
+_FIELD_SLACK = 0.2  # the cheap stage gives up above _FIELD_SLACK + _FIELD_SLOPE * reach (see _icp)
+_FIELD_SLOPE = 2.5
+_FIELD_HALF = 3.2  # the nearest-point field covers +-this many whitened units
+_FIELD_CELLS = 32
 _PROFILE_BINS = 24
+_HIST_BINS = 6
+_COLOUR_PICK = 0.05  # whitened units per unit of colour disagreement, when picking among refined fits  # per RGB channel, for the colour histogram
 _MIN_COLOUR_STD = 0.03  # RGB in [0, 1]: a surface flatter than this has no colour pattern
 
 
@@ -150,60 +162,237 @@ def _profile(cloud: ShapeCloud) -> np.ndarray:
     return np.cumsum(share)
 
 
+def relief(cloud: ShapeCloud) -> float:
+    """How much shape the object has beyond an ellipsoid: the area-weighted mean distance of
+    the whitened surface from the sphere of radius sqrt(3), which every ellipsoid's surface
+    whitens to (whitened units; 0 for an ellipsoid, ~0.02-0.06 for a lumpy sphere, 0.3-0.5
+    for a chair or a machined part). Unchanged by any affine copy."""
+    radius = np.linalg.norm(cloud.points.astype(np.float64), axis=1)
+    return float(cloud.weights.astype(np.float64) @ np.abs(radius - np.sqrt(3.0)))
+
+
+def colour_histogram(cloud: ShapeCloud) -> np.ndarray | None:
+    """[_HIST_BINS^3] area-weighted joint RGB histogram of the surface (sums to 1), or None
+    without colours. Where the colours sit does not matter, so no deformation of the shape
+    changes it beyond the area it re-weights."""
+    if cloud.colours is None:
+        return None
+    hist, _ = np.histogramdd(np.clip(cloud.colours.astype(np.float64), 0.0, 1.0 - 1e-9), bins=(_HIST_BINS,) * 3,
+                             range=[(0.0, 1.0)] * 3, weights=cloud.weights.astype(np.float64))
+    return hist.reshape(-1) / max(float(hist.sum()), 1e-300)
+
+
+def colour_histogram_distance(a: ShapeCloud, b: ShapeCloud) -> float | None:
+    """Total variation between the two surfaces' colour histograms, in [0, 1] (0: the same
+    colours in the same shares); None when either has no colour pattern to compare (no
+    colours, or almost uniform ones: two plain grey objects agree on nothing but grey)."""
+    if not (has_colour_pattern(a) and has_colour_pattern(b)):
+        return None
+    return 0.5 * float(np.abs(_derived(a)[1] - _derived(b)[1]).sum())
+
+
+def has_colour_pattern(cloud: ShapeCloud) -> bool:
+    """True when some colour channel (or the luminance) varies over the surface by at least
+    ``_MIN_COLOUR_STD``: the same test ``_colour_agreement`` applies."""
+    return _derived(cloud)[2]
+
+
+_derived_cache: dict[int, tuple[object, tuple]] = {}
+
+
+def _derived(cloud: ShapeCloud) -> tuple:
+    """(radial profile, colour histogram or None, has a colour pattern, relief), cached by identity."""
+    key = id(cloud.points)
+    hit = _derived_cache.get(key)
+    if hit is not None and hit[0] is cloud.points:
+        return hit[1]
+    pattern = False
+    if cloud.colours is not None:
+        w = cloud.weights.astype(np.float64) / float(cloud.weights.sum())
+        rgb = cloud.colours.astype(np.float64)
+        channels = np.concatenate([rgb, (rgb @ np.array([0.299, 0.587, 0.114]))[:, None]], axis=1)
+        spread = np.sqrt(w @ (channels - w @ channels) ** 2)
+        pattern = bool((spread >= _MIN_COLOUR_STD).any())
+    value = (_profile(cloud), colour_histogram(cloud), pattern, relief(cloud))
+    if len(_derived_cache) > 4096:
+        _derived_cache.clear()
+    _derived_cache[key] = (cloud.points, value)
+    return value
+
+
 def profile_distance(a: ShapeCloud, b: ShapeCloud) -> float:
     """Mean absolute difference of the two clouds' radial profiles, in [0, 1]: a cheap lower
     bound on dissimilarity, used to skip the alignment of pairs that cannot be copies
     (measured: copies 0.0085 at most, ``fingerprint.PROFILE_MAX`` allows 0.02)."""
-    return float(np.abs(_profile(a) - _profile(b)).mean())
+    return float(np.abs(_derived(a)[0] - _derived(b)[0]).mean())
 
 
-def compare(a: ShapeCloud, b: ShapeCloud) -> Match:
-    """The best alignment of ``b`` onto ``a`` and what is left of their difference (see the module docstring)."""
-    tree_a = _tree(a)
+def _batched_affine(src: np.ndarray, dst: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``_affine`` for S problems at once: src, dst [S, N, 3], w [N] -> (A [S, 3, 3], t [S, 3])."""
+    w = w / w.sum()
+    cs, cd = np.einsum("n,snj->sj", w, src), np.einsum("n,snj->sj", w, dst)
+    s, d = src - cs[:, None], dst - cd[:, None]
+    sw = s * w[None, :, None]
+    gram = np.matmul(sw.transpose(0, 2, 1), s) + 1e-9 * np.eye(3)
+    a = np.linalg.solve(gram, np.matmul(sw.transpose(0, 2, 1), d))
+    return a, cd - np.einsum("sj,sji->si", cs, a)
+
+
+def _apply(points: np.ndarray, r: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """[S, N, 3]: ``points @ r[s] + t[s]`` for every start s."""
+    return np.matmul(points[None], r) + t[:, None]
+
+
+_fields: dict[int, tuple[object, np.ndarray]] = {}
+
+
+def _nearest_field(cloud: ShapeCloud) -> np.ndarray:
+    """[C, C, C] int32: for each cell of a ``_FIELD_CELLS``-cube grid over +-``_FIELD_HALF``
+    whitened units, the index of a cloud point in the nearest occupied cell (a Euclidean
+    distance transform); cached by identity like the k-d trees.
+
+    A look-up is one array index, so a whole ICP step for every start costs microseconds
+    instead of the k-d tree's ~1.5 us per point; the answer is the nearest point to within a
+    cell (0.2 units, the cloud's own spacing), which is what ICP's first steps need. The
+    last steps and the verdict use the exact k-d tree."""
+    key = id(cloud.points)
+    hit = _fields.get(key)
+    if hit is not None and hit[0] is cloud.points:
+        return hit[1]
+    cells = _cell_of(cloud.points.astype(np.float64))
+    owner = np.full((_FIELD_CELLS,) * 3, -1, np.int32)
+    owner[cells[:, 0], cells[:, 1], cells[:, 2]] = np.arange(len(cells), dtype=np.int32)
+    _, nearest = ndimage.distance_transform_edt(owner < 0, return_indices=True)
+    field = owner[nearest[0], nearest[1], nearest[2]]
+    if len(_fields) > 1024:
+        _fields.clear()
+    _fields[key] = (cloud.points, field)
+    return field
+
+
+def _cell_of(points: np.ndarray) -> np.ndarray:
+    h = 2.0 * _FIELD_HALF / _FIELD_CELLS
+    return np.clip(((points + _FIELD_HALF) / h).astype(np.int64), 0, _FIELD_CELLS - 1)
+
+
+def _lookup(field: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Indices of (approximately) nearest cloud points for ``points`` [..., 3]."""
+    c = _cell_of(points)
+    return field[c[..., 0], c[..., 1], c[..., 2]]
+
+
+def _icp(a: ShapeCloud, b: ShapeCloud, starts: list[int], reach: float | None,
+         colour_start: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Affine ICP from every start at once; returns the refined fits (r [3, 3], t [3]) worth judging.
+
+    The starts move together: each step matches b -> a and a -> b through the clouds'
+    nearest-point fields (``_nearest_field``: one array look-up per point) and solves every
+    start's least-squares fit as one batch. After ``_PRUNE_AFTER`` steps only starts within
+    ``_PRUNE_RATIO`` of the best fit go on. The best ``_EXACT_STARTS`` by fit error (and the
+    start the colours chose, ``starts[colour_start]``, whatever its shape error: a near-round
+    object fits its surface in many orientations) then take up to ``_EXACT_STEPS`` steps
+    with exact nearest neighbours (k-d trees), so the verdict does not inherit the field's
+    cell-sized rounding.
+
+    With ``reach``, returns no fit at all when the field's best fit error exceeds
+    ``_FIELD_SLACK + _FIELD_SLOPE * reach``: measured on every deformed copy of
+    tests/test_copycat_rules.py, a copy that ends at geometry g started at a field error of at
+    most 0.14 + 1.9 g (0.28 at most), so a pair above that line cannot end within ``reach``.
+    """
+    pa, wa = _subsample(a, _ICP_POINTS)  # ICP on subsamples, the verdict on the whole clouds
+    pb0, wb = _subsample(b, _ICP_POINTS)
+    field_a, field_b = _nearest_field(a), _nearest_field(b)
+    a_points, b_points = a.points.astype(np.float64), b.points.astype(np.float64)
+    weights = np.concatenate([wb, wa])
+    r = SIGNED_PERMUTATIONS[starts].copy()
+    t = np.zeros((len(starts), 3))
+    is_colour = np.arange(len(starts)) == (-1 if colour_start is None else colour_start)
+
+    def matches(r: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(fit error [S], b -> a indices [S, n], a -> b indices [S, n]) through the fields."""
+        inv = np.linalg.inv(r)
+        moved_b = _apply(pb0, r, t)
+        moved_a = _apply(pa, inv, np.einsum("sj,sji->si", -t, inv))  # a's points in b's frame
+        i_ba, i_ab = _lookup(field_a, moved_b), _lookup(field_b, moved_a)
+        error = (np.linalg.norm(moved_b - a_points[i_ba], axis=2) @ wb
+                 + np.linalg.norm(moved_a - b_points[i_ab], axis=2) @ wa)
+        return error, i_ba, i_ab
+
+    for step in range(_ICP_STEPS):
+        error, i_ba, i_ab = matches(r, t)
+        if step == _PRUNE_AFTER and len(r) > 1:
+            keep = (error <= _PRUNE_RATIO * error.min()) | is_colour
+            r, t, i_ba, i_ab, is_colour = r[keep], t[keep], i_ba[keep], i_ab[keep], is_colour[keep]
+        # b -> a matches and a -> b matches together: a copy missing a part does not drag the fit
+        src = np.concatenate([np.broadcast_to(pb0, (len(r),) + pb0.shape), b_points[i_ab]], axis=1)
+        dst = np.concatenate([a_points[i_ba], np.broadcast_to(pa, (len(r),) + pa.shape)], axis=1)
+        r_new, t_new = _batched_affine(src, dst, weights)
+        settled = np.abs(r_new - r).max() < _SETTLED and np.abs(t_new - t).max() < _SETTLED
+        r, t = r_new, t_new
+        if settled:
+            break
+    error, _, _ = matches(r, t)
+    if reach is not None and float(error.min()) > _FIELD_SLACK + _FIELD_SLOPE * reach:
+        return []  # even the best start is too far off to end within reach
+    chosen = [int(k) for k in np.argsort(error, kind="stable")[:_EXACT_STARTS]]
+    chosen += [int(k) for k in np.flatnonzero(is_colour) if int(k) not in chosen]
+    tree_a, tree_b = _tree(a), _tree(b)  # a -> b onto b's whole cloud: an identical copy fits exactly
+    fits = []
+    for k in chosen:  # exact neighbours for the last steps
+        rk, tk = r[k], t[k]
+        for _ in range(_EXACT_STEPS):
+            _, i_ba = tree_a.query(pb0 @ rk + tk)
+            _, i_ab = tree_b.query((pa - tk) @ np.linalg.inv(rk))
+            r_new, t_new = _affine(np.concatenate([pb0, b_points[i_ab]]), np.concatenate([a_points[i_ba], pa]),
+                                   weights)
+            settled = np.abs(r_new - rk).max() < _SETTLED and np.abs(t_new - tk).max() < _SETTLED
+            rk, tk = r_new, t_new
+            if settled:
+                break
+        fits.append((rk, tk))
+    return fits
+
+
+def compare(a: ShapeCloud, b: ShapeCloud, reach: float | None = None) -> Match:
+    """The best alignment of ``b`` onto ``a`` and what is left of their difference (see the module docstring).
+
+    ``reach``: the largest geometry distance the caller could still call the same object;
+    a pair the cheap stage of the alignment already shows further apart returns
+    ``geometry=inf`` (and colour None) without the exact stage.
+    """
     sub, sub_w = _subsample(b, _COARSE_POINTS)
+    # all 48 starts scored at once, through a's nearest-point field
+    moved = _apply(sub, SIGNED_PERMUTATIONS, np.zeros((len(SIGNED_PERMUTATIONS), 3)))
+    index = _lookup(_nearest_field(a), moved)
+    by_shape = np.linalg.norm(moved - a.points[index], axis=2) @ sub_w
+    starts = [int(k) for k in np.argsort(by_shape, kind="stable")[:_STARTS]]
     # with colours on both sides, a start must also put colours where they were: near-round objects
     # fit their surfaces in many orientations, and only the colours tell which one is the copy's
-    sub_rgb = None
     if a.colours is not None and b.colours is not None:
         pick = np.linspace(0, len(b.points) - 1, len(sub)).astype(np.int64) if len(b.points) > len(sub) \
             else np.arange(len(b.points))
         sub_rgb = b.colours[pick].astype(np.float64)
-    by_shape, by_colour = [], []
-    for k, m in enumerate(SIGNED_PERMUTATIONS):
-        d, i = tree_a.query(sub @ m)
-        score = float(sub_w @ d)
-        by_shape.append((score, k))
-        if sub_rgb is not None:
-            by_colour.append((score + _COLOUR_WEIGHT * float(sub_w @ np.abs(a.colours[i] - sub_rgb).sum(axis=1)), k))
-    starts = [k for _, k in sorted(by_shape)[:_STARTS]]
-    starts += [k for _, k in sorted(by_colour)[:1] if k not in starts]  # the colours' choice, when it differs
-    pa, wa = _subsample(a, _ICP_POINTS)  # ICP on subsamples, the verdict on the whole clouds
-    pb0, wb = _subsample(b, _ICP_POINTS)
-    tree_b = cKDTree(pb0)  # a -> b matches are found in b's own frame: one tree, no rebuild per step
-    weights = np.concatenate([wb, wa])
-    fits = []
-    for k in starts:
-        r, t = SIGNED_PERMUTATIONS[k].copy(), np.zeros(3)
-        for _ in range(_ICP_STEPS):
-            _, i_ba = tree_a.query(pb0 @ r + t)
-            # b -> a matches and a -> b matches together: a copy missing a part does not drag the fit
-            _, i_ab = tree_b.query((pa - t) @ np.linalg.inv(r))
-            src = np.concatenate([pb0, pb0[i_ab]])
-            dst = np.concatenate([a.points[i_ba].astype(np.float64), pa])
-            r_new, t_new = _affine(src, dst, weights)
-            settled = np.abs(r_new - r).max() < _SETTLED and np.abs(t_new - t).max() < _SETTLED
-            r, t = r_new, t_new
-            if settled:  # the matches no longer move the fit
-                break
-        d_ba, _ = tree_a.query(pb0 @ r + t)
-        d_ab, _ = tree_b.query((pa - t) @ np.linalg.inv(r))
-        fits.append((float(wb @ d_ba + wa @ d_ab), r, t))
-    _, r, t = min(fits, key=lambda fit: fit[0])
-    pb = b.points.astype(np.float64) @ r + t
-    nb = b.normals.astype(np.float64) @ np.linalg.inv(r).T
-    nb /= np.maximum(np.linalg.norm(nb, axis=1, keepdims=True), 1e-300)
-    wb_full = b.weights.astype(np.float64)
-    dist, i_ba, _ = _chamfer(a, pb, nb, wb_full, cKDTree(pb))
-    colour = _colour_agreement(None if a.colours is None else a.colours[i_ba].astype(np.float64),
-                               None if b.colours is None else b.colours.astype(np.float64), wb_full)
-    return Match(dist, colour, r, t)
+        by_colour = by_shape + _COLOUR_WEIGHT * (np.abs(a.colours[index] - sub_rgb[None]).sum(axis=2) @ sub_w)
+        best_colour = int(np.argmin(by_colour))
+        if best_colour not in starts:  # the colours' choice, when it differs
+            starts.append(best_colour)
+        colour_start = starts.index(best_colour)
+    else:
+        colour_start = None
+    best = None
+    fits = _icp(a, b, starts, reach, colour_start)
+    if not fits:
+        return Match(float("inf"), None, np.eye(3), np.zeros(3))
+    for r, t in fits:  # the verdict's own measure picks among the refined fits, colours breaking near-ties
+        pb = b.points.astype(np.float64) @ r + t
+        nb = b.normals.astype(np.float64) @ np.linalg.inv(r).T
+        nb /= np.maximum(np.linalg.norm(nb, axis=1, keepdims=True), 1e-300)
+        wb_full = b.weights.astype(np.float64)
+        dist_ab, i_ba, _ = _chamfer(a, pb, nb, wb_full, cKDTree(pb))
+        colour = _colour_agreement(None if a.colours is None else a.colours[i_ba].astype(np.float64),
+                                   None if b.colours is None else b.colours.astype(np.float64), wb_full)
+        score = dist_ab + _COLOUR_PICK * (1.0 - (colour if colour is not None else 1.0))
+        if best is None or score < best[0]:
+            best = (score, dist_ab, colour, r, t)
+    _, dist_ab, colour, r, t = best
+    return Match(dist_ab, colour, r, t)

@@ -62,7 +62,7 @@ import numpy as np
 import trimesh
 from PIL import Image
 
-from text3d.reward.defences.alignment import compare, profile_distance
+from text3d.reward.defences.alignment import colour_histogram_distance, compare, profile_distance, relief
 from text3d.reward.defences.shape_cloud import ShapeCloud, shape_cloud
 
 __all__ = [
@@ -150,20 +150,30 @@ class Fingerprint:
 class CopyRule:
     """The thresholds of ``same_object`` (see the module docstring); defaults are the pinned protocol's."""
 
-    geometry_max: float = 0.02
-    colour_geometry_max: float = 0.04
-    min_colour_agreement: float = 0.97
+    geometry_max: float = 0.015
+    colour_geometry_max: float = 0.09
+    min_colour_agreement: float = 0.8
     view_max: float = 0.02
+    relief_ratio: float = 0.2
+    relief_geometry_max: float = 0.07
+    colour_histogram_max: float = 0.15
 
-    def colour_bound(self, colour: float) -> float:
-        """The geometry distance forgiven at colour agreement ``colour`` (>= ``min_colour_agreement``)."""
-        return self.geometry_max + (self.colour_geometry_max - self.geometry_max) * (colour - 0.9) / 0.1
+    def geometry_bound(self, relief_a: float, relief_b: float) -> float:
+        """The geometry distance under which two answers of these reliefs are one object by
+        shape alone: ``relief_ratio`` of the smaller relief, at least ``geometry_max`` and at
+        most ``relief_geometry_max``."""
+        return max(self.geometry_max, min(self.relief_ratio * min(relief_a, relief_b), self.relief_geometry_max))
 
     @classmethod
     def from_defences(cls, defences) -> "CopyRule":
         """From a ``DefenceSpec`` or a ``RewardConfig`` (anything with the fingerprint_* fields)."""
-        return cls(float(defences.fingerprint_max_distance), float(defences.fingerprint_colour_max_distance),
-                   float(defences.fingerprint_min_colour_agreement), float(defences.fingerprint_view_max_distance))
+        return cls(geometry_max=float(defences.fingerprint_max_distance),
+                   colour_geometry_max=float(defences.fingerprint_colour_max_distance),
+                   min_colour_agreement=float(defences.fingerprint_min_colour_agreement),
+                   view_max=float(defences.fingerprint_view_max_distance),
+                   relief_ratio=float(defences.fingerprint_relief_ratio),
+                   relief_geometry_max=float(defences.fingerprint_relief_max_distance),
+                   colour_histogram_max=float(defences.fingerprint_colour_histogram_max))
 
 
 def _protocol_rule() -> CopyRule:
@@ -178,18 +188,23 @@ DEFAULT_RULE = _protocol_rule()
 @dataclass(frozen=True)
 class Match:
     """What ``match`` measured: ``geometry`` (chamfer after alignment, whitened units; inf when
-    the radial profiles alone showed the pair apart and no alignment was run),
-    ``colour`` (agreement in [-1, 1] or None), ``views`` (RMS view distance or None when the
-    answers were not rendered under one rig), and the verdict ``same``."""
+    the cheap stages alone showed the pair further apart than any bound could forgive),
+    ``colour`` (aligned pattern agreement in [-1, 1] or None), ``views`` (RMS view distance
+    or None when the answers were not rendered under one rig), ``histogram`` (colour
+    histogram distance in [0, 1], None without colour patterns on both sides), ``bound``
+    (the geometry bound by shape alone for this pair's reliefs), and the verdict ``same``."""
 
     geometry: float
     colour: float | None
     views: float | None
     same: bool
+    histogram: float | None = None
+    bound: float | None = None
 
     def as_dict(self) -> dict:
-        return {"geometry": round(self.geometry, 4), "colour": None if self.colour is None else round(self.colour, 3),
-                "views": None if self.views is None else round(self.views, 4), "same": self.same}
+        r = lambda x, n: None if x is None else round(x, n)  # noqa: E731
+        return {"geometry": r(self.geometry, 4), "colour": r(self.colour, 3), "views": r(self.views, 4),
+                "histogram": r(self.histogram, 3), "bound": r(self.bound, 4), "same": self.same}
 
 
 def view_fingerprint(images: Sequence[Image.Image], px: int = _VIEW_PX) -> np.ndarray:
@@ -217,19 +232,29 @@ def fingerprint(mesh: trimesh.Trimesh, images: Sequence[Image.Image] | None = No
 
 
 def match(a: Fingerprint, b: Fingerprint, rule: CopyRule = DEFAULT_RULE) -> Match:
-    """Measure ``a`` against ``b`` and judge them under ``rule`` (symmetric up to ICP's tolerance)."""
+    """Measure ``a`` against ``b`` and judge them under ``rule`` (symmetric up to ICP's tolerance).
+
+    Cheap evidence first: the reliefs give the shape-alone bound, the colour histograms say
+    whether the colour path is open at all; the alignment then runs only as far as the
+    larger of the two bounds can still be reached (``compare(..., reach=...)``).
+    """
     views = None
     if a.views is not None and b.views is not None and a.rig_key is not None and a.rig_key == b.rig_key \
             and a.views.shape == b.views.shape:
         views = view_distance(a.views, b.views)
+    by_views = bool(views is not None and views <= rule.view_max)
+    bound = rule.geometry_bound(relief(a.cloud), relief(b.cloud))
+    histogram = colour_histogram_distance(a.cloud, b.cloud)
+    colour_open = histogram is not None and histogram <= rule.colour_histogram_max
+    reach = max(bound, rule.colour_geometry_max) if colour_open else bound
     if profile_distance(a.cloud, b.cloud) > PROFILE_MAX:  # cannot be copies: skip the alignment
-        return Match(float("inf"), None, views, bool(views is not None and views <= rule.view_max))
-    found = compare(a.cloud, b.cloud)
-    same = (found.geometry <= rule.geometry_max
-            or (found.colour is not None and found.colour >= rule.min_colour_agreement
-                and found.geometry <= rule.colour_bound(found.colour))
-            or (views is not None and views <= rule.view_max))
-    return Match(found.geometry, found.colour, views, bool(same))
+        return Match(float("inf"), None, views, by_views, histogram, bound)
+    found = compare(a.cloud, b.cloud, reach=reach)
+    same = (found.geometry <= bound
+            or (colour_open and found.colour is not None and found.colour >= rule.min_colour_agreement
+                and found.geometry <= rule.colour_geometry_max)
+            or by_views)
+    return Match(found.geometry, found.colour, views, bool(same), histogram, bound)
 
 
 def same_object(a: Fingerprint, b: Fingerprint, rule: CopyRule = DEFAULT_RULE) -> bool:
