@@ -105,6 +105,9 @@ class RewardConfig(BaseModel):
     fingerprint_colour_histogram_max: float = Field(
         _D.fingerprint_colour_histogram_max, ge=0.0, le=1.0, json_schema_extra=PINNED_FIELD,
         description="Colour-histogram distance under which colour evidence counts at all.")
+    fingerprint_max_aspect_change: float = Field(
+        _D.fingerprint_max_aspect_change, ge=1.0, json_schema_extra=PINNED_FIELD,
+        description="Two answers whose proportions differ by more than this factor are never one object.")
     max_overdraw: float = Field(_D.max_overdraw, gt=0.0, json_schema_extra=PINNED_FIELD,
                                 description="A mesh costing more than this many screens of drawing is refused unrendered.")
 
@@ -167,6 +170,7 @@ class RewardConfig(BaseModel):
             fingerprint_relief_ratio=d.fingerprint_relief_ratio,
             fingerprint_relief_max_distance=d.fingerprint_relief_max_distance,
             fingerprint_colour_histogram_max=d.fingerprint_colour_histogram_max,
+            fingerprint_max_aspect_change=d.fingerprint_max_aspect_change,
             **operational,
         )
 
@@ -199,6 +203,7 @@ class RewardConfig(BaseModel):
                 fingerprint_relief_ratio=self.fingerprint_relief_ratio,
                 fingerprint_relief_max_distance=self.fingerprint_relief_max_distance,
                 fingerprint_colour_histogram_max=self.fingerprint_colour_histogram_max,
+                fingerprint_max_aspect_change=self.fingerprint_max_aspect_change,
             ),
         )
 

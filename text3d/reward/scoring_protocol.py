@@ -212,6 +212,9 @@ class DefenceSpec(BaseModel):
     fingerprint_colour_max_distance: float = Field(0.09, gt=0.0)
     fingerprint_min_colour_agreement: float = Field(0.8, ge=-1.0, le=1.0)  # correlation of aligned colours
     fingerprint_colour_histogram_max: float = Field(0.15, ge=0.0, le=1.0)  # total variation of RGB histograms
+    # ... and never when their proportions (principal spreads over their geometric mean) differ by more
+    # than this factor on some axis (a stretch of +-25 % per axis changes them by 1.4 at most)
+    fingerprint_max_aspect_change: float = Field(1.6, ge=1.0)
     fingerprint_view_max_distance: float = Field(0.02, gt=0.0)  # per-pixel RMS at 32 px, same rig
     max_overdraw: float = Field(8.0, gt=0.0)  # text3d.reward.defences.budget: projected area / viewport, worst view
 

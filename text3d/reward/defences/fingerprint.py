@@ -80,7 +80,7 @@ __all__ = [
 ]
 
 _VIEW_PX = 32
-_FORMAT_VERSION = 2
+_FORMAT_VERSION = 3  # 3: the aspect (principal spreads before whitening) is kept
 _MAX_POINTS = 100_000  # a stored fingerprint with more points is not one of ours
 _MAX_VIEWS = 64
 PROFILE_MAX = 0.02  # radial profiles further apart than this are never copies (copies measured <= 0.0085)
@@ -104,7 +104,8 @@ class Fingerprint:
         """A compact, versioned serialisation (npz: float16 points and normals, uint8 colours)."""
         c = self.cloud
         arrays = {"points": c.points.astype(np.float16), "weights": c.weights.astype(np.float32),
-                  "normals": c.normals.astype(np.float16), "moments": c.moments.astype(np.float32)}
+                  "normals": c.normals.astype(np.float16), "moments": c.moments.astype(np.float32),
+                  "aspect": (c.aspect if c.aspect is not None else np.ones(3)).astype(np.float32)}
         if c.colours is not None:
             arrays["colours"] = np.round(np.clip(c.colours, 0, 1) * 255).astype(np.uint8)
         if self.views is not None:
@@ -125,6 +126,7 @@ class Fingerprint:
                 weights = npz["weights"].astype(np.float32)
                 normals = npz["normals"].astype(np.float32)
                 moments = npz["moments"].astype(np.float32)
+                aspect = npz["aspect"].astype(np.float32)
                 colours = npz["colours"].astype(np.float32) / 255.0 if "colours" in npz.files else None
                 views = npz["views"].astype(np.float32) if "views" in npz.files else None
                 rig_key = str(npz["rig_key"]) or None
@@ -132,18 +134,19 @@ class Fingerprint:
             raise ValueError(f"not a fingerprint: {exc}") from None
         n = len(points)
         if not (points.ndim == 2 and points.shape[1:] == (3,) and 4 <= n <= _MAX_POINTS
-                and weights.shape == (n,) and normals.shape == (n, 3) and moments.shape == (3,)
+                and weights.shape == (n,) and normals.shape == (n, 3) and moments.shape == (3,) and aspect.shape == (3,)
                 and (colours is None or colours.shape == (n, 3))
                 and (views is None or (views.ndim == 4 and views.shape[0] <= _MAX_VIEWS
                                        and views.shape[1:] == (_VIEW_PX, _VIEW_PX, 3)))):
             raise ValueError("not a fingerprint: arrays of the wrong shape")
-        arrays = [points, weights, normals, moments] + [x for x in (colours, views) if x is not None]
-        if not all(np.isfinite(x).all() for x in arrays) or (weights < 0).any() or not weights.sum() > 0:
+        arrays = [points, weights, normals, moments, aspect] + [x for x in (colours, views) if x is not None]
+        if not all(np.isfinite(x).all() for x in arrays) or (weights < 0).any() or not weights.sum() > 0 \
+                or not (aspect > 0).all():
             raise ValueError("not a fingerprint: non-finite or negative values")
         total = float(weights.sum())
         if abs(total - 1.0) > 1e-3:  # ours sum to 1; anything else is normalised (a round trip stays bit-exact)
             weights = (weights / total).astype(np.float32)
-        return cls(ShapeCloud(points, weights, colours, moments, normals), views, rig_key)
+        return cls(ShapeCloud(points, weights, colours, moments, normals, aspect), views, rig_key)
 
 
 @dataclass(frozen=True)
@@ -157,6 +160,17 @@ class CopyRule:
     relief_ratio: float = 0.2
     relief_geometry_max: float = 0.07
     colour_histogram_max: float = 0.15
+    max_aspect_change: float = 1.6
+
+    def aspects_allow(self, a: ShapeCloud, b: ShapeCloud) -> bool:
+        """True unless the two objects' proportions (principal spreads relative to their
+        geometric mean) differ by more than ``max_aspect_change`` on some axis: whitening forgets
+        any stretch, but a copy is stretched by at most +-25 % per axis (a factor of 1.4 here at
+        worst), while a flat plate and a cube are not one object."""
+        if a.aspect is None or b.aspect is None:
+            return True
+        gap = float(np.abs(np.log(a.aspect.astype(np.float64)) - np.log(b.aspect.astype(np.float64))).max())
+        return gap <= float(np.log(self.max_aspect_change))
 
     def geometry_bound(self, relief_a: float, relief_b: float) -> float:
         """The geometry distance under which two answers of these reliefs are one object by
@@ -173,7 +187,8 @@ class CopyRule:
                    view_max=float(defences.fingerprint_view_max_distance),
                    relief_ratio=float(defences.fingerprint_relief_ratio),
                    relief_geometry_max=float(defences.fingerprint_relief_max_distance),
-                   colour_histogram_max=float(defences.fingerprint_colour_histogram_max))
+                   colour_histogram_max=float(defences.fingerprint_colour_histogram_max),
+                   max_aspect_change=float(defences.fingerprint_max_aspect_change))
 
 
 def _protocol_rule() -> CopyRule:
@@ -247,7 +262,8 @@ def match(a: Fingerprint, b: Fingerprint, rule: CopyRule = DEFAULT_RULE) -> Matc
     histogram = colour_histogram_distance(a.cloud, b.cloud)
     colour_open = histogram is not None and histogram <= rule.colour_histogram_max
     reach = max(bound, rule.colour_geometry_max) if colour_open else bound
-    if profile_distance(a.cloud, b.cloud) > PROFILE_MAX:  # cannot be copies: skip the alignment
+    if not rule.aspects_allow(a.cloud, b.cloud) or profile_distance(a.cloud, b.cloud) > PROFILE_MAX:
+        # proportions no cheap stretch explains, or radial profiles apart: cannot be copies, no alignment
         return Match(float("inf"), None, views, by_views, histogram, bound)
     found = compare(a.cloud, b.cloud, reach=reach)
     same = (found.geometry <= bound
