@@ -62,7 +62,7 @@ import numpy as np
 import trimesh
 from PIL import Image
 
-from text3d.reward.defences.alignment import colour_histogram_distance, compare, profile_distance, relief
+from text3d.reward.defences.alignment import bent_distance, colour_histogram_distance, compare, profile_distance, relief
 from text3d.reward.defences.shape_cloud import ShapeCloud, shape_cloud
 
 __all__ = [
@@ -83,6 +83,7 @@ _VIEW_PX = 32
 _FORMAT_VERSION = 3  # 3: the aspect (principal spreads before whitening) is kept
 _MAX_POINTS = 100_000  # a stored fingerprint with more points is not one of ours
 _MAX_VIEWS = 64
+BEND_GAIN_MIN = 0.5  # bending keeps at least this share of the affine distance (measured: 0.55 at least)
 PROFILE_MAX = 0.02  # radial profiles further apart than this are never copies (copies measured <= 0.0085)
 
 
@@ -157,7 +158,7 @@ class CopyRule:
     colour_geometry_max: float = 0.09
     min_colour_agreement: float = 0.8
     view_max: float = 0.02
-    relief_ratio: float = 0.2
+    relief_ratio: float = 0.185
     relief_geometry_max: float = 0.07
     colour_histogram_max: float = 0.15
     max_aspect_change: float = 1.6
@@ -172,11 +173,12 @@ class CopyRule:
         gap = float(np.abs(np.log(a.aspect.astype(np.float64)) - np.log(b.aspect.astype(np.float64))).max())
         return gap <= float(np.log(self.max_aspect_change))
 
-    def geometry_bound(self, relief_a: float, relief_b: float) -> float:
-        """The geometry distance under which two answers of these reliefs are one object by
-        shape alone: ``relief_ratio`` of the smaller relief, at least ``geometry_max`` and at
-        most ``relief_geometry_max``."""
-        return max(self.geometry_max, min(self.relief_ratio * min(relief_a, relief_b), self.relief_geometry_max))
+    def relief_bound(self, relief_a: float, relief_b: float) -> float:
+        """The bent distance (``alignment.bent_distance``) under which two answers of these
+        reliefs are one object by shape alone: ``relief_ratio`` of the smaller relief, at most
+        ``relief_geometry_max``. Scaled by relief because a lumpy sphere has little shape to
+        tell it from another (honest blobs come within 0.018), a chair or a part a lot."""
+        return min(self.relief_ratio * min(relief_a, relief_b), self.relief_geometry_max)
 
     @classmethod
     def from_defences(cls, defences) -> "CopyRule":
@@ -207,7 +209,8 @@ class Match:
     ``colour`` (aligned pattern agreement in [-1, 1] or None), ``views`` (RMS view distance
     or None when the answers were not rendered under one rig), ``histogram`` (colour
     histogram distance in [0, 1], None without colour patterns on both sides), ``bound``
-    (the geometry bound by shape alone for this pair's reliefs), and the verdict ``same``."""
+    (the relief bound for this pair), ``bent`` (the distance once ``b`` may also bend, None when
+    not needed), and the verdict ``same``."""
 
     geometry: float
     colour: float | None
@@ -215,11 +218,13 @@ class Match:
     same: bool
     histogram: float | None = None
     bound: float | None = None
+    bent: float | None = None
 
     def as_dict(self) -> dict:
         r = lambda x, n: None if x is None else round(x, n)  # noqa: E731
         return {"geometry": r(self.geometry, 4), "colour": r(self.colour, 3), "views": r(self.views, 4),
-                "histogram": r(self.histogram, 3), "bound": r(self.bound, 4), "same": self.same}
+                "histogram": r(self.histogram, 3), "bound": r(self.bound, 4), "bent": r(self.bent, 4),
+                "same": self.same}
 
 
 def view_fingerprint(images: Sequence[Image.Image], px: int = _VIEW_PX) -> np.ndarray:
@@ -258,19 +263,22 @@ def match(a: Fingerprint, b: Fingerprint, rule: CopyRule = DEFAULT_RULE) -> Matc
             and a.views.shape == b.views.shape:
         views = view_distance(a.views, b.views)
     by_views = bool(views is not None and views <= rule.view_max)
-    bound = rule.geometry_bound(relief(a.cloud), relief(b.cloud))
+    bound = rule.relief_bound(relief(a.cloud), relief(b.cloud))
     histogram = colour_histogram_distance(a.cloud, b.cloud)
     colour_open = histogram is not None and histogram <= rule.colour_histogram_max
-    reach = max(bound, rule.colour_geometry_max) if colour_open else bound
+    reach = max(rule.geometry_max, bound / BEND_GAIN_MIN, rule.colour_geometry_max if colour_open else 0.0)
     if not rule.aspects_allow(a.cloud, b.cloud) or profile_distance(a.cloud, b.cloud) > PROFILE_MAX:
         # proportions no cheap stretch explains, or radial profiles apart: cannot be copies, no alignment
         return Match(float("inf"), None, views, by_views, histogram, bound)
     found = compare(a.cloud, b.cloud, reach=reach)
-    same = (found.geometry <= bound
+    same = (found.geometry <= rule.geometry_max
             or (colour_open and found.colour is not None and found.colour >= rule.min_colour_agreement
-                and found.geometry <= rule.colour_geometry_max)
-            or by_views)
-    return Match(found.geometry, found.colour, views, bool(same), histogram, bound)
+                and found.geometry <= rule.colour_geometry_max))
+    bent = None
+    if not same and found.geometry * BEND_GAIN_MIN <= bound:  # bending could bring it within the relief bound
+        bent = bent_distance(a.cloud, b.cloud, found)
+        same = bent <= bound
+    return Match(found.geometry, found.colour, views, bool(same or by_views), histogram, bound, bent)
 
 
 def same_object(a: Fingerprint, b: Fingerprint, rule: CopyRule = DEFAULT_RULE) -> bool:
