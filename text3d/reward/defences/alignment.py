@@ -10,9 +10,11 @@ whatever non-affine change was added (a warp, jitter, remeshing). The search:
    to its nearest point of ``a``; the best ``_STARTS`` go on, and with colours on both
    sides also the best by distance plus colour difference (a near-round object fits its
    surface in many orientations; only its colours tell which one is the copy's);
-2. each is refined by iterative closest points, ``_ICP_STEPS`` steps of a weighted
+2. each is refined by iterative closest points, up to ``_ICP_STEPS`` steps of a weighted
    least-squares affine fit on nearest neighbours both ways (affine, not only rotations:
-   what whitening left over, e.g. from a copy's crumpled parts, is absorbed too);
+   what whitening left over, e.g. from a copy's crumpled parts, is absorbed too), all
+   starts at once through the clouds' nearest-point fields, then the best (and the
+   colours' choice) by exact neighbours (``_icp``);
 3. the result's ``geometry`` is the symmetric point-to-plane chamfer distance: the
    area-weighted mean offset, along the surface normal, from each cloud's points to the
    other's nearest point, averaged over both directions, in whitened units (the object's
@@ -24,8 +26,12 @@ weighted Pearson correlation of matched points' colours, per channel and for the
 whichever is highest (a tint or a channel gain changes no correlation), or None when
 either surface is almost uniformly coloured (no pattern to compare: no evidence).
 
-Cost (bench/copycat.py): about 0.1 s a pair on this shared 2-core CPU (most of it the
-k-d tree queries of ICP); pairs run on a few threads (``fingerprint.parallel_map``).
+Also here: ``bent_distance`` (a quadratic bend after the affine fit, for smooth warps). The
+cheap evidence ``match`` reads before any alignment is in ``cloud_evidence``.
+
+Cost (bench/copycat.py): a few milliseconds a pair on this shared 2-core CPU (most of it
+the exact k-d tree steps and the verdict's chamfer); pairs run on a few threads
+(``fingerprint.parallel_map``).
 """
 
 from __future__ import annotations
@@ -37,10 +43,10 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from text3d.reward.defences.cloud_evidence import MIN_COLOUR_STD
 from text3d.reward.defences.shape_cloud import ShapeCloud
 
-__all__ = ["Match", "compare", "profile_distance", "relief", "colour_histogram", "colour_histogram_distance",
-           "has_colour_pattern", "bent_distance", "SIGNED_PERMUTATIONS"]
+__all__ = ["Match", "compare", "bent_distance", "SIGNED_PERMUTATIONS"]
 
 _STARTS = 4
 _ICP_STEPS = 10
@@ -56,12 +62,9 @@ _FIELD_SLACK = 0.2  # the cheap stage gives up above _FIELD_SLACK + _FIELD_SLOPE
 _FIELD_SLOPE = 2.5
 _FIELD_HALF = 3.2  # the nearest-point field covers +-this many whitened units
 _FIELD_CELLS = 32
-_PROFILE_BINS = 24
-_HIST_BINS = 6  # per RGB channel, for the colour histogram
 _BEND_STEPS = 8  # quadratic ICP steps of bent_distance
 _BEND_HOLD = 1e-3  # how strongly the curved terms are held towards the affine fit
 _COLOUR_PICK = 0.05  # whitened units per unit of colour disagreement, when picking among refined fits
-_MIN_COLOUR_STD = 0.03  # RGB in [0, 1]: a surface flatter than this has no colour pattern
 
 
 def _signed_permutations() -> np.ndarray:
@@ -149,84 +152,11 @@ def _colour_agreement(ca: np.ndarray | None, cb: np.ndarray | None, w: np.ndarra
     for xa, xb in [(ca @ lum, cb @ lum)] + [(ca[:, k], cb[:, k]) for k in range(3)]:
         ma, mb = w @ xa, w @ xb
         sa, sb = np.sqrt(w @ (xa - ma) ** 2), np.sqrt(w @ (xb - mb) ** 2)
-        if sa < _MIN_COLOUR_STD or sb < _MIN_COLOUR_STD:
+        if sa < MIN_COLOUR_STD or sb < MIN_COLOUR_STD:
             continue
         corr = float(w @ ((xa - ma) * (xb - mb)) / (sa * sb))
         best = corr if best is None else max(best, corr)
     return best
-
-
-def _profile(cloud: ShapeCloud) -> np.ndarray:
-    """The cumulative share of the surface within each radius of the centre (whitened units):
-    unchanged by any rotation or reflection, so by any affine copy, and cheap."""
-    radius = np.linalg.norm(cloud.points.astype(np.float64), axis=1)
-    share, _ = np.histogram(radius, bins=_PROFILE_BINS, range=(0.0, 4.0), weights=cloud.weights.astype(np.float64))
-    return np.cumsum(share)
-
-
-def relief(cloud: ShapeCloud) -> float:
-    """How much shape the object has beyond an ellipsoid: the area-weighted mean distance of
-    the whitened surface from the sphere of radius sqrt(3), which every ellipsoid's surface
-    whitens to (whitened units; 0 for an ellipsoid, ~0.02-0.06 for a lumpy sphere, 0.3-0.5
-    for a chair or a machined part). Unchanged by any affine copy."""
-    radius = np.linalg.norm(cloud.points.astype(np.float64), axis=1)
-    return float(cloud.weights.astype(np.float64) @ np.abs(radius - np.sqrt(3.0)))
-
-
-def colour_histogram(cloud: ShapeCloud) -> np.ndarray | None:
-    """[_HIST_BINS^3] area-weighted joint RGB histogram of the surface (sums to 1), or None
-    without colours. Where the colours sit does not matter, so no deformation of the shape
-    changes it beyond the area it re-weights."""
-    if cloud.colours is None:
-        return None
-    hist, _ = np.histogramdd(np.clip(cloud.colours.astype(np.float64), 0.0, 1.0 - 1e-9), bins=(_HIST_BINS,) * 3,
-                             range=[(0.0, 1.0)] * 3, weights=cloud.weights.astype(np.float64))
-    return hist.reshape(-1) / max(float(hist.sum()), 1e-300)
-
-
-def colour_histogram_distance(a: ShapeCloud, b: ShapeCloud) -> float | None:
-    """Total variation between the two surfaces' colour histograms, in [0, 1] (0: the same
-    colours in the same shares); None when either has no colour pattern to compare (no
-    colours, or almost uniform ones: two plain grey objects agree on nothing but grey)."""
-    if not (has_colour_pattern(a) and has_colour_pattern(b)):
-        return None
-    return 0.5 * float(np.abs(_derived(a)[1] - _derived(b)[1]).sum())
-
-
-def has_colour_pattern(cloud: ShapeCloud) -> bool:
-    """True when some colour channel (or the luminance) varies over the surface by at least
-    ``_MIN_COLOUR_STD``: the same test ``_colour_agreement`` applies."""
-    return _derived(cloud)[2]
-
-
-_derived_cache: dict[int, tuple[object, tuple]] = {}
-
-
-def _derived(cloud: ShapeCloud) -> tuple:
-    """(radial profile, colour histogram or None, has a colour pattern, relief), cached by identity."""
-    key = id(cloud.points)
-    hit = _derived_cache.get(key)
-    if hit is not None and hit[0] is cloud.points:
-        return hit[1]
-    pattern = False
-    if cloud.colours is not None:
-        w = cloud.weights.astype(np.float64) / float(cloud.weights.sum())
-        rgb = cloud.colours.astype(np.float64)
-        channels = np.concatenate([rgb, (rgb @ np.array([0.299, 0.587, 0.114]))[:, None]], axis=1)
-        spread = np.sqrt(w @ (channels - w @ channels) ** 2)
-        pattern = bool((spread >= _MIN_COLOUR_STD).any())
-    value = (_profile(cloud), colour_histogram(cloud), pattern, relief(cloud))
-    if len(_derived_cache) > 4096:
-        _derived_cache.clear()
-    _derived_cache[key] = (cloud.points, value)
-    return value
-
-
-def profile_distance(a: ShapeCloud, b: ShapeCloud) -> float:
-    """Mean absolute difference of the two clouds' radial profiles, in [0, 1]: a cheap lower
-    bound on dissimilarity, used to skip the alignment of pairs that cannot be copies
-    (measured: copies 0.0085 at most, ``fingerprint.PROFILE_MAX`` allows 0.02)."""
-    return float(np.abs(_derived(a)[0] - _derived(b)[0]).mean())
 
 
 def _batched_affine(src: np.ndarray, dst: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -9,43 +9,53 @@ re-encoded, its vertices permuted or jittered, recoloured, geometry hidden insid
 **What is compared.** ``fingerprint(mesh, images=None, rig_key=None) -> Fingerprint`` keeps
 the answer's outer surface as a small cloud in a frame no affine map changes
 (``text3d.reward.defences.shape_cloud``: area-weighted samples, hidden interior dropped,
-whitened, canonical axes, ~1,500 points with colours and normals), plus its views at
-32 px when it was rendered (``views``, under the rig named ``rig_key``).
+whitened, canonical axes, ~1,500 points with colours and normals), the proportions the
+whitening forgot (``aspect``), plus its views at 32 px when it was rendered (``views``,
+under the rig named ``rig_key``).
 
-**How.** ``match(a, b)`` aligns the clouds (``text3d.reward.defences.alignment``: the 48
-axis permutations and flips, the best few refined by affine ICP) and measures ``geometry``, the symmetric
-point-to-plane chamfer distance after alignment (whitened units), and ``colour``, how
-well the aligned surfaces' colour patterns agree (a correlation, so a tint or channel
-swap keeps it; None where a surface has no colour pattern).
+**How.** ``match(a, b)`` takes the cheap evidence first: the proportions, the radial
+profiles, each cloud's *relief* (how far its shape departs from an ellipsoid) and the
+distance of the two colour histograms. Only then does it align the clouds
+(``text3d.reward.defences.alignment``: the 48 axis permutations and flips, ICP for all the
+best starts at once through nearest-point fields, exact k-d tree steps for the last), and
+only as far as a bound can still be reached. It measures ``geometry``, the symmetric
+point-to-plane chamfer distance after alignment (whitened units), ``colour``, how well the
+aligned colour patterns agree (a correlation; None without a pattern), and, where it could
+decide, ``bent``: the distance left once one cloud may also bend onto the other by a
+quadratic map (a smooth warp of a few percent is mostly that).
 
 **The rule** (``CopyRule``, thresholds from the pinned protocol's ``DefenceSpec``)::
 
-    same object  <=>  geometry <= geometry_max                                       (0.02)
-                  or  colour >= min_colour and geometry <= bound(colour)             (0.97)
-                  or  same rig and view_distance <= view_max                         (0.02)
-    bound(c) = geometry_max + (colour_geometry_max - geometry_max) * (c - 0.9) / 0.1  (0.034 at 0.97,
-                                                                                   0.04 at 1.0)
+    never the same     if the proportions differ by more than max_aspect_change        (1.6)
+    same object  <=>   geometry <= geometry_max                                         (0.015)
+                  or   bent <= min(relief_ratio * min(relief_a, relief_b), relief_max)  (0.185, 0.07)
+                  or   histogram <= colour_histogram_max and colour >= min_colour       (0.15, 0.8)
+                       and geometry <= colour_geometry_max                              (0.09)
+                  or   same rig and view_distance <= view_max                           (0.02)
 
-The more the aligned colour patterns agree, the more deformation is forgiven: a copy keeps
-its colours however it is bent, while two honest objects agree on colour only as much as
-two smooth gradients happen to.
+The relief scales the shape bound: a chair or a machined part (relief 0.3-0.5) has a lot of
+shape that two different objects do not share, a lumpy sphere (0.02-0.08) little, so honest
+lumpy spheres of different seeds come within 0.018 while a warped chair keeps 0.2 of its
+relief. Colour only adds evidence, and only when the colours themselves (the histogram,
+where they sit does not matter) are the same: a copy keeps them however it is bent, two
+honest smooth gradients correlate by chance up to 0.987 but never share a histogram
+(0.25 apart at the closest of 2,016 pairs).
 
-Measured (tests/test_copycat_rules.py, bench/copycat.py, docs/copycats.md): honest pairs of
-the project's generators come as close as 0.0227 (two of 64 Shap-E-like blob seeds; 129 of
-their 2,016 pairs were joined by a looser first rule) and smooth gradients agree on colour
-up to 0.987 by chance, so the bounds are tight: 0 of 2,016 + 182 honest pairs joined, and 71
-of 96 deformed copies (every re-encoding, stretch, tilt, mirror, subdivision, recolouring;
-warps of 3-5 %, jitter on fine meshes and hidden geometry in part: see docs/copycats.md).
-Within a step the views catch what hides inside.
+Measured (tests/test_copycat_rules.py, bench/copycat.py, docs/copycats.md): 95 of the 96
+deformed copies of issue 17 (the escape: a decimated lumpy sphere repainted one flat colour,
+0.023 from its original after the best alignment, as close as honest lumpy spheres come);
+0 of 2,016 + 182 honest pairs; every honest pair the bend was tried on ends at least 1.09 of
+its bound, every caught copy at most 0.92 of its. Within a step the views catch what hides
+inside.
 
 ``cluster_copies(fingerprints)`` groups answers that are the same object, whatever order
 pairs are compared in (each joins the earliest group leader it copies); the validator's step and ``text3d dedupe``
 both call it. ``Fingerprint.to_bytes()`` / ``from_bytes()`` store one on disk (npz, no
 pickles; hostile bytes raise ``ValueError``).
 
-Cost (bench/copycat.py, this shared 2-core CPU): 0.3 s per asset at 20k faces, 0.6 s at 100k,
-12 s at 1M; about 0.1 s per compared pair, which a step pays for every pair of its answers and
-for each answer against its miner's remembered ones.
+Cost: bench/copycat.py (per asset at 20k/100k/1M faces, per pair, per step of 16 and 64
+answers; figures in docs/copycats.md). A step pays the cheap evidence for every pair of its
+answers and the alignment only for the pairs the evidence leaves open.
 """
 
 from __future__ import annotations
@@ -62,7 +72,8 @@ import numpy as np
 import trimesh
 from PIL import Image
 
-from text3d.reward.defences.alignment import bent_distance, colour_histogram_distance, compare, profile_distance, relief
+from text3d.reward.defences.alignment import bent_distance, compare
+from text3d.reward.defences.cloud_evidence import colour_histogram_distance, profile_distance, relief
 from text3d.reward.defences.shape_cloud import ShapeCloud, shape_cloud
 
 __all__ = [
