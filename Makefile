@@ -21,7 +21,7 @@ export TEXT3D_CACHE := $(CACHE)
 # with real models may download what is missing.
 test: export HF_HUB_OFFLINE := 1
 
-.PHONY: setup test demo bench clean apt models
+.PHONY: setup test demo bench bench-docs clean apt models
 
 setup: $(VENV)/.installed apt models
 
@@ -56,8 +56,18 @@ test: setup
 demo: setup
 	$(VENV)/bin/text3d demo --models $(MODELS)
 
+# Every bench (bench/README.md), one at a time: results in bench/results.jsonl, tables in
+# docs/performance.md, headlines in README.md. BENCHES="codec render" runs just those;
+# BENCH_HEAVY=1 adds the heavy ones. Exits 1 when any run failed (after running the rest).
+BENCHES ?=
+BENCH_HEAVY ?= 0
+bench: export HF_HUB_OFFLINE := 1
 bench: setup
-	for b in bench/*.py; do $(PY) $$b || exit 1; done
+	$(PY) bench/_suite.py run $(if $(filter 1,$(BENCH_HEAVY)),--heavy) $(BENCHES)
+
+# Re-render docs/performance.md and the README's headline block from bench/results.jsonl.
+bench-docs:
+	$(PY) bench/_suite.py render
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -60,8 +60,9 @@ VALIDATOR = [
     "moderngl==5.13.0",
     "gguf==0.19.0",
     "rapidocr-onnxruntime==1.4.4",  # OCR on the views (bundled PP-OCRv4 ONNX models; offline)
-    "lxml==6.1.3",  # trimesh's 3MF and COLLADA (.dae) loaders for `text3d score`
+    "lxml==6.1.3",  # trimesh's 3MF, XAML, 3DXML and COLLADA (.dae, .zae) loaders for `text3d score`
     "pycollada==0.9.3",
+    "watchfiles==1.3.0",  # `text3d score --watch`: re-score a file on each save (already here via uvicorn[standard])
 ]
 PYRENDER = ["pyrender-maintained", "PyOpenGL>=3.1.7"]
 # A miner's generation on a Ray cluster (--generation.ray_address); adds packages beside the
@@ -80,6 +81,7 @@ DEV = [
     "hypothesis>=6.100",
     "psutil>=5.9",
     "scipy>=1.10",  # cKDTree in codec tests and bench/codec.py (already pulled in by sentence-transformers)
+    "ruff==0.17.6",  # pyflakes' rules over the whole tree, run by tests/test_hygiene.py
     "playwright==1.65.2",  # drives Debian's chromium (executable_path) in the browser tests; never downloads a browser
 ]
 

@@ -1,10 +1,10 @@
-"""Cost of the copycat rule per asset and per step, against the previous fingerprint in the same run.
+"""Copycat rule: its cost per asset and per step, against the previous fingerprint in the same run.
 
 Through the production entry points (``text3d.reward.defences.fingerprint``):
 
     asset      ``fingerprint(mesh)`` (geometry; the 32 px views are a resize of the rendered
                views, ~1 ms) for Shap-E-like coloured blobs of 20k, 100k and 1M faces, and the
-               baseline ``bench/copycat_baseline.geometry_fingerprint`` (the rule before issue 17)
+               baseline ``bench/_copycat_baseline.geometry_fingerprint`` (the rule before issue 17)
     pair       ``match(a, b)``: the cheap evidence, then as much of the alignment as the pair needs,
                for two honest answers
     step       ``cluster_copies`` over 16 and 64 honest answers (blobs of different seeds; any group
@@ -16,38 +16,37 @@ Through the production entry points (``text3d.reward.defences.fingerprint``):
                models/ folder) judged; pairs joined as the same object are listed (the
                false-positive rate on real files, after removing true duplicates by eye)
 
-Medians over ``--repeats``; peak memory (RSS high-water mark) of the process; ends with ONE
-JSON line. ``--smoke``: small sizes (2k/10k faces, steps of 4 and 8 answers), for the test
-that keeps this script alive. Exits non-zero, with the reason on its last line, when
-anything under it faults.
+Medians over ``--repeats``; peak memory (RSS high-water mark) of the process. ``--smoke``:
+small sizes (2k/10k faces, steps of 4 and 8 answers); ``tests/test_bench_copycat.py`` runs it.
+Honest answers joined as copies are false positives: listed in the table, not a fault.
 
-Run from the repo root: ``python bench/copycat.py [--repeats 3] [--corpus DIR] [--smoke]``.
+Run from the repo root:
+``python bench/copycat.py [--sizes 20000,100000,1000000] [--steps 16,64] [--repeats 3] [--corpus DIR] [--smoke]``.
 """
 
 import argparse
 import itertools
-import json
 import os
-import platform
 import resource
-import statistics
 import sys
-import time
-import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from bench._harness import Bench, duration, run  # noqa: E402
 
-def median_time(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+SMOKE = {"sizes": "2000,10000", "steps": "4,8", "answer_faces": 2_000, "repeats": 1}
+SMOKE_TEST = "tests/test_bench_copycat.py::test_the_copycat_bench_smoke_runs_and_ends_with_one_json_line"
+PACKAGES = ("numpy", "scipy", "trimesh")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sizes", default="20000,100000,1000000", help="faces of the fingerprinted assets")
+    parser.add_argument("--steps", default="16,64", help="answers per step for the duplicate and repeat checks")
+    parser.add_argument("--answer-faces", type=int, default=20_000, help="faces of each answer in a step")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--corpus", type=Path, default=None, help="a folder of mesh files to judge pair by pair")
 
 
 def peak_rss_mb() -> float:
@@ -78,43 +77,35 @@ def corpus_pairs(folder: Path) -> dict:
     return {"files": len(names), "pairs": len(names) * (len(names) - 1) // 2, "joined": joined}
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--corpus", type=Path, default=None, help="a folder of mesh files to judge pair by pair")
-    parser.add_argument("--smoke", action="store_true", help="small sizes: a quick check that the bench runs")
-    args = parser.parse_args(argv)
-
-    from bench.copycat_baseline import geometry_fingerprint
+def measure(bench: Bench, args: argparse.Namespace) -> dict:
+    from bench._copycat_baseline import geometry_fingerprint
     from tests.meshes import coloured_sphere
     from text3d.reward.defences.fingerprint import Fingerprint, cluster_copies, fingerprint, match
     from text3d.reward.render.watchdog import render_within
     from text3d.validator.repeats import RecentAnswers
 
-    sizes = (2_000, 10_000) if args.smoke else (20_000, 100_000, 1_000_000)
-    steps = (4, 8) if args.smoke else (16, 64)
-    repeats = 1 if args.smoke else args.repeats
-    out: dict = {"bench": "copycat", "smoke": args.smoke, "python": platform.python_version(),
-                 "machine": platform.machine(), "cpus": os.cpu_count()}
-
+    sizes = [int(x) for x in args.sizes.split(",")]
+    steps = [int(x) for x in args.steps.split(",")]
+    out: dict = {}
     asset = {}
     for faces in sizes:
         mesh = coloured_sphere(faces, seed=1)
-        new_s = median_time(lambda: fingerprint(mesh), repeats)
-        old_s = median_time(lambda: geometry_fingerprint(mesh), repeats)
+        new_s = bench.time(lambda: fingerprint(mesh), args.repeats).median_s
+        old_s = bench.time(lambda: geometry_fingerprint(mesh), args.repeats).median_s
         asset[str(faces)] = {"faces": len(mesh.faces), "fingerprint_s": round(new_s, 4),
                              "baseline_s": round(old_s, 4), "ratio": round(new_s / old_s, 2)}
-        print(f"asset {len(mesh.faces):>9,} faces: fingerprint {new_s:.3f} s, baseline {old_s:.3f} s "
-              f"({new_s / old_s:.1f}x)", flush=True)
+        bench.log(f"asset {len(mesh.faces):>9,} faces: fingerprint {new_s:.3f} s, baseline {old_s:.3f} s "
+                  f"({new_s / old_s:.1f}x)")
     out["asset"] = asset
 
-    answer_faces = 2_000 if args.smoke else 20_000
-    prints = [fingerprint(coloured_sphere(answer_faces, seed=s)) for s in range(max(steps))]
-    pair_s = median_time(lambda: match(prints[0], prints[1]), repeats)
+    prints = [fingerprint(coloured_sphere(args.answer_faces, seed=s)) for s in range(max(steps))]
+    bench.check(isinstance(Fingerprint.from_bytes(prints[0].to_bytes()), Fingerprint),
+                "a fingerprint did not survive to_bytes/from_bytes")
+    pair_s = bench.time(lambda: match(prints[0], prints[1]), args.repeats).median_s
     out["pair_s"] = round(pair_s, 4)
-    print(f"pair (two honest answers): {pair_s * 1000:.1f} ms", flush=True)
+    bench.log(f"pair (two honest answers): {pair_s * 1000:.1f} ms")
 
-    remembered = [fingerprint(coloured_sphere(answer_faces, seed=1000 + k)) for k in range(8)]
+    remembered = [fingerprint(coloured_sphere(args.answer_faces, seed=1000 + k)) for k in range(8)]
     step = {}
     for n in steps:
         answers = prints[:n]
@@ -122,37 +113,46 @@ def main(argv: list[str] | None = None) -> dict:
         for hotkey in range(n):  # every miner remembers earlier answers, none of them this one
             for k, fp in enumerate(remembered):
                 memory.add(str(hotkey), k, f"prompt {k}", fp)
-        cluster_s = median_time(lambda: cluster_copies(answers), repeats)
-        repeats_s = median_time(lambda: [memory.repeat_of(str(h), "a new prompt", fp) for h, fp in enumerate(answers)],
-                                repeats)
+        cluster_s = bench.time(lambda: cluster_copies(answers), args.repeats).median_s
+        repeats_s = bench.time(lambda: [memory.repeat_of(str(h), "a new prompt", fp) for h, fp in enumerate(answers)],
+                               args.repeats).median_s
         groups = cluster_copies(answers)
         step[str(n)] = {"answers": n, "cluster_s": round(cluster_s, 4), "repeat_check_s": round(repeats_s, 4),
                         "false_groups": [[int(i) for i in g] for g in groups]}
-        print(f"step of {n} answers: duplicates {cluster_s:.3f} s, repeats {repeats_s:.3f} s; honest answers "
-              f"joined (false positives): {groups or 'none'}", flush=True)
+        bench.log(f"step of {n} answers: duplicates {cluster_s:.3f} s, repeats {repeats_s:.3f} s; honest answers "
+                  f"joined (false positives): {groups or 'none'}")
     out["step"] = step
 
-    direct = median_time(lambda: [None for _ in range(100)], repeats) / 100
-    guarded = median_time(lambda: [render_within(lambda: None, 5.0) for _ in range(100)], repeats) / 100
+    direct = bench.time(lambda: [None for _ in range(100)], args.repeats).median_s / 100
+    guarded = bench.time(lambda: [render_within(lambda: None, 5.0) for _ in range(100)], args.repeats).median_s / 100
     out["watchdog_overhead_ms"] = round((guarded - direct) * 1000, 4)
-    print(f"watchdog: {out['watchdog_overhead_ms']:.3f} ms per asset", flush=True)
+    bench.log(f"watchdog: {out['watchdog_overhead_ms']:.3f} ms per asset")
 
     if args.corpus is not None:
         out["corpus"] = corpus_pairs(args.corpus)
         c = out["corpus"]
-        print(f"corpus {args.corpus}: {c['files']} files, {c['pairs']} pairs, {len(c['joined'])} joined", flush=True)
+        bench.log(f"corpus {args.corpus}: {c['files']} files, {c['pairs']} pairs, {len(c['joined'])} joined")
         for a, b, found in c["joined"]:
-            print(f"  joined: {a} ~ {b} {found}")
-    assert isinstance(Fingerprint.from_bytes(prints[0].to_bytes()), Fingerprint)
+            bench.log(f"  joined: {a} ~ {b} {found}")
     out["peak_rss_mb"] = round(peak_rss_mb(), 1)
-    print(json.dumps(out))
+
+    bench.table(f"Copycat fingerprint per asset (Shap-E-like coloured blobs; median of {args.repeats})",
+                ["faces", "fingerprint", "previous fingerprint (baseline)", "ratio"],
+                [[f"{a['faces']:,}", duration(a["fingerprint_s"]), duration(a["baseline_s"]), f"{a['ratio']:.2f}x"]
+                 for a in asset.values()],
+                note="The baseline is the fingerprint before the deformation-proof rule (bench/_copycat_baseline.py), "
+                     "timed in the same run.")
+    bench.table(f"Copycat checks per step ({args.answer_faces:,}-face honest answers of different seeds)",
+                ["answers", "duplicates (cluster_copies)", "repeats (8 remembered per miner)",
+                 "honest answers joined (false positives)"],
+                [[s["answers"], duration(s["cluster_s"]), duration(s["repeat_check_s"]),
+                  ", ".join(str(g) for g in s["false_groups"]) or "none"] for s in step.values()],
+                note=f"One pair of answers aligned and judged: {duration(pair_s)}; the render watchdog adds "
+                     f"{out['watchdog_overhead_ms']:.3f} ms per asset; peak RSS {out['peak_rss_mb']:,.0f} MB."
+                     + (f" Corpus {args.corpus.name}: {out['corpus']['files']} files, {out['corpus']['pairs']:,} "
+                        f"pairs, {len(out['corpus']['joined'])} joined." if args.corpus is not None else ""))
     return out
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception as exc:  # any fault: non-zero, the reason last
-        traceback.print_exc()
-        print(f"bench/copycat.py failed: {type(exc).__name__}: {exc}")
-        sys.exit(1)
+    sys.exit(run("copycat", __doc__, add_arguments, measure, smoke=SMOKE, packages=PACKAGES))

@@ -1,4 +1,4 @@
-"""Organic requests through the gateway: post-to-mesh time and throughput, beside the miners' own answer time.
+"""Gateway: organic requests' post-to-mesh time and throughput, beside the miners' own answer time.
 
 Real processes on a SQLite devnet, as ``text3d demo`` runs them: tiny miners (``--miners 2,4``:
 random-weight Shap-E on the CPU, grid 16), one ``text3d gateway`` (SQLite store) and one validator
@@ -19,21 +19,18 @@ count, and each number of concurrent clients (``--clients 1,4,16``):
   client's polling every 0.2 s, the download): the gateway's own share is the queue wait it adds
   and the rest.
 
-Peak memory: VmHWM of the gateway and the validator processes. Last line: one JSON object. Exits 1
-(with the reason on the last line) when a job fails or a process dies.
+Peak memory: VmHWM of the gateway and the validator processes. The bench fails (exit 1, the reason
+on the last line) when a job fails, a direct request is not answered ok or a process dies.
 
     python bench/gateway.py [--miners 2,4] [--clients 1,4,16] [--jobs-per-client 2] [--min-jobs 8]
-    python bench/gateway.py --smoke          # 2 miners, 1 and 2 clients, 2 jobs each (the test runs this)
+    python bench/gateway.py --smoke          # 2 miners, 1 and 2 clients, 2 jobs each (tests/test_bench_gateway.py)
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import platform
-import shutil
 import sys
 import tempfile
 import time
@@ -44,15 +41,14 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from text3d.common.timing import median, percentile  # noqa: E402
+from bench._harness import Bench, BenchFailure, duration, median, percentile, run  # noqa: E402
 from text3d.ops.net import free_port  # noqa: E402
 
 PROMPTS = ["a red wooden chair", "a blue ceramic teapot", "a yellow toy car", "a green glass bottle",
            "a white marble bust", "a brown leather boot", "an orange traffic cone", "a silver spoon"]
-
-
-class BenchFailed(RuntimeError):
-    pass
+SMOKE = {"miners": "2", "clients": "1,2", "jobs_per_client": 1, "min_jobs": 2}
+SMOKE_TEST = "tests/test_bench_gateway.py::test_the_gateway_bench_smoke_run_ends_with_its_figures"
+PACKAGES = ("httpx", "uvicorn", "fastapi", "bittensor", "torch")
 
 
 def _env() -> dict[str, str]:
@@ -101,7 +97,7 @@ def direct(subnet, miners: list[str], prompts: list[str], clients: int, timeout_
             await client.aclose()
         bad = [a for a in answers if a.status != "ok"]
         if bad:
-            raise BenchFailed(f"a miner failed a direct request: uid {bad[0].uid} {bad[0].status} {bad[0].detail}")
+            raise BenchFailure(f"a miner failed a direct request: uid {bad[0].uid} {bad[0].status} {bad[0].detail}")
         return [float(a.elapsed_s) for a in answers]
 
     return asyncio.run(run())
@@ -129,11 +125,11 @@ def through_gateway(url: str, key: str, prompts: list[str], clients: int,
             try:
                 done = client.wait(job["id"], timeout_s=timeout_s, poll_s=0.2)
             except JobFailed as exc:
-                raise BenchFailed(str(exc)) from None
+                raise BenchFailure(str(exc)) from None
             mesh = client.mesh(job["id"])
             elapsed = time.perf_counter() - started
         if not mesh.startswith(b"glTF"):
-            raise BenchFailed("the gateway returned something that is not a GLB")
+            raise BenchFailure("the gateway returned something that is not a GLB")
         created, claimed, finished = (_unix(done[k]) for k in ("created_at", "started_at", "finished_at"))
         return elapsed, claimed - created, finished - claimed
 
@@ -143,7 +139,7 @@ def through_gateway(url: str, key: str, prompts: list[str], clients: int,
     return timings, time.perf_counter() - started
 
 
-def run(args: argparse.Namespace, root: Path) -> dict:
+def measure_rows(args: argparse.Namespace, root: Path) -> dict:
     from text3d.demo import LocalSubnet, ProcessGroup, TinySettings, wait_until
     from text3d.gateway.quotas import Limits
     from text3d.gateway.store import open_store
@@ -195,50 +191,44 @@ def run(args: argparse.Namespace, root: Path) -> dict:
                        "queued_p50_s": round(median(queued), 4), "worker_p50_s": round(median(worked), 4),
                        "post_poll_fetch_p50_s": round(median(rest), 4)}
                 rows.append(row)
-                print(f"{count} miners, {clients:>2} clients, {n:>3} jobs: direct p50 {row['direct_p50_s']:.3f} s "
+                Bench.log(f"{count} miners, {clients:>2} clients, {n:>3} jobs: direct p50 {row['direct_p50_s']:.3f} s "
                       f"p95 {row['direct_p95_s']:.3f} s | gateway p50 {row['gateway_p50_s']:.3f} s "
                       f"p95 {row['gateway_p95_s']:.3f} s, {row['jobs_per_s']:.2f} jobs/s | overhead "
                       f"{row['overhead_p50']:.1f}x (p50: queued {row['queued_p50_s']:.3f} s, worker "
-                      f"{row['worker_p50_s']:.3f} s, post+poll+fetch {row['post_poll_fetch_p50_s']:.3f} s)", flush=True)
+                      f"{row['worker_p50_s']:.3f} s, post+poll+fetch {row['post_poll_fetch_p50_s']:.3f} s)")
             peaks["worker_mb"] = max(peaks["worker_mb"], _peak_rss_mb(worker.pid) or 0.0)
             group.stop(worker)
         peaks["gateway_mb"] = _peak_rss_mb(gateway.pid) or 0.0
     return {"rows": rows, "peak_rss_mb": {k: round(v, 1) for k, v in peaks.items()}}
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--miners", default="2,4", help="tiny miner counts, comma-separated")
     parser.add_argument("--clients", default="1,4,16", help="concurrent clients, comma-separated")
     parser.add_argument("--jobs-per-client", type=int, default=2)
     parser.add_argument("--min-jobs", type=int, default=8, help="at least this many jobs per measurement")
     parser.add_argument("--wait-s", type=float, default=5.0, help="the worker's --gateway.wait_s")
     parser.add_argument("--timeout-s", type=float, default=600.0, help="give up on one job after this long")
-    parser.add_argument("--smoke", action="store_true", help="2 miners, 1 and 2 clients, 2 jobs each")
-    args = parser.parse_args()
-    if args.smoke:
-        args.miners, args.clients, args.jobs_per_client, args.min_jobs = "2", "1,2", 1, 2
-    root = Path(tempfile.mkdtemp(prefix="text3d-bench-gateway-"))
-    started = time.perf_counter()
-    try:
-        result = run(args, root)
-    except Exception as exc:  # noqa: BLE001 -- any fault ends the bench with its reason on the last line
-        reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
-        print(json.dumps({"bench": "gateway", "ok": False, "error": reason}))
-        print(f"bench/gateway.py failed: {reason}")
-        return 1
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-    import httpx
-    import uvicorn
 
-    print(json.dumps({
-        "bench": "gateway", "ok": True, "smoke": args.smoke, "wait_s": args.wait_s, **result,
-        "wall_s": round(time.perf_counter() - started, 1), "cpu_count": os.cpu_count(),
-        "python": platform.python_version(), "uvicorn": uvicorn.__version__, "httpx": httpx.__version__,
-    }))
-    return 0
+
+def measure(bench: Bench, args: argparse.Namespace) -> dict:
+    with tempfile.TemporaryDirectory(prefix="text3d-bench-gateway-") as root:
+        result = measure_rows(args, Path(root))
+    bench.table(f"Gateway: organic jobs beside the miners' own answers (tiny miners on the CPU, one validator "
+                f"worker with --gateway.jobs 4 and --gateway.wait_s {args.wait_s:g}; p50 / p95)",
+                ["miners", "clients", "jobs", "miners direct", "gateway post-to-mesh", "jobs/s", "overhead (p50)",
+                 "queued / worker / post+poll+fetch (p50)"],
+                [[r["miners"], r["clients"], r["jobs"],
+                  f"{duration(r['direct_p50_s'])} / {duration(r['direct_p95_s'])}",
+                  f"{duration(r['gateway_p50_s'])} / {duration(r['gateway_p95_s'])}", f"{r['jobs_per_s']:.2f}",
+                  f"{r['overhead_p50']:.1f}x", f"{duration(r['queued_p50_s'])} / {duration(r['worker_p50_s'])} / "
+                                               f"{duration(r['post_poll_fetch_p50_s'])}"] for r in result["rows"]],
+                note=f"An organic job asks up to 4 miners, waits up to {args.wait_s:g} s after the first answer, scores "
+                     f"every answer and uploads the best; the client polls every 0.2 s. Peak RSS: gateway "
+                     f"{result['peak_rss_mb']['gateway_mb']:,.0f} MB, validator worker "
+                     f"{result['peak_rss_mb']['worker_mb']:,.0f} MB.")
+    return {"wait_s": args.wait_s, **result}
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run("gateway", __doc__, add_arguments, measure, smoke=SMOKE, packages=PACKAGES))

@@ -1,4 +1,4 @@
-"""Benchmark Shap-E generation: prior sampling and mesh decoding, per mesh and per batch.
+"""Generation: Shap-E prior sampling and mesh decoding, per mesh and per batch.
 
     python bench/generate.py                       # tiny pipeline, CPU (or CUDA fp16 if present)
     python bench/generate.py --device cuda --model openai/shap-e --steps 64 --grids 128
@@ -7,182 +7,39 @@
 Times the production entry points (``ShapEGenerator.sample_latents`` / ``decode_mesh``)
 separately: the prior for one prompt and for a batch of ``--batch`` prompts at each
 ``--steps`` count, and decoding one latent at each ``--grids`` size. One warm-up run per
-measurement, then the median of ``--repeats``. Prints the device and versions; the
-last line is one JSON object.
+measurement, then the median of ``--repeats``.
 
 ``--production-size`` builds the pipeline at ``openai/shap-e``'s real sizes with random
-weights (time and memory do not depend on weight values, and the real weights cannot be
-had offline): the prior from diffusers' ``scripts/convert_shap_e_to_diffusers.py`` config
-(16 heads x 64, 24 layers, 1024 latents of 1024, time embedding 4096, text projection
-768 -> 2048, gelu, layer norm in), CLIP ViT-L/14's text encoder, the default
-``ShapERenderer`` (d_latent 1024, 6 hidden layers of 256) with the computed marching-cubes
-tables. It measures seconds per denoising step (the difference between two step counts,
-so the text encoder and set-up cancel out), peak memory (RSS on the CPU, allocated memory
-on CUDA) and one decode per ``--grids`` size. Minutes on a CPU: off by default.
+weights (``text3d.generation.production_size``: time and memory do not depend on weight
+values, and the real weights cannot be had offline; the renderer's field smoothed so a
+decode makes an object-sized mesh, not noise). It measures seconds per denoising step (the difference between two step counts,
+so the text encoder and set-up cancel out), the prior's FLOPs, peak memory (RSS on the
+CPU, allocated memory on CUDA) and one decode per ``--grids`` size. Minutes on a CPU.
+With ``--smoke`` the production-size architecture is built on torch's ``meta`` device
+(its configuration and parameter count checked, no memory) and the timed code path runs
+on the tiny pipeline.
 """
 
 import argparse
-import json
 import os
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from bench._harness import Bench, duration, run  # noqa: E402
+
 PROMPTS = ["a red chair", "a shark", "a small wooden boat", "a green cactus in a pot"]
+SMOKE = {"steps": "2", "grids": "16", "batch": 2, "repeats": 1, "production_steps": "1,32", "step_runs": 3}
+SUITE_RUNS = [[], ["--production-size"]]
+PACKAGES = ("torch", "diffusers", "transformers", "numpy", "trimesh")
 
 
-def _median_s(run: Callable[[], object], repeats: int, sync: Callable[[], None]) -> float:
-    run()  # warm-up
-    sync()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        run()
-        sync()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
-
-
-def build_production_size_pipeline(seed: int = 0):
-    """A random-weight ``ShapEPipeline`` with ``openai/shap-e``'s component sizes (float32, CPU)."""
-    import torch
-    from diffusers import HeunDiscreteScheduler, PriorTransformer, ShapEPipeline
-    from diffusers.pipelines.shap_e import ShapERenderer
-    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
-
-    from text3d.generation.clip_tokenizer import CLIP_VOCAB_SIZE, build_clip_tokenizer
-    from text3d.generation.marching_cubes import marching_cubes_tables
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        text_encoder = CLIPTextModelWithProjection(CLIPTextConfig(  # openai/clip-vit-large-patch14's text tower
-            vocab_size=CLIP_VOCAB_SIZE, hidden_size=768, intermediate_size=3072, projection_dim=768,
-            num_attention_heads=12, num_hidden_layers=12, max_position_embeddings=77, hidden_act="quick_gelu",
-            bos_token_id=49406, eos_token_id=49407, pad_token_id=1,
-        ))
-        prior = PriorTransformer(  # PRIOR_CONFIG of diffusers' convert_shap_e_to_diffusers.py
-            num_attention_heads=16, attention_head_dim=1024 // 16, num_layers=24, embedding_dim=1024,
-            num_embeddings=1024, additional_embeddings=0, time_embed_act_fn="gelu", norm_in_type="layer",
-            encoder_hid_proj_type=None, added_emb_type=None, time_embed_dim=1024 * 4, embedding_proj_dim=768,
-            clip_embed_dim=1024 * 2,
-        )
-        renderer = ShapERenderer()  # diffusers' defaults are the checkpoint's sizes
-    cases, masks = marching_cubes_tables()
-    renderer.mesh_decoder.cases.copy_(torch.from_numpy(cases.copy()))
-    renderer.mesh_decoder.masks.copy_(torch.from_numpy(masks.copy()))
-    scheduler = HeunDiscreteScheduler(beta_schedule="exp", num_train_timesteps=1024, prediction_type="sample",
-                                      use_karras_sigmas=True, clip_sample=True, clip_sample_range=1.0)
-    return ShapEPipeline(prior=prior, text_encoder=text_encoder, tokenizer=build_clip_tokenizer(),
-                         scheduler=scheduler, shap_e_renderer=renderer)
-
-
-def _rss_peak_mb() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def production_size(args: argparse.Namespace) -> dict:
-    """Seconds per prior step, peak memory and decode time of the production-size pipeline."""
-    import torch
-
-    from text3d.generation import GenerationConfig, ShapEGenerator
-    from text3d.generation.shap_e import resolve_device, resolve_dtype
-
-    device = resolve_device(args.device)
-    dtype = resolve_dtype("auto", device)
-    rss_before = _rss_peak_mb()
-    started = time.perf_counter()
-    pipeline = build_production_size_pipeline().to(device=device, dtype=dtype)
-    build_s = time.perf_counter() - started
-    params = {name: sum(p.numel() for p in getattr(pipeline, name).parameters())
-              for name in ("prior", "text_encoder", "shap_e_renderer")}
-    weight_mb = {name: round(n * torch.finfo(dtype).bits / 8 / 2**20, 1) for name, n in params.items()}
-    cuda = device.type == "cuda"
-    sync = (lambda: torch.cuda.synchronize(device)) if cuda else (lambda: None)
-    if cuda:
-        torch.cuda.reset_peak_memory_stats(device)
-    low, high = args.production_steps
-    config = GenerationConfig(model="production-size", device=str(device), max_batch_size=args.batch, show_progress=False)
-    timings: dict[str, float] = {}
-    latent = None
-    captured: dict[str, Any] = {}
-
-    def capture(module, args, kwargs):  # the prior's real inputs, for counting its FLOPs below
-        captured.setdefault("call", (args, kwargs))
-
-    for steps in (low, high):
-        generator = ShapEGenerator(pipeline, config.model_copy(update={"num_inference_steps": steps}), device)
-        if steps == low:
-            hook = pipeline.prior.register_forward_pre_hook(capture, with_kwargs=True)
-            generator.sample_latents(PROMPTS[:1], [0])  # warm-up
-            hook.remove()
-            sync()
-        mark = time.perf_counter()
-        latent = generator.sample_latents(PROMPTS[:1], [0])[0]
-        sync()
-        timings[str(steps)] = time.perf_counter() - mark
-        print(f"production-size prior, {steps} steps, 1 prompt: {timings[str(steps)]:.2f} s", flush=True)
-    per_step = (timings[str(high)] - timings[str(low)]) / (high - low)
-    from torch.utils.flop_counter import FlopCounterMode
-
-    args_, kwargs_ = captured["call"]
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        pipeline.prior(*args_, **kwargs_)
-    flops_per_evaluation = counter.get_total_flops()  # one prior call: a CFG batch of 2 for one prompt
-    batch_s = None
-    if args.batch > 1:
-        generator = ShapEGenerator(pipeline, config.model_copy(update={"num_inference_steps": low}), device)
-        prompts = (PROMPTS * args.batch)[: args.batch]
-        mark = time.perf_counter()
-        generator.sample_latents(prompts, list(range(len(prompts))))
-        sync()
-        batch_s = time.perf_counter() - mark
-        print(f"production-size prior, {low} steps, batch of {len(prompts)}: {batch_s:.2f} s", flush=True)
-    peak_prior_mb = (torch.cuda.max_memory_allocated(device) / 2**20) if cuda else _rss_peak_mb()
-    decode: dict[str, dict[str, float]] = {}
-    for grid in [int(g) for g in args.grids.split(",")]:
-        generator = ShapEGenerator(pipeline, config.model_copy(update={"grid_size": grid}), device)
-        mark = time.perf_counter()
-        try:
-            faces = len(generator.decode_mesh(latent).faces)
-        except Exception as exc:  # random weights may give an empty field; the time is still the cost
-            faces = f"{type(exc).__name__}"
-        sync()
-        decode[str(grid)] = {"s_per_mesh": round(time.perf_counter() - mark, 3), "faces": faces}
-        print(f"production-size decode grid {grid}: {decode[str(grid)]['s_per_mesh']:.2f} s ({faces} faces)", flush=True)
-    peak_mb = (torch.cuda.max_memory_allocated(device) / 2**20) if cuda else _rss_peak_mb()
-    return {
-        "device": str(device),
-        "dtype": str(dtype).removeprefix("torch."),
-        "params": params,
-        "params_total": sum(params.values()),
-        "weights_mb": weight_mb,
-        "build_s": round(build_s, 2),
-        "prior_s": {k: round(v, 3) for k, v in timings.items()},
-        "prior_s_per_step": round(per_step, 3),
-        "prior_evaluations_per_step": 2,  # Heun: two prior calls a step (one on the last), each a CFG batch of 2
-        "prior_flops_per_evaluation": flops_per_evaluation,
-        "prior_tflops_per_mesh_64_steps": round(flops_per_evaluation * (2 * 64 - 1) / 1e12, 1),
-        f"prior_s_{low}_steps_batch_{args.batch}": None if batch_s is None else round(batch_s, 3),
-        "estimated_s_per_mesh_64_steps": round(64 * per_step, 1),
-        "decode": decode,
-        "peak_memory_kind": "cuda_max_allocated" if cuda else "process_max_rss",
-        "peak_memory_before_mb": round(rss_before, 1),
-        "peak_memory_after_prior_mb": round(peak_prior_mb, 1),
-        "peak_memory_mb": round(peak_mb, 1),
-        "load_avg_1m_at_end": round(os.getloadavg()[0], 2),  # other work on the machine inflates the times
-    }
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="tiny", help="tiny, a hub id or a local folder (default: tiny)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda[:N] (default: auto; fp16 on CUDA)")
     parser.add_argument("--steps", default="64,4", help="prior step counts, comma-separated (default: 64,4)")
@@ -192,17 +49,164 @@ def main() -> int:
     parser.add_argument("--production-size", action="store_true",
                         help="time openai/shap-e's architecture with random weights instead (minutes on a CPU)")
     parser.add_argument("--production-steps", default="2,4", help="two step counts for --production-size (default: 2,4)")
-    args = parser.parse_args()
-    if args.production_size:
-        import torch
+    parser.add_argument("--step-runs", type=int, default=1,
+                        help="timed runs (median) of each --production-steps count (default: 1; minutes each on a CPU)")
 
-        args.production_steps = tuple(int(s) for s in args.production_steps.split(","))[:2]
-        figures = production_size(args)
-        print(json.dumps({"bench": "generate", "mode": "production-size", "torch": torch.__version__,
-                          "torch_cuda": torch.version.cuda, "cpu_threads": torch.get_num_threads(),
-                          "machine": platform.machine(), **figures}))
-        return 0
 
+def production_size_on_meta() -> dict:
+    """``text3d.generation.production_size``'s three modules, built from its configs on torch's meta device."""
+    import torch
+    from diffusers import PriorTransformer
+    from diffusers.pipelines.shap_e import ShapERenderer
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+
+    from text3d.generation.production_size import PRIOR_CONFIG, TEXT_ENCODER_CONFIG
+
+    with torch.device("meta"):
+        return {"prior": PriorTransformer(**PRIOR_CONFIG), "shap_e_renderer": ShapERenderer(),
+                "text_encoder": CLIPTextModelWithProjection(CLIPTextConfig(**TEXT_ENCODER_CONFIG))}
+
+
+def _parameters(modules) -> dict[str, int]:
+    """Parameters per component of a pipeline (or a dict of its modules)."""
+    get = modules.get if isinstance(modules, dict) else lambda name: getattr(modules, name)
+    return {name: sum(p.numel() for p in get(name).parameters()) for name in ("prior", "text_encoder", "shap_e_renderer")}
+
+
+def _rss_peak_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# openai/shap-e's parameter count with diffusers' classes: the smoke run checks the builder still makes it
+PRODUCTION_PARAMETERS = {"prior": 316_000_000, "text_encoder": 123_000_000, "shap_e_renderer": 227_000_000}
+
+
+def production_size(bench: Bench, args: argparse.Namespace) -> dict:
+    """Seconds per prior step, FLOPs, peak memory and decode time of the production-size pipeline."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from text3d.generation import GenerationConfig, ShapEGenerator
+    from text3d.generation.errors import EmptyMeshError
+    from text3d.generation.production_size import build_production_size_pipeline
+    from text3d.generation.shap_e import resolve_device, resolve_dtype
+
+    device = resolve_device(args.device)
+    dtype = resolve_dtype("auto", device)
+    rss_before = _rss_peak_mb()
+    started = time.perf_counter()
+    if bench.smoke:  # the real architecture's configuration, checked without memory; the timings on the tiny one
+        from text3d.generation.tiny import build_tiny_pipeline
+
+        params = _parameters(production_size_on_meta())
+        for name, expected in PRODUCTION_PARAMETERS.items():
+            bench.check(abs(params[name] - expected) / expected < 0.01,
+                        f"the production-size {name} has {params[name]:,} parameters, expected about {expected:,}")
+        pipeline = build_tiny_pipeline().to(device=device, dtype=dtype)
+    else:
+        pipeline = build_production_size_pipeline(device=device, dtype=dtype)
+    build_s = time.perf_counter() - started
+    params = _parameters(pipeline)
+    weight_mb = {name: round(n * torch.finfo(dtype).bits / 8 / 2**20, 1) for name, n in params.items()}
+    cuda = device.type == "cuda"
+    sync = (lambda: torch.cuda.synchronize(device)) if cuda else None
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+    low, high = (int(s) for s in args.production_steps.split(",")[:2])
+    bench.check(high > low, f"--production-steps needs two rising step counts, got {args.production_steps}")
+    config = GenerationConfig(model="production-size", device=str(device), max_batch_size=args.batch, show_progress=False)
+    captured: dict[str, Any] = {}
+
+    def capture(module, call_args, call_kwargs):  # the prior's real inputs, for counting its FLOPs below
+        captured.setdefault("call", (call_args, call_kwargs))
+
+    seconds: dict[int, float] = {}
+    latent = None
+    for steps in (low, high):
+        generator = ShapEGenerator(pipeline, config.model_copy(update={"num_inference_steps": steps}), device)
+        hook = pipeline.prior.register_forward_pre_hook(capture, with_kwargs=True)
+        try:
+            timings = bench.time(lambda: generator.sample_latents(PROMPTS[:1], [0]), args.step_runs,
+                                 warmup=1 if steps == low else 0, sync=sync)
+        finally:
+            hook.remove()
+        seconds[steps] = timings.median_s
+        latent = generator.sample_latents(PROMPTS[:1], [0])[0]
+        bench.log(f"production-size prior, {steps} steps, 1 prompt: {seconds[steps]:.2f} s")
+    per_step = (seconds[high] - seconds[low]) / (high - low)
+    bench.check(per_step > 0, f"a prior step costs {per_step:.3f} s: {high} steps took no longer than {low} "
+                              f"(the machine's noise swamped the measurement; rerun on a quieter machine)")
+    call_args, call_kwargs = captured["call"]
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        pipeline.prior(*call_args, **call_kwargs)
+    flops_per_evaluation = counter.get_total_flops()  # one prior call: a CFG batch of 2 for one prompt
+    bench.check(flops_per_evaluation > 0, "the FLOP counter saw no work in the prior")
+    batch_s = None
+    if args.batch > 1:
+        generator = ShapEGenerator(pipeline, config.model_copy(update={"num_inference_steps": low}), device)
+        prompts = (PROMPTS * args.batch)[: args.batch]
+        batch_s = bench.time(lambda: generator.sample_latents(prompts, list(range(len(prompts)))), 1, warmup=0,
+                             sync=sync).median_s
+        bench.log(f"production-size prior, {low} steps, batch of {len(prompts)}: {batch_s:.2f} s")
+    peak_prior_mb = (torch.cuda.max_memory_allocated(device) / 2**20) if cuda else _rss_peak_mb()
+    decode: dict[str, dict[str, Any]] = {}
+    for grid in [int(g) for g in args.grids.split(",")]:
+        generator = ShapEGenerator(pipeline, config.model_copy(update={"grid_size": grid}), device)
+        outcome: dict[str, Any] = {}
+
+        def decode_once() -> None:
+            try:
+                outcome["faces"] = len(generator.decode_mesh(latent).faces)
+            except EmptyMeshError:  # random weights may give a field without a surface: the SDF pass was still paid
+                outcome["faces"] = 0
+
+        decode_s = bench.time(decode_once, 1, warmup=0, sync=sync).median_s
+        decode[str(grid)] = {"s_per_mesh": round(decode_s, 3), "faces": outcome["faces"]}
+        bench.log(f"production-size decode grid {grid}: {decode_s:.2f} s ({outcome['faces']} faces)")
+    peak_mb = (torch.cuda.max_memory_allocated(device) / 2**20) if cuda else _rss_peak_mb()
+    figures = {
+        "mode": "production-size" if not bench.smoke else "production-size code path on the tiny pipeline",
+        "device": str(device), "dtype": str(dtype).removeprefix("torch."), "params": params,
+        "params_total": sum(params.values()), "weights_mb": weight_mb, "build_s": round(build_s, 2),
+        "prior_s": {str(k): round(v, 3) for k, v in seconds.items()}, "prior_s_per_step": round(per_step, 3),
+        "prior_evaluations_per_step": 2,  # Heun: two prior calls a step (one on the last), each a CFG batch of 2
+        "prior_flops_per_evaluation": flops_per_evaluation,
+        "prior_tflops_per_mesh_64_steps": round(flops_per_evaluation * (2 * 64 - 1) / 1e12, 3),
+        f"prior_s_{low}_steps_batch_{args.batch}": None if batch_s is None else round(batch_s, 3),
+        "estimated_s_per_mesh_64_steps": round(64 * per_step, 1), "decode": decode,
+        "peak_memory_kind": "cuda_max_allocated" if cuda else "process_max_rss",
+        "peak_memory_before_mb": round(rss_before, 1), "peak_memory_after_prior_mb": round(peak_prior_mb, 1),
+        "peak_memory_mb": round(peak_mb, 1), "cpu_threads": torch.get_num_threads(), "machine": platform.machine(),
+    }
+    rows = [["parameters (prior + CLIP text + renderer)",
+             f"{sum(params.values()) / 1e6:,.0f} M ({sum(weight_mb.values()) / 1024:.2f} GiB in {figures['dtype']})"],
+            ["prior, one denoising step (1 prompt, CFG batch of 2)", duration(per_step)],
+            ["prior FLOPs per evaluation", f"{flops_per_evaluation / 1e9:,.4g} GFLOP"],
+            ["prior, 64 Karras steps (estimated from the step cost)", duration(64 * per_step)]]
+    if batch_s is not None:
+        rows.append([f"prior, {low} steps, batch of {args.batch}", duration(batch_s)])
+    def decode_note(faces: int) -> str:  # the smoothed random field should look like an object: 50-150k faces at 128
+        if faces == 0:
+            return ", no surface in the random field: a lower bound"
+        return ", far more faces than a real mesh: an upper bound" if faces > 500_000 else ""
+
+    rows += [[f"decode, grid {g}", f"{duration(d['s_per_mesh'])} ({d['faces']:,} faces{decode_note(d['faces'])})"]
+             for g, d in decode.items()]
+    rows.append([f"peak memory ({figures['peak_memory_kind'].replace('_', ' ')})", f"{peak_mb:,.0f} MB"])
+    bench.table(f"Generation, openai/shap-e's architecture with random weights ({figures['device']}, {figures['dtype']})",
+                ["measure", "value"], rows,
+                note="Time and memory do not depend on the weights' values; the per-step cost is the difference "
+                     f"between {low} and {high} steps, so the text encoder and set-up cancel out.")
+    if device.type == "cpu":
+        bench.headline(f"Generation: one Shap-E denoising step (production size, random weights) takes "
+                       f"{duration(per_step)} on this CPU, so a 64-step mesh takes about {duration(64 * per_step)}: "
+                       f"mining is GPU work.")
+    return figures
+
+
+def tiny_or_model(bench: Bench, args: argparse.Namespace) -> dict:
     import diffusers
     import torch
     import transformers
@@ -217,58 +221,54 @@ def main() -> int:
     generator = ShapEGenerator.from_pretrained(config=config)
     load_s = time.perf_counter() - started
     device = generator.device
-    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else None
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
-    print(
-        f"model {args.model} on {device} ({device_name}, {generator.dtype}), torch {torch.__version__}, "
-        f"diffusers {diffusers.__version__}, transformers {transformers.__version__}, "
-        f"{torch.get_num_threads()} CPU threads; load {load_s:.2f} s"
-    )
+    bench.log(f"model {args.model} on {device} ({device_name}, {generator.dtype}), torch {torch.__version__}, "
+              f"diffusers {diffusers.__version__}, transformers {transformers.__version__}, "
+              f"{torch.get_num_threads()} CPU threads; load {load_s:.2f} s")
 
     prior: dict[str, dict[str, float]] = {}
     latent = None
     for steps in steps_list:
         timed = ShapEGenerator(generator.pipeline, config.model_copy(update={"num_inference_steps": steps}), device)
-        one = _median_s(lambda: timed.sample_latents(prompts[:1], [0]), args.repeats, sync)
-        batch = _median_s(lambda: timed.sample_latents(prompts, list(range(len(prompts)))), args.repeats, sync)
-        prior[str(steps)] = {"s_per_mesh": one, f"s_per_batch_{len(prompts)}": batch, "s_per_mesh_in_batch": batch / len(prompts)}
-        print(f"prior {steps:4d} steps: {one:.3f} s alone, {batch:.3f} s per batch of {len(prompts)} ({batch / len(prompts):.3f} s/mesh)")
+        one = bench.time(lambda: timed.sample_latents(prompts[:1], [0]), args.repeats, sync=sync).median_s
+        batch = bench.time(lambda: timed.sample_latents(prompts, list(range(len(prompts)))), args.repeats,
+                           sync=sync).median_s
+        prior[str(steps)] = {"s_per_mesh": one, f"s_per_batch_{len(prompts)}": batch,
+                             "s_per_mesh_in_batch": batch / len(prompts)}
+        bench.log(f"prior {steps:4d} steps: {one:.3f} s alone, {batch:.3f} s per batch of {len(prompts)}")
         latent = timed.sample_latents(prompts[:1], [0])[0]
 
     decode: dict[str, dict[str, float]] = {}
     for grid in grids:
         timed = ShapEGenerator(generator.pipeline, config.model_copy(update={"grid_size": grid}), device)
-        seconds = _median_s(lambda: timed.decode_mesh(latent), args.repeats, sync)
+        seconds = bench.time(lambda: timed.decode_mesh(latent), args.repeats, sync=sync).median_s
         faces = len(timed.decode_mesh(latent).faces)
+        bench.check(faces > 0, f"decoding at grid {grid} gave an empty mesh")
         decode[str(grid)] = {"s_per_mesh": seconds, "faces": faces}
-        print(f"decode grid {grid:4d}: {seconds:.3f} s per mesh ({faces} faces); batch of {len(prompts)}: {seconds * len(prompts):.3f} s")
+        bench.log(f"decode grid {grid:4d}: {seconds:.3f} s per mesh ({faces} faces)")
 
-    total = {
-        f"steps{s}_grid{g}": {
-            "s_per_mesh": prior[str(s)]["s_per_mesh"] + decode[str(g)]["s_per_mesh"],
-            f"s_per_batch_{len(prompts)}": prior[str(s)][f"s_per_batch_{len(prompts)}"] + len(prompts) * decode[str(g)]["s_per_mesh"],
-        }
-        for s in steps_list
-        for g in grids
-    }
-    result = {
-        "bench": "generate",
-        "model": args.model,
-        "device": str(device),
-        "device_name": device_name,
-        "dtype": str(generator.dtype).removeprefix("torch."),
-        "torch": torch.__version__,
-        "diffusers": diffusers.__version__,
-        "cpu_threads": torch.get_num_threads(),
-        "repeats": args.repeats,
-        "load_s": round(load_s, 3),
-        "prior": {k: {n: round(v, 4) for n, v in d.items()} for k, d in prior.items()},
-        "decode": {k: {n: round(v, 4) for n, v in d.items()} for k, d in decode.items()},
-        "total": {k: {n: round(v, 4) for n, v in d.items()} for k, d in total.items()},
-    }
-    print(json.dumps(result))
-    return 0
+    n = len(prompts)
+    total = {f"steps{s}_grid{g}": {"s_per_mesh": prior[str(s)]["s_per_mesh"] + decode[str(g)]["s_per_mesh"],
+                                   f"s_per_batch_{n}": prior[str(s)][f"s_per_batch_{n}"] + n * decode[str(g)]["s_per_mesh"]}
+             for s in steps_list for g in grids}
+    rows = [[f"prior, {s} steps", duration(p["s_per_mesh"]), duration(p[f"s_per_batch_{n}"])] for s, p in prior.items()]
+    rows += [[f"decode, grid {g} ({d['faces']:,} faces)", duration(d["s_per_mesh"]), f"{n} x single"]
+             for g, d in decode.items()]
+    bench.table(f"Generation, {args.model} pipeline ({device}, {str(generator.dtype).removeprefix('torch.')}; "
+                f"median of {args.repeats})", ["stage", "per mesh", f"batch of {n}"], rows,
+                note="The tiny pipeline has random weights at test sizes: these figures time the serving path's "
+                     "generation calls, not Shap-E's cost (see the production-size run)." if args.model == "tiny" else "")
+    rounded = lambda d: {k: {n_: round(v, 4) for n_, v in x.items()} for k, x in d.items()}  # noqa: E731
+    return {"model": args.model, "device": str(device), "device_name": device_name,
+            "dtype": str(generator.dtype).removeprefix("torch."), "cpu_threads": torch.get_num_threads(),
+            "repeats": args.repeats, "load_s": round(load_s, 3), "prior": rounded(prior), "decode": rounded(decode),
+            "total": rounded(total)}
+
+
+def measure(bench: Bench, args: argparse.Namespace) -> dict:
+    return production_size(bench, args) if args.production_size else tiny_or_model(bench, args)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run("generate", __doc__, add_arguments, measure, smoke=SMOKE, packages=PACKAGES))

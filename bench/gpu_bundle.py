@@ -9,7 +9,7 @@ moderngl, pydantic, rapidocr...: copy DIR there and run ``python3 DIR/run.py --r
     python bench/gpu_bundle.py --out /tmp/b --python-version 3.11 # wheels for another Python
     python bench/gpu_bundle.py --out /tmp/b --no-llama           # without the llama.cpp source (4 MB less)
     python bench/gpu_bundle.py --smoke                           # build for this Python, run its --smoke
-    python bench/gpu_bundle.py                                   # the same as --smoke (make bench runs this)
+    python bench/gpu_bundle.py                                   # the same as --smoke
 
 ``--smoke`` builds the bundle for this interpreter (in a temporary folder unless ``--out``), runs
 ``run.py --smoke --install all --gl private`` from it on this CPU with the tiny models (every
@@ -18,6 +18,10 @@ when a ``llama-server`` is at hand: ``$LLAMA_SERVER``, PATH or the project's cac
 prints that run's JSON line last; it exits non-zero, with the reason on its last line, when the
 build or any required part faults. Results and logs: ``OUT/smoke-results``, ``OUT/work``.
 Argument parsing is argparse (a bench script, like the others under bench/).
+
+``make bench`` does not run it (``SUITE_RUNS = []``): its figures come from a GPU machine
+(docs/gpu-runs/), and the bundle's JSON line is its own (docs/gpu-bundle.md), not the harness's.
+Its smoke test is ``SMOKE_TEST`` below (bench/README.md).
 """
 
 import argparse
@@ -31,6 +35,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.gpu.bundle import DEFAULT_MAX_BYTES, BuildError, build_bundle  # noqa: E402
+
+SUITE_RUNS: list[list[str]] = []  # measured on a GPU machine, not by make bench
+SMOKE_TEST = ("tests/test_gpu_bundle.py::"
+              "test_smoke_run_installs_privately_and_measures_every_part_with_the_software_renderer_marked")
 
 
 def _smoke(out: Path) -> int:

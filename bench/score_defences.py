@@ -1,6 +1,6 @@
-"""Cost of each scoring defence per asset at the production protocol (8 views at 512 px).
+"""Defences: the cost of each scoring defence per asset at the production protocol (8 views at 512 px).
 
-For honest Shap-E-sized meshes (lumpy coloured spheres of ``--faces`` faces) under the
+For an honest Shap-E-sized mesh (a lumpy coloured sphere of ``--faces`` faces) under the
 step's secret rig, through the production entry points:
 
     budget       text3d.reward.defences.budget.estimate_overdraw (before drawing)
@@ -12,17 +12,16 @@ step's secret rig, through the production entry points:
     clip         the CLIP image batch + contrast texts: tiny CLIP, or with ``--production-clip``
                  open_clip ViT-L-14 built with pretrained=None (random weights: same cost)
     canary       text3d.reward.defences.canary.check_canary without a captioner (renders + CLIP)
-    attack       the 1M-face overdraw mesh: time until the budget refuses it
+    attack       an overdraw mesh (``--attack-faces`` huge triangles): time until the budget refuses it
 
-Medians over ``--repeats`` after a warm-up; ends with ONE JSON line.
-Run from the repo root: ``python bench/score_defences.py [--faces 100000] [--repeats 3]``.
+Each defence must also give the honest answer (the honest mesh within the budget, no OCR
+text, no caption flag, the canary ok, the attack refused), or the bench fails. Medians
+over ``--repeats`` after a warm-up. Run from the repo root:
+``python bench/score_defences.py [--faces 100000] [--repeats 3] [--production-clip] [--smoke]``.
 """
 
 import argparse
-import json
 import os
-import platform
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -30,90 +29,112 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from bench._harness import Bench, duration, run  # noqa: E402
 
-def median_time(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+SMOKE = {"faces": 2_000, "repeats": 1, "attack_faces": 20_000, "clip_arch": "tiny"}
+SUITE_RUNS = [["--production-clip"]]
+PACKAGES = ("torch", "open_clip_torch", "moderngl", "trimesh", "numpy", "rapidocr-onnxruntime", "onnxruntime")
+STEP_SEED = 2024
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--faces", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--production-clip", action="store_true")
+    parser.add_argument("--attack-faces", type=int, default=1_000_000)
+    parser.add_argument("--production-clip", action="store_true", help="time open_clip ViT-L-14 (random weights)")
+    parser.add_argument("--clip-arch", default="ViT-L-14", help="the architecture --production-clip builds")
     parser.add_argument("--no-ocr", action="store_true")
-    args = parser.parse_args(argv)
 
+
+def measure(bench: Bench, args: argparse.Namespace) -> dict:
     import torch
 
+    from bench.score import random_weight_clip
+    from tests.attack_meshes import overdraw_mesh
+    from tests.meshes import coloured_sphere
+    from text3d.reward.clip import ClipScorer
+    from text3d.reward.config import RewardConfig
     from text3d.reward.defences.budget import estimate_overdraw
     from text3d.reward.defences.canary import CanaryExpectations, check_canary
     from text3d.reward.defences.caption_guard import caption_flags
-    from text3d.reward.clip import ClipScorer
-    from text3d.reward.config import RewardConfig
     from text3d.reward.defences.fingerprint import fingerprint
     from text3d.reward.defences.flatness import silhouette_fractions, thickness
     from text3d.reward.model import RewardModel
     from text3d.reward.render.views import get_renderer
     from text3d.reward.scoring_protocol import PROTOCOL
     from text3d.reward.tiny_clip import ensure_tiny_clip
-    from tests.attack_meshes import overdraw_mesh
-    from tests.meshes import coloured_sphere
 
     config = RewardConfig()
     rig_model = RewardModel(None, None, config=config)  # rig_for and distractors_for only
-    rig = rig_model.rig_for(step_seed=2024)
+    rig = rig_model.rig_for(step_seed=STEP_SEED)
     n, px = config.n_views, config.resolution_px
     mesh = coloured_sphere(args.faces, seed=1)
     renderer = get_renderer()
     views = renderer.render(mesh, n, px, rig)
-    out: dict = {"bench": "score_defences", "faces": len(mesh.faces), "n_views": n, "resolution_px": px,
-                 "protocol": PROTOCOL.digest()[:12], "gl_renderer": renderer.gl_renderer,
-                 "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
     t = {}
-    t["budget"] = median_time(lambda: estimate_overdraw(mesh, rig, n, px, config.max_overdraw), args.repeats)
-    t["render"] = median_time(lambda: renderer.render(mesh, n, px, rig), args.repeats)
-    t["flatness"] = median_time(lambda: (thickness(mesh), silhouette_fractions(views, rig.background_rgb)),
-                                args.repeats)
-    t["fingerprint"] = median_time(lambda: fingerprint(mesh, views, "bench"), args.repeats)
+    honest = estimate_overdraw(mesh, rig, n, px, config.max_overdraw)
+    bench.check(honest.overdraw <= config.max_overdraw, f"the honest mesh's overdraw {honest.overdraw:.1f} is over the "
+                                                        f"budget {config.max_overdraw}")
+    t["budget"] = bench.time(lambda: estimate_overdraw(mesh, rig, n, px, config.max_overdraw), args.repeats)
+    t["render"] = bench.time(lambda: renderer.render(mesh, n, px, rig), args.repeats)
+    t["flatness"] = bench.time(lambda: (thickness(mesh), silhouette_fractions(views, rig.background_rgb)), args.repeats)
+    t["fingerprint"] = bench.time(lambda: fingerprint(mesh, views, "bench"), args.repeats)
     captions = ["a colourful lumpy ball on a white background"] * n
-    t["guard"] = median_time(lambda: caption_flags(captions, "a colourful blob"), args.repeats)
+    bench.check(not any(caption_flags(captions, "a colourful blob")), "the caption guard flagged an honest caption")
+    t["guard"] = bench.time(lambda: caption_flags(captions, "a colourful blob"), args.repeats)
+    figures: dict = {}
     if not args.no_ocr:
         from text3d.reward.defences.ocr import RapidOcrEngine, ocr_views
 
         engine = RapidOcrEngine()
-        t["ocr"] = median_time(lambda: ocr_views(engine, views, max_chars=5, min_confidence=0.6), args.repeats)
-        out["ocr_per_view_s"] = round(t["ocr"] / n, 4)
+        read = ocr_views(engine, views, max_chars=5, min_confidence=0.6)
+        bench.check(not any(v.rejected for v in read), f"OCR read text on the honest mesh: {[v.text for v in read]}")
+        t["ocr"] = bench.time(lambda: ocr_views(engine, views, max_chars=5, min_confidence=0.6), args.repeats)
+        figures["ocr_per_view_s"] = round(t["ocr"].median_s / n, 4)
     if args.production_clip:
-        import open_clip
-
-        model, _, preprocess = open_clip.create_model_and_transforms("ViT-L-14", pretrained=None)
-        clip = ClipScorer(model.eval(), preprocess, open_clip.get_tokenizer("ViT-L-14"), model_name="ViT-L-14",
-                          pretrained="random")
+        clip = random_weight_clip(args.clip_arch)
     else:
         name, weights = ensure_tiny_clip()
         clip = ClipScorer.from_pretrained(name, weights, device="cpu")
-    texts = ["a colourful blob", *rig_model.distractors_for("a colourful blob", 2024), *config.reject_texts]
-    t["clip"] = median_time(lambda: (clip.encode_images(views), clip.clear_cache(), clip.encode_texts(texts)),
-                            args.repeats)
+    texts = ["a colourful blob", *rig_model.distractors_for("a colourful blob", STEP_SEED), *config.reject_texts]
+    t["clip"] = bench.time(lambda: (clip.encode_images(views), clip.clear_cache(), clip.encode_texts(texts)), args.repeats)
     model = RewardModel(clip, None, config=config, renderer=renderer)
-    t["canary"] = median_time(lambda: check_canary(model, step_seed=2024, expectations=CanaryExpectations(
-        min_clip=None)), max(1, args.repeats - 1))
-    attack = overdraw_mesh(1_000_000)
+    expectations = CanaryExpectations(min_clip=None)  # random CLIP weights carry no meaning: the renderer's checks
+    canary = check_canary(model, step_seed=STEP_SEED, expectations=expectations)
+    bench.check(canary.ok, f"the canary failed: {canary.reason}")
+    t["canary"] = bench.time(lambda: check_canary(model, step_seed=STEP_SEED, expectations=expectations),
+                             max(1, args.repeats - 1))
+    attack = overdraw_mesh(args.attack_faces)
     start = time.perf_counter()
     refused = estimate_overdraw(attack, rig, n, px, config.max_overdraw)
-    t["attack_refused"] = time.perf_counter() - start
-    out["attack_overdraw"] = round(refused.overdraw, 1)
-    out["clip_model"] = clip.name
-    out["seconds"] = {k: round(v, 4) for k, v in t.items()}
-    print(json.dumps(out))
-    return out
+    attack_s = time.perf_counter() - start
+    bench.check(refused.overdraw > config.max_overdraw, f"the {args.attack_faces:,}-face overdraw attack was not refused "
+                                                        f"(overdraw {refused.overdraw:.1f} <= {config.max_overdraw})")
+    seconds = {k: round(v.median_s, 4) for k, v in t.items()} | {"attack_refused": round(attack_s, 4)}
+    clip_label = f"CLIP {clip.name.split('/')[0]}" + (" (random weights)" if args.production_clip else " (tiny test CLIP)")
+    rows = [["render budget (overdraw estimate, before drawing)", duration(seconds["budget"])],
+            [f"render, {n} views at {px} px", duration(seconds["render"])],
+            ["flatness (geometry + silhouettes)", duration(seconds["flatness"])],
+            ["fingerprint (geometry + 32 px views)", duration(seconds["fingerprint"])]]
+    if "ocr" in seconds:
+        rows.append([f"OCR, rapidocr ({n} views)", f"{duration(seconds['ocr'])} ({duration(seconds['ocr'] / n)} a view)"])
+    rows += [["caption guard (8 captions)", duration(seconds["guard"])],
+             [f"{clip_label}, {n} views + {len(texts)} texts", duration(seconds["clip"])],
+             ["canary (no captioner), per step", duration(seconds["canary"])],
+             [f"overdraw attack, {args.attack_faces:,} faces: refused after", duration(attack_s)]]
+    bench.table(f"Per-asset validation cost at the production protocol (a {len(mesh.faces):,}-face coloured mesh under a "
+                f"secret rig; {renderer.gl_renderer}; median of {args.repeats})", ["stage", "cost per asset"], rows,
+                note="Captioning is not included (bench/caption_7b.py). On a validator GPU the CLIP and OCR rows shrink "
+                     "by one to two orders of magnitude; rendering stays on the GPU's EGL.")
+    if args.production_clip and "ocr" in seconds:
+        total = sum(v for k, v in seconds.items() if k not in ("canary", "attack_refused"))
+        bench.headline(f"Validation without captions: {duration(total)} per asset on this CPU at the production "
+                       f"protocol ({n} views at {px} px, {clip_label}, OCR and every defence).")
+    return {**figures, "faces": len(mesh.faces), "n_views": n, "resolution_px": px, "protocol": PROTOCOL.digest()[:12],
+            "gl_renderer": renderer.gl_renderer, "threads": torch.get_num_threads(), "clip_model": clip.name,
+            "attack_faces": args.attack_faces, "attack_overdraw": round(refused.overdraw, 1),
+            "honest_overdraw": round(honest.overdraw, 2), "seconds": seconds}
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run("score_defences", __doc__, add_arguments, measure, smoke=SMOKE, packages=PACKAGES))

@@ -1,5 +1,10 @@
 """A small corpus of real asset files, one per format and colour case, written with trimesh and PIL.
 
+Every format trimesh 5.2 reads is here, archives included: zip and tar archives (and one
+gzipped file) count each member as an entry named ``<archive>/<member>``; 3DXML, XAML and
+ZAE files, which trimesh has no writer for, are written by hand (``three_dxml``, ``XAML``,
+``zae``).
+
     python -m tests.asset_corpus OUT_DIR       writes the corpus (a few hundred KB) into OUT_DIR
 
 ``write_corpus(folder)`` returns ``{relative path: Expected}``: what ``text3d score`` must
@@ -13,9 +18,11 @@ drawn the right way up and round. ``textured_cube()`` maps the whole image onto 
 of a unit cube, upright when seen from outside with +Y up.
 """
 
+import gzip
 import io
 import json
 import sys
+import tarfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +33,8 @@ from PIL import Image
 from trimesh.visual.material import PBRMaterial, SimpleMaterial
 from trimesh.visual.texture import TextureVisuals
 
-__all__ = ["Expected", "write_corpus", "quadrant_texture", "textured_cube", "QUADRANTS", "coloured_box"]
+__all__ = ["Expected", "write_corpus", "quadrant_texture", "textured_cube", "QUADRANTS", "coloured_box", "three_dxml",
+           "XAML", "zae", "zip_bytes", "tar_bytes"]
 
 QUADRANTS = {"top_left": (220, 30, 30), "top_right": (30, 200, 30), "bottom_left": (30, 30, 220),
              "bottom_right": (230, 210, 20)}
@@ -156,6 +164,62 @@ _DAE = """<?xml version="1.0" encoding="utf-8"?>
 """
 
 
+XAML = """<ModelVisual3D xmlns="http://schemas.microsoft.com/winfx/2006/xaml/presentation"><ModelVisual3D.Content>
+<Model3DGroup><GeometryModel3D><GeometryModel3D.Geometry>
+<MeshGeometry3D Positions="0,0,0 1,0,0 0,1,0 0,0,1" Normals="0,0,1 0,0,1 0,0,1 0,0,1" TriangleIndices="0 2 1 0 1 3 0 3 2 1 2 3"/>
+</GeometryModel3D.Geometry><GeometryModel3D.Material><MaterialGroup><DiffuseMaterial><DiffuseMaterial.Brush>
+<SolidColorBrush Color="#DC2020" Opacity="1"/></DiffuseMaterial.Brush></DiffuseMaterial></MaterialGroup>
+</GeometryModel3D.Material></GeometryModel3D></Model3DGroup></ModelVisual3D.Content></ModelVisual3D>
+"""
+"""A red tetrahedron as WPF 3D XAML (what SolidWorks exports)."""
+
+
+def three_dxml(instances: list[tuple[str, str, str]] | None = None) -> bytes:
+    """A 3DXML package (a zip: ``Manifest.xml``, the product structure, one tessellated
+    part): a blue tetrahedron. ``instances`` replaces the product structure's instance
+    edges ``(id, parent, target)`` (the part's ReferenceRep is id 2, the root Reference3D 1),
+    for hostile structures."""
+    edges = instances if instances is not None else [("3", "1", "2")]
+    links = "".join(f'<InstanceRep id="{i}" name="i{i}"><IsAggregatedBy>{parent}</IsAggregatedBy>'
+                    f"<IsInstanceOf>{target}</IsInstanceOf></InstanceRep>" for i, parent, target in edges)
+    root = ('<?xml version="1.0"?><Model_3dxml xmlns="http://www.3ds.com/xsd/3DXML"><ProductStructure root="1">'
+            '<Reference3D id="1" name="tetra"/>'
+            '<ReferenceRep id="2" name="rep" format="TESSELLATED" associatedFile="urn:3DXML:tetra.3DRep"/>'
+            f"{links}</ProductStructure></Model_3dxml>")
+    rep = ('<?xml version="1.0"?><XMLRepresentation xmlns="http://www.3ds.com/xsd/3DXML" '
+           'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><Root><Rep><Faces>'
+           '<Face triangles="0 2 1 0 1 3 0 3 2 1 2 3"><SurfaceAttributes><Color xsi:type="RGBAColorType" red="0.2" '
+           'green="0.4" blue="0.9" alpha="1"/></SurfaceAttributes></Face></Faces><VertexBuffer>'
+           "<Positions>0 0 0,1 0 0,0 1 0,0 0 1</Positions><Normals>0 0 1,0 0 1,0 0 1,0 0 1</Normals>"
+           "</VertexBuffer></Rep></Root></XMLRepresentation>")
+    return zip_bytes({"Manifest.xml": '<?xml version="1.0"?><Manifest><Root>Root.3dxml</Root></Manifest>',
+                      "Root.3dxml": root, "tetra.3DRep": rep})
+
+
+def zae() -> bytes:
+    """A ZAE file: the red COLLADA tetrahedron, zipped."""
+    return zip_bytes({"model.dae": _DAE})
+
+
+def zip_bytes(members: dict[str, bytes | str]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def tar_bytes(members: dict[str, bytes | str], mode: str = "w:gz") -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode=mode) as archive:
+        for name, data in members.items():
+            data = data.encode() if isinstance(data, str) else data
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
 def write_corpus(folder: Path) -> dict[str, Expected]:
     """Write the corpus into ``folder`` (created); returns what each file must become."""
     from text3d.protocol.mesh_codec import MeshFormat, encode_mesh
@@ -232,6 +296,26 @@ def write_corpus(folder: Path) -> dict[str, Expected]:
     # trimesh 5.2's 3MF reader ignores <basematerials> colours: the tetrahedron is drawn grey
     put("other/tetra.3mf", _three_mf(), Expected("scored", "none", needs="lxml"))
     put("other/tetra.dae", _DAE, Expected("scored", "material colour", needs="collada"))
+    put("other/tetra.zae", zae(), Expected("scored", "material colour", needs="collada"))
+    put("other/tetra.xaml", XAML, Expected("scored", "face colours", needs="lxml"))
+    put("other/tetra.3dxml", three_dxml(), Expected("scored", "face colours", needs="lxml"))
+
+    # archives: each member is an entry of its own (the archive file itself is not)
+    def archive(name: str, data: bytes, members: dict[str, Expected]) -> None:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+        expected.update({f"{name}/{member}": want for member, want in members.items()})
+
+    crate = dict(textures)
+    archive("archives/crates.zip", zip_bytes({"crate/crate.obj": obj_text, **{f"crate/{n}": d for n, d in crate.items()},
+                                              "crate/README.txt": "a crate"}),
+            {"crate/crate.obj": Expected("scored", "texture"), "crate/README.txt": Expected("side", reason="not a mesh"),
+             **{f"crate/{n}": Expected("side") for n in crate}})
+    archive("archives/balls.tar.gz", tar_bytes({"ball.ply": encode_mesh(sphere, MeshFormat.PLY),
+                                                "blob.drc": encode_mesh(sphere, MeshFormat.DRACO)}),
+            {"ball.ply": Expected("scored", "vertex colours"), "blob.drc": Expected("scored", "vertex colours")})
+    archive("archives/plain.stl.gz", gzip.compress(plain.export(file_type="stl")),
+            {"plain.stl": Expected("scored", "none")})
 
     # what cannot be scored, and files that are not meshes
     put("bad/empty.obj", b"", Expected("unscorable", reason="empty"))
@@ -241,6 +325,8 @@ def write_corpus(folder: Path) -> dict[str, Expected]:
         Expected("unscorable", reason="point cloud"))
     put("bad/lines_only.obj", "v 0 0 0\nv 1 0 0\nv 1 1 0\nl 1 2 3\n", Expected("unscorable", reason="no triangles"))
     put("README.txt", "generated by tests/asset_corpus.py\n", Expected("side", reason="not a mesh"))
+    put("drawing.dxf", "0\nEOF\n", Expected("side", reason="2D drawing"))
+    put("bundle.7z", b"7z\xbc\xaf\x27\x1c", Expected("side", reason="unpack it first"))
     return expected
 
 

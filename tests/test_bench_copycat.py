@@ -13,8 +13,10 @@ def test_the_copycat_bench_smoke_runs_and_ends_with_one_json_line():
     done = subprocess.run([sys.executable, "bench/copycat.py", "--smoke"], cwd=REPO, capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    figures = json.loads(done.stdout.strip().splitlines()[-1])
-    assert figures["bench"] == "copycat" and figures["smoke"] is True
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["bench"] == "copycat" and result["smoke"] is True and result["ok"] is True
+    assert result["tables"] and result["environment"]["versions"]["python"]  # the harness's JSON line
+    figures = result["figures"]
     for row in figures["asset"].values():
         assert row["fingerprint_s"] > 0 and row["baseline_s"] > 0 and row["ratio"] > 0
     assert set(figures["step"]) == {"4", "8"} and all(s["false_groups"] == [] for s in figures["step"].values())
@@ -26,4 +28,4 @@ def test_a_fault_under_the_bench_exits_non_zero_with_the_reason_last(tmp_path):
     done = subprocess.run([sys.executable, "bench/copycat.py", "--smoke", "--corpus", str(missing)], cwd=REPO,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode != 0
-    assert done.stdout.strip().splitlines()[-1].startswith("bench/copycat.py failed: FileNotFoundError")
+    assert done.stdout.strip().splitlines()[-1].startswith("FAILED copycat: FileNotFoundError")

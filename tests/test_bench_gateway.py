@@ -25,6 +25,8 @@ def test_the_gateway_bench_smoke_run_ends_with_its_figures():
     assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     result = json.loads(last)
     assert result["bench"] == "gateway" and result["ok"] and result["smoke"]
+    assert result["tables"] and result["environment"]["versions"]["python"]  # the harness's JSON line
+    result = result["figures"]
     assert [(r["miners"], r["clients"]) for r in result["rows"]] == [(2, 1), (2, 2)]
     for row in result["rows"]:
         assert row["jobs"] >= 2 and 0 < row["direct_p50_s"] <= row["direct_p95_s"]

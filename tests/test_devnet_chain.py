@@ -16,7 +16,7 @@ import bittensor
 import pytest
 
 from text3d.chain import ChainAdapter, DevnetChain, HotkeyNotRegistered, Metagraph, NeuronInfo, open_chain
-from text3d.chain.weight_rules import U16_MAX, conform_weights
+from text3d.chain.weight_rules import U16_MAX
 from text3d.cli.main import main as text3d
 from text3d.ops.registration import ensure_wallet, open_registered
 from text3d.validator.weights import LINEAR, weights_for_chain

@@ -11,11 +11,19 @@ planted example it must catch.
   ``process_time()`` or ``time.time()``, nor on a name that says ``elapsed``. Tests count the
   work (calls, bytes, attempts, a fake clock); waits go through hang guards
   (``tests.counting.until``, ``text3d.demo.wait_until``); durations belong to ``bench/``.
+- No name is used that was never defined, and nothing is imported or assigned for nothing
+  (pyflakes' F821, F401, F841 through ruff, over the package, entry points, benches, scripts
+  and tests): an undefined name in a rarely taken branch is a crash waiting for its day (one
+  hid in a test's retry loop), and a dead import is a dependency nobody can see is unused.
+  F811 stays off: a pytest fixture imported from a fixtures module and named as a parameter
+  reads to pyflakes as a redefinition.
 """
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -159,3 +167,26 @@ def test_x(answer, deadline):
     assert answer.bytes_received < 40
 '''
     assert duration_asserts(source) == [5, 7, 8]
+
+
+PYFLAKES_RULES = "F401,F821,F841"
+
+
+def _ruff(*paths: str | Path, cwd: Path) -> subprocess.CompletedProcess:
+    ruff = Path(sys.executable).with_name("ruff")
+    return subprocess.run([str(ruff), "check", "--no-cache", "--isolated", "--select", PYFLAKES_RULES,
+                           "--output-format", "concise", *map(str, paths)], cwd=cwd, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_no_undefined_name_nor_unused_import():
+    root = TESTS.parent
+    done = _ruff("text3d", "neurons", "bench", "scripts", "tests", cwd=root)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+
+
+def test_an_undefined_name_and_an_unused_import_are_caught(tmp_path):
+    (tmp_path / "planted.py").write_text("import os\n\n\ndef retry():\n    time.sleep(1)\n")
+    done = _ruff("planted.py", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "planted.py:1:8: F401" in done.stdout and "planted.py:5:5: F821" in done.stdout

@@ -78,7 +78,8 @@ def test_slow_connections_from_strangers_cannot_silence_a_miner(tmp_path):
     try:
         deadline = time.monotonic() + 60
         while not port_file.exists() or not port_file.read_text():
-            assert child.poll() is None and time.monotonic() < deadline, "the miner did not start"
+            if child.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("the miner did not start")
             time.sleep(0.05)
         port = int(port_file.read_text())
         proc = psutil.Process(child.pid)
@@ -90,10 +91,10 @@ def test_slow_connections_from_strangers_cannot_silence_a_miner(tmp_path):
         opened = time.monotonic()
         pattern = b"GET /health HTTP/1.1\r\n"
         time.sleep(0.5)
-        # over-cap connections were closed at once: 32 per address held, the rest refused
+        # over-cap connections were closed at once: 32 per address held, the rest refused (exactly
+        # 32 per address still open, so the header timeout, which would close them all, did not act)
         closed_one, closed_spread = _trickle(one_address, pattern[:1]), _trickle(spread, pattern[:1])
         assert closed_one == 1100 - 32 and closed_spread == 5000 - 50 * 32
-        assert time.monotonic() - opened < HEADER_TIMEOUT_S  # (not by the header timeout)
         sent = 1
         while time.monotonic() - opened < 2.5:  # a byte a second, as the attack does
             time.sleep(1.0)

@@ -16,7 +16,6 @@ and 8092 may be taken on a shared machine). Tiny models, CPU, 127.0.0.1 only.
 import os
 import re
 import signal
-import socket
 import subprocess
 from pathlib import Path
 

@@ -187,3 +187,52 @@ def test_report_json_round_trip_and_html(tiny_clip, mpnet, tmp_path):
     for src in parser.srcs:
         assert not src.startswith("/") and (index.parent / src).is_file()
     assert page.index("cube&lt;1&gt;.ply") < page.index("bad.glb")  # ranked by score
+
+
+# -- observe once, judge many times (what asset libraries rely on) ---------------------------
+
+
+def test_observations_judged_later_give_the_reports_of_score_batch(tiny_clip, mpnet):
+    """``observe_batch`` + ``score_observations`` is ``score_batch`` split in two: the same
+    scores, components and per-view numbers for every prompt, and nothing is rendered or
+    captioned again when a second prompt is judged."""
+    captioner = StaticCaptioner("a small red box seen from view {view}")  # prompt-free captions
+    model = build(tiny_clip, mpnet, captioner=captioner)
+    meshes = [red_cube(), coloured_sphere(2000), zero_extent_mesh()]
+    observations = model.observe_batch(meshes)
+    assert [o.is_valid for o in observations] == [True, True, False]
+    calls, images = captioner.calls, model.clip.images_encoded
+    for prompt in ("a red cube", "a lumpy coloured ball"):
+        later = model.score_observations(observations, [prompt] * 3, [["a red box"]] * 3)
+        direct = model.score_batch(meshes, [prompt] * 3, [["a red box"]] * 3)
+        for a, b in zip(later, direct):
+            assert a.score == pytest.approx(b.score, abs=1e-9) and a.components == pytest.approx(b.components)
+            assert a.invalid_reason == b.invalid_reason and a.notes == b.notes
+            assert [v.model_dump() for v in a.views] == [v.model_dump() for v in b.views]
+            assert {k: v for k, v in a.defences.items()} == b.defences
+    # only score_batch's: two valid assets (one caption call each, 4 views) per prompt
+    assert captioner.calls == calls + 2 * 2 and model.clip.images_encoded == images + 2 * 2 * 4
+
+
+def test_flatness_is_judged_from_the_stored_thickness(tiny_clip, mpnet):
+    """The thickness is observed once; the factor comes from the judging config, so a library
+    can switch it off (min_thickness 0) without observing again."""
+    plate = trimesh.creation.box(extents=(1.0, 1.0, 0.005))
+    observation = build(tiny_clip, mpnet, captioner=None).observe_batch([plate])[0]
+    flat = build(tiny_clip, mpnet, captioner=None).score_observations([observation], ["a plate"])[0]
+    off = build(tiny_clip, mpnet, captioner=None, config=CONFIG.model_copy(update={"min_thickness": 0.0}))
+    unflattened = off.score_observations([observation], ["a plate"])[0]
+    assert flat.defences["flatness_factor"] < 0.5 and any("flat" in n for n in flat.notes)
+    assert unflattened.defences["flatness_factor"] == 1.0
+    assert flat.score == pytest.approx(unflattened.score * flat.defences["flatness_factor"], rel=1e-6)
+
+
+def test_captions_that_quote_the_prompt_cannot_be_observed_before_a_prompt(tiny_clip, mpnet):
+    from text3d.reward.caption_client import CaptionerConfig, OpenAICaptioner
+
+    captioner = OpenAICaptioner(CaptionerConfig(base_url="http://127.0.0.1:9", include_prompt=True))
+    try:
+        with pytest.raises(ValueError, match="include_prompt"):
+            build(tiny_clip, mpnet, captioner=captioner).observe_batch([red_cube()])
+    finally:
+        captioner.close()

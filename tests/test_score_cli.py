@@ -10,6 +10,7 @@ import pytest
 from tests.loopback import chat_completion
 from tests.meshes import coloured_sphere, red_cube
 from text3d.cli.main import main
+from text3d.reward.assets.loader import MESH_SUFFIXES
 from text3d.protocol.mesh_codec import MeshFormat, encode_mesh
 
 TINY = ["--models", "tiny", "--views", "2", "--resolution", "64"]
@@ -44,7 +45,7 @@ def test_folder_with_a_bad_file_prints_a_table_and_writes_reports(folder, tmp_pa
     assert broken["score"] == 0.0 and "cannot load broken.glb" in broken["invalid_reason"]
     assert document["complete"] is True
     assert document["not_scored"] == [{"name": "notes.txt", "reason": "not a mesh file (.txt; scored: "
-                                       ".glb .gltf .obj .ply .stl .off .3mf .dae .drc .draco .xyz)"}]
+                                       f"{' '.join(MESH_SUFFIXES)}, zip and tar archives)"}]
     assert by_name["broken.glb"]["rank"] == 3  # invalid assets rank last among equal scores
     assert len(by_name["cube.ply"]["report"]["views"]) == 2
 

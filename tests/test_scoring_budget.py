@@ -12,6 +12,7 @@ Attacks pinned (each fails before this change):
 """
 
 import threading
+import time
 
 import numpy as np
 import pytest

@@ -39,7 +39,7 @@ from text3d.validator.state import ValidatorState
 from text3d.validator.engine import Validator
 from text3d.validator.main import main
 from text3d.protocol.errors import EXIT_CONFIG, EXIT_USAGE
-from text3d.protocol.mesh_codec import MeshFormat, decode_mesh
+from text3d.protocol.mesh_codec import MeshFormat
 from text3d.protocol.version import SPEC_VERSION
 from text3d.protocol.wire import MAX_SEED, TextTo3DResponse
 from text3d.reward.errors import CaptionerUnavailable, ChainUnavailable

@@ -12,7 +12,8 @@ Package map (the dependency arrows run downwards only; ``tests/test_architecture
     validator/   the validator: miner client, the step as named phases, outcomes, incentive, state, reports,
                  organic jobs from a gateway
     gateway/     the organic gateway: public API with keys and quotas, jobs store, web page; validators work for it
-    ops/         logs, doctor, registration, auto-update, the LLaVA server library
+    library/     asset libraries: an index on LanceDB (incremental, Ray Data), search, dedupe
+    ops/         logs, doctor, registration, auto-update, the LLaVA server library, joining Ray
     demo/        a whole subnet on one machine (devnet, miners, validator, captioner)
     cli/         the ``text3d`` command line: parse and call only
     settings.py  the one typed settings tree (flags, environment, config files)

@@ -9,6 +9,9 @@
     generate.py           one prompt -> one mesh file, locally
     render.py             what a validator sees of a mesh file
     score.py              score and rank asset files against a description
+    index.py              index a folder of assets into a library (``text3d index``)
+    search.py             search a library by description or ``--like FILE`` (``text3d search``)
+    dedupe.py             groups of copies in a library (``text3d dedupe``)
     llava.py              run a local LLaVA captioning server
     devnet.py             administer a local SQLite devnet
     demo.py               the whole subnet on this machine

@@ -7,6 +7,7 @@ but ``text3d.protocol.errors``):
     seeds.py        the step seed and the per-step generators every validator draws the same way
     lazy.py         ``lazy_exports``: package exports that load on first use
     argparsing.py   ``CommandParser``: a command's own short usage and a "did you mean" on a bad flag
+    hub.py          ``prefer_offline_when_unreachable``: no 50 s of hub retries on a machine without network
 """
 
 from text3d.common.lazy import lazy_exports
@@ -18,6 +19,7 @@ _HOMES = {
     "median": "text3d.common.timing",
     "Stopwatch": "text3d.common.timing",
     "lazy_exports": "text3d.common.lazy",
+    "prefer_offline_when_unreachable": "text3d.common.hub",
 }
 __all__ = list(_HOMES)
 __getattr__, __dir__ = lazy_exports(__name__, _HOMES)

@@ -5,8 +5,6 @@ Finding out inside three child processes, a minute later, would bury the answer 
 this check reads only local caches (never the network) and names what is missing.
 """
 
-import os
-from pathlib import Path
 from text3d.common.paths import cache_dir
 
 __all__ = ["missing_real_models"]

@@ -8,7 +8,6 @@ normally or by an exception, stops everything it started.
 
 import os
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass

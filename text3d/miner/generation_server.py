@@ -34,7 +34,6 @@ import sys
 import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from fastapi import FastAPI, Request

@@ -31,7 +31,6 @@ import dataclasses
 import logging
 import os
 import time
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from text3d.generation.interface import GeneratorSpec
@@ -46,7 +45,6 @@ log = logging.getLogger("text3d.miner.pool")
 Clock = Callable[[], float]
 FORWARDED_ENV = ("TEXT3D_CACHE", "HF_HOME", "HF_HUB_OFFLINE", "HF_HUB_CACHE")
 """Environment variables the miner hands to its replicas (model caches, offline mode)."""
-_INSTALL = "install the Ray extra first: pip install 'text3d[ray]' (ray[serve]==2.60.0)"
 
 
 class GenerationReplica:
@@ -208,30 +206,9 @@ class RayPool:
 
 
 def connect(address: str) -> None:
-    """``ray.init(address)`` once per process, quietly; ``ConfigError`` when Ray is missing or unreachable."""
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # nothing leaves the machine
-    if "RAY_AUTH_MODE" not in os.environ and _ray_token_available():
-        # Ray 2.60 clusters use token auth by default, but a process joining one sends its token only when
-        # told to (read when ray is imported): without it, joining a cluster started by `ray.init()` fails.
-        os.environ["RAY_AUTH_MODE"] = "token"
-    try:
-        import ray
-        from ray import serve  # noqa: F401  (the extra: ray[serve])
-    except ImportError:
-        raise ConfigError(f"--generation.ray_address {address}: {_INSTALL}.") from None
-    if ray.is_initialized():
-        return
-    try:
-        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise ConfigError(
-            f"--generation.ray_address {address}: cannot join that Ray cluster ({str(exc)[:200]}); start one with "
-            "`ray start --head` or fix the address (a cluster with token auth also needs its token here: "
-            "~/.ray/auth_token or RAY_AUTH_TOKEN)."
-        ) from None
+    """``ray.init(address)`` once per process, quietly; ``ConfigError`` when Ray is missing or
+    unreachable (``text3d.ops.ray_cluster.connect``, shared with the asset library)."""
+    from text3d.ops.ray_cluster import connect as join
 
-
-def _ray_token_available() -> bool:
-    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH"):
-        return True
-    return (Path.home() / ".ray" / "auth_token").is_file()
+    join(address, flag="--generation.ray_address", modules=("ray.serve",),
+         install="pip install 'text3d[ray]' (ray[serve]==2.60.0)")

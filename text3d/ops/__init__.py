@@ -7,6 +7,7 @@
     autoupdate.py    optional: pull, reinstall and restart when ``spec_version`` changes
     doctor/          ``text3d doctor``'s checks: machine, models, network, per role
     llava/           the LLaVA server library: find or build ``llama-server``, models, the process
+    ray_cluster.py   joining a Ray cluster, one way for the miner's Serve replicas and library indexing
 """
 
 from text3d.common.lazy import lazy_exports

@@ -6,6 +6,7 @@ when their modules are imported, so ``from text3d.reward import RewardConfig`` s
     scoring_protocol.py   the ONE pinned, versioned protocol: every number that decides a score
     config.py             ``RewardConfig``: the protocol's numbers plus operational settings
     model.py              ``RewardModel``: render, caption, embed, defend, then the formula
+    observation.py        ``Observation``: what is measured of an asset before any prompt (observe, then judge)
     factory.py            ``build_reward_model``: which models a RewardModel is made of
     formula.py            the scoring formula, pure numpy and golden-tested
     metrics.py            similarity metrics and aggregations

@@ -27,7 +27,7 @@ from text3d.reward.scoring_protocol import (
     ScoringProtocol,
 )
 
-__all__ = ["Metric", "Aggregation", "RewardWeights", "RewardConfig", "METRICS", "AGGREGATIONS"]
+__all__ = ["Metric", "Aggregation", "RewardWeights", "RewardConfig", "METRICS", "AGGREGATIONS", "off_protocol"]
 
 Metric = Literal["cosine", "jaccard", "euclidean", "dot"]
 Aggregation = Literal["sum", "mean", "median", "none"]
@@ -207,3 +207,47 @@ class RewardConfig(BaseModel):
             ),
         )
 
+
+
+_PROTOCOL_FLAGS = {  # protocol field -> what a user changed to move it
+    "rig.n_views": "views", "rig.resolution_px": "resolution", "rig.n_secret_views": "secret views",
+    "defences.min_thickness": "flatness factor", "metric": "metric", "aggregation": "aggregation",
+    "clip.distractor_pool": "contrast prompts", "clip.n_distractors": "contrast prompts",
+    "clip.reject_texts": "junk texts", "clip.temperature": "CLIP temperature", "clip.margin": "CLIP margin",
+    "weights.clip": "weights", "weights.caption": "weights", "weights.reference": "weights",
+}
+
+
+def off_protocol(config: RewardConfig, base: ScoringProtocol = PROTOCOL) -> list[str]:
+    """What ``config`` scores differently from the pinned protocol, in words a user of
+    ``text3d score`` recognises (``["views 2 (protocol 8)", "flatness factor off"]``).
+
+    Model identities and the captioner's side are left out (the tiny-model banner and the
+    captioner line say those); an empty list means these scores are a validator's.
+    """
+    ours, pinned = config.to_protocol(base=base), base
+    out: list[str] = []
+    differences = ours.differences(pinned)
+    for path in differences:
+        if path.startswith(("models.", "caption.", "similarity_range")):
+            continue
+        if path == "rig.n_secret_views" and "rig.n_views" in differences:
+            continue  # follows the number of views
+        label = _PROTOCOL_FLAGS.get(path, path)
+        if path == "defences.min_thickness" and config.min_thickness == 0.0:
+            text = "flatness factor off"
+        elif path in ("rig.n_views", "rig.resolution_px", "metric", "aggregation"):
+            key = path.split(".")[-1]
+            text = f"{label} {getattr(config, key)} (protocol {_get(pinned, path)})"
+        else:
+            text = f"{label} changed"
+        if text not in out:
+            out.append(text)
+    return out
+
+
+def _get(protocol: ScoringProtocol, path: str) -> Any:
+    value: Any = protocol
+    for part in path.split("."):
+        value = getattr(value, part)
+    return value

@@ -286,7 +286,6 @@ def step_section(summary: Mapping[str, Any], *, previous_step: int | None) -> st
     """What opens a step page: navigation, the answers table, score versus average, the canary."""
     e = html.escape
     brief = brief_of(summary, time_unix=0.0, page=True)
-    step = brief["step"]
     nav = ['<a href="../index.html">all steps</a>']
     if previous_step is not None:
         nav.append(f'<a href="../step_{previous_step:06d}/index.html">previous step ({previous_step})</a>')

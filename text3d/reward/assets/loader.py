@@ -3,15 +3,22 @@
 ``text3d score`` and ``text3d render`` read whatever a user points them at: every mesh
 format trimesh 5.2 reads, with its materials and textures, hardened like the wire codec.
 
-    discover(path)                 -> list[Entry]   every file, classified; nothing skipped silently
-    load_asset(entry, root, limits) -> LoadedAsset   a merged mesh (``text3d.protocol.mesh_parts``)
+    discover(path, limits)          -> (root, list[Entry])   every file and archive member, classified;
+                                                            nothing skipped silently
+    load_asset(entry, root, limits, archives) -> LoadedAsset   a merged mesh (``text3d.protocol.mesh_parts``)
                                                      or ``InvalidAssetError`` with the reason
 
 Formats (by suffix): ``.glb .gltf`` (embedded, external or data-URI buffers and images),
 ``.obj`` (+ ``.mtl`` and texture files), ``.ply`` (ASCII and binary; vertex or face colours),
-``.stl`` (ASCII and binary), ``.off``, ``.3mf`` (needs ``lxml``), ``.dae`` (needs
-``pycollada``), ``.drc``/``.draco`` (Draco), and ``.xyz`` (always a point cloud: listed
-as unscorable). Scenes are flattened with their node transforms.
+``.stl`` (ASCII and binary), ``.off``, ``.3mf`` and ``.xaml`` and ``.3dxml`` (need ``lxml``),
+``.dae`` and ``.zae`` (zipped COLLADA; need ``pycollada``), ``.drc``/``.draco`` (Draco), and
+``.xyz`` (always a point cloud: listed as unscorable): every mesh format trimesh 5.2 lists.
+Scenes are flattened with their node transforms. Zip and tar archives and single compressed
+files (``.zip .tar .tar.gz .tgz .tar.bz2 .tar.xz .gz .bz2 .xz``; ``text3d.reward.assets.archives``)
+are opened: each member is an entry of its own (``pack.zip/chair.obj``), loaded from a private
+unpacked copy with the same rules as a file in a folder. DXF and SVG are 2D drawings (trimesh
+reads them as paths, without surfaces) and 7z/RAR archives need tools Python lacks: listed
+with that reason.
 
 Colours (``text3d.protocol.mesh_parts``): vertex colours, face colours (flat), base-colour
 textures through their UVs, material colours (glTF ``baseColorFactor``, MTL ``Kd``, 3MF /
@@ -40,6 +47,7 @@ import trimesh
 from text3d.protocol.errors import MeshDecodeError
 from text3d.protocol.limits import MeshLimits
 from text3d.protocol.mesh_parts import Part, colour_summary, merge_parts, scene_parts
+from text3d.reward.assets.archives import ArchiveCache, ArchiveLimits, archive_kind, list_members
 from text3d.reward.assets.prescan import precheck
 from text3d.reward.errors import InvalidAssetError
 from text3d.reward.render.arrays import MAX_TEXTURE_PX
@@ -57,9 +65,12 @@ __all__ = [
 ]
 
 MIB = 1 << 20
-MESH_SUFFIXES = (".glb", ".gltf", ".obj", ".ply", ".stl", ".off", ".3mf", ".dae", ".drc", ".draco", ".xyz")
+MESH_SUFFIXES = (".glb", ".gltf", ".obj", ".ply", ".stl", ".off", ".3mf", ".dae", ".zae", ".xaml", ".3dxml", ".drc",
+                 ".draco", ".xyz")
 SIDE_SUFFIXES = (".mtl", ".bin", ".png", ".jpg", ".jpeg", ".tga", ".bmp", ".gif", ".webp", ".ktx2", ".tif", ".tiff")
-_NEEDS = {".3mf": ("lxml", "lxml"), ".dae": ("collada", "pycollada")}
+_NEEDS = {".3mf": ("lxml", "lxml"), ".xaml": ("lxml", "lxml"), ".3dxml": ("lxml", "lxml"),
+          ".dae": ("collada", "pycollada"), ".zae": ("collada", "pycollada")}
+_DRAWINGS = (".dxf", ".svg")
 DEFAULT_MATERIAL_NOTE = "no colours or textures: drawn with the neutral default material (grey)"
 
 
@@ -74,6 +85,8 @@ class AssetLimits:
     """
 
     max_file_bytes: int = 64 * MIB
+    max_archive_members: int = 10_000
+    max_archive_unpacked_bytes: int = 1024 * MIB
     mesh: MeshLimits = MeshLimits(
         max_payload_bytes=64 * MIB, max_decoded_bytes=256 * MIB, max_vertices=2_000_000, max_faces=2_000_000,
         max_header_bytes=16 * MIB, max_gltf_objects=4096, max_image_px=8192, max_image_pixels=8192 * 8192,
@@ -84,16 +97,25 @@ class AssetLimits:
         if self.max_file_bytes <= 0 or self.max_texture_px <= 0:
             raise ValueError("AssetLimits sizes must be positive")
 
+    @property
+    def archives(self) -> ArchiveLimits:
+        """The archive limits these asset limits imply (each member as large as a file)."""
+        return ArchiveLimits(max_archive_bytes=self.max_file_bytes, max_member_bytes=self.max_file_bytes,
+                             max_unpacked_bytes=self.max_archive_unpacked_bytes, max_members=self.max_archive_members)
+
 
 @dataclass(frozen=True)
 class Entry:
     """One file found under the scored path. ``name`` is its path relative to the root
-    (POSIX separators); ``reason`` is set for files that are not scored (``kind == "skip"``)."""
+    (POSIX separators); ``reason`` is set for files that are not scored (``kind == "skip"``).
+    A member of an archive has ``path`` = the archive, ``member`` = its name inside it and
+    ``name`` = ``<archive name>/<member>``."""
 
     name: str
     path: Path
     kind: str  # "mesh" | "skip"
     reason: str | None = None
+    member: str | None = None
 
 
 @dataclass
@@ -104,6 +126,8 @@ class LoadedAsset:
     mesh: trimesh.Trimesh
     colours: str
     notes: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)  # real paths of the files it read (MTL, textures, buffers)
+    missing: list[str] = field(default_factory=list)  # paths it referenced that did not exist
 
     @property
     def n_faces(self) -> int:
@@ -116,21 +140,30 @@ def _classify(name: str) -> tuple[str, str | None]:
         return "mesh", None
     if suffix in SIDE_SUFFIXES:
         return "skip", "material, buffer or texture file (read by the meshes that reference it)"
-    if suffix in (".zip", ".tar", ".gz", ".bz2", ".7z"):
-        return "skip", "an archive: unpack it first (archives are not opened)"
-    return "skip", f"not a mesh file ({suffix or 'no suffix'}; scored: {' '.join(MESH_SUFFIXES)})"
+    if suffix in _DRAWINGS:
+        return "skip", f"a 2D drawing ({suffix[1:].upper()}): trimesh reads it as paths without surfaces to render"
+    kind = archive_kind(name)
+    if kind == "unsupported":
+        return "skip", f"a {suffix[1:]} archive: unpack it first (zip and tar archives are opened; {suffix} needs a tool " \
+                       "Python does not ship)"
+    if kind is not None:
+        return "archive", None
+    return "skip", f"not a mesh file ({suffix or 'no suffix'}; scored: {' '.join(MESH_SUFFIXES)}, zip and tar archives)"
 
 
-def discover(path: str | Path) -> tuple[Path, list[Entry]]:
+def discover(path: str | Path, limits: AssetLimits | None = None) -> tuple[Path, list[Entry]]:
     """The root folder and every file under ``path`` (a folder, walked in sorted order
     without following folder links, or one file), classified.
 
     A link is scored only when its real path lies inside the root; links out of it,
-    broken links, linked folders and special files are entries with a reason.
+    broken links, linked folders and special files are entries with a reason. An archive
+    becomes one entry per member (``kind`` "mesh" for mesh members, "skip" with the reason
+    for the others), or one "skip" entry with the reason when it cannot be opened.
     """
+    limits = limits or AssetLimits()
     path = Path(path)
     if not path.is_dir():
-        return path.parent, [_entry(path.parent, path, os.path.realpath(path.parent))]
+        return path.parent, _expand(_entry(path.parent, path, os.path.realpath(path.parent)), limits)
     root_real = os.path.realpath(path)
     entries = []
     for folder, dirnames, filenames in os.walk(path, followlinks=False):
@@ -141,8 +174,30 @@ def discover(path: str | Path) -> tuple[Path, list[Entry]]:
                 relative = full.relative_to(path).as_posix()
                 entries.append(Entry(relative + "/", full, "skip", "a linked folder (links to folders are not followed)"))
         for filename in sorted(filenames):
-            entries.append(_entry(path, Path(folder) / filename, root_real))
+            entries.extend(_expand(_entry(path, Path(folder) / filename, root_real), limits))
     return path, entries
+
+
+def _expand(entry: Entry, limits: AssetLimits) -> list[Entry]:
+    """An archive entry -> its members' entries; any other entry unchanged."""
+    if entry.kind != "archive":
+        return [entry]
+    try:
+        members = list_members(entry.path, limits.archives)
+    except InvalidAssetError as exc:
+        return [Entry(entry.name, entry.path, "skip", f"an archive that cannot be opened: {exc}")]
+    if not members:
+        return [Entry(entry.name, entry.path, "skip", "an empty archive")]
+    out = []
+    for member in members:
+        name = f"{entry.name}/{member.name}"
+        kind, reason = _classify(member.name)
+        if member.reason is not None:
+            kind, reason = "skip", member.reason
+        elif kind == "archive":
+            kind, reason = "skip", "an archive inside an archive: unpack the outer one first"
+        out.append(Entry(name, entry.path, kind, reason, member=member.name))
+    return out
 
 
 def _entry(root: Path, full: Path, root_real: str) -> Entry:
@@ -171,7 +226,7 @@ class _FolderResolver(trimesh.resolvers.Resolver):
 
     def __init__(self, directory: str, root_real: str, limits: AssetLimits, state: dict | None = None) -> None:
         self.directory, self.root_real, self.limits = directory, root_real, limits
-        self.state = state if state is not None else {"pixels": 0, "notes": [], "fatal": None}
+        self.state = state if state is not None else {"pixels": 0, "notes": [], "fatal": None, "read": []}
 
     def get(self, name: str) -> bytes:
         name = str(name).strip()
@@ -188,10 +243,13 @@ class _FolderResolver(trimesh.resolvers.Resolver):
                 last_error = str(exc)
                 continue
             self._check_image(name, data)
+            self.state["read"].append(os.path.realpath(path))
             return data
         message = last_error or f"referenced file {name[:80]!r} is missing"
         if message not in self.state["notes"]:
             self.state["notes"].append(message)
+        if last_error is None:
+            self.state.setdefault("missing", []).append(os.path.join(self.directory, name.lstrip("./\\")))
         raise FileNotFoundError(message)
 
     def _check_image(self, name: str, data: bytes) -> None:
@@ -227,12 +285,23 @@ class _FolderResolver(trimesh.resolvers.Resolver):
 # -- loading ---------------------------------------------------------------------------------
 
 
-def load_asset(entry: Entry | str | Path, root: str | Path, limits: AssetLimits | None = None) -> LoadedAsset:
+def load_asset(entry: Entry | str | Path, root: str | Path, limits: AssetLimits | None = None,
+               archives: ArchiveCache | None = None) -> LoadedAsset:
     """Read, check and load one asset file under ``root``; ``InvalidAssetError`` says why not.
 
-    ``root`` bounds where the file and everything it references may resolve to.
+    ``root`` bounds where the file and everything it references may resolve to. A member
+    of an archive is loaded from the archive's unpacked copy in ``archives`` (one is made
+    and removed for this call when none is given), with that copy as its root.
     """
     limits = limits or AssetLimits()
+    if isinstance(entry, Entry) and entry.member is not None:
+        if archives is None:
+            with ArchiveCache(limits.archives, keep=1) as own:
+                return load_asset(entry, root, limits, own)
+        folder, file = archives.member(entry.path, entry.member)
+        loaded = load_asset(Entry(entry.name, file, entry.kind), folder, limits)
+        loaded.sources = [os.path.realpath(entry.path)]  # the archive holds everything it read
+        return loaded
     path = entry.path if isinstance(entry, Entry) else Path(entry)
     name = entry.name if isinstance(entry, Entry) else path.name
     suffix = path.suffix.lower()
@@ -244,7 +313,7 @@ def load_asset(entry: Entry | str | Path, root: str | Path, limits: AssetLimits 
     try:
         precheck(suffix, data, limits.mesh)
         if suffix in (".drc", ".draco"):
-            loaded, state = _load_draco(data), {"notes": [], "fatal": None, "pixels": 0}
+            loaded, state = _load_draco(data), {"notes": [], "fatal": None, "pixels": 0, "read": []}
         else:
             resolver = _FolderResolver(os.path.dirname(os.path.realpath(path)), root_real, limits)
             state = resolver.state
@@ -252,7 +321,10 @@ def load_asset(entry: Entry | str | Path, root: str | Path, limits: AssetLimits 
         if state["fatal"]:
             raise InvalidAssetError(state["fatal"])
         parts, others = scene_parts(loaded)
-        return _finish(parts, others, state, limits)
+        asset = _finish(parts, others, state, limits)
+        asset.sources = sorted(set(state.get("read", ())))
+        asset.missing = sorted(set(state.get("missing", ())))
+        return asset
     except InvalidAssetError:
         raise
     except MeshDecodeError as exc:

@@ -7,6 +7,12 @@ OBJ, counts the lines that start with ``v`` and ``f``) and raises ``MeshDecodeEr
 when they exceed ``MeshLimits`` or disagree with the file's length. glTF/GLB go through
 the wire codec's own lenient scan (``text3d.protocol.prescan_gltf.scan_gltf(strict=False)``),
 which bounds their texture images at the image headers too.
+
+Zip packages (3MF, ZAE, 3DXML) are bounded by their entry count and declared unpacked size.
+XML formats (XAML, 3DXML parts) are bounded by the numbers their text can hold (separators
+counted, nothing parsed); a 3DXML product structure is a graph of instances that trimesh
+expands into every path from the root to each part -- 2^k paths for k layers of two -- so
+its paths are counted (a cycle is refused) before trimesh walks them.
 """
 
 import io
@@ -61,15 +67,24 @@ def precheck(suffix: str, data: bytes, limits: MeshLimits) -> None:
             if not isinstance(tree, dict):
                 raise MeshDecodeError("glTF JSON is not an object")
         scan_gltf(tree, binary, limits, strict=False)
-    elif suffix == ".3mf":
+    elif suffix in (".3mf", ".zae", ".3dxml"):
+        label = suffix[1:].upper()
         try:
             with zipfile.ZipFile(io.BytesIO(data)) as archive:
                 members = archive.infolist()
-        except zipfile.BadZipFile:
-            raise MeshDecodeError("3MF file is not a zip package") from None
-        unpacked = sum(m.file_size for m in members)
-        if len(members) > limits.max_gltf_objects or unpacked > limits.max_decoded_bytes:
-            raise MeshDecodeError(f"3MF package unpacks to {unpacked} bytes in {len(members)} files: too large")
+                unpacked = sum(m.file_size for m in members)
+                if len(members) > limits.max_gltf_objects or unpacked > limits.max_decoded_bytes:
+                    raise MeshDecodeError(f"{label} package unpacks to {unpacked} bytes in {len(members)} files: too large")
+                if suffix == ".3dxml":
+                    _precheck_3dxml(archive, limits)
+        except KeyError as exc:
+            raise MeshDecodeError(f"{label} package lacks {exc}") from None
+        except (zipfile.BadZipFile, EOFError, ValueError) as exc:
+            if isinstance(exc, MeshDecodeError):
+                raise
+            raise MeshDecodeError(f"{label} file is not a readable zip package") from None
+    elif suffix == ".xaml":
+        _check_numbers("XAML", data, limits)
     elif suffix in (".drc", ".draco"):
         from text3d.protocol.prescan import scan_draco
 
@@ -77,6 +92,75 @@ def precheck(suffix: str, data: bytes, limits: MeshLimits) -> None:
             raise MeshDecodeError("Draco file does not start with DRACO")
         if data[7] == 1:  # meshes only; a Draco point cloud is reported as such after decoding
             scan_draco(data, limits)
+
+
+def _check_numbers(label: str, text: bytes, limits: MeshLimits) -> None:
+    """Refuse XML whose numbers (positions, normals, texture coordinates, indices) could
+    exceed the vertex and face limits: separators are counted, nothing is parsed."""
+    numbers = text.count(b" ") + text.count(b",") + text.count(b"\n") + text.count(b"\t")
+    bound = 8 * limits.max_vertices + 3 * limits.max_faces
+    if numbers > bound:
+        raise MeshDecodeError(f"{label} holds up to {numbers} numbers, more than {limits.max_vertices} vertices and "
+                              f"{limits.max_faces} faces need")
+
+
+def _precheck_3dxml(archive: zipfile.ZipFile, limits: MeshLimits) -> None:
+    """Bound a 3DXML package before trimesh loads it: the XML of every part, and the number
+    of part instances its product structure expands to (paths from the root)."""
+    from lxml import etree
+
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False, load_dtd=False)
+
+    def tree(name: str):
+        info = archive.getinfo(name)
+        if info.file_size > limits.max_header_bytes:
+            raise MeshDecodeError(f"3DXML entry {name[:60]!r} is {info.file_size} bytes of XML, the limit is "
+                                  f"{limits.max_header_bytes}")
+        try:
+            return etree.fromstring(archive.read(name), parser=parser)
+        except etree.XMLSyntaxError:
+            raise MeshDecodeError(f"3DXML entry {name[:60]!r} is not well-formed XML") from None
+
+    for info in archive.infolist():
+        if info.filename.lower().endswith(".3drep"):
+            with archive.open(info) as handle:
+                _check_numbers("a 3DXML part", handle.read(limits.max_decoded_bytes), limits)
+    root_element = tree("Manifest.xml").find("{*}Root")
+    if root_element is None or not (root_element.text or "").strip():
+        raise MeshDecodeError("3DXML manifest names no root file")
+    product = tree(root_element.text.strip())
+    structure = product.find("{*}ProductStructure")
+    if structure is None or "root" not in structure.attrib:
+        raise MeshDecodeError("3DXML root file has no product structure")
+    children: dict[str, list[str]] = {}
+    for kind in ("InstanceRep", "Instance3D"):  # the edges trimesh follows: parent -> instance -> part
+        for element in product.iter("{*}" + kind):
+            parent, target = element.find("{*}IsAggregatedBy"), element.find("{*}IsInstanceOf")
+            node = element.attrib.get("id", "")
+            if parent is not None:
+                children.setdefault((parent.text or "").strip(), []).append(node)
+            if target is not None:
+                children.setdefault(node, []).append((target.text or "").strip())
+    paths: dict[str, int] = {}
+    visiting: set[str] = set()
+
+    def count(node: str) -> int:  # paths from node to its leaves, memoised; iterative depth bound
+        if node in paths:
+            return paths[node]
+        if node in visiting:
+            raise MeshDecodeError("3DXML product structure has a cycle")
+        if len(visiting) > 256:
+            raise MeshDecodeError("3DXML product structure is nested more than 256 levels deep")
+        visiting.add(node)
+        total = sum(count(child) for child in children.get(node, ())) or 1
+        visiting.discard(node)
+        paths[node] = min(total, 1 << 40)
+        return paths[node]
+
+    n = count(structure.attrib["root"])
+    if n > limits.max_gltf_objects:
+        raise MeshDecodeError(f"3DXML product structure expands to {n} part instances, the limit is "
+                              f"{limits.max_gltf_objects}")
 
 
 def _precheck_ply(data: bytes, limits: MeshLimits) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-__all__ = ["ViewReport", "RewardReport", "CLIP_ONLY_NOTE"]
+__all__ = ["ViewReport", "RewardReport", "CLIP_ONLY_NOTE", "score_notes"]
 
 CLIP_ONLY_NOTE = "scored without captions (CLIP only)"
 
@@ -110,3 +110,23 @@ class RewardReport(BaseModel):
         return cls(score=0.0, prompt=prompt, references=list(references or []), metric=metric,
                    aggregation=aggregation, captioner=captioner, models=dict(models or {}),
                    invalid_reason=reason, notes=[f"invalid asset: {reason}"])
+
+
+def score_notes(report: RewardReport) -> list[str]:
+    """Short reasons why ``report``'s score is lower than its evidence alone would give, for
+    a notes column: invalid (with the reason), flatness, OCR, the caption guard. Empty when
+    nothing lowered it. (The full sentences are in ``report.notes``.)"""
+    if report.invalid_reason is not None:
+        return [f"invalid: {report.invalid_reason}"]
+    out = []
+    factor = report.defences.get("flatness_factor")
+    if isinstance(factor, (int, float)) and factor < 1.0:
+        out.append(f"flat x{factor:.2f}")
+    n = len(report.views)
+    ocr = report.defences.get("ocr_rejected_views")
+    if isinstance(ocr, int) and ocr > 0:
+        out.append(f"OCR text on {ocr}/{n} views")
+    flags = report.defences.get("caption_flags")
+    if isinstance(flags, int) and flags > 0:
+        out.append(f"caption guard {flags}/{n}")
+    return out

@@ -1,8 +1,11 @@
 """A self-contained HTML page that shows why each asset scored what it did.
 
 Layout, top to bottom: the title, the prompt and the models used (with a banner when
-they are the tiny random test models), a summary table (rank, file, score, components,
-colours), one section per scored asset (its notes; for the best ``max_meshes`` assets an
+they are the tiny random test models, and one naming any off-protocol option), the counts
+(files, scored, invalid, not scored: the same numbers the terminal and the JSON give), a
+summary table (rank, file, score, components, colours, and notes saying why a score
+dropped: invalid with the reason, flatness, OCR, the caption guard; invalid assets are
+ranked, score 0, last, as everywhere else), one section per scored asset (its notes; for the best ``max_meshes`` assets an
 interactive 3D viewer of the mesh itself; its views in a regular grid, each a link to the
 full-size image, with per-view CLIP numbers and captions), the files that could not be
 scored, each with its reason, and last a legend that says what every number means and
@@ -34,7 +37,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
-from text3d.reward.reporting.evidence import RewardReport
+from text3d.reward.reporting.evidence import RewardReport, score_notes
 from text3d.reward.assets.safe_fs import write_inside
 from text3d.web.viewer import VIEWER_MISSING_NOTE, copy_viewer_beside, glb_data_uri, viewer_element, viewer_script_tag
 
@@ -62,6 +65,8 @@ td.total { font-weight: 700; }
 th { overflow-wrap: normal; }
 table.summary col.rank { width: 3.4em; } table.summary col.score { width: 4.6em; }
 table.summary col.comp { width: 5.6em; } table.summary col.colours { width: 8.5em; }
+table.summary col.notes { width: 24%; } table.summary td.notes { color: #8a4b00; font-size: 0.9em; }
+.counts { font-weight: 600; }
 @media (max-width: 700px) { table.summary { font-size: 0.85em; } table.summary col.comp { width: 4.9em; } }
 dl.legend { display: grid; grid-template-columns: minmax(7em, 12em) 1fr; gap: 0.3em 1em; margin: 0; }
 dl.legend dt { font-weight: 600; } dl.legend dd { margin: 0; }
@@ -136,6 +141,8 @@ class _Row:
     article: str
     mesh_path: str | None = None  # relative path of its kept GLB
     poster: str | None = None  # its first view, shown until the mesh loads
+    notes: tuple[str, ...] = ()  # why its score dropped (text3d.reward.reporting.evidence.score_notes)
+    invalid: bool = False  # ranked with score 0, no article (its reason is in notes)
 
 
 @dataclass
@@ -143,12 +150,14 @@ class HtmlReport:
     """An HTML report folder written as assets arrive (see the module docstring).
 
     ``model_set`` ("tiny" / "real"), when given, decides the tiny-model banner; otherwise
-    the reports' model names do. Holds about 3 KB per asset between writes.
+    the reports' model names do. ``off_protocol`` names options that make the scores differ
+    from what validators compute (shown in a banner). Holds about 3 KB per asset between writes.
     """
 
     out_dir: Path
     title: str
     model_set: str | None = None
+    off_protocol: tuple[str, ...] = ()
     preamble_html: str = ""  # trusted HTML (the caller escapes what it holds) after the title and context
     extra_style: str = ""
     viewer_src: str | None = None  # where the viewer script is, relative to the page; None: copied beside it;
@@ -162,8 +171,8 @@ class HtmlReport:
 
     def add(self, name: str, report: RewardReport, colours: str | None = None, *, glb: bytes | None = None,
             source: Path | None = None) -> None:
-        """Add one asset: its views are written now; a report without views (invalid) is
-        listed with its reason.
+        """Add one asset: its views are written now; an invalid one is ranked (score 0) with
+        its reason in the notes column.
 
         ``glb``: the mesh as GLB, kept for the viewer when it is small enough and the asset
         ranks in the top ``max_meshes``; ``source``: the scored file, linked from the page.
@@ -171,7 +180,8 @@ class HtmlReport:
         index = self._count
         self._count += 1
         if not report.is_valid:
-            self._unscored.append((name, str(report.invalid_reason)))
+            notes = tuple(note.replace(f"cannot load {name}: ", "cannot load: ", 1) for note in score_notes(report))
+            self._rows.append(_Row(name, 0.0, {}, colours, f"asset-{index}", "", notes=notes, invalid=True))
             return
         if self._first is None:
             self._first = RewardReport.model_validate(report.model_dump())  # no images, no fingerprint
@@ -189,7 +199,8 @@ class HtmlReport:
             href = os.path.relpath(Path(source).absolute(), Path(self.out_dir).absolute())
             links.append(f'<a href="{html.escape(Path(href).as_posix(), quote=True)}">the file</a>')
         row = _Row(name, float(report.score), dict(report.components), colours, anchor,
-                   _article(name, report, paths, anchor, links), poster=paths[0] if paths else None)
+                   _article(name, report, paths, anchor, links), poster=paths[0] if paths else None,
+                   notes=tuple(score_notes(report)))
         if glb is not None and 0 < len(glb) <= self.max_mesh_bytes and self.wants_mesh(row.score):
             relative = f"{slug}/mesh.glb"
             write_inside(self.out_dir, relative, glb)
@@ -227,7 +238,7 @@ class HtmlReport:
 
     def page(self) -> str:
         e = html.escape
-        ranked = sorted(self._rows, key=lambda row: -row.score)
+        ranked = sorted(self._rows, key=lambda row: (-row.score, row.invalid))
         first = self._first
         meshes = {row.anchor: self._viewer(row) for row in ranked if row.mesh_path}
         meshes = {anchor: element for anchor, element in meshes.items() if element}
@@ -249,19 +260,27 @@ class HtmlReport:
         tiny = self.model_set == "tiny" if self.model_set is not None else is_tiny_models(models)
         if tiny:
             parts.append(f'<p class="banner" id="tiny-models">{e(TINY_BANNER)}</p>')
+        if self.off_protocol:
+            parts.append('<p class="banner" id="off-protocol">Off-protocol options: '
+                         + e("; ".join(self.off_protocol))
+                         + ". These scores differ from what validators compute; compare them only with each other.</p>")
         parts.append(self.preamble_html)
         parts.append(self._context(first))
+        invalid = sum(row.invalid for row in ranked)
+        parts.append(f'<p class="counts" id="counts">{len(ranked) + len(self._unscored)} files: '
+                     f"{len(ranked) - invalid} scored, {invalid} invalid (score 0), {len(self._unscored)} not scored</p>")
         parts.append(self._summary(ranked))
         if ranked:
             parts.append('<h2 id="assets">Assets, best first</h2>' + viewer_note)
             parts.extend(row.article.replace(_RANK, str(rank)).replace(_MESH, meshes.get(row.anchor, ""))
-                         for rank, row in enumerate(ranked, start=1))
+                         for rank, row in enumerate(ranked, start=1) if row.article)
         if self._unscored:
             rows = "".join(f"<tr><td>{e(name)}</td><td class=\"reason\">{e(reason)}</td></tr>"
                            for name, reason in self._unscored)
             parts.append(
                 f'<h2 id="unscored">Not scored ({len(self._unscored)})</h2>'
-                '<p>Invalid assets score 0; files that are not meshes are listed so that nothing is skipped silently.</p>'
+                '<p>Files that are not assets, listed so that nothing is skipped silently (invalid assets are '
+                'ranked above, score 0, with their reason).</p>'
                 '<table class="invalid"><colgroup><col style="width:40%"><col></colgroup>'
                 f"<tr><th>file</th><th>reason</th></tr>{rows}</table>"
             )
@@ -309,18 +328,22 @@ class HtmlReport:
                 f'<td class="num">{row.components[c]:.3f}</td>' if c in row.components else "<td>-</td>"
                 for c in components
             )
+            name = f'<a href="#{row.anchor}">{e(row.name)}</a>' if row.article else e(row.name)
+            css = ' class="invalid"' if row.invalid else ""
             rows.append(
-                f'<tr><td class="num">{rank}</td><td><a href="#{row.anchor}">{e(row.name)}</a></td>'
-                f'<td class="num total">{row.score:.3f}</td>{cells}<td>{e(row.colours or "-")}</td></tr>'
+                f'<tr{css}><td class="num">{rank}</td><td>{name}</td>'
+                f'<td class="num total">{row.score:.3f}</td>{cells}<td>{e(row.colours or "-")}</td>'
+                f'<td class="notes">{e("; ".join(row.notes))}</td></tr>'
             )
         if not rows:
-            rows.append(f'<tr><td colspan="{4 + len(components)}">no asset could be scored</td></tr>')
+            rows.append(f'<tr><td colspan="{5 + len(components)}">no asset could be scored</td></tr>')
         return (
             '<h2 id="summary">Summary</h2><p class="note">Scores, then each asset; '
             '<a href="#legend">how to read the numbers</a> is at the end.</p><table class="summary">'
-            f'<colgroup><col class="rank"><col><col class="score">{cols}<col class="colours"></colgroup>'
-            f'<tr><th class="num">rank</th><th>file</th><th class="num">score</th>{head}<th>colours</th></tr>'
-            + "".join(rows) + "</table>"
+            f'<colgroup><col class="rank"><col><col class="score">{cols}<col class="colours"><col class="notes">'
+            '</colgroup>'
+            f'<tr><th class="num">rank</th><th>file</th><th class="num">score</th>{head}<th>colours</th>'
+            "<th>notes</th></tr>" + "".join(rows) + "</table>"
         )
 
     def _legend(self, first: RewardReport | None) -> str:
