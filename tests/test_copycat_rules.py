@@ -14,12 +14,14 @@ agreement 0.97, which missed 25 of the 96 copies -- warps of 3-5 %, jitter on fi
 decimated and remeshed blobs, hidden geometry and combinations -- and let a packed box
 chair earn twice): every family below, and the packing test, where ONE answer earns.
 
-Measured (stated in docs/copycats.md): 95 of the 96 copies are joined; the one escape is a
-decimated lumpy sphere repainted one flat colour (``KNOWN_ESCAPES``): its decimation moves
-the surface by 0.023 after alignment, as far as two honest lumpy spheres of different seeds
-(0.018 at the closest), and it kept no colour. 0 of 2,198 honest pairs are joined: by the
-relief bound the closest honest pair is 1.09 of its bound (procedural tori), the farthest
-caught copy 0.92 of its (a 5 % warp of the tiny Shap-E mesh).
+Measured (stated in docs/copycats.md): 88 of the 96 copies are joined. The escapes
+(``KNOWN_ESCAPES``) are smooth warps of 3-5 % of the size on the two UNCOLOURED bases (the CAD
+part, the tiny Shap-E mesh) alone and in combination, and a decimated lumpy sphere repainted
+one flat colour. Honest answers set those limits: a warped plain copy keeps 0.11-0.17 of its
+relief after bending, and 40 procedural seeds of one torus come as close as 0.126 (a bound of
+0.185 joined 6 of 240 procedural torus and cone pairs, so it is 0.1); decimation moves a lumpy
+sphere 0.023, as far as honest lumpy spheres come (0.018). Coloured copies are caught whatever
+the warp: their colours stay with them.
 """
 
 import io
@@ -45,7 +47,12 @@ from text3d.validator.repeats import RecentAnswers
 
 FAMILIES = {**cc.DEFORMATIONS, **cc.COMBINATIONS}
 BASES = ("chair", "cad part", "blob", "shap-e")
-KNOWN_ESCAPES = {("blob", "decimate+tilt+repaint+permute")}  # measured: see the module docstring
+KNOWN_ESCAPES = {  # measured: see the module docstring
+    ("blob", "decimate+tilt+repaint+permute"),
+    ("cad part", "warp 3%"), ("cad part", "warp 5%"), ("cad part", "stretch+tilt+warp+draco"),
+    ("cad part", "remesh+warp+stretch+turn"),
+    ("shap-e", "warp 3%"), ("shap-e", "warp 5%"), ("shap-e", "stretch+tilt+warp+draco"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +83,8 @@ def test_every_deformation_family_is_the_same_object(verdicts, family):
 def test_the_copies_that_escape_are_exactly_the_measured_ones(verdicts):
     escaped = {key for key, found in verdicts.items() if not found.same}
     assert escaped == KNOWN_ESCAPES
-    assert len(verdicts) - len(escaped) == 95 and len(verdicts) == 96
+    assert len(verdicts) - len(escaped) == 88 and len(verdicts) == 96
+    assert all(verdicts[key].geometry < 0.09 for key in KNOWN_ESCAPES)  # near misses, not alignment failures
 
 
 def test_colour_only_adds_evidence_a_recoloured_or_repainted_copy_is_caught_by_shape(verdicts):
@@ -134,6 +142,24 @@ def test_honest_answers_of_every_generator_are_never_joined(honest):
     colour_open = [m for m in every if m.histogram is not None and m.histogram <= DEFAULT_RULE.colour_histogram_max
                    and m.colour is not None and m.colour >= DEFAULT_RULE.min_colour_agreement]
     assert all(m.geometry > DEFAULT_RULE.colour_geometry_max for m in colour_open), [m.as_dict() for m in colour_open]
+
+
+def test_procedural_seeds_of_one_torus_or_cone_stay_apart_at_scale():
+    """16 seeds each of the two procedural prompts whose seeds come closest (bumps and a stretch of
+    0.7-1.3 on one shape): 240 pairs, none joined, and no pair within 1.15 of the relief bound.
+    A bound of 0.185 of the relief (which caught 5 % warps of plain meshes) joined 6 of them."""
+    from text3d.reward.defences.alignment import bent_distance, compare
+    from text3d.reward.defences.cloud_evidence import relief
+
+    closest = []
+    for prompt in ("a green torus", "a yellow cone"):
+        fps = [fingerprint(m) for m in cc.procedural_seeds(prompt, range(6, 22))]
+        for a, b in itertools.combinations(fps, 2):
+            found = match(a, b)
+            assert not found.same, (prompt, found.as_dict())
+            bent = bent_distance(a.cloud, b.cloud, compare(a.cloud, b.cloud))  # measured whatever the gates say
+            closest.append(bent / DEFAULT_RULE.relief_bound(relief(a.cloud), relief(b.cloud)))
+    assert len(closest) == 240 and min(closest) > 1.15
 
 
 @pytest.mark.parametrize("base", ["chair", "blob"])

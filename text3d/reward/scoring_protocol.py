@@ -207,7 +207,7 @@ class DefenceSpec(BaseModel):
     # when their colour histograms differ by at most fingerprint_colour_histogram_max and their aligned
     # colour patterns agree at least fingerprint_min_colour_agreement, at most fingerprint_colour_max_distance
     fingerprint_max_distance: float = Field(0.015, gt=0.0)
-    fingerprint_relief_ratio: float = Field(0.185, ge=0.0)
+    fingerprint_relief_ratio: float = Field(0.1, ge=0.0)
     fingerprint_relief_max_distance: float = Field(0.07, gt=0.0)
     fingerprint_colour_max_distance: float = Field(0.09, gt=0.0)
     fingerprint_min_colour_agreement: float = Field(0.8, ge=-1.0, le=1.0)  # correlation of aligned colours

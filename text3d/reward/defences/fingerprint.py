@@ -169,7 +169,7 @@ class CopyRule:
     colour_geometry_max: float = 0.09
     min_colour_agreement: float = 0.8
     view_max: float = 0.02
-    relief_ratio: float = 0.185
+    relief_ratio: float = 0.1
     relief_geometry_max: float = 0.07
     colour_histogram_max: float = 0.15
     max_aspect_change: float = 1.6
