@@ -5,7 +5,8 @@ Through the production entry points (``text3d.reward.defences.fingerprint``):
     asset      ``fingerprint(mesh)`` (geometry; the 32 px views are a resize of the rendered
                views, ~1 ms) for Shap-E-like coloured blobs of 20k, 100k and 1M faces, and the
                baseline ``bench/_copycat_baseline.geometry_fingerprint`` (the rule before issue 17)
-    pair       ``match(a, b)``: the alignment of two honest answers (prefilter passed or not)
+    pair       ``match(a, b)``: the cheap evidence, then as much of the alignment as the pair needs,
+               for two honest answers
     step       ``cluster_copies`` over 16 and 64 honest answers (blobs of different seeds; any group
                among them is a false positive, listed), plus
                the repeat check of each answer against the remembered answers of its miner

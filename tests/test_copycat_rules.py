@@ -4,23 +4,27 @@ The copycat rule (``text3d.reward.defences.fingerprint``) must see one object in
 of up to +-25 % per axis, a tilt of +-10 deg, a turn about the up axis, a smooth warp of a
 few percent of the size, subdivision, decimation, remeshing, re-encoding, vertex
 permutation, jitter, mirroring, recolouring, hidden interior geometry, and combinations,
-on a box chair, a CAD part, a Shap-E-like blob and a tiny Shap-E mesh. And it must keep
+on a box chair, a CAD part, a Shap-E-like blob and a tiny Shap-E mesh: within a step, as a
+repeat for another prompt, and as a repeat after the validator restarts. And it must keep
 apart: honest answers to one prompt from different seeds of every generator the project
 ships, and distinct objects.
 
-Attacks pinned (each fails on the previous main, whose yaw-invariant descriptor against a
-threshold of 0.05 missed them: a stretch of 1.10-1.20, a tilt of 3-5 deg, a 3 % warp or one
-subdivision gave 0.06-0.16; ``first_come`` found 0 duplicates among 14-36 packed variants):
-every family below, and the packing test.
+Attacks pinned (each fails on the previous main's rule, 0.02 by shape or 0.034-0.04 at colour
+agreement 0.97, which missed 25 of the 96 copies -- warps of 3-5 %, jitter on fine meshes,
+decimated and remeshed blobs, hidden geometry and combinations -- and let a packed box
+chair earn twice): every family below, and the packing test, where ONE answer earns.
 
-Measured limits (stated in docs/copycats.md, pinned here so they cannot silently change):
-honest Shap-E-like blobs of different seeds come as close as 0.0227 and agree on colour by
-chance up to 0.987 (64 seeds, bench/copycat.py), so the bounds are tight (0.02; 0.034-0.04
-at colour agreement 0.97-1.0): warps of 3-5 %, jitter on fine meshes, hidden interior
-geometry (which the views catch within a step) and some combinations escape the geometry
-rule (``KNOWN_ESCAPES``: 25 of 96).
+Measured (stated in docs/copycats.md): 88 of the 96 copies are joined. The escapes
+(``KNOWN_ESCAPES``) are smooth warps of 3-5 % of the size on the two UNCOLOURED bases (the CAD
+part, the tiny Shap-E mesh) alone and in combination, and a decimated lumpy sphere repainted
+one flat colour. Honest answers set those limits: a warped plain copy keeps 0.11-0.17 of its
+relief after bending, and 40 procedural seeds of one torus come as close as 0.126 (a bound of
+0.185 joined 6 of 240 procedural torus and cone pairs, so it is 0.1); decimation moves a lumpy
+sphere 0.023, as far as honest lumpy spheres come (0.018). Coloured copies are caught whatever
+the warp: their colours stay with them.
 """
 
+import io
 import itertools
 
 import numpy as np
@@ -39,23 +43,27 @@ from text3d.reward.defences.fingerprint import (
 from text3d.reward.render.camera import draw_secret_rig
 from text3d.reward.render.views import get_renderer
 from text3d.reward.scoring_protocol import PROTOCOL
+from text3d.validator.repeats import RecentAnswers
 
 FAMILIES = {**cc.DEFORMATIONS, **cc.COMBINATIONS}
-KNOWN_ESCAPES = {  # (base, family): measured (see the module docstring); the bounds are set by honest blobs
-    ("shap-e", "turn 137 deg"), ("chair", "warp 3%"), ("cad part", "warp 3%"), ("shap-e", "warp 3%"),
-    ("chair", "warp 5%"), ("cad part", "warp 5%"), ("blob", "warp 5%"), ("shap-e", "warp 5%"),
-    ("blob", "decimate"), ("blob", "remesh"), ("blob", "jitter 0.3%"), ("shap-e", "jitter 0.3%"),
-    ("chair", "hidden inside"), ("cad part", "hidden inside"), ("chair", "stretch+tilt+warp+draco"),
-    ("cad part", "stretch+tilt+warp+draco"), ("blob", "stretch+tilt+warp+draco"), ("shap-e", "stretch+tilt+warp+draco"),
-    ("chair", "hidden+turn+stretch+jitter"), ("cad part", "hidden+turn+stretch+jitter"),
-    ("shap-e", "hidden+turn+stretch+jitter"), ("blob", "decimate+tilt+repaint+permute"),
-    ("chair", "remesh+warp+stretch+turn"), ("cad part", "remesh+warp+stretch+turn"), ("shap-e", "remesh+warp+stretch+turn"),
+BASES = ("chair", "cad part", "blob", "shap-e")
+KNOWN_ESCAPES = {  # measured: see the module docstring
+    ("blob", "decimate+tilt+repaint+permute"),
+    ("cad part", "warp 3%"), ("cad part", "warp 5%"), ("cad part", "stretch+tilt+warp+draco"),
+    ("cad part", "remesh+warp+stretch+turn"),
+    ("shap-e", "warp 3%"), ("shap-e", "warp 5%"), ("shap-e", "stretch+tilt+warp+draco"),
 }
 
 
 @pytest.fixture(scope="module")
 def bases():
     return {name: (mesh, fingerprint(mesh)) for name, mesh in cc.copy_bases().items()}
+
+
+@pytest.fixture(scope="module")
+def deformed(bases):
+    return {(name, family): fingerprint(deform(mesh, np.random.default_rng(1)))
+            for (name, (mesh, _)), (family, deform) in itertools.product(bases.items(), FAMILIES.items())}
 
 
 @pytest.fixture(scope="module")
@@ -66,38 +74,40 @@ def verdicts(bases, deformed):
 
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_every_deformation_family_is_the_same_object(verdicts, family):
-    for base in ("chair", "cad part", "blob", "shap-e"):
+    for base in BASES:
         found = verdicts[(base, family)]
-        if (base, family) in KNOWN_ESCAPES:
-            continue
-        assert found.same, f"{family} on the {base} escaped: {found.as_dict()}"
+        if (base, family) not in KNOWN_ESCAPES:
+            assert found.same, f"{family} on the {base} escaped: {found.as_dict()}"
 
 
 def test_the_copies_that_escape_are_exactly_the_measured_ones(verdicts):
     escaped = {key for key, found in verdicts.items() if not found.same}
     assert escaped == KNOWN_ESCAPES
-    for key in KNOWN_ESCAPES:  # none far off: a looser bound would take them, and honest blobs with them
-        assert verdicts[key].geometry < 0.09
-    caught = len(verdicts) - len(escaped)
-    assert caught == 71 and len(verdicts) == 96
+    assert len(verdicts) - len(escaped) == 88 and len(verdicts) == 96
+    assert all(verdicts[key].geometry < 0.09 for key in KNOWN_ESCAPES)  # near misses, not alignment failures
 
 
-@pytest.fixture(scope="module")
-def deformed(bases):
-    return {(name, family): fingerprint(deform(mesh, np.random.default_rng(1)))
-            for (name, (mesh, _)), (family, deform) in itertools.product(bases.items(), FAMILIES.items())}
+def test_colour_only_adds_evidence_a_recoloured_or_repainted_copy_is_caught_by_shape(verdicts):
+    """Colour and texture changes never save a copy: the recoloured and repainted families are
+    joined with no colour evidence at all (the histograms differ, or one side is one flat colour)."""
+    for base in BASES:
+        for family in ("recolour", "repaint", "mirror+stretch+subdivide+recolour"):
+            found = verdicts[(base, family)]
+            assert found.same and (found.histogram is None or found.histogram > DEFAULT_RULE.colour_histogram_max)
 
 
-def test_every_deformation_family_is_a_repeat_for_another_prompt(bases, deformed):
-    """The repeat memory (what each miner sent before) sees through every family as the step does."""
-    from text3d.validator.repeats import RecentAnswers
-
+def test_every_deformation_family_is_a_repeat_for_another_prompt_also_after_a_restart(bases, deformed):
+    """The repeat memory (what each miner sent before) sees through every family as the step does,
+    and so does the memory a restarted validator reads back from its sidecar bytes."""
     memory = RecentAnswers(answers_per_miner=4)
     for name, (_, fp) in bases.items():
         memory.add(name, 1, "a red chair", fp)
-    missed = [key for key, fp in deformed.items()
-              if key not in KNOWN_ESCAPES and memory.repeat_of(key[0], "a golden crown", fp) is None]
-    assert not missed
+    restarted = RecentAnswers.from_bytes(memory.to_bytes(), answers_per_miner=4)
+    assert restarted == memory
+    for remembered in (memory, restarted):
+        missed = [key for key, fp in deformed.items()
+                  if key not in KNOWN_ESCAPES and remembered.repeat_of(key[0], "a golden crown", fp) is None]
+        assert not missed
     assert all(memory.repeat_of(name, "A red  chair ", fp) is None for name, (_, fp) in bases.items())  # same prompt
 
 
@@ -119,32 +129,62 @@ def honest():
 
 
 def test_honest_answers_of_every_generator_are_never_joined(honest):
-    """False-positive rate pair by pair (measured: 0 of 182 pairs here; 0 of 2,016 among 64 blob
-    seeds in bench/copycat.py, the closest at geometry 0.0227)."""
+    """False-positive rate pair by pair: 0 of 182 pairs here (0 of 2,016 among 64 blob seeds in
+    bench/copycat.py), and none near a bound: every honest pair the bend was tried on ends at
+    least 1.05 of its relief bound, and the few whose colours agree (procedural seeds of one
+    prompt share a palette) are far apart in shape."""
     rates = {name: (sum(m.same for m in pairs), len(pairs)) for name, pairs in honest.items()}
     assert all(false == 0 for false, _ in rates.values()), rates
     assert sum(n for _, n in rates.values()) == 28 + 28 + 4 * 15 + 66
-    closest = min(m.geometry for pairs in honest.values() for m in pairs)
-    assert closest > DEFAULT_RULE.geometry_max  # never under the colour-blind bound
-    coloured_close = [m for pairs in honest.values() for m in pairs
-                      if m.geometry <= DEFAULT_RULE.colour_geometry_max and m.colour is not None]
-    assert all(m.colour < DEFAULT_RULE.min_colour_agreement or m.geometry > DEFAULT_RULE.colour_bound(m.colour)
-               for m in coloured_close)
+    every = [m for pairs in honest.values() for m in pairs]
+    assert min(m.geometry for m in every) > DEFAULT_RULE.geometry_max
+    assert all(m.bent / m.bound >= 1.05 for m in every if m.bent is not None)
+    colour_open = [m for m in every if m.histogram is not None and m.histogram <= DEFAULT_RULE.colour_histogram_max
+                   and m.colour is not None and m.colour >= DEFAULT_RULE.min_colour_agreement]
+    assert all(m.geometry > DEFAULT_RULE.colour_geometry_max for m in colour_open), [m.as_dict() for m in colour_open]
 
 
-@pytest.mark.parametrize("base, earning", [("chair", 2), ("blob", 1)])
-def test_packing_one_mesh_into_dozens_of_variants_earns_once_or_twice(bases, base, earning):
+def test_procedural_seeds_of_one_torus_or_cone_stay_apart_at_scale():
+    """16 seeds each of the two procedural prompts whose seeds come closest (bumps and a stretch of
+    0.7-1.3 on one shape): 240 pairs, none joined, and no pair within 1.15 of the relief bound.
+    A bound of 0.185 of the relief (which caught 5 % warps of plain meshes) joined 6 of them."""
+    from text3d.reward.defences.alignment import bent_distance, compare
+    from text3d.reward.defences.cloud_evidence import relief
+
+    closest = []
+    for prompt in ("a green torus", "a yellow cone"):
+        fps = [fingerprint(m) for m in cc.procedural_seeds(prompt, range(6, 22))]
+        for a, b in itertools.combinations(fps, 2):
+            found = match(a, b)
+            assert not found.same, (prompt, found.as_dict())
+            bent = bent_distance(a.cloud, b.cloud, compare(a.cloud, b.cloud))  # measured whatever the gates say
+            closest.append(bent / DEFAULT_RULE.relief_bound(relief(a.cloud), relief(b.cloud)))
+    assert len(closest) == 240 and min(closest) > 1.15
+
+
+@pytest.mark.parametrize("base", ["chair", "blob"])
+def test_packing_one_mesh_into_dozens_of_variants_earns_once(bases, base):
     """Stretches of 0.90-1.10 on two axes and tilts of +-5 deg: 24 variants that look different
-    side by side (before: 24 paid). The blob's are one group; the box chair's flat faces keep
-    some variants near the tight geometry bound (0.02, set by honest blobs), so its 24
-    variants form two groups: two answers earn, not 24. Any order of the answers gives
-    groups of the same sizes."""
+    side by side (on the previous main: the blob's earned once, the box chair's twice; before
+    issue 17, 24 times). One group, in any order of arrival: ONE answer earns."""
     mesh, _ = bases[base]
     fps = [fingerprint(v) for v in cc.packing_variants(mesh, 24)]
-    groups = cluster_copies(fps)
-    assert len(groups) == earning and sorted(i for g in groups for i in g) == list(range(24))
+    assert cluster_copies(fps) == [list(range(24))]
     order = np.random.default_rng(3).permutation(24)
-    assert len(cluster_copies([fps[i] for i in order])) <= earning
+    assert cluster_copies([fps[i] for i in order]) == [list(range(24))]
+
+
+def test_a_flat_plate_and_a_cube_are_not_one_object_though_whitening_makes_them_alike():
+    """Whitening forgets any stretch; the proportions gate remembers what a copy may change: +-25 %
+    per axis is one object, a plate ten times wider than it is thick is not a cube (0.024 apart
+    after whitening: under a cube's relief bound of 0.033 without the gate)."""
+    cube = cc.distinct_objects()["box"]
+    plate = cc.stretch(cube, (1.0, 0.1, 1.0))
+    assert not match(fingerprint(cube), fingerprint(plate)).same
+    assert not DEFAULT_RULE.aspects_allow(fingerprint(cube).cloud, fingerprint(plate).cloud)
+    chair = cc.box_chair()
+    squat = fingerprint(cc.stretch(chair, (1.25, 0.75, 1.0)))
+    assert DEFAULT_RULE.aspects_allow(fingerprint(chair).cloud, squat.cloud) and same_object(fingerprint(chair), squat)
 
 
 def test_views_catch_what_hides_inside_under_one_rig():
@@ -174,26 +214,41 @@ def test_a_fingerprint_survives_its_own_serialisation_and_hostile_bytes_do_not_l
     fp = fingerprint(cc.coloured_sphere(4000, seed=1))
     back = Fingerprint.from_bytes(fp.to_bytes())
     assert back.views is None and back.rig_key is None and len(back.cloud.points) == len(fp.cloud.points)
+    np.testing.assert_allclose(back.cloud.aspect, fp.cloud.aspect)
     assert same_object(fp, back) and match(fp, back).geometry < 0.005
     assert len(fp.to_bytes()) < 40_000  # what the repeat memory keeps per answer
-    import io
 
     for junk in (b"\x80\x04not a fingerprint", fp.to_bytes()[:-40]):
         with pytest.raises(ValueError):
             Fingerprint.from_bytes(junk)
-    buffer = io.BytesIO()  # the right keys with hostile values: NaN points
-    np.savez(buffer, version=np.int32(2), rig_key=np.str_(""), points=np.full((8, 3), np.nan, np.float16),
-             weights=np.ones(8, np.float32), normals=np.ones((8, 3), np.float16), moments=np.ones(3, np.float32))
-    with pytest.raises(ValueError, match="non-finite"):
-        Fingerprint.from_bytes(buffer.getvalue())
+
+    def saved(**changes) -> bytes:
+        arrays = dict(version=np.int32(3), rig_key=np.str_(""), points=np.ones((8, 3), np.float16),
+                      weights=np.ones(8, np.float32), normals=np.ones((8, 3), np.float16),
+                      moments=np.ones(3, np.float32), aspect=np.ones(3, np.float32))
+        arrays.update(changes)
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        return buffer.getvalue()
+
+    assert len(Fingerprint.from_bytes(saved()).cloud.points) == 8  # the well-formed baseline loads
+    for hostile, reason in ((dict(points=np.full((8, 3), np.nan, np.float16)), "non-finite"),
+                            (dict(aspect=np.array([1.0, 0.0, -1.0], np.float32)), "non-finite or negative"),
+                            (dict(aspect=np.ones(4, np.float32)), "wrong shape"),
+                            (dict(version=np.int32(2)), "unknown fingerprint version")):
+        with pytest.raises(ValueError, match=reason):
+            Fingerprint.from_bytes(saved(**hostile))
 
 
-def test_a_mesh_scaled_past_float32_still_fingerprints():
-    """Normalised in float64 first: no overflow, the same cloud within the method's noise (measured
-    0.021 at 1e30, 0 at 1e3 -- an unexplained rounding effect, see the report of issue 17)."""
+def test_a_mesh_scaled_past_float32_still_fingerprints_as_the_same_object():
+    """Normalised in float64 first: no overflow. Up to 1e20 the cloud is the same to the bit; at
+    1e30 one-ulp rounding of the normalised samples moves faces that lie exactly on a cell boundary
+    of the outer-surface grid (the box chair's coplanar seat and leg faces) into the next cell, and
+    8 % of the samples change sides (measured): the copy is still joined, at 0.018."""
     base = cc.box_chair()
     assert match(fingerprint(base), fingerprint(cc.stretch(base, (1e3, 1e3, 1e3)))).geometry < 1e-6
-    assert match(fingerprint(base), fingerprint(cc.stretch(base, (1e30, 1e30, 1e30)))).geometry < 0.03
+    assert match(fingerprint(base), fingerprint(cc.stretch(base, (1e20, 1e20, 1e20)))).geometry < 1e-6
+    assert same_object(fingerprint(base), fingerprint(cc.stretch(base, (1e30, 1e30, 1e30))))
 
 
 def test_groups_gather_around_their_earliest_answer_so_mistaken_pairs_do_not_chain():

@@ -96,6 +96,18 @@ class RewardConfig(BaseModel):
     fingerprint_min_colour_agreement: float = Field(
         _D.fingerprint_min_colour_agreement, ge=-1.0, le=1.0, json_schema_extra=PINNED_FIELD,
         description="Colour agreement from which more shape distance is forgiven (a correlation of aligned colours).")
+    fingerprint_relief_ratio: float = Field(
+        _D.fingerprint_relief_ratio, ge=0.0, json_schema_extra=PINNED_FIELD,
+        description="Share of the smaller relief (shape beyond an ellipsoid) forgiven as shape distance.")
+    fingerprint_relief_max_distance: float = Field(
+        _D.fingerprint_relief_max_distance, gt=0.0, json_schema_extra=PINNED_FIELD,
+        description="The most shape distance the relief share may forgive.")
+    fingerprint_colour_histogram_max: float = Field(
+        _D.fingerprint_colour_histogram_max, ge=0.0, le=1.0, json_schema_extra=PINNED_FIELD,
+        description="Colour-histogram distance under which colour evidence counts at all.")
+    fingerprint_max_aspect_change: float = Field(
+        _D.fingerprint_max_aspect_change, ge=1.0, json_schema_extra=PINNED_FIELD,
+        description="Two answers whose proportions differ by more than this factor are never one object.")
     max_overdraw: float = Field(_D.max_overdraw, gt=0.0, json_schema_extra=PINNED_FIELD,
                                 description="A mesh costing more than this many screens of drawing is refused unrendered.")
 
@@ -155,6 +167,10 @@ class RewardConfig(BaseModel):
             fingerprint_view_max_distance=d.fingerprint_view_max_distance, max_overdraw=d.max_overdraw,
             fingerprint_colour_max_distance=d.fingerprint_colour_max_distance,
             fingerprint_min_colour_agreement=d.fingerprint_min_colour_agreement,
+            fingerprint_relief_ratio=d.fingerprint_relief_ratio,
+            fingerprint_relief_max_distance=d.fingerprint_relief_max_distance,
+            fingerprint_colour_histogram_max=d.fingerprint_colour_histogram_max,
+            fingerprint_max_aspect_change=d.fingerprint_max_aspect_change,
             **operational,
         )
 
@@ -184,6 +200,10 @@ class RewardConfig(BaseModel):
                 fingerprint_view_max_distance=self.fingerprint_view_max_distance, max_overdraw=self.max_overdraw,
                 fingerprint_colour_max_distance=self.fingerprint_colour_max_distance,
                 fingerprint_min_colour_agreement=self.fingerprint_min_colour_agreement,
+                fingerprint_relief_ratio=self.fingerprint_relief_ratio,
+                fingerprint_relief_max_distance=self.fingerprint_relief_max_distance,
+                fingerprint_colour_histogram_max=self.fingerprint_colour_histogram_max,
+                fingerprint_max_aspect_change=self.fingerprint_max_aspect_change,
             ),
         )
 

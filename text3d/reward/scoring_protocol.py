@@ -201,12 +201,20 @@ class DefenceSpec(BaseModel):
     ocr_min_confidence: float = Field(0.6, ge=0.0, le=1.0)  # OCR lines below it are not legible
     ocr_engine: str = "rapidocr-onnxruntime==1.4.4"
     min_thickness: float = Field(0.03, ge=0.0, le=1.0)  # text3d.reward.defences.flatness: factor = min(1, t / this)
-    # text3d.reward.defences.fingerprint: chamfer distance after affine alignment (whitened units) under
-    # which two answers are one object; more is forgiven, up to the colour bound at full agreement, when
-    # their aligned colour patterns agree at least fingerprint_min_colour_agreement
-    fingerprint_max_distance: float = Field(0.02, gt=0.0)
-    fingerprint_colour_max_distance: float = Field(0.04, gt=0.0)
-    fingerprint_min_colour_agreement: float = Field(0.97, ge=-1.0, le=1.0)  # correlation of aligned colours
+    # text3d.reward.defences.fingerprint: two answers are one object when the chamfer distance after
+    # affine alignment (whitened units) is at most fingerprint_max_distance, or fingerprint_relief_ratio
+    # of the smaller relief (shape beyond an ellipsoid) capped at fingerprint_relief_max_distance; or,
+    # when their colour histograms differ by at most fingerprint_colour_histogram_max and their aligned
+    # colour patterns agree at least fingerprint_min_colour_agreement, at most fingerprint_colour_max_distance
+    fingerprint_max_distance: float = Field(0.015, gt=0.0)
+    fingerprint_relief_ratio: float = Field(0.1, ge=0.0)
+    fingerprint_relief_max_distance: float = Field(0.07, gt=0.0)
+    fingerprint_colour_max_distance: float = Field(0.09, gt=0.0)
+    fingerprint_min_colour_agreement: float = Field(0.8, ge=-1.0, le=1.0)  # correlation of aligned colours
+    fingerprint_colour_histogram_max: float = Field(0.15, ge=0.0, le=1.0)  # total variation of RGB histograms
+    # ... and never when their proportions (principal spreads over their geometric mean) differ by more
+    # than this factor on some axis (a stretch of +-25 % per axis changes them by 1.4 at most)
+    fingerprint_max_aspect_change: float = Field(1.6, ge=1.0)
     fingerprint_view_max_distance: float = Field(0.02, gt=0.0)  # per-pixel RMS at 32 px, same rig
     max_overdraw: float = Field(8.0, gt=0.0)  # text3d.reward.defences.budget: projected area / viewport, worst view
 

@@ -6,7 +6,8 @@
     caption_guard.py  a caption that reads text off the views earns no caption score
     fingerprint.py    is this answer the same object as that one, however deformed (copycats): the rule
     shape_cloud.py    an answer's outer surface as a small cloud in a frame no affine map changes
-    alignment.py      two clouds aligned (48 axis flips, affine ICP) and what is left of their difference
+    alignment.py      two clouds aligned (48 axis flips, affine ICP, a quadratic bend), what is left between them
+    cloud_evidence.py what two clouds say before any alignment: relief, colour histograms, radial profiles
     canary.py         a known mesh and prompt that tell the validator its own pipeline works
 """
 

@@ -60,7 +60,9 @@ class ShapeCloud:
     points: [M, 3] float32; weights: [M] float32 summing to 1; colours: [M, 3] float32 RGB
     in [0, 1], or None when the mesh has no colour at all; moments: [3] float32, the sorted
     fourth-moment eigenvalues, normalised to sum 1 (how close the canonical axes are to
-    ambiguous); normals: [M, 3] float32 unit surface normals (sign arbitrary).
+    ambiguous); normals: [M, 3] float32 unit surface normals (sign arbitrary); aspect: [3]
+    float32, the object's principal spreads before whitening, largest first, divided by their
+    geometric mean (what whitening forgets: how stretched the object is; None when unknown).
     """
 
     points: np.ndarray
@@ -68,6 +70,7 @@ class ShapeCloud:
     colours: np.ndarray | None
     moments: np.ndarray
     normals: np.ndarray
+    aspect: np.ndarray | None = None
 
 
 def _lattice(level: int) -> np.ndarray:
@@ -185,8 +188,8 @@ def _outer_mask(points: np.ndarray) -> np.ndarray:
     return near[ijk[:, 0], ijk[:, 1], ijk[:, 2]]
 
 
-def _whiten(points: np.ndarray, weights: np.ndarray, normals: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(centre, L, sorted fourth-moment eigenvalues): ``x = (p - centre) @ L`` is the surface
+def _whiten(points: np.ndarray, weights: np.ndarray, normals: np.ndarray):
+    """(centre, L, sorted fourth-moment eigenvalues, weights, aspect): ``x = (p - centre) @ L`` is the surface
     whitened under the area it has AFTER whitening, and turned into its canonical frame.
 
     Surface area is not affine-invariant (a stretch grows parts facing one way more than
@@ -211,7 +214,8 @@ def _whiten(points: np.ndarray, weights: np.ndarray, normals: np.ndarray) -> tup
     fourth = np.einsum("n,ni,nj->ij", w * r2, x, x)
     moments, frame = np.linalg.eigh(fourth)
     order = np.argsort(moments)[::-1]
-    return centre, linear @ frame[:, order], moments[order], w
+    aspect = np.sort(np.sqrt(spread))[::-1]
+    return centre, linear @ frame[:, order], moments[order], w, aspect / np.exp(np.log(aspect).mean())
 
 
 def _downsample(x: np.ndarray, w: np.ndarray, rgb: np.ndarray | None, normals: np.ndarray, cell_size: float = _CELL):
@@ -245,7 +249,7 @@ def shape_cloud(mesh: trimesh.Trimesh) -> ShapeCloud:
         points, weights, normals = points[outer], weights[outer], normals[outer]
         rgb = rgb[outer] if rgb is not None else None
     weights = _cap_area(points, weights)
-    centre, linear, moments, weights = _whiten(points, weights, normals)
+    centre, linear, moments, weights, aspect = _whiten(points, weights, normals)
     x = np.einsum("nj,jk->nk", points - centre, linear)
     normals = np.einsum("nj,ij->ni", normals, np.linalg.inv(linear))  # planes map by the inverse transpose
     normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-300)
@@ -253,5 +257,5 @@ def shape_cloud(mesh: trimesh.Trimesh) -> ShapeCloud:
     return ShapeCloud(cloud.astype(np.float32), w.astype(np.float32),
                       None if colours is None else np.clip(colours, 0, 1).astype(np.float32),
                       (moments / max(float(moments.sum()), 1e-300)).astype(np.float32),
-                      cell_normals.astype(np.float32))
+                      cell_normals.astype(np.float32), aspect.astype(np.float32))
 
