@@ -130,7 +130,7 @@ def render_performance(results: Mapping[str, dict], scripts: Sequence[BenchScrip
                       f"No figures: a failed run's figures would describe a broken pipeline. Rerun {command} after the "
                       "fix.", ""]
             continue
-        versions = ", ".join(f"{k} {v}" for k, v in (env.get("versions") or {}).items() if v)
+        versions = ", ".join(f"{k} {v}" for k, v in sorted((env.get("versions") or {}).items()) if v)  # the file sorts keys: render the same order from memory
         git = env.get("git") or {}
         lines += [result.get("about", ""), "",
                   f"{command}, {_when(env)} on {_machine(env)}; load {_load(env)} (median / max); took "
