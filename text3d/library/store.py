@@ -171,6 +171,14 @@ class AssetStore:
 
     def upsert(self, rows: Iterable[dict[str, Any]]) -> int:
         """Insert rows, replacing rows of the same name; returns how many."""
+        return self._write(rows, replace=True)
+
+    def append(self, rows: Iterable[dict[str, Any]]) -> int:
+        """Add rows whose names are not in the table (the caller deleted them): a plain append,
+        cheaper than an upsert's join; returns how many."""
+        return self._write(rows, replace=False)
+
+    def _write(self, rows: Iterable[dict[str, Any]], *, replace: bool) -> int:
         rows = [dict(row, key=name_key(row["name"])) for row in rows]
         if not rows:
             return 0
@@ -178,20 +186,9 @@ class AssetStore:
         # rows without views (invalid, not scored) hold null vectors: LanceDB calls those "bad" unless told
         if self.table is None:
             self._table = self.db.create_table(TABLE, table, on_bad_vectors="null")
-        else:
+        elif replace:
             (self.table.merge_insert("key").when_matched_update_all().when_not_matched_insert_all()
              .execute(table, on_bad_vectors="null"))
-        return len(rows)
-
-    def append(self, rows: Iterable[dict[str, Any]]) -> int:
-        """Add rows whose names are not in the table (the caller deleted them): a plain append,
-        cheaper than an upsert's join; returns how many."""
-        rows = [dict(row, key=name_key(row["name"])) for row in rows]
-        if not rows:
-            return 0
-        table = self._arrow(rows)
-        if self.table is None:
-            self._table = self.db.create_table(TABLE, table, on_bad_vectors="null")
         else:
             self.table.add(table, on_bad_vectors="null")
         return len(rows)
