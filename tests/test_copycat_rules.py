@@ -14,14 +14,15 @@ agreement 0.97, which missed 25 of the 96 copies -- warps of 3-5 %, jitter on fi
 decimated and remeshed blobs, hidden geometry and combinations -- and let a packed box
 chair earn twice): every family below, and the packing test, where ONE answer earns.
 
-Measured (stated in docs/copycats.md): 88 of the 96 copies are joined. The escapes
-(``KNOWN_ESCAPES``) are smooth warps of 3-5 % of the size on the two UNCOLOURED bases (the CAD
-part, the tiny Shap-E mesh) alone and in combination, and a decimated lumpy sphere repainted
-one flat colour. Honest answers set those limits: a warped plain copy keeps 0.11-0.17 of its
-relief after bending, and 40 procedural seeds of one torus come as close as 0.126 (a bound of
-0.185 joined 6 of 240 procedural torus and cone pairs, so it is 0.1); decimation moves a lumpy
-sphere 0.023, as far as honest lumpy spheres come (0.018). Coloured copies are caught whatever
-the warp: their colours stay with them.
+Measured (stated in docs/copycats.md): 90 of the 96 copies are joined. The escapes
+(``KNOWN_ESCAPES``) are smooth warps on the two UNCOLOURED bases (the CAD part at 5 % and in
+combination, the tiny Shap-E mesh at 3-5 %). Honest answers set that limit: a warped plain copy
+keeps 0.10-0.15 of its relief after bending, and procedural seeds of one torus or cone come as
+close as 0.13 (a bound of 0.185 joined 6 of 240 procedural torus and cone pairs, so it is 0.1).
+The CAD part's 3 % warp is joined at 0.0347 against its bound of 0.0348: a near thing.
+Coloured copies are caught whatever the warp: their colours stay with them. The decimated,
+repainted lumpy sphere (an escape before the alignment's last steps measured point to plane:
+ICP stopped 9.6 deg off, at 0.07) is now 0.0035 from its original.
 """
 
 import io
@@ -48,11 +49,14 @@ from text3d.validator.repeats import RecentAnswers
 FAMILIES = {**cc.DEFORMATIONS, **cc.COMBINATIONS}
 BASES = ("chair", "cad part", "blob", "shap-e")
 KNOWN_ESCAPES = {  # measured: see the module docstring
-    ("blob", "decimate+tilt+repaint+permute"),
-    ("cad part", "warp 3%"), ("cad part", "warp 5%"), ("cad part", "stretch+tilt+warp+draco"),
-    ("cad part", "remesh+warp+stretch+turn"),
+    ("cad part", "warp 5%"), ("cad part", "stretch+tilt+warp+draco"), ("cad part", "remesh+warp+stretch+turn"),
     ("shap-e", "warp 3%"), ("shap-e", "warp 5%"), ("shap-e", "stretch+tilt+warp+draco"),
 }
+
+
+# joined within a step at 0.0347 against its bound of 0.0348; the repeat memory's float16 copy of the
+# original's cloud moves it past the bound, so as a repeat it is an escape (measured)
+NEAR_THINGS = {("cad part", "warp 3%")}
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +87,7 @@ def test_every_deformation_family_is_the_same_object(verdicts, family):
 def test_the_copies_that_escape_are_exactly_the_measured_ones(verdicts):
     escaped = {key for key, found in verdicts.items() if not found.same}
     assert escaped == KNOWN_ESCAPES
-    assert len(verdicts) - len(escaped) == 88 and len(verdicts) == 96
+    assert len(verdicts) - len(escaped) == 90 and len(verdicts) == 96
     assert all(verdicts[key].geometry < 0.09 for key in KNOWN_ESCAPES)  # near misses, not alignment failures
 
 
@@ -106,7 +110,7 @@ def test_every_deformation_family_is_a_repeat_for_another_prompt_also_after_a_re
     assert restarted == memory
     for remembered in (memory, restarted):
         missed = [key for key, fp in deformed.items()
-                  if key not in KNOWN_ESCAPES and remembered.repeat_of(key[0], "a golden crown", fp) is None]
+                  if key not in KNOWN_ESCAPES | NEAR_THINGS and remembered.repeat_of(key[0], "a golden crown", fp) is None]
         assert not missed
     assert all(memory.repeat_of(name, "A red  chair ", fp) is None for name, (_, fp) in bases.items())  # same prompt
 

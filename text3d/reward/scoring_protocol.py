@@ -209,7 +209,7 @@ class DefenceSpec(BaseModel):
     fingerprint_max_distance: float = Field(0.015, gt=0.0)
     fingerprint_relief_ratio: float = Field(0.1, ge=0.0)
     fingerprint_relief_max_distance: float = Field(0.07, gt=0.0)
-    fingerprint_colour_max_distance: float = Field(0.09, gt=0.0)
+    fingerprint_colour_max_distance: float = Field(0.07, gt=0.0)
     fingerprint_min_colour_agreement: float = Field(0.8, ge=-1.0, le=1.0)  # correlation of aligned colours
     fingerprint_colour_histogram_max: float = Field(0.15, ge=0.0, le=1.0)  # total variation of RGB histograms
     # ... and never when their proportions (principal spreads over their geometric mean) differ by more
