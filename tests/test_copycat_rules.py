@@ -48,17 +48,6 @@ from text3d.validator.repeats import RecentAnswers
 
 FAMILIES = {**cc.DEFORMATIONS, **cc.COMBINATIONS}
 BASES = ("chair", "cad part", "blob", "shap-e")
-KNOWN_ESCAPES = {  # measured: see the module docstring
-    ("cad part", "warp 5%"), ("cad part", "stretch+tilt+warp+draco"), ("cad part", "remesh+warp+stretch+turn"),
-    ("shap-e", "warp 3%"), ("shap-e", "warp 5%"), ("shap-e", "stretch+tilt+warp+draco"),
-}
-
-
-# joined within a step at 0.0347 against its bound of 0.0348; the repeat memory's float16 copy of the
-# original's cloud moves it past the bound, so as a repeat it is an escape (measured)
-NEAR_THINGS = {("cad part", "warp 3%")}
-
-
 @pytest.fixture(scope="module")
 def bases():
     return {name: (mesh, fingerprint(mesh)) for name, mesh in cc.copy_bases().items()}
@@ -80,15 +69,49 @@ def verdicts(bases, deformed):
 def test_every_deformation_family_is_the_same_object(verdicts, family):
     for base in BASES:
         found = verdicts[(base, family)]
-        if (base, family) not in KNOWN_ESCAPES:
-            assert found.same, f"{family} on the {base} escaped: {found.as_dict()}"
+        assert found.same, f"{family} on the {base} escaped: {found.as_dict()}"
 
 
-def test_the_copies_that_escape_are_exactly_the_measured_ones(verdicts):
-    escaped = {key for key, found in verdicts.items() if not found.same}
-    assert escaped == KNOWN_ESCAPES
-    assert len(verdicts) - len(escaped) == 90 and len(verdicts) == 96
-    assert all(verdicts[key].geometry < 0.09 for key in KNOWN_ESCAPES)  # near misses, not alignment failures
+def test_smooth_warps_of_plain_meshes_are_joined_by_their_fine_detail_with_room_to_spare(bases, verdicts):
+    """The uncoloured CAD part and tiny Shap-E mesh, warped by 3-5 %: no colour to help, and their
+    relief bound (0.035 and 0.02) is below what a bend leaves (0.03-0.057). Their fine detail
+    (0.046, 0.044) survives the warp, and the detail bound takes them at 0.85 of it at most
+    (spec 0.1.3 let six of these escape)."""
+    from text3d.reward.defences.cloud_evidence import relief
+
+    bent, beyond_relief = [], 0
+    for base in ("cad part", "shap-e"):
+        relief_bound = DEFAULT_RULE.relief_ratio * relief(bases[base][1].cloud)
+        for family in ("warp 3%", "warp 5%", "stretch+tilt+warp+draco", "remesh+warp+stretch+turn"):
+            found = verdicts[(base, family)]
+            assert found.same and found.histogram is None, (base, family, found.as_dict())
+            if found.bent is not None:
+                bent.append(found.bent / found.bound)
+                beyond_relief += found.bent > relief_bound  # relief alone would not join it
+    assert beyond_relief >= 6 and max(bent) <= 0.9, bent
+
+
+@pytest.mark.parametrize("rng_seed", [2, 3, 4])
+def test_the_warp_and_turn_families_hold_for_other_draws_of_the_deformation(bases, rng_seed):
+    """The families that come closest, drawn again: a new warp field, a new hidden blob. With rng 2
+    the CAD part's two largest fourth moments came out 0.3 % apart, so its canonical frame was
+    turned 40 deg from every quarter turn the alignment tried (geometry 0.178: an escape); with
+    rng 3 the box chair's 5 % warp needed its 5th-8th best start. Tied moments now add in-between
+    turns, and eight starts go on (alignment._candidate_starts, _STARTS).
+
+    Not here: the COLOURED lumpy sphere's 5 % warp, which on some draws (3 of 8) moves its surface
+    as far as honest lumpy spheres of different seeds are apart (0.072-0.081 with colours agreeing
+    0.976-0.985) and escapes; see docs/copycats.md."""
+    families = ("warp 3%", "warp 5%", "stretch+tilt+warp+draco", "remesh+warp+stretch+turn",
+                "hidden+turn+stretch+jitter")
+    missed = {}
+    for base in ("chair", "cad part", "shap-e"):
+        mesh, original = bases[base]
+        for family in families:
+            found = match(original, fingerprint(FAMILIES[family](mesh, np.random.default_rng(rng_seed))))
+            if not found.same:
+                missed[(base, family)] = found.as_dict()
+    assert not missed
 
 
 def test_colour_only_adds_evidence_a_recoloured_or_repainted_copy_is_caught_by_shape(verdicts):
@@ -110,7 +133,7 @@ def test_every_deformation_family_is_a_repeat_for_another_prompt_also_after_a_re
     assert restarted == memory
     for remembered in (memory, restarted):
         missed = [key for key, fp in deformed.items()
-                  if key not in KNOWN_ESCAPES | NEAR_THINGS and remembered.repeat_of(key[0], "a golden crown", fp) is None]
+                  if remembered.repeat_of(key[0], "a golden crown", fp) is None]
         assert not missed
     assert all(memory.repeat_of(name, "A red  chair ", fp) is None for name, (_, fp) in bases.items())  # same prompt
 
@@ -153,7 +176,6 @@ def test_procedural_seeds_of_one_torus_or_cone_stay_apart_at_scale():
     0.7-1.3 on one shape): 240 pairs, none joined, and no pair within 1.15 of the relief bound.
     A bound of 0.185 of the relief (which caught 5 % warps of plain meshes) joined 6 of them."""
     from text3d.reward.defences.alignment import bent_distance, compare
-    from text3d.reward.defences.cloud_evidence import relief
 
     closest = []
     for prompt in ("a green torus", "a yellow cone"):
@@ -162,7 +184,7 @@ def test_procedural_seeds_of_one_torus_or_cone_stay_apart_at_scale():
             found = match(a, b)
             assert not found.same, (prompt, found.as_dict())
             bent = bent_distance(a.cloud, b.cloud, compare(a.cloud, b.cloud))  # measured whatever the gates say
-            closest.append(bent / DEFAULT_RULE.relief_bound(relief(a.cloud), relief(b.cloud)))
+            closest.append(bent / DEFAULT_RULE.shape_bound(a.cloud, b.cloud))
     assert len(closest) == 240 and min(closest) > 1.15
 
 

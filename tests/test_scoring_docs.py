@@ -58,6 +58,7 @@ def _facts() -> list[str]:
         f"differ by more than {d.fingerprint_max_aspect_change:g} on some axis",
         f"alignment is at most {d.fingerprint_max_distance:g}",
         f"at most {d.fingerprint_relief_ratio:g} of the smaller *relief*",
+        f"or {d.fingerprint_detail_ratio:g} times the smaller *fine detail*",
         f"up to {d.fingerprint_relief_max_distance:g}",
         f"differ by at most {d.fingerprint_colour_histogram_max:g} (total variation)",
         f"agree at least {d.fingerprint_min_colour_agreement:g}",

@@ -101,7 +101,10 @@ class RewardConfig(BaseModel):
         description="Share of the smaller relief (shape beyond an ellipsoid) forgiven as shape distance.")
     fingerprint_relief_max_distance: float = Field(
         _D.fingerprint_relief_max_distance, gt=0.0, json_schema_extra=PINNED_FIELD,
-        description="The most shape distance the relief share may forgive.")
+        description="The most shape distance the relief or detail share may forgive.")
+    fingerprint_detail_ratio: float = Field(
+        _D.fingerprint_detail_ratio, ge=0.0, json_schema_extra=PINNED_FIELD,
+        description="Multiple of the smaller fine detail (offset from local quadric fits) forgiven as bent shape distance.")
     fingerprint_colour_histogram_max: float = Field(
         _D.fingerprint_colour_histogram_max, ge=0.0, le=1.0, json_schema_extra=PINNED_FIELD,
         description="Colour-histogram distance under which colour evidence counts at all.")
@@ -169,6 +172,7 @@ class RewardConfig(BaseModel):
             fingerprint_min_colour_agreement=d.fingerprint_min_colour_agreement,
             fingerprint_relief_ratio=d.fingerprint_relief_ratio,
             fingerprint_relief_max_distance=d.fingerprint_relief_max_distance,
+            fingerprint_detail_ratio=d.fingerprint_detail_ratio,
             fingerprint_colour_histogram_max=d.fingerprint_colour_histogram_max,
             fingerprint_max_aspect_change=d.fingerprint_max_aspect_change,
             **operational,
@@ -202,6 +206,7 @@ class RewardConfig(BaseModel):
                 fingerprint_min_colour_agreement=self.fingerprint_min_colour_agreement,
                 fingerprint_relief_ratio=self.fingerprint_relief_ratio,
                 fingerprint_relief_max_distance=self.fingerprint_relief_max_distance,
+                fingerprint_detail_ratio=self.fingerprint_detail_ratio,
                 fingerprint_colour_histogram_max=self.fingerprint_colour_histogram_max,
                 fingerprint_max_aspect_change=self.fingerprint_max_aspect_change,
             ),

@@ -203,14 +203,16 @@ class DefenceSpec(BaseModel):
     min_thickness: float = Field(0.03, ge=0.0, le=1.0)  # text3d.reward.defences.flatness: factor = min(1, t / this)
     # text3d.reward.defences.fingerprint: two answers are one object when the chamfer distance after
     # affine alignment (whitened units) is at most fingerprint_max_distance, or fingerprint_relief_ratio
-    # of the smaller relief (shape beyond an ellipsoid) capped at fingerprint_relief_max_distance; or,
+    # of the smaller relief (shape beyond an ellipsoid), or fingerprint_detail_ratio of the smaller fine
+    # detail (offset from local quadric fits), once bent, capped at fingerprint_relief_max_distance; or,
     # when their colour histograms differ by at most fingerprint_colour_histogram_max and their aligned
     # colour patterns agree at least fingerprint_min_colour_agreement, at most fingerprint_colour_max_distance
     fingerprint_max_distance: float = Field(0.015, gt=0.0)
     fingerprint_relief_ratio: float = Field(0.1, ge=0.0)
     fingerprint_relief_max_distance: float = Field(0.07, gt=0.0)
-    fingerprint_colour_max_distance: float = Field(0.07, gt=0.0)
-    fingerprint_min_colour_agreement: float = Field(0.8, ge=-1.0, le=1.0)  # correlation of aligned colours
+    fingerprint_detail_ratio: float = Field(1.55, ge=0.0)
+    fingerprint_colour_max_distance: float = Field(0.08, gt=0.0)
+    fingerprint_min_colour_agreement: float = Field(0.95, ge=-1.0, le=1.0)  # correlation of aligned colours
     fingerprint_colour_histogram_max: float = Field(0.15, ge=0.0, le=1.0)  # total variation of RGB histograms
     # ... and never when their proportions (principal spreads over their geometric mean) differ by more
     # than this factor on some axis (a stretch of +-25 % per axis changes them by 1.4 at most)

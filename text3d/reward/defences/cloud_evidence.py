@@ -4,6 +4,7 @@
 (``text3d.reward.defences.alignment``) only the pairs they leave open:
 
     relief(cloud)                     how much shape the object has beyond an ellipsoid (scales the shape bound)
+    fine_detail(cloud)                how far the surface departs from smooth local patches (scales it too)
     colour_histogram_distance(a, b)   do the two surfaces carry the same colours (opens the colour path)
     has_colour_pattern(cloud)         is there any colour pattern to compare at all
     profile_distance(a, b)            radial profiles: a pair this far apart is never a copy
@@ -16,15 +17,19 @@ immutable), so a step of 64 answers pays them 64 times, not 2,016.
 from __future__ import annotations
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from text3d.reward.defences.shape_cloud import ShapeCloud
 
-__all__ = ["relief", "colour_histogram", "colour_histogram_distance", "has_colour_pattern", "profile_distance",
+__all__ = ["relief", "fine_detail", "colour_histogram", "colour_histogram_distance", "has_colour_pattern", "profile_distance",
            "MIN_COLOUR_STD"]
 
 MIN_COLOUR_STD = 0.03  # RGB in [0, 1]: a surface flatter than this has no colour pattern
 _PROFILE_BINS = 24
 _HIST_BINS = 6  # per RGB channel, for the colour histogram
+_DETAIL_RADIUS = 0.5  # whitened units: the patch a quadric is fitted to (the cloud's cells are 0.2)
+_DETAIL_NEIGHBOURS = 64  # at most this many nearest points per patch
+_DETAIL_MIN_POINTS = 6  # a quadric height field has six coefficients
 
 
 def _profile(cloud: ShapeCloud) -> np.ndarray:
@@ -42,6 +47,52 @@ def relief(cloud: ShapeCloud) -> float:
     for a chair or a machined part). Unchanged by any affine copy."""
     radius = np.linalg.norm(cloud.points.astype(np.float64), axis=1)
     return float(cloud.weights.astype(np.float64) @ np.abs(radius - np.sqrt(3.0)))
+
+
+def fine_detail(cloud: ShapeCloud) -> float:
+    """How far the surface departs from smooth local patches: for every point, a quadric height
+    field ``h = c0 + c1 x + c2 y + c3 x^2 + c4 xy + c5 y^2`` is fitted (area-weighted least
+    squares, in the patch's own principal frame) to its neighbours within ``_DETAIL_RADIUS``
+    whitened units, and the point's offset from it is taken; the result is the area-weighted
+    mean offset (whitened units).
+
+    Why: a smooth warp of a few percent bends every patch but barely changes how much finer
+    structure each carries (a warped CAD part 0.039-0.046, its original 0.046), while honest
+    seeds of a smooth primitive differ by smooth bumps and carry almost none (procedural tori
+    0.005-0.021, cones 0.007-0.032, blobs under 0.003). So fine detail says how much shape
+    distance a bend may leave between copies, where relief (overall departure from an
+    ellipsoid) cannot tell a warped part from two tori. Unchanged by any rotation or
+    reflection of the whitened cloud; ~25 ms for 1,500 points, cached per cloud.
+    """
+    return _derived(cloud)[4]
+
+
+def _fine_detail(cloud: ShapeCloud) -> float:
+    points = cloud.points.astype(np.float64)
+    weights = cloud.weights.astype(np.float64)
+    count = len(points)
+    if count < _DETAIL_MIN_POINTS:
+        return 0.0
+    dist, idx = cKDTree(points).query(points, k=min(_DETAIL_NEIGHBOURS, count), distance_upper_bound=_DETAIL_RADIUS)
+    inside = np.isfinite(dist)  # the point itself comes first (distance 0)
+    idx = np.where(inside, idx, 0)
+    w = np.where(inside, weights[idx], 0.0)  # [N, K]
+    total = np.maximum(w.sum(axis=1), 1e-300)
+    patch = points[idx]  # [N, K, 3]
+    centre = np.matmul(w[:, None, :], patch)[:, 0] / total[:, None]
+    offset = patch - centre[:, None, :]
+    cov = np.matmul((offset * w[..., None]).transpose(0, 2, 1), offset)
+    _, axes = np.linalg.eigh(cov)  # ascending: the first is the patch's normal
+    local = np.matmul(offset, axes)
+    h, y, x = local[..., 0], local[..., 1], local[..., 2]
+    design = np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=-1)  # [N, K, 6]
+    weighted = (design * w[..., None]).transpose(0, 2, 1)
+    normal_matrix = np.matmul(weighted, design)
+    ridge = 1e-9 * np.trace(normal_matrix, axis1=1, axis2=2)[:, None, None] * np.eye(6)
+    coef = np.linalg.solve(normal_matrix + ridge, np.matmul(weighted, h[..., None]))[..., 0]
+    residual = np.abs(h[:, 0] - np.einsum("ni,ni->n", design[:, 0, :], coef))
+    residual = np.where(inside.sum(axis=1) >= _DETAIL_MIN_POINTS, residual, 0.0)
+    return float(weights @ residual / max(float(weights.sum()), 1e-300))
 
 
 def colour_histogram(cloud: ShapeCloud) -> np.ndarray | None:
@@ -74,7 +125,7 @@ _derived_cache: dict[int, tuple[object, tuple]] = {}
 
 
 def _derived(cloud: ShapeCloud) -> tuple:
-    """(radial profile, colour histogram or None, has a colour pattern, relief), cached by identity."""
+    """(radial profile, colour histogram or None, has a colour pattern, relief, fine detail), cached by identity."""
     key = id(cloud.points)
     hit = _derived_cache.get(key)
     if hit is not None and hit[0] is cloud.points:
@@ -86,7 +137,7 @@ def _derived(cloud: ShapeCloud) -> tuple:
         channels = np.concatenate([rgb, (rgb @ np.array([0.299, 0.587, 0.114]))[:, None]], axis=1)
         spread = np.sqrt(w @ (channels - w @ channels) ** 2)
         pattern = bool((spread >= MIN_COLOUR_STD).any())
-    value = (_profile(cloud), colour_histogram(cloud), pattern, relief(cloud))
+    value = (_profile(cloud), colour_histogram(cloud), pattern, relief(cloud), _fine_detail(cloud))
     if len(_derived_cache) > 4096:
         _derived_cache.clear()
     _derived_cache[key] = (cloud.points, value)

@@ -72,7 +72,7 @@ import trimesh
 from PIL import Image
 
 from text3d.reward.defences.alignment import bent_distance, compare
-from text3d.reward.defences.cloud_evidence import colour_histogram_distance, profile_distance, relief
+from text3d.reward.defences.cloud_evidence import colour_histogram_distance, fine_detail, profile_distance, relief
 from text3d.reward.defences.shape_cloud import ShapeCloud, shape_cloud
 
 __all__ = [
@@ -165,11 +165,12 @@ class CopyRule:
     """The thresholds of ``same_object`` (see the module docstring); defaults are the pinned protocol's."""
 
     geometry_max: float = 0.015
-    colour_geometry_max: float = 0.07
-    min_colour_agreement: float = 0.8
+    colour_geometry_max: float = 0.08
+    min_colour_agreement: float = 0.95
     view_max: float = 0.02
     relief_ratio: float = 0.1
     relief_geometry_max: float = 0.07
+    detail_ratio: float = 1.55
     colour_histogram_max: float = 0.15
     max_aspect_change: float = 1.6
 
@@ -183,12 +184,20 @@ class CopyRule:
         gap = float(np.abs(np.log(a.aspect.astype(np.float64)) - np.log(b.aspect.astype(np.float64))).max())
         return gap <= float(np.log(self.max_aspect_change))
 
-    def relief_bound(self, relief_a: float, relief_b: float) -> float:
-        """The bent distance (``alignment.bent_distance``) under which two answers of these
-        reliefs are one object by shape alone: ``relief_ratio`` of the smaller relief, at most
-        ``relief_geometry_max``. Scaled by relief because a lumpy sphere has little shape to
-        tell it from another (honest blobs come within 0.018), a chair or a part a lot."""
-        return min(self.relief_ratio * min(relief_a, relief_b), self.relief_geometry_max)
+    def shape_bound(self, a: ShapeCloud, b: ShapeCloud) -> float:
+        """The bent distance (``alignment.bent_distance``) under which two answers are one object
+        by shape alone: the larger of ``relief_ratio`` of the smaller relief and ``detail_ratio``
+        of the smaller fine detail, at most ``relief_geometry_max``.
+
+        Relief (``cloud_evidence.relief``) because a lumpy sphere has little shape to tell it
+        from another (honest blobs come within 0.018), a chair or a part a lot. Fine detail
+        (``cloud_evidence.fine_detail``) because a smooth warp bends a detailed part without
+        removing its detail, while honest seeds of a smooth primitive differ by smooth bumps
+        and carry little detail: a warped CAD part keeps 0.85 of this bound at most, honest
+        procedural cones 1.23 of it at the closest."""
+        reliefs = min(relief(a), relief(b))
+        details = min(fine_detail(a), fine_detail(b))
+        return min(max(self.relief_ratio * reliefs, self.detail_ratio * details), self.relief_geometry_max)
 
     @classmethod
     def from_defences(cls, defences) -> "CopyRule":
@@ -199,6 +208,7 @@ class CopyRule:
                    view_max=float(defences.fingerprint_view_max_distance),
                    relief_ratio=float(defences.fingerprint_relief_ratio),
                    relief_geometry_max=float(defences.fingerprint_relief_max_distance),
+                   detail_ratio=float(defences.fingerprint_detail_ratio),
                    colour_histogram_max=float(defences.fingerprint_colour_histogram_max),
                    max_aspect_change=float(defences.fingerprint_max_aspect_change))
 
@@ -219,7 +229,7 @@ class Match:
     ``colour`` (aligned pattern agreement in [-1, 1] or None), ``views`` (RMS view distance
     or None when the answers were not rendered under one rig), ``histogram`` (colour
     histogram distance in [0, 1], None without colour patterns on both sides), ``bound``
-    (the relief bound for this pair), ``bent`` (the distance once ``b`` may also bend, None when
+    (the shape bound for this pair), ``bent`` (the distance once ``b`` may also bend, None when
     not needed), and the verdict ``same``."""
 
     geometry: float
@@ -273,7 +283,7 @@ def match(a: Fingerprint, b: Fingerprint, rule: CopyRule = DEFAULT_RULE) -> Matc
             and a.views.shape == b.views.shape:
         views = view_distance(a.views, b.views)
     by_views = bool(views is not None and views <= rule.view_max)
-    bound = rule.relief_bound(relief(a.cloud), relief(b.cloud))
+    bound = rule.shape_bound(a.cloud, b.cloud)
     histogram = colour_histogram_distance(a.cloud, b.cloud)
     colour_open = histogram is not None and histogram <= rule.colour_histogram_max
     reach = max(rule.geometry_max, bound / BEND_GAIN_MIN, rule.colour_geometry_max if colour_open else 0.0)
@@ -285,7 +295,7 @@ def match(a: Fingerprint, b: Fingerprint, rule: CopyRule = DEFAULT_RULE) -> Matc
             or (colour_open and found.colour is not None and found.colour >= rule.min_colour_agreement
                 and found.geometry <= rule.colour_geometry_max))
     bent = None
-    if not same and found.geometry * BEND_GAIN_MIN <= bound:  # bending could bring it within the relief bound
+    if not same and found.geometry * BEND_GAIN_MIN <= bound:  # bending could bring it within the shape bound
         bent = bent_distance(a.cloud, b.cloud, found)
         same = bent <= bound
     return Match(found.geometry, found.colour, views, bool(same or by_views), histogram, bound, bent)
