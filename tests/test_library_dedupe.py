@@ -3,9 +3,9 @@
 - copies of one object made with the copycat families of the incentive issue
   (``tests/copycat_corpus.py``: stretched, tilted, turned, subdivided, decimated, re-encoded,
   permuted, mirrored, recoloured, repainted, and a combination) form one group, led by the
-  original, listed with its members (geometry hidden inside a copy is left out here: this
-  test's meshes are not the copycat bases, and at its two 64 px views the view check does not
-  decide it);
+  original, listed with its members (geometry hidden inside a copy is left out of this test:
+  tests/test_copycat_rules.py covers it, and at this test's two 64 px views the view check
+  does not decide it);
 - distinct objects and honest answers of the procedural generator to one prompt from other
   seeds are not grouped;
 - the groups come from the validator's own rule (``cluster_copies``): the nearest-neighbour
