@@ -7,13 +7,15 @@ whatever non-affine change was added (a warp, jitter, remeshing). The search:
 
 1. every one of the 48 axis permutations with sign flips of ``b`` (the canonical axes are
    ambiguous up to those) is scored by the mean distance from a fixed subsample of ``b``
-   to its nearest point of ``a``; the best ``_STARTS`` go on, and with colours on both
+   to its nearest point of ``a`` (where two of either cloud's fourth moments tie, so its
+   frame may be turned by any angle in that plane, also each permutation turned by 22.5, 45
+   and 67.5 deg there: ``_candidate_starts``); the best ``_STARTS`` go on, and with colours on both
    sides also the best by distance plus colour difference (a near-round object fits its
    surface in many orientations; only its colours tell which one is the copy's);
 2. each is refined by iterative closest points, up to ``_ICP_STEPS`` steps of a weighted
    least-squares affine fit on nearest neighbours both ways (affine, not only rotations:
    what whitening left over, e.g. from a copy's crumpled parts, is absorbed too), all
-   starts at once through the clouds' nearest-point fields, then the best four (and the
+   starts at once through the clouds' nearest-point fields, then the best two (and the
    colours' choice) by exact neighbours, point to plane (``_icp``, ``_plane_affine``: on a
    near-round object point-to-point steps barely turn);
 3. the result's ``geometry`` is the symmetric point-to-plane chamfer distance: the
