@@ -12,16 +12,22 @@ Through the production entry points (``text3d.reward.defences.fingerprint``):
                the repeat check of each answer against the remembered answers of its miner
                (``RecentAnswers``, its default of 8), fingerprints excluded (counted per asset above)
     watchdog   the cost ``text3d.reward.render.watchdog.render_within`` adds around one render
+    honest     with ``--honest-seeds N`` (the docs' figures: 44): every pair of honest answers
+               of one prompt judged, for N procedural seeds each of a torus and a cone (the
+               generator whose seeds come closest), N/2 each of a sphere and a cube, N/3 tiny
+               Shap-E seeds each of three prompts, N/2 Shap-E-like blobs, and the distinct
+               objects of ``tests/copycat_corpus.py``: pairs joined (false positives, listed)
+               and the closest pairs by bent distance over their shape bound
     corpus     with ``--corpus DIR``: every pair of the mesh files in DIR (e.g. trimesh's
                models/ folder) judged; pairs joined as the same object are listed (the
                false-positive rate on real files, after removing true duplicates by eye)
 
 Medians over ``--repeats``; peak memory (RSS high-water mark) of the process. ``--smoke``:
-small sizes (2k/10k faces, steps of 4 and 8 answers); ``tests/test_bench_copycat.py`` runs it.
+small sizes (2k/10k faces, steps of 4 and 8 answers, 3 honest seeds); ``tests/test_bench_copycat.py`` runs it.
 Honest answers joined as copies are false positives: listed in the table, not a fault.
 
 Run from the repo root:
-``python bench/copycat.py [--sizes 20000,100000,1000000] [--steps 16,64] [--repeats 3] [--corpus DIR] [--smoke]``.
+``python bench/copycat.py [--sizes 20000,100000,1000000] [--steps 16,64] [--repeats 3] [--honest-seeds 44] [--corpus DIR] [--smoke]``.
 """
 
 import argparse
@@ -36,7 +42,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from bench._harness import Bench, duration, run  # noqa: E402
 
-SMOKE = {"sizes": "2000,10000", "steps": "4,8", "answer_faces": 2_000, "repeats": 1}
+SMOKE = {"sizes": "2000,10000", "steps": "4,8", "answer_faces": 2_000, "repeats": 1, "honest_seeds": 3}
 SMOKE_TEST = "tests/test_bench_copycat.py::test_the_copycat_bench_smoke_runs_and_ends_with_one_json_line"
 PACKAGES = ("numpy", "scipy", "trimesh")
 
@@ -46,6 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", default="16,64", help="answers per step for the duplicate and repeat checks")
     parser.add_argument("--answer-faces", type=int, default=20_000, help="faces of each answer in a step")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--honest-seeds", type=int, default=0,
+                        help="judge every pair of this many honest seeds per prompt (0: skip; the docs use 44)")
     parser.add_argument("--corpus", type=Path, default=None, help="a folder of mesh files to judge pair by pair")
 
 
@@ -75,6 +83,44 @@ def corpus_pairs(folder: Path) -> dict:
         if found.same:
             joined.append([a, b, found.as_dict()])
     return {"files": len(names), "pairs": len(names) * (len(names) - 1) // 2, "joined": joined}
+
+
+def honest_pairs(seeds: int) -> dict:
+    """Every pair of honest answers of one prompt (and of the distinct objects) judged.
+
+    Returns per corpus its pair count, the joined pairs (false positives) and the three
+    closest pairs by bent distance over their shape bound (the rule's margin: a ratio under
+    1 would join them), measured only where the bend is measured at all.
+    """
+    import numpy as np
+
+    from tests import copycat_corpus as cc
+    from text3d.reward.defences.alignment import bent_distance, compare
+    from text3d.reward.defences.fingerprint import DEFAULT_RULE, fingerprint, match
+
+    corpora = {f"procedural {p!r}, {seeds} seeds": cc.procedural_seeds(p, range(6, 6 + seeds))
+               for p in ("a green torus", "a yellow cone")}
+    corpora |= {f"procedural {p!r}, {max(2, seeds // 2)} seeds": cc.procedural_seeds(p, range(max(2, seeds // 2)))
+                for p in ("a red sphere", "a blue cube")}
+    corpora |= {f"tiny Shap-E {p!r}, {max(2, seeds // 3)} seeds": cc.tiny_shap_e_seeds(p, range(max(2, seeds // 3)))
+                for p in ("a red chair", "a wooden table", "a blue car")}
+    corpora[f"Shap-E-like blobs, {max(2, seeds // 2)} seeds"] = cc.blob_seeds(range(max(2, seeds // 2)))
+    corpora["distinct objects"] = list(cc.distinct_objects().values())
+    out = {}
+    for name, meshes in corpora.items():
+        clouds = [fingerprint(m) for m in meshes]
+        joined, margins = [], []
+        for i, j in itertools.combinations(range(len(clouds)), 2):
+            a, b = clouds[i].cloud, clouds[j].cloud
+            if match(clouds[i], clouds[j]).same:
+                joined.append([i, j])
+            found = compare(a, b)
+            if np.isfinite(found.geometry) and found.geometry < 0.3:
+                margins.append((bent_distance(a, b, found) / DEFAULT_RULE.shape_bound(a, b), i, j))
+        margins.sort()
+        out[name] = {"pairs": len(clouds) * (len(clouds) - 1) // 2, "joined": joined,
+                     "closest_bent_over_bound": [[round(r, 3), i, j] for r, i, j in margins[:3]]}
+    return out
 
 
 def measure(bench: Bench, args: argparse.Namespace) -> dict:
@@ -128,6 +174,11 @@ def measure(bench: Bench, args: argparse.Namespace) -> dict:
     out["watchdog_overhead_ms"] = round((guarded - direct) * 1000, 4)
     bench.log(f"watchdog: {out['watchdog_overhead_ms']:.3f} ms per asset")
 
+    if args.honest_seeds > 0:
+        out["honest"] = honest_pairs(args.honest_seeds)
+        for name, c in out["honest"].items():
+            bench.log(f"honest {name}: {c['pairs']} pairs, joined {c['joined'] or 'none'}; closest bent/bound "
+                      + ", ".join(f"{i}~{j} {r:.2f}" for r, i, j in c["closest_bent_over_bound"]))
     if args.corpus is not None:
         out["corpus"] = corpus_pairs(args.corpus)
         c = out["corpus"]
@@ -149,6 +200,10 @@ def measure(bench: Bench, args: argparse.Namespace) -> dict:
                   ", ".join(str(g) for g in s["false_groups"]) or "none"] for s in step.values()],
                 note=f"One pair of answers aligned and judged: {duration(pair_s)}; the render watchdog adds "
                      f"{out['watchdog_overhead_ms']:.3f} ms per asset; peak RSS {out['peak_rss_mb']:,.0f} MB."
+                     + (f" Honest pairs of one prompt, different seeds: {sum(c['pairs'] for c in out['honest'].values()):,}, "
+                        f"{sum(len(c['joined']) for c in out['honest'].values())} joined; the closest ends at "
+                        f"{min((r for c in out['honest'].values() for r, _, _ in c['closest_bent_over_bound']), default=float('nan')):.2f} "
+                        "of its shape bound." if args.honest_seeds > 0 else "")
                      + (f" Corpus {args.corpus.name}: {out['corpus']['files']} files, {out['corpus']['pairs']:,} "
                         f"pairs, {len(out['corpus']['joined'])} joined." if args.corpus is not None else ""))
     return out

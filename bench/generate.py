@@ -136,6 +136,10 @@ def production_size(bench: Bench, args: argparse.Namespace) -> dict:
         latent = generator.sample_latents(PROMPTS[:1], [0])[0]
         bench.log(f"production-size prior, {steps} steps, 1 prompt: {seconds[steps]:.2f} s")
     per_step = (seconds[high] - seconds[low]) / (high - low)
+    if bench.smoke and per_step <= 0:
+        # the tiny pipeline's step is well under a millisecond, below a loaded machine's noise (CI once
+        # measured 32 steps no slower than 1): the smoke run checks the code path, so it takes the mean
+        per_step = seconds[high] / high
     bench.check(per_step > 0, f"a prior step costs {per_step:.3f} s: {high} steps took no longer than {low} "
                               f"(the machine's noise swamped the measurement; rerun on a quieter machine)")
     call_args, call_kwargs = captured["call"]

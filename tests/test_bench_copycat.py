@@ -20,6 +20,9 @@ def test_the_copycat_bench_smoke_runs_and_ends_with_one_json_line():
     for row in figures["asset"].values():
         assert row["fingerprint_s"] > 0 and row["baseline_s"] > 0 and row["ratio"] > 0
     assert set(figures["step"]) == {"4", "8"} and all(s["false_groups"] == [] for s in figures["step"].values())
+    honest = figures["honest"]  # 3 seeds of each generator and prompt: every pair judged, none joined
+    assert len(honest) == 9 and all(c["pairs"] >= 1 and c["joined"] == [] for c in honest.values())
+    assert sum(c["pairs"] for c in honest.values()) == 2 * 3 + 2 * 1 + 3 * 1 + 1 + 66
     assert figures["pair_s"] > 0 and figures["watchdog_overhead_ms"] >= 0 and figures["peak_rss_mb"] > 0
 
 
