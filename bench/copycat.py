@@ -43,6 +43,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from bench._harness import Bench, duration, run  # noqa: E402
 
 SMOKE = {"sizes": "2000,10000", "steps": "4,8", "answer_faces": 2_000, "repeats": 1, "honest_seeds": 3}
+SUITE_RUNS = [["--honest-seeds", "44"]]  # make bench: the honest corpus docs/copycats.md quotes, every pair
 SMOKE_TEST = "tests/test_bench_copycat.py::test_the_copycat_bench_smoke_runs_and_ends_with_one_json_line"
 PACKAGES = ("numpy", "scipy", "trimesh")
 
