@@ -115,6 +115,8 @@ def honest_pairs(seeds: int) -> dict:
             a, b = clouds[i].cloud, clouds[j].cloud
             if match(clouds[i], clouds[j]).same:
                 joined.append([i, j])
+            # the verdict is the production match(), which skips the bend where the rule needs none;
+            # the margin wants the bend for every pair close enough, so the alignment runs again
             found = compare(a, b)
             if np.isfinite(found.geometry) and found.geometry < 0.3:
                 margins.append((bent_distance(a, b, found) / DEFAULT_RULE.shape_bound(a, b), i, j))

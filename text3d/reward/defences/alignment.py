@@ -245,7 +245,7 @@ def _lookup(field: np.ndarray, points: np.ndarray) -> np.ndarray:
     return field[c[..., 0], c[..., 1], c[..., 2]]
 
 
-def _plane_turns(degrees: float, axis: int) -> np.ndarray:
+def _plane_turn(degrees: float, axis: int) -> np.ndarray:
     """[3, 3]: a turn by ``degrees`` about canonical ``axis`` (in the plane of the other two)."""
     i, j = [k for k in range(3) if k != axis]
     c, s = np.cos(np.radians(degrees)), np.sin(np.radians(degrees))
@@ -275,9 +275,9 @@ def _candidate_starts(a: ShapeCloud, b: ShapeCloud) -> np.ndarray:
     ``_TIE_TURNS`` in that plane (b's own plane before the permutation, a's after it)."""
     starts = [SIGNED_PERMUTATIONS]
     for axis in _degenerate_axes(b):
-        starts += [np.matmul(_plane_turns(d, axis)[None], SIGNED_PERMUTATIONS) for d in _TIE_TURNS]
+        starts += [np.matmul(_plane_turn(d, axis)[None], SIGNED_PERMUTATIONS) for d in _TIE_TURNS]
     for axis in _degenerate_axes(a):
-        starts += [np.matmul(SIGNED_PERMUTATIONS, _plane_turns(d, axis)[None]) for d in _TIE_TURNS]
+        starts += [np.matmul(SIGNED_PERMUTATIONS, _plane_turn(d, axis)[None]) for d in _TIE_TURNS]
     return np.concatenate(starts)
 
 
