@@ -63,6 +63,8 @@ def _facts() -> list[str]:
         f"differ by at most {d.fingerprint_colour_histogram_max:g} (total variation)",
         f"agree at least {d.fingerprint_min_colour_agreement:g}",
         f"the geometry distance is at most {d.fingerprint_colour_max_distance:g}",
+        f"canonical correlation of their colours is at least {d.fingerprint_min_pattern_agreement:g}",
+        f"the geometry distance is at most {d.fingerprint_pattern_max_distance:g}",
         f"differ by at most {d.fingerprint_view_max_distance:g} (RMS)", "32 px views",
         f"your last {v.copycat_answers_per_miner} answers",
         f"(`--validator.canary_every_steps` {v.canary_every_steps})", f'against "{CANARY_PROMPT}"',

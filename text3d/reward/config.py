@@ -108,6 +108,13 @@ class RewardConfig(BaseModel):
     fingerprint_colour_histogram_max: float = Field(
         _D.fingerprint_colour_histogram_max, ge=0.0, le=1.0, json_schema_extra=PINNED_FIELD,
         description="Colour-histogram distance under which colour evidence counts at all.")
+    fingerprint_min_pattern_agreement: float = Field(
+        _D.fingerprint_min_pattern_agreement, ge=0.0, le=1.0, json_schema_extra=PINNED_FIELD,
+        description="Second canonical colour correlation, once re-aligned by colour, from which two answers "
+                    "with patterns of two or more colours are one object.")
+    fingerprint_pattern_max_distance: float = Field(
+        _D.fingerprint_pattern_max_distance, gt=0.0, json_schema_extra=PINNED_FIELD,
+        description="Shape distance forgiven, once re-aligned by colour, between two such answers.")
     fingerprint_max_aspect_change: float = Field(
         _D.fingerprint_max_aspect_change, ge=1.0, json_schema_extra=PINNED_FIELD,
         description="Two answers whose proportions differ by more than this factor are never one object.")
@@ -174,6 +181,8 @@ class RewardConfig(BaseModel):
             fingerprint_relief_max_distance=d.fingerprint_relief_max_distance,
             fingerprint_detail_ratio=d.fingerprint_detail_ratio,
             fingerprint_colour_histogram_max=d.fingerprint_colour_histogram_max,
+            fingerprint_min_pattern_agreement=d.fingerprint_min_pattern_agreement,
+            fingerprint_pattern_max_distance=d.fingerprint_pattern_max_distance,
             fingerprint_max_aspect_change=d.fingerprint_max_aspect_change,
             **operational,
         )
@@ -208,6 +217,8 @@ class RewardConfig(BaseModel):
                 fingerprint_relief_max_distance=self.fingerprint_relief_max_distance,
                 fingerprint_detail_ratio=self.fingerprint_detail_ratio,
                 fingerprint_colour_histogram_max=self.fingerprint_colour_histogram_max,
+                fingerprint_min_pattern_agreement=self.fingerprint_min_pattern_agreement,
+                fingerprint_pattern_max_distance=self.fingerprint_pattern_max_distance,
                 fingerprint_max_aspect_change=self.fingerprint_max_aspect_change,
             ),
         )

@@ -207,6 +207,9 @@ class DefenceSpec(BaseModel):
     # detail (offset from local quadric fits), once bent, capped at fingerprint_relief_max_distance; or,
     # when their colour histograms differ by at most fingerprint_colour_histogram_max and their aligned
     # colour patterns agree at least fingerprint_min_colour_agreement, at most fingerprint_colour_max_distance
+    # apart; or, with the same histograms and patterns of two or more independent colours on both, when
+    # re-aligned by colour their second canonical colour correlation is at least
+    # fingerprint_min_pattern_agreement, at most fingerprint_pattern_max_distance apart
     fingerprint_max_distance: float = Field(0.015, gt=0.0)
     fingerprint_relief_ratio: float = Field(0.1, ge=0.0)
     fingerprint_relief_max_distance: float = Field(0.07, gt=0.0)
@@ -214,6 +217,8 @@ class DefenceSpec(BaseModel):
     fingerprint_colour_max_distance: float = Field(0.08, gt=0.0)
     fingerprint_min_colour_agreement: float = Field(0.95, ge=-1.0, le=1.0)  # correlation of aligned colours
     fingerprint_colour_histogram_max: float = Field(0.15, ge=0.0, le=1.0)  # total variation of RGB histograms
+    fingerprint_min_pattern_agreement: float = Field(0.8, ge=0.0, le=1.0)
+    fingerprint_pattern_max_distance: float = Field(0.14, gt=0.0)
     # ... and never when their proportions (principal spreads over their geometric mean) differ by more
     # than this factor on some axis (a stretch of +-25 % per axis changes them by 1.4 at most)
     fingerprint_max_aspect_change: float = Field(1.6, ge=1.0)

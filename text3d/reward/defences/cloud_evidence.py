@@ -7,6 +7,7 @@
     fine_detail(cloud)                how far the surface departs from smooth local patches (scales it too)
     colour_histogram_distance(a, b)   do the two surfaces carry the same colours (opens the colour path)
     has_colour_pattern(cloud)         is there any colour pattern to compare at all
+    colour_dimensions(cloud)          how many independent colour directions vary over the surface
     profile_distance(a, b)            radial profiles: a pair this far apart is never a copy
 
 Each is unchanged by any rotation or reflection of the whitened cloud, hence by any affine
@@ -21,8 +22,8 @@ from scipy.spatial import cKDTree
 
 from text3d.reward.defences.shape_cloud import ShapeCloud
 
-__all__ = ["relief", "fine_detail", "colour_histogram", "colour_histogram_distance", "has_colour_pattern", "profile_distance",
-           "MIN_COLOUR_STD"]
+__all__ = ["relief", "fine_detail", "colour_histogram", "colour_histogram_distance", "has_colour_pattern",
+           "colour_dimensions", "profile_distance", "MIN_COLOUR_STD"]
 
 MIN_COLOUR_STD = 0.03  # RGB in [0, 1]: a surface flatter than this has no colour pattern
 _PROFILE_BINS = 24
@@ -124,8 +125,32 @@ def has_colour_pattern(cloud: ShapeCloud) -> bool:
 _derived_cache: dict[int, tuple[object, tuple]] = {}
 
 
+def colour_dimensions(cloud: ShapeCloud) -> int:
+    """How many independent directions of RGB vary over the surface (0-3): the principal
+    components of the area-weighted colours whose spread is at least ``MIN_COLOUR_STD``.
+
+    Why: a colour pattern that is one colour shaded (every channel a multiple of one
+    brightness field, as the procedural generator paints) is one dimension, and any similar
+    shape shaded along a similar direction agrees with it; a pattern of two or three
+    independent colour fields (a Shap-E-like blob: 0.26-0.42 on each of its first two,
+    procedural shades under 0.001 on their second) can only be matched by the same pattern
+    in the same places, so it is stronger evidence (``alignment.colour_fit``)."""
+    return _derived(cloud)[5]
+
+
+def _colour_dimensions(cloud: ShapeCloud) -> int:
+    if cloud.colours is None:
+        return 0
+    w = cloud.weights.astype(np.float64) / float(cloud.weights.sum())
+    rgb = cloud.colours.astype(np.float64)
+    centred = rgb - w @ rgb
+    variances = np.linalg.eigvalsh((centred * w[:, None]).T @ centred)
+    return int((np.sqrt(np.maximum(variances, 0.0)) >= MIN_COLOUR_STD).sum())
+
+
 def _derived(cloud: ShapeCloud) -> tuple:
-    """(radial profile, colour histogram or None, has a colour pattern, relief, fine detail), cached by identity."""
+    """(radial profile, colour histogram or None, has a colour pattern, relief, fine detail,
+    colour dimensions), cached by identity."""
     key = id(cloud.points)
     hit = _derived_cache.get(key)
     if hit is not None and hit[0] is cloud.points:
@@ -137,7 +162,8 @@ def _derived(cloud: ShapeCloud) -> tuple:
         channels = np.concatenate([rgb, (rgb @ np.array([0.299, 0.587, 0.114]))[:, None]], axis=1)
         spread = np.sqrt(w @ (channels - w @ channels) ** 2)
         pattern = bool((spread >= MIN_COLOUR_STD).any())
-    value = (_profile(cloud), colour_histogram(cloud), pattern, relief(cloud), _fine_detail(cloud))
+    value = (_profile(cloud), colour_histogram(cloud), pattern, relief(cloud), _fine_detail(cloud),
+             _colour_dimensions(cloud))
     if len(_derived_cache) > 4096:
         _derived_cache.clear()
     _derived_cache[key] = (cloud.points, value)
