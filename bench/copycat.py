@@ -11,6 +11,10 @@ Through the production entry points (``text3d.reward.defences.fingerprint``):
                among them is a false positive, listed), plus
                the repeat check of each answer against the remembered answers of its miner
                (``RecentAnswers``, its default of 8), fingerprints excluded (counted per asset above)
+    flood      ``cluster_copies`` over a step of 16 and 64 packed variants of one blob (stretches and
+               tilts, the issue's packing attack): one group must come out; against judging every
+               pair of them (what ``cluster_copies`` did before it judged only each answer against
+               the leaders before it), timed once in the same run
     watchdog   the cost ``text3d.reward.render.watchdog.render_within`` adds around one render
     honest     with ``--honest-seeds N`` (the docs' figures: 44): every pair of honest answers
                of one prompt judged, for N procedural seeds each of a torus and a cone (the
@@ -129,7 +133,8 @@ def honest_pairs(seeds: int) -> dict:
 def measure(bench: Bench, args: argparse.Namespace) -> dict:
     from bench._copycat_baseline import geometry_fingerprint
     from tests.meshes import coloured_sphere
-    from text3d.reward.defences.fingerprint import Fingerprint, cluster_copies, fingerprint, match
+    from tests.copycat_corpus import packing_variants
+    from text3d.reward.defences.fingerprint import Fingerprint, cluster_copies, fingerprint, match, parallel_map
     from text3d.reward.render.watchdog import render_within
     from text3d.validator.repeats import RecentAnswers
 
@@ -172,6 +177,21 @@ def measure(bench: Bench, args: argparse.Namespace) -> dict:
                   f"joined (false positives): {groups or 'none'}")
     out["step"] = step
 
+    flood = {}
+    original = coloured_sphere(args.answer_faces, seed=7)
+    for n in steps:
+        copies = [fingerprint(original)] + [fingerprint(v) for v in packing_variants(original, n - 1)]
+        flood_s = bench.time(lambda: cluster_copies(copies), args.repeats).median_s
+        pairs = list(itertools.combinations(range(n), 2))
+        every_s = bench.time(lambda: parallel_map(lambda p: match(copies[p[0]], copies[p[1]]).same, pairs), 1).median_s
+        groups = cluster_copies(copies)
+        bench.check(groups == [list(range(n))], f"a step of {n} packed copies came out as {groups}, not one group")
+        flood[str(n)] = {"answers": n, "cluster_s": round(flood_s, 4), "every_pair_s": round(every_s, 4),
+                         "ratio": round(flood_s / every_s, 3), "groups": len(groups)}
+        bench.log(f"flooded step of {n} packed copies: duplicates {flood_s:.3f} s, every pair judged {every_s:.3f} s "
+                  f"({flood_s / every_s:.2f}x); groups: {len(groups)}")
+    out["flood"] = flood
+
     direct = bench.time(lambda: [None for _ in range(100)], args.repeats).median_s / 100
     guarded = bench.time(lambda: [render_within(lambda: None, 5.0) for _ in range(100)], args.repeats).median_s / 100
     out["watchdog_overhead_ms"] = round((guarded - direct) * 1000, 4)
@@ -209,6 +229,12 @@ def measure(bench: Bench, args: argparse.Namespace) -> dict:
                         "of its shape bound." if args.honest_seeds > 0 else "")
                      + (f" Corpus {args.corpus.name}: {out['corpus']['files']} files, {out['corpus']['pairs']:,} "
                         f"pairs, {len(out['corpus']['joined'])} joined." if args.corpus is not None else ""))
+    bench.table("A step flooded with copies (packed variants of one blob: stretches and tilts)",
+                ["answers", "duplicates (cluster_copies)", "every pair judged (before)", "ratio", "groups"],
+                [[f["answers"], duration(f["cluster_s"]), duration(f["every_pair_s"]), f"{f['ratio']:.2f}x", f["groups"]]
+                 for f in flood.values()],
+                note="Each answer is judged only against the group leaders before it; every pair judged is timed "
+                     "once in the same run.")
     return out
 
 

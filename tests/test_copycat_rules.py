@@ -352,3 +352,31 @@ def test_groups_gather_around_their_earliest_answer_so_mistaken_pairs_do_not_cha
     assert cluster_copies(items, same=same, workers=1) == [[0, 1, 4]]
     assert cluster_copies(items, same=same, workers=4) == [[0, 1, 4]]  # the threads change nothing
     assert cluster_copies([None, 7, None], same=same) == []
+
+
+def test_a_step_flooded_with_copies_costs_one_judgement_per_copy():
+    """Only the pairs the grouping reads are judged: each answer against the leaders before it.
+    64 copies of one mesh cost 63 judgements (every pair, 2,016, before), so flooding a step
+    with copies does not buy the validator's time; 64 different answers still cost every pair,
+    and the groups are those of judging every pair (the verdict is the earliest leader alike)."""
+    import threading
+
+    lock, judged = threading.Lock(), []
+
+    def counting(same):
+        def judge(a, b):
+            with lock:
+                judged.append((a, b))
+            return same(a, b)
+        return judge
+
+    assert cluster_copies(list(range(64)), same=counting(lambda a, b: True), workers=4) == [list(range(64))]
+    assert len(judged) == 63
+    judged.clear()
+    assert cluster_copies(list(range(64)), same=counting(lambda a, b: False), workers=4) == []
+    assert len(judged) == 64 * 63 // 2
+    judged.clear()
+    copies_of = {k: k % 3 for k in range(30)}  # three objects, arriving interleaved
+    groups = cluster_copies(list(range(30)), same=counting(lambda a, b: copies_of[a] == copies_of[b]), workers=4)
+    assert groups == [list(range(0, 30, 3)), list(range(1, 30, 3)), list(range(2, 30, 3))]
+    assert len(judged) == 1 + 2 + 27 * 3  # answer 1 meets one leader, answer 2 two, the rest three

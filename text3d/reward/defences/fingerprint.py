@@ -376,28 +376,34 @@ def cluster_copies(
 ) -> list[list[int]]:
     """Groups of indices that are the same object, whatever order pairs are compared in.
 
-    Callers order their inputs (by arrival: ``group[0]`` is the earliest). Every pair is
-    judged first (on ``workers`` threads, default ``default_workers()``); then, in input
-    order, each answer joins the group of the EARLIEST group leader it is the same object
-    as, or leads a new group. Leaders, not members, gather: a group is the leader and
-    what copies it directly, so one honest pair judged alike by mistake costs one answer
-    and never chains a whole step of similar honest answers into one group (connected
-    components did: 44 of 64 honest blobs in one group, bench/copycat.py). A copy must
-    therefore be close to the earliest answer of its group, which every deformation
-    family is (tests/test_copycat_rules.py). Groups are sorted ascending and by their first
-    index; singletons and ``None`` entries are left out. This is the one copycat rule: the
+    Callers order their inputs (by arrival: ``group[0]`` is the earliest). In input order,
+    each answer joins the group of the EARLIEST group leader it is the same object as, or
+    leads a new group. Leaders, not members, gather: a group is the leader and what copies
+    it directly, so one honest pair judged alike by mistake costs one answer and never
+    chains a whole step of similar honest answers into one group (connected components
+    did: 44 of 64 honest blobs in one group, bench/copycat.py). A copy must therefore be
+    close to the earliest answer of its group, which every deformation family is
+    (tests/test_copycat_rules.py). Groups are sorted ascending and by their first index;
+    singletons and ``None`` entries are left out. This is the one copycat rule: the
     validator's step and ``text3d dedupe`` both call it.
+
+    Only the pairs the grouping reads are judged: each answer against the leaders before it
+    (all of them at once, on ``workers`` threads, default ``default_workers()``; the verdict
+    is the earliest leader judged alike, so the threads change nothing). A step of honest
+    answers judges every pair, as before; a step packed with copies of one mesh judges each
+    copy against its one leader, n - 1 pairs instead of n (n - 1) / 2, so flooding a step
+    with copies does not buy the flooder the validator's time.
     """
-    present = [i for i in range(len(fingerprints)) if fingerprints[i] is not None]
-    pairs = [(i, j) for a_pos, i in enumerate(present) for j in present[a_pos + 1:]]
-    verdicts = dict(zip(pairs, parallel_map(lambda pair: same(fingerprints[pair[0]], fingerprints[pair[1]]),
-                                            pairs, workers)))
+    leaders: list[int] = []
     groups: dict[int, list[int]] = {}
-    for j in present:
-        leader = next((i for i in groups if verdicts[(i, j)]), None)
+    for j in range(len(fingerprints)):
+        if fingerprints[j] is None:
+            continue
+        verdicts = parallel_map(lambda i: same(fingerprints[i], fingerprints[j]), leaders, workers)
+        leader = next((i for i, alike in zip(leaders, verdicts) if alike), None)
         if leader is None:
+            leaders.append(j)
             groups[j] = [j]
         else:
             groups[leader].append(j)
     return sorted((sorted(g) for g in groups.values() if len(g) > 1), key=lambda g: g[0])
-
