@@ -119,8 +119,9 @@ def test_warped_and_recoloured_copies_of_objects_with_shape_are_joined(bases, rn
     """A warp of 2-5 % (alone, with a stretch, a tilt and Draco, or with a remesh and a turn)
     AND a recolouring: the colour paths stay closed (the chair's histogram moves past 0.15, the
     CAD part and the tiny Shap-E mesh carry no colour pattern), so shape alone must join them,
-    and does (96 of 96 over rng 1-8, measured). The featureless coloured blob escapes this combination on every draw: honest blobs
-    are as close once recoloured (docs/copycats.md, "What still escapes")."""
+    and does (96 of 96 over rng 1-8, measured). The featureless coloured blob escapes this
+    combination on every draw: honest blobs are as close once recoloured (docs/copycats.md,
+    "Where it stops")."""
     missed = {}
     for base in ("chair", "cad part", "shap-e"):
         mesh, original = bases[base]
