@@ -4,6 +4,7 @@ Rules pinned here:
 - honest miners earn non-zero weight on chain; a miner answering garbage bytes earns 0;
 - a validator killed mid-run (SIGKILL, no goodbye) resumes from its saved moving
   averages: the first step after the restart folds into the old averages exactly;
+- SIGTERM stops a validator and the miners with exit 0, the finished steps saved;
 - ``text3d demo --models tiny`` runs the whole show and prints a leaderboard and the
   path of an HTML page of the last step, the gateway's address and a demo key.
 """
@@ -43,8 +44,7 @@ def test_honest_miners_earn_weight_garbage_earns_nothing_and_state_survives_a_ki
     subnet = LocalSubnet.create(tmp_path, miners=(*HONEST, GARBAGE), block_time_s=1.0, weights_rate_limit=2)
     validator_flags = dict(captioner="none", step_interval_s=0.5, extra=["--validator.alpha", str(ALPHA)])
     with ProcessGroup(subnet.logs_dir, cwd=source_root(), env=child_env()) as group:
-        for name in HONEST:
-            group.start(name, subnet.miner_argv(name, free_port()))
+        miners = {name: group.start(name, subnet.miner_argv(name, free_port())) for name in HONEST}
         group.start(GARBAGE, [
             sys.executable, str(source_root() / "tests" / "garbage_miner.py"), "--devnet.db", str(subnet.chain.db_path),
             "--wallet.name", GARBAGE, "--wallet.path", str(subnet.wallets_dir), "--axon.port", str(free_port()),
@@ -77,8 +77,19 @@ def test_honest_miners_earn_weight_garbage_earns_nothing_and_state_survives_a_ki
         wait_until(lambda: not restarted.running(), timeout_s=240, what="the restarted validator's step",
                    check=lambda: group.check_alive(restarted))
         assert restarted.popen.returncode == 0, restarted.log_tail()
+        group.stop(restarted)
+        after = subnet.saved_state()
 
-    after = subnet.saved_state()
+        # Phase 3: SIGTERM (pm2 stop, systemctl stop) ends a validator and the miners cleanly: exit 0,
+        # and the validator keeps the state of every step it finished.
+        stopped = group.start("validator-sigterm", subnet.validator_argv(max_steps=0, **validator_flags))
+        wait_until(lambda: subnet.saved_state()["step"] > after["step"], timeout_s=240,
+                   what="a step of the third validator", check=group.check_alive)
+        assert group.stop(stopped, grace_s=120) == 0, stopped.log_tail()
+        assert subnet.saved_state()["step"] > after["step"]
+        for name, miner in miners.items():
+            assert group.stop(miner, grace_s=60) == 0, (name, miner.log_tail())
+
     assert after["step"] == before["step"] + 1
     summary = step_summary(subnet, after["step"])
     assert summary["updated"], summary

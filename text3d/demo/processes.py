@@ -37,7 +37,9 @@ class ChildProcess:
         return self.popen.poll() is None
 
     def log_tail(self, n_lines: int = 20) -> str:
-        self.log_file.flush()
+        """The last ``n_lines`` of the child's log, also after ``stop`` closed it."""
+        if not self.log_file.closed:
+            self.log_file.flush()
         if not self.log_path.exists():
             return ""
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n_lines:])

@@ -29,7 +29,6 @@ import hmac
 import ipaddress
 import logging
 import math
-import signal
 import sys
 import time
 from concurrent.futures import Executor
@@ -39,6 +38,7 @@ from typing import Any, Callable, Sequence
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from text3d.common.stopping import stop_on_signals
 from text3d.miner.pool import GENERATE_ROUTE, HEALTH_ROUTE, READY_ROUTE, TOKEN_HEADER, Encoder, InProcessPool
 from text3d.miner.queue import GenerationQueue, Overloaded
 from text3d.miner.http_body import Refusal, read_capped_body
@@ -313,9 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
 
     async def run() -> int:
-        stop = asyncio.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        stop = stop_on_signals()
         return await serve(settings, spec, sock, stop=stop)
 
     return asyncio.run(run())

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import socket
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Sequence
 
+from text3d.common.stopping import stop_on_signals
 from text3d.miner.caller_policy import CallerPolicy
 from text3d.miner.connections import ConnectionGuard, guarded_protocol
 from text3d.miner.pool import InProcessPool, build_pool
@@ -180,9 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     miner = Miner(settings, wallet=wallet, chain=chain, pool=pool, nonce_store=nonce_store, metrics=metrics)
 
     async def serve() -> None:
-        stop = asyncio.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):  # pm2/systemd stop: shut the server down cleanly
-            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        stop = stop_on_signals()  # pm2/systemd stop: shut the server down cleanly
         await miner.run(stop=stop, sock=sock)
 
     try:

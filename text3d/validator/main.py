@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import random
-import signal
 import sys
 from typing import Any, Sequence
 
+from text3d.common.stopping import stop_on_signals
 from text3d.ops.autoupdate import start_autoupdate
 from text3d.ops.logs import setup_logging
 from text3d.ops.metrics import ObservedCaptioner, ValidatorMetrics, start_metrics_server
@@ -119,9 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             reports=StepReports(config.reports_dir, config.reports_max_mb) if config.reports_max_mb > 0 else None,
             organic=organic,
         )
-        stop = asyncio.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):  # finish the step in flight, keep the saved state
-            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        stop = stop_on_signals()  # finish the step in flight, keep the saved state
         try:
             await validator.run(stop)
         finally:
