@@ -5,6 +5,9 @@
 //   NETUID=<N> NETWORK=test MINER_WALLET=text3d-miner AXON_PORT=8091 \
 //       pm2 start scripts/ecosystem.config.js --only text3d-miner
 //   NETWORK=devnet DEVNET_DB=$PWD/chain.db MINER_WALLET=miner1 pm2 start scripts/ecosystem.config.js --only text3d-miner
+//   NETUID=<N> NETWORK=finney GENERATION_GPUS=0,1,2,3 MINER_WALLET=text3d-miner \
+//       pm2 start scripts/ecosystem.config.js --only text3d-generation-0,text3d-generation-1,text3d-generation-2,text3d-generation-3,text3d-miner
+//   NETUID=<N> NETWORK=finney pm2 start scripts/ecosystem.config.js --only text3d-gateway
 //
 // Variables (read when pm2 loads this file):
 //   NETUID            the subnet; REQUIRED (there is no default: on finney a wrong netuid is someone else's live
@@ -15,6 +18,12 @@
 //   VALIDATOR_WALLET, VALIDATOR_HOTKEY    the validator's wallet and hotkey   (default: validator / default)
 //   WALLET_PATH       folder of the wallets (default: ~/.bittensor/wallets)
 //   AXON_PORT         the miner's port (default 8091); LLAVA_PORT, LLAVA_MODEL, LLAVA_SLOTS for the captioner
+//   GATEWAY_PORT      the gateway's port (default 8095; it binds 127.0.0.1: put a TLS proxy in front)
+//   GATEWAY_URL       the gateway the validator works for (--gateway.url; unset: no organic work)
+//   GENERATION_GPUS   comma-separated GPU indices: one `text3d generation-server` app per GPU
+//                     (text3d-generation-<gpu>, CUDA_VISIBLE_DEVICES=<gpu>) and the miner generates
+//                     through them (--generation.endpoints); unset: the miner generates in-process
+//   GENERATION_PORT   the first generation server's port (default 8100; the next GPU takes the next)
 //   LOG_DIR           also write rotated <role>.log files there (--logging.dir)
 //   MAX_MEMORY        restart a neuron that grows past this (default 60G)
 //
@@ -66,7 +75,7 @@ function walletArgs(role, fallbackName) {
 
 const logArgs = () => (env("LOG_DIR", undefined) !== undefined ? ["--logging.dir", env("LOG_DIR")] : []);
 
-const app = (name, args) => ({
+const app = (name, args, extraEnv = {}) => ({
   name,
   cwd: root,
   script: python,
@@ -77,27 +86,76 @@ const app = (name, args) => ({
   stop_exit_codes: [EXIT_CONFIG], // a configuration error: restarting cannot fix it
   kill_timeout: 30000, // the validator finishes its step and saves its state on SIGTERM
   max_memory_restart: env("MAX_MEMORY", "60G"),
-  env: { PYTHONUNBUFFERED: "1" },
+  env: { PYTHONUNBUFFERED: "1", ...extraEnv },
 });
 
+function port(name, fallback) {
+  const value = env(name, fallback);
+  if (!/^[0-9]+$/.test(value) || Number(value) < 1 || Number(value) > 65535) {
+    throw new Error(`${name}=${value} is not a port (1-65535)`);
+  }
+  return Number(value);
+}
+
+// One generation server per GPU in GENERATION_GPUS, on consecutive ports from GENERATION_PORT; none
+// may take a port another app of this file binds on the same machine.
+function generationServers(taken) {
+  const gpus = env("GENERATION_GPUS", "");
+  if (gpus === "") return [];
+  const list = gpus.split(",").map((gpu) => gpu.trim());
+  if (list.some((gpu) => !/^[0-9]+$/.test(gpu)) || new Set(list).size !== list.length) {
+    throw new Error(`GENERATION_GPUS=${gpus} is not a list of distinct GPU indices, e.g. 0,1,2,3`);
+  }
+  const first = port("GENERATION_PORT", "8100");
+  return list.map((gpu, i) => {
+    const serverPort = first + i;
+    if (serverPort > 65535 || taken[serverPort] !== undefined) {
+      throw new Error(
+        `the generation server of GPU ${gpu} would take port ${serverPort}` +
+          (taken[serverPort] !== undefined ? `, which ${taken[serverPort]} binds` : "") +
+          ": set GENERATION_PORT to a free range"
+      );
+    }
+    return { gpu, port: serverPort };
+  });
+}
+
 const chain = chainArgs();
-const llavaPort = env("LLAVA_PORT", "8080");
+const llavaPort = port("LLAVA_PORT", "8080");
+const axonPort = port("AXON_PORT", "8091");
+const gatewayPort = port("GATEWAY_PORT", "8095");
+const servers = generationServers({ [llavaPort]: "LLAVA_PORT", [axonPort]: "AXON_PORT", [gatewayPort]: "GATEWAY_PORT" });
+const endpoints = servers.map((server) => `http://127.0.0.1:${server.port}`).join(",");
+const gatewayUrl = env("GATEWAY_URL", undefined);
 
 module.exports = {
   apps: [
     app("text3d-llava", [
       "-m", "text3d.cli.main", "llava",
       "--models", env("LLAVA_MODEL", "7b"),
-      "--port", llavaPort,
+      "--port", String(llavaPort),
       "-np", env("LLAVA_SLOTS", "4"),
     ]),
     app("text3d-validator", [
       "-m", "neurons.validator", ...chain, ...walletArgs("validator", "validator"),
-      "--captioner", `http://127.0.0.1:${llavaPort}`, ...logArgs(),
+      "--captioner", `http://127.0.0.1:${llavaPort}`,
+      ...(gatewayUrl !== undefined ? ["--gateway.url", gatewayUrl] : []), ...logArgs(),
     ]),
     app("text3d-miner", [
       "-m", "neurons.miner", ...chain, ...walletArgs("miner", "miner"),
-      "--axon.port", env("AXON_PORT", "8091"), ...logArgs(),
+      "--axon.port", String(axonPort),
+      ...(servers.length ? ["--generation.endpoints", endpoints] : []), ...logArgs(),
     ]),
+    // The organic API (docs/gateway.md): reads the metagraph, needs no wallet.
+    app("text3d-gateway", [
+      "-m", "text3d.cli.main", "gateway", ...chain, "--gateway.port", String(gatewayPort), ...logArgs(),
+    ]),
+    // One generator per GPU behind loopback HTTP (docs/miner-scaling.md); the miner waits for them.
+    ...servers.map((server) =>
+      app(`text3d-generation-${server.gpu}`, [
+        "-m", "text3d.cli.main", "generation-server", "--device", "cuda",
+        "--server.port", String(server.port), ...logArgs(),
+      ], { CUDA_VISIBLE_DEVICES: server.gpu })
+    ),
   ],
 };

@@ -103,9 +103,12 @@ def test_a_bad_value_exits_78_and_an_unknown_flag_2(subnet):
 # -- pm2 (node is in the Makefile's apt list) -------------------------------------------------------
 
 
+PM2_VARIABLES = ("NETUID", "NETWORK", "DEVNET_DB", "MINER_WALLET", "VALIDATOR_WALLET", "LOG_DIR", "AXON_PORT",
+                 "LLAVA_PORT", "GATEWAY_PORT", "GATEWAY_URL", "GENERATION_GPUS", "GENERATION_PORT")
+
+
 def load_pm2(**env: str) -> subprocess.CompletedProcess:
-    keep = {k: v for k, v in os.environ.items() if k not in ("NETUID", "NETWORK", "DEVNET_DB", "MINER_WALLET",
-                                                                  "VALIDATOR_WALLET", "LOG_DIR")}
+    keep = {k: v for k, v in os.environ.items() if k not in PM2_VARIABLES}
     script = "console.log(JSON.stringify(require('./scripts/ecosystem.config.js')))"
     return subprocess.run(["node", "-e", script], cwd=REPO, capture_output=True, text=True, timeout=60,
                           env={**keep, **env})
@@ -115,7 +118,7 @@ def test_the_pm2_file_loads_with_separate_wallets_backoff_and_no_restart_on_conf
     done = load_pm2(NETUID="42", NETWORK="test", MINER_WALLET="m-wallet", VALIDATOR_WALLET="v-wallet")
     assert done.returncode == 0, done.stderr
     apps = {app["name"]: app for app in json.loads(done.stdout)["apps"]}
-    assert set(apps) == {"text3d-llava", "text3d-validator", "text3d-miner"}
+    assert set(apps) == {"text3d-llava", "text3d-validator", "text3d-miner", "text3d-gateway"}
     miner, validator = " ".join(apps["text3d-miner"]["args"]), " ".join(apps["text3d-validator"]["args"])
     assert "--netuid 42 --subtensor.network test" in miner and "--netuid 42 --subtensor.network test" in validator
     assert "--wallet.name m-wallet" in miner and "v-wallet" not in miner
@@ -129,6 +132,63 @@ def test_the_pm2_file_has_no_default_netuid(network):
     done = load_pm2(**({"NETWORK": network} if network else {}))
     assert done.returncode != 0
     assert "NETUID is not set" in done.stderr
+
+
+def _role_and_flags(args: list[str]) -> tuple[str, list[str]]:
+    """What an app of the pm2 file runs: ``-m neurons.<role> FLAGS`` or ``-m text3d.cli.main <command> FLAGS``."""
+    if args[1].startswith("neurons."):
+        return args[1].split(".")[1], args[2:]
+    return args[2], args[3:]
+
+
+def test_the_pm2_file_runs_a_generation_server_per_gpu_behind_the_miner_and_a_gateway():
+    done = load_pm2(NETUID="42", NETWORK="test", GENERATION_GPUS="0, 2,3", GATEWAY_URL="https://gw.example",
+                    LOG_DIR="/var/log/text3d")
+    assert done.returncode == 0, done.stderr
+    apps = {app["name"]: app for app in json.loads(done.stdout)["apps"]}
+    servers = [apps[f"text3d-generation-{gpu}"] for gpu in ("0", "2", "3")]
+    assert set(apps) == {"text3d-llava", "text3d-validator", "text3d-miner", "text3d-gateway",
+                         "text3d-generation-0", "text3d-generation-2", "text3d-generation-3"}
+    assert [app["env"]["CUDA_VISIBLE_DEVICES"] for app in servers] == ["0", "2", "3"]
+    ports = [app["args"][app["args"].index("--server.port") + 1] for app in servers]
+    assert ports == ["8100", "8101", "8102"]
+    miner = apps["text3d-miner"]["args"]
+    assert miner[miner.index("--generation.endpoints") + 1] == ",".join(f"http://127.0.0.1:{p}" for p in ports)
+    validator = apps["text3d-validator"]["args"]
+    assert validator[validator.index("--gateway.url") + 1] == "https://gw.example"
+    gateway = apps["text3d-gateway"]["args"]
+    assert "--wallet.name" not in gateway and gateway[gateway.index("--gateway.port") + 1] == "8095"
+    # every flag the file writes is one the command accepts (the real parser, not a list kept here)
+    for name, app in apps.items():
+        if name == "text3d-llava":
+            continue
+        role, flags = _role_and_flags(app["args"])
+        settings = load_settings(role, flags)
+        assert str(settings.logging.dir) == "/var/log/text3d", name
+        assert settings.netuid == (1 if role == "generation-server" else 42), name  # a generator reads no chain
+        assert app["stop_exit_codes"] == [78] and app["autorestart"], name
+    assert load_settings("miner", _role_and_flags(miner)[1]).generation.endpoints == ",".join(
+        f"http://127.0.0.1:{p}" for p in ports)
+
+
+def test_the_pm2_file_without_gpus_keeps_generation_in_the_miner():
+    apps = {app["name"]: app for app in json.loads(load_pm2(NETUID="42", NETWORK="test").stdout)["apps"]}
+    assert not [name for name in apps if name.startswith("text3d-generation")]
+    assert "--generation.endpoints" not in apps["text3d-miner"]["args"]
+    assert "--gateway.url" not in apps["text3d-validator"]["args"]
+
+
+@pytest.mark.parametrize(("env", "says"), [
+    (dict(GENERATION_GPUS="0,0"), "is not a list of distinct GPU indices"),
+    (dict(GENERATION_GPUS="cuda:0"), "is not a list of distinct GPU indices"),
+    (dict(GENERATION_GPUS="0,1", GENERATION_PORT="8090"), "would take port 8091, which AXON_PORT binds"),
+    (dict(GENERATION_GPUS="0,1,2,3", GENERATION_PORT="8093"), "would take port 8095, which GATEWAY_PORT binds"),
+    (dict(GENERATION_GPUS="0,1", GENERATION_PORT="65535"), "would take port 65536"),
+    (dict(GATEWAY_PORT="http"), "GATEWAY_PORT=http is not a port"),
+])
+def test_the_pm2_file_refuses_gpus_and_ports_it_cannot_run(env, says):
+    done = load_pm2(NETUID="42", NETWORK="test", **env)
+    assert done.returncode != 0 and says in done.stderr, done.stderr
 
 
 def test_the_pm2_devnet_profile():
