@@ -73,7 +73,10 @@ function walletArgs(role, fallbackName) {
   return args;
 }
 
-const logArgs = () => (env("LOG_DIR", undefined) !== undefined ? ["--logging.dir", env("LOG_DIR")] : []);
+// `sub`: a folder of its own under LOG_DIR, for apps of one role that run side by side (the generation
+// servers): rotating one file from several processes loses lines.
+const logArgs = (sub = "") =>
+  env("LOG_DIR", undefined) !== undefined ? ["--logging.dir", sub ? path.join(env("LOG_DIR"), sub) : env("LOG_DIR")] : [];
 
 const app = (name, args, extraEnv = {}) => ({
   name,
@@ -154,7 +157,7 @@ module.exports = {
     ...servers.map((server) =>
       app(`text3d-generation-${server.gpu}`, [
         "-m", "text3d.cli.main", "generation-server", "--device", "cuda",
-        "--server.port", String(server.port), ...logArgs(),
+        "--server.port", String(server.port), ...logArgs(`generation-${server.gpu}`),
       ], { CUDA_VISIBLE_DEVICES: server.gpu })
     ),
   ],

@@ -164,7 +164,8 @@ def test_the_pm2_file_runs_a_generation_server_per_gpu_behind_the_miner_and_a_ga
             continue
         role, flags = _role_and_flags(app["args"])
         settings = load_settings(role, flags)
-        assert str(settings.logging.dir) == "/var/log/text3d", name
+        own = "/" + name.removeprefix("text3d-") if role == "generation-server" else ""  # one rotating file each
+        assert str(settings.logging.dir) == "/var/log/text3d" + own, name
         assert settings.netuid == (1 if role == "generation-server" else 42), name  # a generator reads no chain
         assert app["stop_exit_codes"] == [78] and app["autorestart"], name
     assert load_settings("miner", _role_and_flags(miner)[1]).generation.endpoints == ",".join(
