@@ -74,8 +74,7 @@ def test_each_save_is_scored_with_what_changed(tmp_path):
     finally:
         # Ctrl-C lands between two scorings or inside one (a model call returns first); on a loaded
         # 2-core CI machine the interpreter's shutdown (torch threads, the watcher) took over 60 s
-        # once and over 240 s another time, so the command now ends itself 20 s after handling
-        # Ctrl-C (common.stopping.exit_if_stuck); the ceiling is a generous one, not a timing.
+        # once, so the ceiling is the same generous one as every other wait here, not a timing.
         child.send_signal(signal.SIGINT)
         try:
             status = child.wait(timeout=240)

@@ -236,7 +236,6 @@ def _watch(model, root: Path, entry, args, limits) -> int:
 
     from watchfiles import watch
 
-    from text3d.common.stopping import exit_if_stuck
     from text3d.reward.assets.archives import ArchiveCache
     from text3d.reward.reporting.changes import changes, describe
 
@@ -277,9 +276,7 @@ def _watch(model, root: Path, entry, args, limits) -> int:
                 ranking.flush(final=True)
             changed = set()
     except KeyboardInterrupt:
-        # every save's score is printed and written; a library thread (the file watcher's, torch's, the
-        # renderer's) must not keep the process alive after Ctrl-C (seen once in CI: over 240 s)
-        exit_if_stuck(20.0, command="text3d score --watch")
+        pass
     finally:
         events.close()
     return 0

@@ -8,8 +8,7 @@ but ``text3d.protocol.errors``):
     lazy.py         ``lazy_exports``: package exports that load on first use
     argparsing.py   ``CommandParser``: a command's own short usage and a "did you mean" on a bad flag
     hub.py          ``prefer_offline_when_unreachable``: no 50 s of hub retries on a machine without network
-    stopping.py     ``stop_on_signals``: the event SIGINT and SIGTERM set, which every neuron waits on;
-                    ``exit_if_stuck``: Ctrl-C ends a command even when a library thread hangs its shutdown
+    stopping.py     ``stop_on_signals``: the event SIGINT and SIGTERM set, which every neuron waits on
 """
 
 from text3d.common.lazy import lazy_exports
@@ -23,7 +22,6 @@ _HOMES = {
     "lazy_exports": "text3d.common.lazy",
     "prefer_offline_when_unreachable": "text3d.common.hub",
     "stop_on_signals": "text3d.common.stopping",
-    "exit_if_stuck": "text3d.common.stopping",
 }
 __all__ = list(_HOMES)
 __getattr__, __dir__ = lazy_exports(__name__, _HOMES)
