@@ -48,14 +48,26 @@ class _Lines:
                 return line
         raise AssertionError("no such line; saw:\n" + "\n".join(self.seen[-40:]))
 
+    def drain(self) -> None:
+        """Move what the child printed after the last ``until`` into ``seen`` (for a failure's message)."""
+        while True:
+            try:
+                self.seen.append(self.queue.get(timeout=0.5))
+            except queue.Empty:
+                return
+
 
 def test_each_save_is_scored_with_what_changed(tmp_path):
     target = tmp_path / "chair.ply"
     target.write_bytes(coloured_box((200, 40, 40)).export(file_type="ply"))
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+    # Ctrl-C as a terminal sends it: SIGINT at its default. A suite started in the background by a
+    # script (`make test &`) runs with SIGINT ignored, and a child inherits that; Python then leaves
+    # it ignored, as every Unix program does, and no Ctrl-C could reach the watcher.
     child = subprocess.Popen([sys.executable, "-m", "text3d.cli.main", "score", str(target), "--prompt", "a red cube",
                               "--watch", *TINY], cwd=source_root(), env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True)
+                             stderr=subprocess.STDOUT, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines = _Lines(child.stdout)
     try:
         lines.until(lambda s: s.startswith("watching "))
@@ -80,6 +92,8 @@ def test_each_save_is_scored_with_what_changed(tmp_path):
             status = child.wait(timeout=240)
         except subprocess.TimeoutExpired:
             child.kill()
+            child.wait()
+            lines.drain()
             raise AssertionError("the watcher did not stop on Ctrl-C; saw:\n" + "\n".join(lines.seen[-40:]))
     assert status == 0
     assert first.startswith("score ") and "clip" in first
