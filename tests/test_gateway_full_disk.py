@@ -10,6 +10,7 @@ taken again and the held result is stored.
 """
 
 import json
+import threading
 
 import httpx
 import pytest
@@ -60,3 +61,33 @@ def test_a_full_disk_refuses_new_jobs_and_keeps_old_results(small_disk, subnet, 
             assert again.status_code == 200, again.text
         assert gateway.store.job(held["id"]).status == "done"
         assert gateway.post(key, {"prompt": json.dumps("a green bottle")}).status_code == 202
+
+
+def test_a_new_connection_reads_stored_results_on_a_full_disk(small_disk):  # noqa: F811
+    """The HTTP server answers each request on a worker thread, and a thread new since the disk
+    filled opens its own SQLite connection: opening it must not write (it did: the auto_vacuum
+    pragma, on every connection), or stored results answer 507 at random."""
+    from text3d.gateway.quotas import Limits
+    from text3d.gateway.store import NewJob
+    from text3d.gateway.sqlite_store import SqliteJobStore
+
+    store = SqliteJobStore(small_disk / "gateway.sqlite3")
+    _, job = store.admit("k_a", Limits(10, 10, 10), NewJob("a chair", None), max_queued=10)
+    claim = store.claim("worker")
+    assert store.complete(claim.id, claim.lease_token, worker="worker", score=0.5, evidence={},
+                          parts={"mesh": b"glTF" + bytes(2000)})
+    ballast = fill(small_disk)
+    read: dict = {}
+
+    def on_a_new_thread() -> None:
+        try:
+            read["mesh"] = store.blob(job.id, "mesh")
+        except Exception as exc:  # noqa: BLE001 -- what the request would have turned into a 507
+            read["error"] = exc
+
+    thread = threading.Thread(target=on_a_new_thread)
+    thread.start()
+    thread.join()
+    assert read.get("mesh", b"")[:4] == b"glTF", read.get("error")
+    ballast.unlink()
+    store.close()

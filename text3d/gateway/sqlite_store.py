@@ -26,6 +26,7 @@ from text3d.protocol.errors import StoreFull, StoreUnavailable
 __all__ = ["SqliteJobStore"]
 
 _SQLITE_FULL = 13
+_INCREMENTAL = 2  # PRAGMA auto_vacuum: 0 none, 1 full, 2 incremental
 
 
 class SqliteJobStore(SqlJobStore):
@@ -42,7 +43,10 @@ class SqliteJobStore(SqlJobStore):
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")  # takes effect on a new file only: before any table
+        # takes effect on a new file only (before any table); set on every connection, it writes, and on a full
+        # disk a new connection (a new thread's) then could not even read the stored results: set it once
+        if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != _INCREMENTAL:
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
