@@ -18,6 +18,9 @@ import pytest
 from tests.test_full_disk import fill, small_disk  # noqa: F401 -- the fixture
 from tests.test_gateway_api import Gateway, result_body
 from text3d.demo import LocalSubnet
+from text3d.gateway.quotas import Limits
+from text3d.gateway.sqlite_store import SqliteJobStore
+from text3d.gateway.store import NewJob
 from text3d.protocol.organic import RESULT_ROUTE
 
 pytestmark = pytest.mark.integration
@@ -67,10 +70,6 @@ def test_a_new_connection_reads_stored_results_on_a_full_disk(small_disk):  # no
     """The HTTP server answers each request on a worker thread, and a thread new since the disk
     filled opens its own SQLite connection: opening it must not write (it did: the auto_vacuum
     pragma, on every connection), or stored results answer 507 at random."""
-    from text3d.gateway.quotas import Limits
-    from text3d.gateway.store import NewJob
-    from text3d.gateway.sqlite_store import SqliteJobStore
-
     store = SqliteJobStore(small_disk / "gateway.sqlite3")
     _, job = store.admit("k_a", Limits(10, 10, 10), NewJob("a chair", None), max_queued=10)
     claim = store.claim("worker")

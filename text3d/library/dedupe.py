@@ -10,10 +10,10 @@ members are listed in name order and the first is the one a tidy library would k
 
 Cost: the rule aligns the two surfaces of every pair it judges (about 32 ms a pair of honest
 blobs on a 2-core CPU, docs/performance.md), so a library of up to ``exhaustive_max`` assets
-(at most 1,770 pairs, under a minute) is handed to ``cluster_copies`` whole. Past that, a pair is judged only when one asset is among the other's
-``neighbours`` nearest by appearance (mean CLIP view embedding) or by shape (the histogram
-of distances from the centre of its whitened surface cloud, which stretches and turns leave
-alone) -- copies look alike and have alike shapes -- and each connected set of pairs the rule
+(at most 1,770 pairs, under a minute) is handed to ``cluster_copies`` whole. Past that, a
+pair is judged only when one asset is among the other's ``neighbours`` nearest by appearance
+(mean CLIP view embedding) or by shape (the histogram of distances from the centre of its
+whitened surface cloud, which stretches and turns leave alone) -- copies look alike and have alike shapes -- and each connected set of pairs the rule
 joined is handed to ``cluster_copies`` again as a whole. The result says which way it went
 (``exhaustive``) and how many pairs were judged.
 """
