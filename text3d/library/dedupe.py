@@ -13,9 +13,10 @@ blobs on a 2-core CPU, docs/performance.md), so a library of up to ``exhaustive_
 (at most 1,770 pairs, under a minute) is handed to ``cluster_copies`` whole. Past that, a
 pair is judged only when one asset is among the other's ``neighbours`` nearest by appearance
 (mean CLIP view embedding) or by shape (the histogram of distances from the centre of its
-whitened surface cloud, which stretches and turns leave alone) -- copies look alike and have alike shapes -- and each connected set of pairs the rule
-joined is handed to ``cluster_copies`` again as a whole. The result says which way it went
-(``exhaustive``) and how many pairs were judged.
+whitened surface cloud, which stretches and turns leave alone) -- copies look alike and have
+alike shapes -- and each connected set of pairs the rule joined is handed to
+``cluster_copies`` again as a whole. The result says which way it went (``exhaustive``) and
+how many pairs were judged.
 """
 
 from __future__ import annotations
