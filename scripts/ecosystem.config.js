@@ -124,10 +124,23 @@ function generationServers(taken) {
 }
 
 const chain = chainArgs();
+// The apps of this file bind their ports on one machine, and two on one port leave one of them
+// unable to start: a clash refuses to load instead. Returns each port mapped to its variable.
+function distinctPorts(ports) {
+  const taken = {};
+  for (const [name, value] of Object.entries(ports)) {
+    if (taken[value] !== undefined) {
+      throw new Error(`${name}=${value} is the port ${taken[value]} binds: give each app its own port`);
+    }
+    taken[value] = name;
+  }
+  return taken;
+}
+
 const llavaPort = port("LLAVA_PORT", "8080");
 const axonPort = port("AXON_PORT", "8091");
 const gatewayPort = port("GATEWAY_PORT", "8095");
-const servers = generationServers({ [llavaPort]: "LLAVA_PORT", [axonPort]: "AXON_PORT", [gatewayPort]: "GATEWAY_PORT" });
+const servers = generationServers(distinctPorts({ LLAVA_PORT: llavaPort, AXON_PORT: axonPort, GATEWAY_PORT: gatewayPort }));
 const endpoints = servers.map((server) => `http://127.0.0.1:${server.port}`).join(",");
 const gatewayUrl = env("GATEWAY_URL", undefined);
 

@@ -186,6 +186,8 @@ def test_the_pm2_file_without_gpus_keeps_generation_in_the_miner():
     (dict(GENERATION_GPUS="0,1,2,3", GENERATION_PORT="8093"), "would take port 8095, which GATEWAY_PORT binds"),
     (dict(GENERATION_GPUS="0,1", GENERATION_PORT="65535"), "would take port 65536"),
     (dict(GATEWAY_PORT="http"), "GATEWAY_PORT=http is not a port"),
+    (dict(AXON_PORT="8080"), "AXON_PORT=8080 is the port LLAVA_PORT binds"),
+    (dict(GATEWAY_PORT="8091"), "GATEWAY_PORT=8091 is the port AXON_PORT binds"),
 ])
 def test_the_pm2_file_refuses_gpus_and_ports_it_cannot_run(env, says):
     done = load_pm2(NETUID="42", NETWORK="test", **env)
