@@ -1,10 +1,10 @@
 """A real miner app served the way ``text3d miner`` serves it, in its own process (for slow-loris tests).
 
-    python -m tests.guarded_miner MINER_HOTKEY VALIDATOR_HOTKEY PORT_FILE [HEADER_TIMEOUT_S]
+    python -m tests.guarded_miner MINER_HOTKEY VALIDATOR_HOTKEY PORT_FILE [SETTINGS_JSON]
 
 ``MinerService`` + the stake-ordered ``GenerationQueue`` (a tiny pre-encoded mesh per
 prompt) under ``text3d.miner.main.server_config`` with the default ``MinerSettings``
-connection limits (the header timeout may be shortened), on 127.0.0.1; the chosen port
+connection limits (``SETTINGS_JSON`` may change any ``MinerSettings`` field), on 127.0.0.1; the chosen port
 is written to ``PORT_FILE`` once the server listens. A hand metagraph registers the
 validator (500 TAO, permit). Runs until killed.
 """
@@ -12,6 +12,7 @@ validator (500 TAO, permit). Runs until killed.
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -32,7 +33,7 @@ def main(argv: list[str]) -> None:
     from tests.loopback import free_socket, hand_metagraph, tiny_mesh_payload
 
     miner_hotkey, validator_hotkey, port_file = argv[:3]
-    settings = MinerSettings(**({"header_timeout_s": float(argv[3])} if len(argv) > 3 else {}))
+    settings = MinerSettings(**(json.loads(argv[3]) if len(argv) > 3 else {}))
     payload = tiny_mesh_payload()
     queue = GenerationQueue(lambda prompts, seeds: [(payload, MeshFormat.DRACO) for _ in prompts],
                             ThreadPoolExecutor(max_workers=1), max_batch_size=4, window_s=0.01, max_queue=32,

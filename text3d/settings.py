@@ -257,9 +257,10 @@ class MinerSettings(Section):
         None, description="SQLite replay store shared by the miner's workers (default: in the miner's data folder)."
     )
     # text3d.miner.connections: checked before any authentication (docs/miner-security.md)
-    max_connections: int = Field(4096, ge=16, le=65536, description="Open connections in all (more: closed at once).")
+    max_connections: int = Field(4096, ge=16, le=65536, description="Open connections in all (at the cap, the "
+                                 "connection waiting longest on its client is closed to make room).")
     max_connections_per_ip: int = Field(
-        32, ge=1, le=4096, description="Open connections per source address (more: closed at once)."
+        32, ge=1, le=4096, description="Open connections per source: an IPv4 address, an IPv6 /64 (more: closed at once)."
     )
     header_timeout_s: float = Field(10.0, gt=0.0, le=120.0, description="A request's headers must arrive within this.")
     body_timeout_s: float = Field(10.0, gt=0.0, le=120.0, description="A request's body must arrive within this.")

@@ -93,6 +93,7 @@ class Miner:
         self.service.metrics.watch(self.queue, self.service)
         self.app = create_app(self.service)
         self.guard = ConnectionGuard(section.connection_limits())
+        self.service.metrics.watch_connections(self.guard)
 
     async def sync(self) -> None:
         self.service.metagraph = await asyncio.to_thread(self.chain.metagraph)

@@ -17,6 +17,9 @@ Miner (``MinerMetrics``)::
     text3d_miner_answer_bytes                           size of the mesh bytes sent
     text3d_miner_queue_depth / _queue_running           requests waiting / batches running now
     text3d_miner_metagraph_synced                       1 once the caller policy has a metagraph
+    text3d_miner_connections_open                       TCP connections the connection guard holds now
+    text3d_miner_connections_closed_total{reason}       closed by the guard before any request: source_cap,
+                                                        total_cap, evicted, header_timeout, body_timeout
 
 Validator (``ValidatorMetrics``)::
 
@@ -169,6 +172,26 @@ class MinerMetrics:
         self.queue_depth.set_function(lambda: float(getattr(queue, "queued", 0)))
         self.queue_running.set_function(lambda: float(getattr(queue, "running_batches", 0)))
         self.metagraph_synced.set_function(lambda: 1.0 if getattr(service, "metagraph", None) is not None else 0.0)
+
+    def watch_connections(self, guard: Any) -> None:
+        """Read the connection guard's (``text3d.miner.connections``) counts at scrape time."""
+        from prometheus_client import Gauge
+        from prometheus_client.core import CounterMetricFamily
+
+        from text3d.miner.connections import CLOSE_REASONS
+
+        Gauge("text3d_miner_connections_open", "TCP connections the connection guard holds now.",
+              registry=self.registry).set_function(lambda: float(guard.open))
+
+        class ClosedConnections:
+            def collect(self) -> Iterable[Any]:
+                family = CounterMetricFamily("text3d_miner_connections_closed", "Connections the guard closed "
+                                             "before a request reached the app, by reason.", labels=["reason"])
+                for reason in CLOSE_REASONS:
+                    family.add_metric([reason], float(guard.closed[reason]))
+                yield family
+
+        self.registry.register(ClosedConnections())
 
     def observe_request(self, *, status: int, caller: str, seconds: float, detail: str = "",
                         generation_s: float | None = None, payload_bytes: int | None = None) -> None:
