@@ -12,7 +12,8 @@ step's secret rig, through the production entry points:
     clip         the CLIP image batch + contrast texts: tiny CLIP, or with ``--production-clip``
                  open_clip ViT-L-14 built with pretrained=None (random weights: same cost)
     canary       text3d.reward.defences.canary.check_canary without a captioner (renders + CLIP)
-    attack       an overdraw mesh (``--attack-faces`` huge triangles): time until the budget refuses it
+    attack       an overdraw mesh (``--attack-faces`` huge triangles) and a needle mesh (as many
+                 zero-width triangles across the view): time until the budget refuses each
 
 Each defence must also give the honest answer (the honest mesh within the budget, no OCR
 text, no caption flag, the canary ok, the attack refused), or the bench fails. Medians
@@ -31,7 +32,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from bench._harness import Bench, duration, run  # noqa: E402
 
-SMOKE = {"faces": 2_000, "repeats": 1, "attack_faces": 20_000, "clip_arch": "tiny"}
+SMOKE = {"faces": 2_000, "repeats": 1, "attack_faces": 200_000, "clip_arch": "tiny"}  # 200k needles: edges ~580
 SUITE_RUNS = [["--production-clip"]]
 PACKAGES = ("torch", "open_clip_torch", "moderngl", "trimesh", "numpy", "rapidocr-onnxruntime", "onnxruntime")
 STEP_SEED = 2024
@@ -50,7 +51,7 @@ def measure(bench: Bench, args: argparse.Namespace) -> dict:
     import torch
 
     from bench.score import random_weight_clip
-    from tests.attack_meshes import overdraw_mesh
+    from tests.attack_meshes import needle_mesh, overdraw_mesh
     from tests.meshes import coloured_sphere
     from text3d.reward.clip import ClipScorer
     from text3d.reward.config import RewardConfig
@@ -72,10 +73,11 @@ def measure(bench: Bench, args: argparse.Namespace) -> dict:
     renderer = get_renderer()
     views = renderer.render(mesh, n, px, rig)
     t = {}
-    honest = estimate_overdraw(mesh, rig, n, px, config.max_overdraw)
-    bench.check(honest.overdraw <= config.max_overdraw, f"the honest mesh's overdraw {honest.overdraw:.1f} is over the "
-                                                        f"budget {config.max_overdraw}")
-    t["budget"] = bench.time(lambda: estimate_overdraw(mesh, rig, n, px, config.max_overdraw), args.repeats)
+    honest = estimate_overdraw(mesh, rig, n, px, config.max_overdraw, config.max_edge_overdraw)
+    bench.check(honest.over_budget(config.max_overdraw, config.max_edge_overdraw) is None,
+                f"the honest mesh is over the budget: {honest.as_dict}")
+    t["budget"] = bench.time(lambda: estimate_overdraw(mesh, rig, n, px, config.max_overdraw, config.max_edge_overdraw),
+                             args.repeats)
     t["render"] = bench.time(lambda: renderer.render(mesh, n, px, rig), args.repeats)
     t["flatness"] = bench.time(lambda: (thickness(mesh), silhouette_fractions(views, rig.background_rgb)), args.repeats)
     t["fingerprint"] = bench.time(lambda: fingerprint(mesh, views, "bench"), args.repeats)
@@ -104,13 +106,19 @@ def measure(bench: Bench, args: argparse.Namespace) -> dict:
     bench.check(canary.ok, f"the canary failed: {canary.reason}")
     t["canary"] = bench.time(lambda: check_canary(model, step_seed=STEP_SEED, expectations=expectations),
                              max(1, args.repeats - 1))
-    attack = overdraw_mesh(args.attack_faces)
+    attack, needles = overdraw_mesh(args.attack_faces), needle_mesh(args.attack_faces)
     start = time.perf_counter()
-    refused = estimate_overdraw(attack, rig, n, px, config.max_overdraw)
+    refused = estimate_overdraw(attack, rig, n, px, config.max_overdraw, config.max_edge_overdraw)
     attack_s = time.perf_counter() - start
     bench.check(refused.overdraw > config.max_overdraw, f"the {args.attack_faces:,}-face overdraw attack was not refused "
                                                         f"(overdraw {refused.overdraw:.1f} <= {config.max_overdraw})")
-    seconds = {k: round(v.median_s, 4) for k, v in t.items()} | {"attack_refused": round(attack_s, 4)}
+    start = time.perf_counter()
+    slivers = estimate_overdraw(needles, rig, n, px, config.max_overdraw, config.max_edge_overdraw)
+    needles_s = time.perf_counter() - start
+    bench.check(slivers.edge_overdraw > config.max_edge_overdraw,
+                f"the {args.attack_faces:,}-needle attack was not refused ({slivers.as_dict})")
+    seconds = {k: round(v.median_s, 4) for k, v in t.items()} | {"attack_refused": round(attack_s, 4),
+                                                                  "needles_refused": round(needles_s, 4)}
     clip_label = f"CLIP {clip.name.split('/')[0]}" + (" (random weights)" if args.production_clip else " (tiny test CLIP)")
     rows = [["render budget (overdraw estimate, before drawing)", duration(seconds["budget"])],
             [f"render, {n} views at {px} px", duration(seconds["render"])],
@@ -121,19 +129,21 @@ def measure(bench: Bench, args: argparse.Namespace) -> dict:
     rows += [["caption guard (8 captions)", duration(seconds["guard"])],
              [f"{clip_label}, {n} views + {len(texts)} texts", duration(seconds["clip"])],
              ["canary (no captioner), per step", duration(seconds["canary"])],
-             [f"overdraw attack, {args.attack_faces:,} faces: refused after", duration(attack_s)]]
+             [f"overdraw attack, {args.attack_faces:,} faces: refused after", duration(attack_s)],
+             [f"needle attack, {args.attack_faces:,} faces: refused after", duration(needles_s)]]
     bench.table(f"Per-asset validation cost at the production protocol (a {len(mesh.faces):,}-face coloured mesh under a "
                 f"secret rig; {renderer.gl_renderer}; median of {args.repeats})", ["stage", "cost per asset"], rows,
                 note="Captioning is not included (bench/caption_7b.py). On a validator GPU the CLIP and OCR rows shrink "
                      "by one to two orders of magnitude; rendering stays on the GPU's EGL.")
     if args.production_clip and "ocr" in seconds:
-        total = sum(v for k, v in seconds.items() if k not in ("canary", "attack_refused"))
+        total = sum(v for k, v in seconds.items() if k not in ("canary", "attack_refused", "needles_refused"))
         bench.headline(f"Validation without captions: {duration(total)} per asset on this CPU at the production "
                        f"protocol ({n} views at {px} px, {clip_label}, OCR and every defence).")
     return {**figures, "faces": len(mesh.faces), "n_views": n, "resolution_px": px, "protocol": PROTOCOL.digest()[:12],
             "gl_renderer": renderer.gl_renderer, "threads": torch.get_num_threads(), "clip_model": clip.name,
             "attack_faces": args.attack_faces, "attack_overdraw": round(refused.overdraw, 1),
-            "honest_overdraw": round(honest.overdraw, 2), "seconds": seconds}
+            "needles_edge_overdraw": round(slivers.edge_overdraw, 1), "honest_overdraw": round(honest.overdraw, 2),
+            "honest_edge_overdraw": round(honest.edge_overdraw, 2), "seconds": seconds}
 
 
 if __name__ == "__main__":

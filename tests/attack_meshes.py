@@ -157,3 +157,16 @@ def overdraw_mesh(n_faces: int = 1_000_000, seed: int = 0) -> trimesh.Trimesh:
     faces = np.arange(3 * n_faces, dtype=np.int64).reshape(n_faces, 3)
     rgb = np.full((len(vertices), 3), 180.0)
     return _mesh(vertices, faces, rgb)
+
+
+def needle_mesh(n_faces: int = 1_000_000, seed: int = 0) -> trimesh.Trimesh:
+    """``n_faces`` zero-width triangles through the centre in random directions: they cover
+    almost no area (overdraw ~0.01) but each runs across the whole image, and a rasteriser
+    walks every edge (34 s to draw on llvmpipe, against 3.1 s for a 1M-face sphere)."""
+    rng = np.random.default_rng(seed)
+    direction = rng.normal(size=(n_faces, 3))
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    apex = direction * 0.999 + rng.normal(scale=1e-7, size=(n_faces, 3))
+    vertices = np.stack([-direction, direction, apex], axis=1).reshape(-1, 3)
+    faces = np.arange(3 * n_faces, dtype=np.int64).reshape(n_faces, 3)
+    return _mesh(vertices, faces, np.full((len(vertices), 3), 180.0))

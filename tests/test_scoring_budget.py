@@ -8,7 +8,10 @@ Attacks pinned (each fails before this change):
   batch; now only that asset scores 0, with the exception in its reason;
 - a hung captioner (64 images took 49 s under a 1 s timeout): now the batch ends at its
   one caption deadline with CaptionerUnavailable (a validator fault) that says so, not
-  after the client's retries.
+  after the client's retries;
+- slivers (spec 0.1.6): the overdraw mesh stretched 1e6 times along one axis, or a million
+  zero-width needles, cover almost no area and passed the area budget, then took 17 s and
+  34 s to draw (an honest 1M-face sphere: 3.1 s); now their edge length refuses them.
 """
 
 import threading
@@ -25,7 +28,7 @@ from text3d.reward.errors import CaptionerUnavailable, ResourceExhausted, Valida
 from text3d.reward.model import RewardModel
 from text3d.reward.render.views import get_renderer
 from text3d.reward.text import TextEmbedder
-from tests.attack_meshes import overdraw_mesh
+from tests.attack_meshes import needle_mesh, overdraw_mesh
 from tests.loopback import free_socket
 from tests.meshes import coloured_sphere, red_cube
 
@@ -57,9 +60,67 @@ def test_overdraw_mesh_is_refused_before_drawing_and_the_batch_finishes(tiny_cli
     assert bad.defences["overdraw"] > 1000 and "render" not in bad.timings_s
     assert len(renderer.drawn) == 1 and renderer.drawn[0] is honest  # the attack (306 s of rendering) never was
     assert good.is_valid and good.defences["overdraw"] <= PROTOCOL_MAX and good.timings_s["render"] > 0
+    assert good.defences["edge_overdraw"] <= CONFIG.max_edge_overdraw
 
 
 PROTOCOL_MAX = CONFIG.max_overdraw
+
+
+def _stretched(mesh, factor: float) -> trimesh.Trimesh:
+    return trimesh.Trimesh(np.asarray(mesh.vertices) * [factor, 1.0, 1.0], mesh.faces, process=False, validate=False)
+
+
+@pytest.mark.parametrize("attack", ["needles", "stretched 1e6", "stretched 1e15"])
+def test_slivers_are_refused_before_drawing_by_their_edge_length(tiny_clip, attack):
+    """They cover almost no area, so the area estimate let them through to 17-34 s of drawing."""
+    from text3d.reward.defences.budget import estimate_overdraw
+    from text3d.reward.render.camera import draw_secret_rig
+
+    mesh = needle_mesh(1_000_000) if attack == "needles" else _stretched(overdraw_mesh(1_000_000),
+                                                                          float(attack.split()[1]))
+    estimate = estimate_overdraw(mesh, draw_secret_rig(RewardConfig().rig, 5), 8, 512, CONFIG.max_overdraw,
+                                 CONFIG.max_edge_overdraw)
+    assert estimate.overdraw < 0.1 and estimate.edge_overdraw > 1000 and estimate.views_projected == 1
+    renderer = CountingRenderer()
+    model = RewardModel(_clip(tiny_clip), None, config=RewardConfig(n_views=8, resolution_px=512), renderer=renderer)
+    report = model.score(mesh, "a chair", step_seed=5)
+    assert not report.is_valid and "edges would run" in report.invalid_reason
+    assert renderer.drawn == [] and report.defences["edge_overdraw"] > 1000
+
+
+def test_the_edge_bound_golden():
+    """One equilateral triangle, sides 2: normalised into the unit sphere (bounding-box centre,
+    radius sqrt(7)/2) its sides are 4/sqrt(7); the bound without projecting is
+    3 * 4/sqrt(7) * f * (W/2) * sqrt(1 + 1/(D^2 - 1)) / (D - 1) / W^2 with f = 1/tan(20 deg),
+    D = 3, W = 64: 0.051630 (and the area likewise, by the same stretch)."""
+    from text3d.reward.defences.budget import estimate_overdraw
+    from text3d.reward.render.camera import canonical_rig
+
+    triangle = trimesh.Trimesh([[-1.0, 0, 0], [1, 0, 0], [0, 3 ** 0.5, 0]], [[0, 1, 2]], process=False)
+    estimate = estimate_overdraw(triangle, canonical_rig(CONFIG.rig), 4, 64, 8.0, 256.0)
+    assert estimate.bound_only and estimate.views_projected == 0
+    assert estimate.edge_overdraw == pytest.approx(0.051630, rel=1e-4)
+    side = 4 / 7 ** 0.5
+    assert estimate.overdraw == pytest.approx(3 ** 0.5 / 4 * side ** 2 * (1 / np.tan(np.radians(20))) ** 2 / 4
+                                              * (1 + 1 / 8) ** 0.5 / 4, rel=1e-6)
+
+
+@pytest.mark.parametrize("name", ["sphere 1M faces", "needles 20k", "overdraw 2k"])
+def test_the_bounds_are_never_below_what_the_views_measure(name):
+    """The one-pass 3-D bounds decide alone only when every view is within budget: they must
+    bound every view of every rig from above (off-axis perspective stretch included)."""
+    from text3d.reward.defences.budget import estimate_overdraw
+    from text3d.reward.render.camera import draw_secret_rig
+
+    mesh = {"sphere 1M faces": lambda: coloured_sphere(1_000_000, seed=3), "needles 20k": lambda: needle_mesh(20_000),
+            "overdraw 2k": lambda: overdraw_mesh(2_000)}[name]()
+    bounded = estimate_overdraw(mesh, draw_secret_rig(RewardConfig().rig, 1), 8, 512, 1e12, 1e12)
+    assert bounded.bound_only
+    for seed in range(4):
+        rig = draw_secret_rig(RewardConfig().rig, seed)
+        measured = estimate_overdraw(mesh, rig, 8, 512, 0.0, 0.0)  # projects (stops at the first view)
+        assert not measured.bound_only and measured.views_projected == 1
+        assert measured.overdraw <= bounded.overdraw and measured.edge_overdraw <= bounded.edge_overdraw
 
 
 class FailsOn:

@@ -52,7 +52,7 @@ def _facts() -> list[str]:
         f"from [{low:g}, {high:g}] to [0, 1]",
         f"**CLIP {w.clip:g}, caption {w.caption:g}**", f"and {w.reference:g} for reference descriptions",
         f"more than {d.ocr_max_chars} legible characters (confidence at least {d.ocr_min_confidence:g})",
-        f"`min(1, thickness / {d.min_thickness:g})`", f"worst view) exceeds {d.max_overdraw:g}",
+        f"`min(1, thickness / {d.min_thickness:g})`", f"worst view) exceeds {d.max_overdraw:g}", f"worst view) exceeds {d.max_edge_overdraw:g}, is invalid",
         f"coordinates beyond {MAX_COORDINATE:.0e}".replace("e+", "e"),
         f"({RewardConfig().render_timeout_s:g} s by default",
         f"differ by more than {d.fingerprint_max_aspect_change:g} on some axis",

@@ -120,6 +120,9 @@ class RewardConfig(BaseModel):
         description="Two answers whose proportions differ by more than this factor are never one object.")
     max_overdraw: float = Field(_D.max_overdraw, gt=0.0, json_schema_extra=PINNED_FIELD,
                                 description="A mesh costing more than this many screens of drawing is refused unrendered.")
+    max_edge_overdraw: float = Field(_D.max_edge_overdraw, gt=0.0, json_schema_extra=PINNED_FIELD,
+                                     description="A mesh whose triangles' edges run more pixels than this per image "
+                                                 "pixel is refused unrendered (thin slivers).")
 
     # operational: change no score, so not part of the protocol
     caption_deadline_s: float = Field(300.0, gt=0.0, description="Seconds for all the captions of one batch.")
@@ -175,6 +178,7 @@ class RewardConfig(BaseModel):
             ocr_max_chars=d.ocr_max_chars, ocr_min_confidence=d.ocr_min_confidence, min_thickness=d.min_thickness,
             fingerprint_max_distance=d.fingerprint_max_distance,
             fingerprint_view_max_distance=d.fingerprint_view_max_distance, max_overdraw=d.max_overdraw,
+            max_edge_overdraw=d.max_edge_overdraw,
             fingerprint_colour_max_distance=d.fingerprint_colour_max_distance,
             fingerprint_min_colour_agreement=d.fingerprint_min_colour_agreement,
             fingerprint_relief_ratio=d.fingerprint_relief_ratio,
@@ -211,6 +215,7 @@ class RewardConfig(BaseModel):
                 ocr_engine=base.defences.ocr_engine, min_thickness=self.min_thickness,
                 fingerprint_max_distance=self.fingerprint_max_distance,
                 fingerprint_view_max_distance=self.fingerprint_view_max_distance, max_overdraw=self.max_overdraw,
+                max_edge_overdraw=self.max_edge_overdraw,
                 fingerprint_colour_max_distance=self.fingerprint_colour_max_distance,
                 fingerprint_min_colour_agreement=self.fingerprint_min_colour_agreement,
                 fingerprint_relief_ratio=self.fingerprint_relief_ratio,

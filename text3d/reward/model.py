@@ -407,15 +407,17 @@ class RewardModel:
             item = Observation()
             observations.append(item)
             t0 = time.perf_counter()
-            estimate = estimate_overdraw(mesh, rig, n_views, cfg.resolution_px, cfg.max_overdraw)
+            estimate = estimate_overdraw(mesh, rig, n_views, cfg.resolution_px, cfg.max_overdraw,
+                                         cfg.max_edge_overdraw)
             item.timings["budget"] = time.perf_counter() - t0
-            item.defences["overdraw"] = round(float(estimate.overdraw), 4) if np.isfinite(estimate.overdraw) else None
+            for key, value in (("overdraw", estimate.overdraw), ("edge_overdraw", estimate.edge_overdraw)):
+                item.defences[key] = round(float(value), 4) if np.isfinite(value) else None
             if estimate.invalid_reason is not None:
                 item.reason = estimate.invalid_reason
                 continue
-            if estimate.overdraw > cfg.max_overdraw:
-                item.reason = (f"the mesh is over the render budget: its triangles would cover the image "
-                               f"{estimate.overdraw:.0f} times over (at most {cfg.max_overdraw:g})")
+            over = estimate.over_budget(cfg.max_overdraw, cfg.max_edge_overdraw)
+            if over is not None:
+                item.reason = over
                 continue
             t0 = time.perf_counter()
             renderer = self.renderer

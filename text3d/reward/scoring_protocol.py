@@ -224,6 +224,7 @@ class DefenceSpec(BaseModel):
     fingerprint_max_aspect_change: float = Field(1.6, ge=1.0)
     fingerprint_view_max_distance: float = Field(0.02, gt=0.0)  # per-pixel RMS at 32 px, same rig
     max_overdraw: float = Field(8.0, gt=0.0)  # text3d.reward.defences.budget: projected area / viewport, worst view
+    max_edge_overdraw: float = Field(256.0, gt=0.0)  # ... and projected edge length in pixels / image pixels
 
 
 class RewardWeights(BaseModel):
