@@ -270,7 +270,10 @@ def test_a_taken_port_is_one_sentence_naming_the_flag():
 
 
 def _all_sample_names() -> set[str]:
+    from text3d.miner.connections import ConnectionGuard
+
     miner, validator = MinerMetrics(), ValidatorMetrics()
+    miner.watch_connections(ConnectionGuard())  # as text3d.miner.main wires it
     miner.observe_request(status=200, caller="validator", seconds=1.0, generation_s=0.5, payload_bytes=10)
     miner.observe_request(status=503, caller="validator", seconds=1.0, detail="queue full")
     validator.observe_step(_step(1, [MinerOutcome(1, "hk", "ok", score=0.5, response_s=1.0)],
