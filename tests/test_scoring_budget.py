@@ -223,7 +223,8 @@ def test_the_overdraw_mesh_scaled_up_is_still_refused_before_drawing(tiny_clip, 
     attack = overdraw_mesh(1_000_000)
     attack.vertices = np.asarray(attack.vertices) * scale
     rig = RewardConfig(n_views=8, resolution_px=512).rig
-    estimate = estimate_overdraw(attack, draw_secret_rig(rig, 5), 8, 512, CONFIG.max_overdraw)
+    estimate = estimate_overdraw(attack, draw_secret_rig(rig, 5), 8, 512, CONFIG.max_overdraw,
+                                 CONFIG.max_edge_overdraw)
     assert estimate.invalid_reason is not None or estimate.overdraw > 1000
     model = RewardModel(_clip(tiny_clip), None, config=RewardConfig(n_views=8, resolution_px=512))
     report = model.score(attack, "a chair", step_seed=5)
@@ -241,7 +242,7 @@ def test_a_mesh_whose_extent_is_not_a_size_is_invalid_before_drawing(vertices, r
     from text3d.reward.render.camera import canonical_rig
 
     mesh = trimesh.Trimesh(vertices, [[0, 1, 2]], process=False, validate=False)
-    estimate = estimate_overdraw(mesh, canonical_rig(CONFIG.rig), 4, 64, CONFIG.max_overdraw)
+    estimate = estimate_overdraw(mesh, canonical_rig(CONFIG.rig), 4, 64, CONFIG.max_overdraw, CONFIG.max_edge_overdraw)
     assert reason in (estimate.invalid_reason or "")
 
 

@@ -74,7 +74,8 @@ def run(profile: Profile, work: Path) -> Figures:
     figures.timed("flatness.s_per_asset", clock.run(flatness, runs, profile.warmup),
                   note="surface thickness + silhouettes of the views")
     figures.timed("budget.s_per_asset", clock.run(
-        lambda: estimate_overdraw(next(cycle)[0], rig, n_views, px, config.max_overdraw), runs, profile.warmup),
+        lambda: estimate_overdraw(next(cycle)[0], rig, n_views, px, config.max_overdraw, config.max_edge_overdraw),
+        runs, profile.warmup),
         note="overdraw estimate before rendering")
     figures.info["software_render"] = is_software_renderer(renderer.gl_renderer)
     return figures

@@ -46,7 +46,6 @@ import numpy as np
 import trimesh
 
 from text3d.reward.render.camera import CameraRig
-from text3d.reward.scoring_protocol import PROTOCOL
 
 __all__ = ["OverdrawEstimate", "estimate_overdraw", "MAX_COORDINATE"]
 
@@ -104,7 +103,7 @@ def _normalised(mesh: trimesh.Trimesh) -> tuple[np.ndarray, np.ndarray] | str | 
 
 def estimate_overdraw(
     mesh: trimesh.Trimesh, rig: CameraRig, n_views: int, resolution: int, max_overdraw: float,
-    max_edge_overdraw: float = PROTOCOL.defences.max_edge_overdraw,
+    max_edge_overdraw: float,
 ) -> OverdrawEstimate:
     """The overdraw and edge overdraw estimates of ``mesh`` under ``rig`` (see the module docstring).
 
