@@ -139,6 +139,26 @@ def hide_inside(mesh, rng: np.random.Generator) -> trimesh.Trimesh:
     return trimesh.util.concatenate([mesh, inner])
 
 
+def add_decoy(mesh, distance: float, share: float, rng: np.random.Generator, crumpled: bool = False) -> trimesh.Trimesh:
+    """A small grey chip carrying ``share`` of the surface area, ``distance`` sizes from the
+    centre of the bounding box in a direction ``rng`` draws: a decoy beside the object (about
+    1-2 sizes off) or far away, there to move the fingerprint's frame, not to be seen.
+    ``crumpled``: the chip's 80 triangles jittered as far as the chip is wide, so it carries
+    its share of the area on a far smaller footprint on screen."""
+    v = np.asarray(mesh.vertices, np.float64)
+    size = _size(mesh)
+    direction = rng.normal(size=3)
+    centre = (v.min(axis=0) + v.max(axis=0)) / 2.0 + distance * size * direction / np.linalg.norm(direction)
+    ico = trimesh.creation.icosphere(1)
+    chip = np.asarray(ico.vertices, np.float64)
+    if crumpled:
+        chip = chip + rng.normal(size=chip.shape)
+    chip *= np.sqrt(share * mesh.area / trimesh.Trimesh(chip, ico.faces, process=False).area)
+    grey = np.tile(np.array([90, 90, 90, 255], np.uint8), (len(chip), 1))
+    return trimesh.Trimesh(np.vstack([v, chip + centre]), np.vstack([np.asarray(mesh.faces), ico.faces + len(v)]),
+                           vertex_colors=np.vstack([_colours(mesh), grey]), process=False)
+
+
 def recode(mesh, fmt: MeshFormat = MeshFormat.DRACO) -> trimesh.Trimesh:
     return decode_mesh(encode_mesh(mesh, fmt))
 
@@ -163,6 +183,9 @@ DEFORMATIONS: dict[str, Deform] = {
     "recolour": lambda m, r: recolour(m, r),
     "repaint": lambda m, r: repaint(m),
     "hidden inside": lambda m, r: hide_inside(m, r),
+    "decoy beside": lambda m, r: add_decoy(m, 2.0, 0.03, r),
+    "decoy far off": lambda m, r: add_decoy(m, 1000.0, 0.001, r),
+    "crumpled decoy": lambda m, r: add_decoy(m, 2.0, 0.03, r, crumpled=True),
 }
 
 COMBINATIONS: dict[str, Deform] = {
@@ -171,6 +194,8 @@ COMBINATIONS: dict[str, Deform] = {
     "hidden+turn+stretch+jitter": lambda m, r: jitter(stretch(turn(hide_inside(m, r), 61.0), (1.1, 1.0, 0.8)), 0.002, r),
     "decimate+tilt+repaint+permute": lambda m, r: permute(repaint(turn(cluster_decimate(m, 40), -7.0, (0, 0, 1))), r),
     "remesh+warp+stretch+turn": lambda m, r: turn(stretch(warp(remesh(m), 0.02, r), (0.85, 1.15, 1.2)), 200.0),
+    "decoys+stretch+turn+glb": lambda m, r: recode(turn(stretch(add_decoy(add_decoy(m, 2.0, 0.01, r), 1000.0, 0.0001, r),
+                                                                (1.15, 0.9, 1.0)), 33.0), MeshFormat.GLB),
 }
 
 

@@ -55,6 +55,7 @@ def _facts() -> list[str]:
         f"`min(1, thickness / {d.min_thickness:g})`", f"worst view) exceeds {d.max_overdraw:g}", f"worst view) exceeds {d.max_edge_overdraw:g}, is invalid",
         f"coordinates beyond {MAX_COORDINATE:.0e}".replace("e+", "e"),
         f"({RewardConfig().render_timeout_s:g} s by default",
+        f"surface within {d.fingerprint_body_reach:g} of its own principal spreads",
         f"differ by more than {d.fingerprint_max_aspect_change:g} on some axis",
         f"alignment is at most {d.fingerprint_max_distance:g}",
         f"at most {d.fingerprint_relief_ratio:g} of the smaller *relief*",

@@ -97,3 +97,40 @@ def test_the_repeat_memory_is_saved_beside_the_state_and_a_damaged_one_is_not_fa
     ValidatorState.answers_path(path).write_bytes(b"PK\x03\x04 damaged")
     damaged = ValidatorState.load(path)
     assert damaged.averages == {3: 0.5} and len(damaged.answers) == 0
+
+
+def test_a_repeat_memory_of_an_older_fingerprint_format_starts_empty_and_keeps_the_averages(tmp_path, caplog):
+    """A release that changes the fingerprint (0.1.7: the body trim) cannot compare its clouds with
+    the ones it saved: the memory starts empty, the log says why, the moving averages survive."""
+    import io
+
+    import numpy as np
+
+    from tests.meshes import coloured_sphere
+    from text3d.reward.defences.fingerprint import fingerprint
+
+    state = ValidatorState(averages={3: 0.5}, hotkeys={3: "hk"}, step=7)
+    state.answers.add("hk", 1, "a chair", fingerprint(coloured_sphere(2000, seed=0)))
+    path = tmp_path / "state.json"
+    state.save(path)
+
+    def older(blob: bytes) -> bytes:  # the same npz, written as fingerprint format 3 (spec 0.1.6)
+        with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+        arrays["version"] = np.int32(3)
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        return buffer.getvalue()
+
+    with np.load(io.BytesIO(ValidatorState.answers_path(path).read_bytes()), allow_pickle=False) as npz:
+        memory = {name: npz[name] for name in npz.files}
+    memory = {name: (np.frombuffer(older(value.tobytes()), np.uint8) if name.startswith("fp") else value)
+              for name, value in memory.items()}
+    buffer = io.BytesIO()
+    np.savez(buffer, **memory)
+    ValidatorState.answers_path(path).write_bytes(buffer.getvalue())
+
+    with caplog.at_level("WARNING"):
+        back = ValidatorState.load(path)
+    assert back.averages == {3: 0.5} and back.step == 7 and len(back.answers) == 0
+    assert "unknown fingerprint version 3" in caplog.text

@@ -188,6 +188,33 @@ def test_a_step_packed_with_deformed_variants_of_one_generation_pays_one_answer(
     assert outcomes["honest-a"].status == "ok" and outcomes["honest-b"].status == "ok"
 
 
+def test_copies_wearing_decoys_beside_or_far_off_earn_once(tmp_path):
+    """A copycat hangs a small chip beside each copy of one blob, or far off (0.01-3 % of the
+    area, 2 to 1,000 sizes away, some crumpled, some with a stretch and a turn), and sends them
+    as PLY and GLB: under spec 0.1.6 the decoy moved each copy's fingerprint frame (its
+    proportions past the 1.6 gate), so every hotkey was paid. Now the earliest earns."""
+    from tests.copycat_corpus import add_decoy, blob_seeds, stretch, turn
+
+    blob, honest_a, honest_b = blob_seeds([0, 5, 9], faces=8000)
+    decoys = [(2.0, 0.03, False), (3.0, 0.01, True), (10.0, 0.001, False), (1000.0, 0.0001, False),
+              (2.5, 0.02, True), (50.0, 0.005, False)]
+    copies = []
+    for i, (distance, share, crumpled) in enumerate(decoys):
+        copy = add_decoy(blob, distance, share, np.random.default_rng(i), crumpled)
+        copies.append(turn(stretch(copy, (1.1, 1.0, 0.9)), 40.0 * i) if i % 2 else copy)
+    formats = [MeshFormat.PLY, MeshFormat.GLB]
+    hotkeys = [OWN_HOTKEY] + [f"decoyed-{i}" for i in range(len(copies))] + ["honest-a", "honest-b"]
+    plan = {f"decoyed-{i}": (c, formats[i % 2], 2.0 + 0.2 * i) for i, c in enumerate(copies)}
+    plan |= {"honest-a": (honest_a, MeshFormat.DRACO, 1.5), "honest-b": (honest_b, MeshFormat.DRACO, 4.0)}
+    validator, _ = make(tmp_path, hotkeys, [plan])
+    outcomes = by_hotkey(run_step(validator))
+    decoyed = {h: o for h, o in outcomes.items() if h.startswith("decoyed-")}
+    assert [h for h, o in decoyed.items() if o.status == "ok"] == ["decoyed-0"], {h: o.status for h, o in outcomes.items()}
+    assert all(o.status == "duplicate" and f"uid {decoyed['decoyed-0'].uid}" in o.detail
+               for h, o in decoyed.items() if h != "decoyed-0")
+    assert outcomes["honest-a"].status == "ok" and outcomes["honest-b"].status == "ok"
+
+
 def test_a_deformed_object_for_another_prompt_is_a_repeat_even_after_a_restart_and_many_steps(tmp_path):
     """The repeat memory is per miner (its last answers, not the validator's last N steps) and
     saved with the state: stretched, tilted and recoloured, the miner's old answer for a new

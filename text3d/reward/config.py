@@ -118,6 +118,10 @@ class RewardConfig(BaseModel):
     fingerprint_max_aspect_change: float = Field(
         _D.fingerprint_max_aspect_change, ge=1.0, json_schema_extra=PINNED_FIELD,
         description="Two answers whose proportions differ by more than this factor are never one object.")
+    fingerprint_body_reach: float = Field(
+        _D.fingerprint_body_reach, gt=0.0, json_schema_extra=PINNED_FIELD,
+        description="An answer's fingerprint keeps the surface within this many of its principal spreads of its "
+                    "centre: a decoy placed farther off does not make a copy another object.")
     max_overdraw: float = Field(_D.max_overdraw, gt=0.0, json_schema_extra=PINNED_FIELD,
                                 description="A mesh costing more than this many screens of drawing is refused unrendered.")
     max_edge_overdraw: float = Field(_D.max_edge_overdraw, gt=0.0, json_schema_extra=PINNED_FIELD,
@@ -225,6 +229,7 @@ class RewardConfig(BaseModel):
                 fingerprint_min_pattern_agreement=self.fingerprint_min_pattern_agreement,
                 fingerprint_pattern_max_distance=self.fingerprint_pattern_max_distance,
                 fingerprint_max_aspect_change=self.fingerprint_max_aspect_change,
+                fingerprint_body_reach=self.fingerprint_body_reach,
             ),
         )
 

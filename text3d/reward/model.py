@@ -436,7 +436,8 @@ class RewardModel:
             item.timings["flatness"] = time.perf_counter() - t0
             if self.fingerprints:
                 t0 = time.perf_counter()
-                item.fingerprint = make_fingerprint(mesh, item.images, rig_key)
+                item.fingerprint = make_fingerprint(mesh, item.images, rig_key,
+                                                    body_reach=cfg.fingerprint_body_reach)
                 item.defences["fingerprint"] = item.fingerprint.digest()
                 item.timings["fingerprint"] = time.perf_counter() - t0
         self._measure(observations, prompts, deadline)

@@ -223,6 +223,9 @@ class DefenceSpec(BaseModel):
     # than this factor on some axis (a stretch of +-25 % per axis changes them by 1.4 at most)
     fingerprint_max_aspect_change: float = Field(1.6, ge=1.0)
     fingerprint_view_max_distance: float = Field(0.02, gt=0.0)  # per-pixel RMS at 32 px, same rig
+    # an answer's body, what its fingerprint describes: the surface within this many of its own principal
+    # spreads of its centre (text3d.reward.defences.shape_cloud); a decoy placed farther off is not the object
+    fingerprint_body_reach: float = Field(3.5, gt=0.0)
     max_overdraw: float = Field(8.0, gt=0.0)  # text3d.reward.defences.budget: projected area / viewport, worst view
     max_edge_overdraw: float = Field(256.0, gt=0.0)  # ... and projected edge length in pixels / image pixels
 

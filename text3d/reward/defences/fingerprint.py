@@ -4,12 +4,13 @@ Every miner gets its own seed, so two honest miners never return the same object
 generation answered for many hotkeys, or one object served for many prompts, is a copy,
 whatever was done to it on the way: stretched up to +-25 % per axis, tilted, turned,
 mirrored, warped by a few percent of its size, subdivided, decimated, remeshed,
-re-encoded, its vertices permuted or jittered, recoloured, geometry hidden inside it.
+re-encoded, its vertices permuted or jittered, recoloured, geometry hidden inside it or a
+small decoy placed beside it or far off.
 
 **What is compared.** ``fingerprint(mesh, images=None, rig_key=None) -> Fingerprint`` keeps
 the answer's outer surface as a small cloud in a frame no affine map changes
-(``text3d.reward.defences.shape_cloud``: area-weighted samples, hidden interior dropped,
-whitened, canonical axes, ~1,500 points with colours and normals), the proportions the
+(``text3d.reward.defences.shape_cloud``: area-weighted samples, decoys placed far off and
+hidden interior dropped, whitened, canonical axes, ~1,500 points with colours and normals), the proportions the
 whitening forgot (``aspect``), plus its views at 32 px when it was rendered (``views``,
 under the rig named ``rig_key``).
 
@@ -65,8 +66,11 @@ Measured (tests/test_copycat_rules.py, bench/copycat.py, docs/copycats.md): 96 o
 deformed copies of issue 17; 624 of 624 over four draws of each and 16 draws of every warp
 family on four blob seeds (spec 0.1.4 missed 40 of them, warped coloured blobs); 0 of 2,924
 honest pairs (``bench/copycat.py --honest-seeds 44``: 44 procedural seeds each of a torus and a
-cone among them). Within a step the views catch what hides inside. What still escapes: a
-blob both warped and recoloured (docs/copycats.md).
+cone among them). Since 0.1.7 the cloud is the answer's body (``shape_cloud``): a decoy chip
+of 0.01-3 % of the area 2 to 1e6 sizes off no longer moves the frame (0.1.6 let 60 of 64
+decoyed copies escape). Within a step the views catch what hides inside. What still escapes:
+a blob both warped and recoloured, and some chips of 1 % or more just beside the object
+(docs/copycats.md).
 
 ``cluster_copies(fingerprints)`` groups answers that are the same object, whatever order
 pairs are compared in (each joins the earliest group leader it copies); the validator's step and ``text3d dedupe``
@@ -114,10 +118,11 @@ __all__ = [
     "cluster_copies",
     "parallel_map",
     "DEFAULT_RULE",
+    "DEFAULT_BODY_REACH",
 ]
 
 _VIEW_PX = 32
-_FORMAT_VERSION = 3  # 3: the aspect (principal spreads before whitening) is kept
+_FORMAT_VERSION = 4  # 3: the aspect (principal spreads before whitening) is kept; 4: the cloud is the body's
 _MAX_POINTS = 100_000  # a stored fingerprint with more points is not one of ours
 _MAX_VIEWS = 64
 BEND_GAIN_MIN = 0.5  # bending keeps at least this share of the affine distance (measured: 0.55 at least)
@@ -257,6 +262,16 @@ def _protocol_rule() -> CopyRule:
 DEFAULT_RULE = _protocol_rule()
 
 
+def _protocol_body_reach() -> float:
+    from text3d.reward.scoring_protocol import PROTOCOL
+
+    return float(PROTOCOL.defences.fingerprint_body_reach)
+
+
+DEFAULT_BODY_REACH = _protocol_body_reach()
+"""The pinned protocol's body trim (``shape_cloud``): surface beyond this many principal spreads is not the object."""
+
+
 @dataclass(frozen=True)
 class Match:
     """What ``match`` measured: ``geometry`` (chamfer after alignment, whitened units; inf when
@@ -301,13 +316,14 @@ def view_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def fingerprint(mesh: trimesh.Trimesh, images: Sequence[Image.Image] | None = None,
-                rig_key: str | None = None) -> Fingerprint:
-    """The fingerprint of ``mesh``, with the view fingerprint of ``images`` when given.
+                rig_key: str | None = None, *, body_reach: float = DEFAULT_BODY_REACH) -> Fingerprint:
+    """The fingerprint of ``mesh``, with the view fingerprint of ``images`` when given; ``body_reach``:
+    ``shape_cloud``'s body trim (the pinned protocol's by default).
 
     Raises ``ValueError`` for a mesh without surface area.
     """
     views = view_fingerprint(images) if images else None
-    return Fingerprint(shape_cloud(mesh), views, rig_key if views is not None else None)
+    return Fingerprint(shape_cloud(mesh, body_reach=body_reach), views, rig_key if views is not None else None)
 
 
 def match(a: Fingerprint, b: Fingerprint, rule: CopyRule = DEFAULT_RULE) -> Match:

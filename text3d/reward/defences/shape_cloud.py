@@ -1,6 +1,6 @@
 """An answer's outer surface as a small point cloud in a frame no cheap deformation changes.
 
-``shape_cloud(mesh) -> ShapeCloud``: what the copycat rule compares (``text3d.reward.defences.alignment``).
+``shape_cloud(mesh, body_reach=...) -> ShapeCloud``: what the copycat rule compares (``text3d.reward.defences.alignment``).
 
 1. **Samples.** The surface is sampled with area weights: each triangle is split into a
    regular ``level x level`` lattice (``level`` from its share of the area) and gives each
@@ -8,23 +8,32 @@
    material colours baked per vertex, ``text3d.protocol.mesh_parts``). Independent of
    vertex and face order, of the container format, of subdivision, decimation and
    remeshing (the surface stays where it was).
-2. **Outer surface only.** The samples are voxelised in their bounding box
+2. **The body only.** Samples more than ``body_reach`` from the area-weighted centre in
+   the units of its own principal spreads (a Mahalanobis distance, so a stretch, tilt or
+   turn trims the same samples) are dropped, and the centre and spreads taken again
+   without them until nothing more is dropped (``_body_mask``). A speck or chip placed far
+   off (one per cent of the area a size away, or a triangle a million sizes away) would
+   otherwise carry the whitening, the proportions and the grids below, so that a copy
+   wearing one is another object; an honest surface sits within about 3 of its spreads
+   (a sphere's surface at sqrt(3)). Spreads are clamped to ``_BODY_MIN_SPREAD`` of the
+   largest first, so a plate keeps what stands off it by less than a fifth of its width.
+3. **Outer surface only.** The samples are voxelised in their bounding box
    (``_GRID`` cells a side, closed by one cell), the empty space reachable from the
    box's border is flood-filled, and only samples within ``_OUTER_REACH`` cells of it are
    kept: geometry hidden inside a closed shell (to move surface statistics) is dropped.
    Each cell's area is capped (``_cap_area``): crumpling a part by jitter inflates its
    area, not its weight.
-3. **Whitening.** Centred on the area-weighted centroid and multiplied by the inverse
+4. **Whitening.** Centred on the area-weighted centroid and multiplied by the inverse
    square root of the covariance, with the areas re-measured in the whitened frame a few
    times (``_whiten``): any stretch, shear, tilt, turn or mirror of the object (an affine
    map) becomes a rotation or reflection of the whitened cloud. The smallest spread is
    clamped to ``_MIN_SPREAD_RATIO`` of the largest so a flat object is not magnified into
    noise.
-4. **A canonical frame.** Rotated onto the eigenvectors of the fourth-moment matrix
+5. **A canonical frame.** Rotated onto the eigenvectors of the fourth-moment matrix
    ``sum w |x|^2 x x^T`` (the covariance is now the identity and says nothing). The
    remaining ambiguity (axis order and signs when eigenvalues are close) is searched
    when two clouds are compared.
-5. **Downsampled** on a grid of ``_CELL`` whitened units: one weighted mean point (and
+6. **Downsampled** on a grid of ``_CELL`` whitened units: one weighted mean point (and
    colour, and the dominant surface normal) per occupied cell, about 1,200-2,000 points:
    small enough to store per answer and compare pairwise.
 
@@ -51,6 +60,9 @@ _CELL = 0.2  # downsampling cell, whitened units (the cloud's spread is 1 per ax
 _FALLBACK_RGB = 170.0
 _WHITEN_ROUNDS = 4
 _MAX_CELL_AREA = 2.0  # cell faces of surface a cell may hold (a flat cut holds at most sqrt(3))
+_BODY_MIN_SPREAD = 0.2  # the body trim's smallest spread, as a share of the largest (plates keep their rims)
+_BODY_ROUNDS = 8  # trims until nothing more is dropped; decoys nested at eight scales are more than anyone sends
+_BODY_MIN_SAMPLES = 16  # a trim that would leave fewer samples is not made
 
 
 @dataclass(frozen=True)
@@ -171,6 +183,33 @@ def _cap_area(points: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return weights * scale[cell]
 
 
+def _body_mask(points: np.ndarray, weights: np.ndarray, reach: float) -> np.ndarray:
+    """[N] bool: the samples within ``reach`` of the area-weighted centre, in units of the
+    principal spreads of the samples kept (each clamped to ``_BODY_MIN_SPREAD`` of the
+    largest), trimmed again with the centre and spreads of what is left until nothing more
+    goes (at most ``_BODY_ROUNDS`` times).
+
+    Affine-equivariant up to how a stretch re-weighs area, so a copy is trimmed as its
+    original is. A decoy carrying a share ``f`` of the area far off makes the spreads
+    along it about ``sqrt(f / (1 - f))`` of its distance, so it lies near ``sqrt((1 - f) / f)``
+    of them out and goes for ``f`` under ``1 / (1 + reach**2)`` (7.5 % at 3.5); nearer than
+    ``reach`` it moves the spreads by at most ``f * reach**2``, which the alignment absorbs."""
+    keep = np.ones(len(points), bool)
+    for _ in range(_BODY_ROUNDS):
+        w = weights * keep
+        w = w / w.sum()
+        centre = np.einsum("n,nj->j", w, points)
+        d = points - centre
+        spread, axes = np.linalg.eigh(np.einsum("n,ni,nj->ij", w, d, d))
+        spread = np.maximum(spread, (_BODY_MIN_SPREAD**2) * max(float(spread.max()), 1e-300))
+        z = np.einsum("nj,jk->nk", d, axes / np.sqrt(spread))
+        inside = np.einsum("ni,ni->n", z, z) <= reach * reach
+        if (inside == keep).all() or inside.sum() < _BODY_MIN_SAMPLES or not (weights * inside).sum() > 0:
+            break
+        keep = inside
+    return keep
+
+
 def _outer_mask(points: np.ndarray) -> np.ndarray:
     """[N] bool: the samples within ``_OUTER_REACH`` cells of the empty space reachable from the
     border of a ``_GRID`` grid over the bounding box (the surface closed by one cell first)."""
@@ -239,11 +278,18 @@ def _downsample(x: np.ndarray, w: np.ndarray, rgb: np.ndarray | None, normals: n
     return points, total / total.sum(), colours, vectors[:, :, 2]
 
 
-def shape_cloud(mesh: trimesh.Trimesh) -> ShapeCloud:
-    """The canonical outer-surface cloud of ``mesh`` (see the module docstring)."""
+def shape_cloud(mesh: trimesh.Trimesh, *, body_reach: float) -> ShapeCloud:
+    """The canonical outer-surface cloud of ``mesh`` (see the module docstring); ``body_reach``:
+    the body trim's radius in principal spreads (the pinned protocol's
+    ``defences.fingerprint_body_reach``)."""
+    if not (np.isfinite(body_reach) and body_reach > 0):
+        raise ValueError(f"body_reach must be a positive number, got {body_reach!r}")
     points, weights, rgb, normals = surface_samples(mesh)
     if len(points) == 0 or not weights.sum() > 0:
         raise ValueError("the mesh has no surface area to fingerprint")
+    body = _body_mask(points, weights, body_reach)
+    points, weights, normals = points[body], weights[body], normals[body]
+    rgb = rgb[body] if rgb is not None else None
     outer = _outer_mask(points)
     if outer.sum() >= 16:  # nothing closed off otherwise: keep everything
         points, weights, normals = points[outer], weights[outer], normals[outer]
