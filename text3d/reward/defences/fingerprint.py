@@ -67,7 +67,7 @@ deformed copies of issue 17; 624 of 624 over four draws of each and 16 draws of 
 family on four blob seeds (spec 0.1.4 missed 40 of them, warped coloured blobs); 0 of 2,924
 honest pairs (``bench/copycat.py --honest-seeds 44``: 44 procedural seeds each of a torus and a
 cone among them). Since 0.1.7 the cloud is the answer's body (``shape_cloud``): a decoy chip
-of 0.01-3 % of the area 2 to 1e6 sizes off no longer moves the frame (0.1.6 let 60 of 64
+of 0.01-3 % of the area 2 to 1e6 sizes off no longer moves the frame (0.1.6 let 64 of 64
 decoyed copies escape). Within a step the views catch what hides inside. What still escapes:
 a blob both warped and recoloured, and some chips of 1 % or more just beside the object
 (docs/copycats.md).
