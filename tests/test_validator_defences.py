@@ -191,8 +191,8 @@ def test_a_step_packed_with_deformed_variants_of_one_generation_pays_one_answer(
 def test_copies_wearing_decoys_beside_or_far_off_earn_once(tmp_path):
     """A copycat hangs a small chip beside each copy of one blob, or far off (0.01-3 % of the
     area, 2 to 1,000 sizes away, some crumpled, some with a stretch and a turn), and sends them
-    as PLY and GLB: under spec 0.1.6 the decoy moved each copy's fingerprint frame (its
-    proportions past the 1.6 gate), so every hotkey was paid. Now the earliest earns."""
+    as PLY and GLB: under spec 0.1.6 the decoy moved each copy's fingerprint frame so far that
+    no pair reached the verdict, and every hotkey was paid. Now the earliest earns."""
     from tests.copycat_corpus import add_decoy, blob_seeds, stretch, turn
 
     blob, honest_a, honest_b = blob_seeds([0, 5, 9], faces=8000)

@@ -253,22 +253,14 @@ class CopyRule:
                    max_aspect_change=float(defences.fingerprint_max_aspect_change))
 
 
-def _protocol_rule() -> CopyRule:
+def _protocol_defences():
     from text3d.reward.scoring_protocol import PROTOCOL
 
-    return CopyRule.from_defences(PROTOCOL.defences)
+    return PROTOCOL.defences
 
 
-DEFAULT_RULE = _protocol_rule()
-
-
-def _protocol_body_reach() -> float:
-    from text3d.reward.scoring_protocol import PROTOCOL
-
-    return float(PROTOCOL.defences.fingerprint_body_reach)
-
-
-DEFAULT_BODY_REACH = _protocol_body_reach()
+DEFAULT_RULE = CopyRule.from_defences(_protocol_defences())
+DEFAULT_BODY_REACH = float(_protocol_defences().fingerprint_body_reach)
 """The pinned protocol's body trim (``shape_cloud``): surface beyond this many principal spreads is not the object."""
 
 

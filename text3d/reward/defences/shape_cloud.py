@@ -62,7 +62,7 @@ _WHITEN_ROUNDS = 4
 _MAX_CELL_AREA = 2.0  # cell faces of surface a cell may hold (a flat cut holds at most sqrt(3))
 _BODY_MIN_SPREAD = 0.2  # the body trim's smallest spread, as a share of the largest (plates keep their rims)
 _BODY_ROUNDS = 8  # trims until nothing more is dropped; decoys nested at eight scales are more than anyone sends
-_BODY_MIN_SAMPLES = 16  # a trim that would leave fewer samples is not made
+_MIN_KEPT_SAMPLES = 16  # a trim (the body's, the outer surface's) that would leave fewer samples is not made
 
 
 @dataclass(frozen=True)
@@ -183,6 +183,17 @@ def _cap_area(points: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return weights * scale[cell]
 
 
+def _principal_frame(points: np.ndarray, w: np.ndarray, min_spread_ratio: float):
+    """(centre [3], offsets [N, 3], spreads [3], linear [3, 3]) of ``points`` under weights ``w``
+    (summing to 1): ``offsets @ linear`` measures each point in units of the principal spreads
+    (variances, each clamped to ``min_spread_ratio**2`` of the largest)."""
+    centre = np.einsum("n,nj->j", w, points)
+    d = points - centre
+    spread, axes = np.linalg.eigh(np.einsum("n,ni,nj->ij", w, d, d))
+    spread = np.maximum(spread, (min_spread_ratio**2) * max(float(spread.max()), 1e-300))
+    return centre, d, spread, axes / np.sqrt(spread)
+
+
 def _body_mask(points: np.ndarray, weights: np.ndarray, reach: float) -> np.ndarray:
     """[N] bool: the samples within ``reach`` of the area-weighted centre, in units of the
     principal spreads of the samples kept (each clamped to ``_BODY_MIN_SPREAD`` of the
@@ -197,14 +208,10 @@ def _body_mask(points: np.ndarray, weights: np.ndarray, reach: float) -> np.ndar
     keep = np.ones(len(points), bool)
     for _ in range(_BODY_ROUNDS):
         w = weights * keep
-        w = w / w.sum()
-        centre = np.einsum("n,nj->j", w, points)
-        d = points - centre
-        spread, axes = np.linalg.eigh(np.einsum("n,ni,nj->ij", w, d, d))
-        spread = np.maximum(spread, (_BODY_MIN_SPREAD**2) * max(float(spread.max()), 1e-300))
-        z = np.einsum("nj,jk->nk", d, axes / np.sqrt(spread))
+        _, d, _, linear = _principal_frame(points, w / w.sum(), _BODY_MIN_SPREAD)
+        z = np.einsum("nj,jk->nk", d, linear)
         inside = np.einsum("ni,ni->n", z, z) <= reach * reach
-        if (inside == keep).all() or inside.sum() < _BODY_MIN_SAMPLES or not (weights * inside).sum() > 0:
+        if (inside == keep).all() or inside.sum() < _MIN_KEPT_SAMPLES or not (weights * inside).sum() > 0:
             break
         keep = inside
     return keep
@@ -239,11 +246,7 @@ def _whiten(points: np.ndarray, weights: np.ndarray, normals: np.ndarray):
     # einsum, not @: tall-thin products go to a multithreaded BLAS, which thrashes on a busy machine
     w = weights / weights.sum()
     for _ in range(_WHITEN_ROUNDS + 1):
-        centre = np.einsum("n,nj->j", w, points)
-        d = points - centre
-        spread, axes = np.linalg.eigh(np.einsum("n,ni,nj->ij", w, d, d))
-        spread = np.maximum(spread, (_MIN_SPREAD_RATIO**2) * max(float(spread.max()), 1e-300))
-        linear = axes / np.sqrt(spread)
+        centre, d, spread, linear = _principal_frame(points, w, _MIN_SPREAD_RATIO)
         if _ == _WHITEN_ROUNDS:
             break
         w = weights * np.sqrt(np.einsum("ni,ni->n", *(2 * [np.einsum("nj,ij->ni", normals, np.linalg.inv(linear))])))
@@ -291,7 +294,7 @@ def shape_cloud(mesh: trimesh.Trimesh, *, body_reach: float) -> ShapeCloud:
     points, weights, normals = points[body], weights[body], normals[body]
     rgb = rgb[body] if rgb is not None else None
     outer = _outer_mask(points)
-    if outer.sum() >= 16:  # nothing closed off otherwise: keep everything
+    if outer.sum() >= _MIN_KEPT_SAMPLES:  # nothing closed off otherwise: keep everything
         points, weights, normals = points[outer], weights[outer], normals[outer]
         rgb = rgb[outer] if rgb is not None else None
     weights = _cap_area(points, weights)
