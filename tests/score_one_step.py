@@ -27,9 +27,8 @@ def main(argv: list[str]) -> None:
     from text3d.reward.defences.canary import CanaryExpectations
     from text3d.settings import load_settings
     from text3d.validator.engine import Validator
-    from text3d.validator.main import build_prompt_sampler, build_reward_model
+    from text3d.validator.main import build_prompt_sampler, build_reward_model, open_state
     from text3d.validator.prompts import Task
-    from text3d.validator.state import ValidatorState
     from tests.test_validator_defences import ScriptedClient
     from tests.test_validator_unit import OWN_HOTKEY, FakeChain, FakeWallet
 
@@ -43,7 +42,7 @@ def main(argv: list[str]) -> None:
     validator = Validator(config, wallet=FakeWallet(), chain=FakeChain([OWN_HOTKEY, "m1", "m2"]),
                           client=ScriptedClient([{"m1": (mesh, MeshFormat.DRACO, 1.0),
                                                   "m2": (mesh, MeshFormat.PLY, 2.0)}]),
-                          reward_model=build_reward_model(settings), state=ValidatorState(), sampler=sampler,
+                          reward_model=build_reward_model(settings), state=open_state(settings, config), sampler=sampler,
                           rng=random.Random(11), canary=CanaryExpectations.for_models("tiny"))
     result = asyncio.run(validator.step())
     Path(out).write_text(json.dumps({

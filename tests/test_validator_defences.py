@@ -103,13 +103,13 @@ class FingerprintingScorer:
         return canonical_rig(PROTOCOL.rig) if step_seed is None else draw_secret_rig(PROTOCOL, step_seed)
 
 
-def make(tmp_path, hotkeys, script, *, scorer=None, canary_every=0, sampler=None):
+def make(tmp_path, hotkeys, script, *, scorer=None, canary_every=0, sampler=None, state=None):
     chain = FakeChain(hotkeys)
     config = ValidatorSettings(sample_size=16, alpha=0.5, state_path=tmp_path / "state.json", step_interval_s=0,
                                canary_every_steps=canary_every)
     rng = random.Random(7)
     validator = Validator(config, wallet=FakeWallet(), chain=chain, client=ScriptedClient(script),
-                          reward_model=scorer or FingerprintingScorer(), state=ValidatorState(),
+                          reward_model=scorer or FingerprintingScorer(), state=state or ValidatorState(),
                           sampler=sampler or PromptSampler(["a red chair", "a blue mug", "a green lamp"], rng), rng=rng,
                           canary=CanaryExpectations.for_models("tiny"))
     return validator, chain
@@ -142,6 +142,27 @@ def test_copies_of_one_object_earn_once_for_the_earliest_answer(tmp_path):
     averages = validator.state.averages
     assert averages[outcomes["original"].uid] == pytest.approx(0.4)
     assert averages[outcomes["copy-ply"].uid] == 0.0 and averages[outcomes["copy-glb-permuted"].uid] == 0.0
+
+
+def test_the_step_judges_copies_by_the_copycat_thresholds_of_its_own_scoring_settings(tmp_path):
+    """The fingerprint_* flags enter the scoring protocol's digest; the validator built by
+    ``text3d validator`` (``open_state``) judges duplicates and repeats by them too. Before, the
+    step always used the pinned protocol's rule, so a devnet validator with other thresholds
+    reported a digest it did not apply. Pinned networks refuse other thresholds at start-up
+    (``check_scoring_protocol``), so there the two are the same rule."""
+    from text3d.settings import load_settings
+    from text3d.validator.main import open_state
+
+    hotkeys = [OWN_HOTKEY, "chair", "torus"]
+    script = [{"chair": (CHAIR, MeshFormat.DRACO, 1.0), "torus": (TORUS, MeshFormat.DRACO, 2.0)}]
+    anything_goes = ["--reward.fingerprint_max_distance", "1000", "--reward.fingerprint_max_aspect_change", "1000"]
+    for name, flags, torus_status in (("pinned", [], "ok"), ("loose", anything_goes, "duplicate")):
+        settings = load_settings("validator", ["--models", "tiny", *flags])
+        config = settings.validator.model_copy(update={"state_path": tmp_path / f"{name}.json"})
+        state = open_state(settings, config)
+        assert state.answers.rule.geometry_max == settings.reward.fingerprint_max_distance
+        validator, _ = make(tmp_path, hotkeys, script, state=state)
+        assert by_hotkey(run_step(validator))["torus"].status == torus_status, name
 
 
 def test_the_same_object_for_different_prompts_scores_zero_after_the_first(tmp_path):

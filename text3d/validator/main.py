@@ -27,7 +27,7 @@ from text3d.validator.prompts import PromptSampler
 from text3d.validator.reports import StepReports
 from text3d.validator.state import ValidatorState
 
-__all__ = ["build_reward_model", "check_scoring_protocol", "build_prompt_sampler", "main"]
+__all__ = ["build_reward_model", "check_scoring_protocol", "build_prompt_sampler", "open_state", "main"]
 
 
 def build_reward_model(settings: Settings, metrics: ValidatorMetrics | None = None) -> Any:
@@ -57,6 +57,17 @@ def check_scoring_protocol(settings: Settings) -> None:
                    has_captioner=captioner.enabled)
 
 
+def open_state(settings: Settings, config: ValidatorSettings) -> ValidatorState:
+    """The saved state at ``config.state_path``, its repeat memory judging copies by the copycat
+    rule of ``settings.reward``: the pinned protocol's on finney and test (``check_scoring_protocol``),
+    whatever the fingerprint_* flags say on a devnet, so the thresholds that enter the protocol
+    digest are the ones the step applies."""
+    from text3d.reward.defences.fingerprint import CopyRule
+
+    return ValidatorState.load(config.state_path, config.copycat_answers_per_miner,
+                               rule=CopyRule.from_defences(settings.reward))
+
+
 def build_prompt_sampler(settings: ValidatorSettings, rng: random.Random) -> PromptSampler:
     """The step's prompt source: composed (>= 10^6 prompts), mixed with the shipped list, or an LLM's."""
     from text3d.validator.prompts import ComposedPrompts, LLMPrompts, MixedPrompts, ShippedPrompts
@@ -84,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         chain = open_chain(settings.subtensor.network, settings.netuid, chain_endpoint=settings.subtensor.chain_endpoint,
                            devnet_db=settings.devnet.db)
         wallet = open_registered(settings.wallet.name, settings.wallet.hotkey, settings.wallet.path, chain)
-        state = ValidatorState.load(config.state_path, config.copycat_answers_per_miner)
+        state = open_state(settings, config)
         metrics = ValidatorMetrics()
         reward_model = build_reward_model(settings, metrics)
         metrics_server = start_metrics_server(settings.metrics, metrics.registry)

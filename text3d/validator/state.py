@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from text3d.reward.defences.fingerprint import DEFAULT_RULE, CopyRule
 from text3d.validator.repeats import RecentAnswers
 
 __all__ = ["ValidatorState"]
@@ -128,20 +129,22 @@ class ValidatorState:
         return removed
 
     @classmethod
-    def load(cls, path: str | Path, answers_per_miner: int = 8) -> "ValidatorState":
+    def load(cls, path: str | Path, answers_per_miner: int = 8, rule: CopyRule = DEFAULT_RULE) -> "ValidatorState":
         """The saved state, or a fresh one when ``path`` does not exist.
 
-        ``answers_per_miner`` bounds the repeat memory. Removes the temporary files of killed
+        ``answers_per_miner`` bounds the repeat memory; ``rule`` is the copycat rule it judges
+        repeats by (and the step its duplicates: ``text3d.validator.copycats``), the scoring
+        settings' own (``CopyRule.from_defences(settings.reward)``). Removes the temporary files of killed
         saves first. Raises ``ValueError`` for a file
         that exists but is not a validator state (refusing beats silently forgetting every
         miner's history).
         """
         path = Path(path)
         cls.remove_temp_files(path)
-        answers = RecentAnswers(answers_per_miner)
+        answers = RecentAnswers(answers_per_miner, rule=rule)
         if cls.answers_path(path).exists():
             try:
-                answers = RecentAnswers.from_bytes(cls.answers_path(path).read_bytes(), answers_per_miner)
+                answers = RecentAnswers.from_bytes(cls.answers_path(path).read_bytes(), answers_per_miner, rule=rule)
             except (OSError, ValueError) as exc:  # expendable: repeats are caught again from the next answers
                 log.warning("the repeat memory %s is unreadable (%s): starting with an empty one",
                             cls.answers_path(path), exc)
