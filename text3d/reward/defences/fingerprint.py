@@ -68,9 +68,10 @@ family on four blob seeds (spec 0.1.4 missed 40 of them, warped coloured blobs);
 honest pairs (``bench/copycat.py --honest-seeds 44``: 44 procedural seeds each of a torus and a
 cone among them). Since 0.1.7 the cloud is the answer's body (``shape_cloud``): a decoy chip
 of 0.01-3 % of the area 2 to 1e6 sizes off no longer moves the frame (0.1.6 let 64 of 64
-decoyed copies escape). Within a step the views catch what hides inside. What still escapes:
-a blob both warped and recoloured, and some chips of 1 % or more just beside the object
-(docs/copycats.md).
+decoyed copies escape); since 0.1.8 the trim also starts from a frame a chip just beyond the
+object cannot stretch (0.1.7 let 13 of 560 near chips escape, 0.1.8 six). Within a step the
+views catch what hides inside. What still escapes: a blob both warped and recoloured, and
+some chips of 1 % or more touching the object (docs/copycats.md).
 
 ``cluster_copies(fingerprints)`` groups answers that are the same object, whatever order
 pairs are compared in (each joins the earliest group leader it copies); the validator's step and ``text3d dedupe``
@@ -122,7 +123,7 @@ __all__ = [
 ]
 
 _VIEW_PX = 32
-_FORMAT_VERSION = 4  # 3: the aspect (principal spreads before whitening) is kept; 4: the cloud is the body's
+_FORMAT_VERSION = 5  # 3: the aspect (principal spreads before whitening) is kept; 4: the cloud is the body's; 5: the body from a robust start
 _MAX_POINTS = 100_000  # a stored fingerprint with more points is not one of ours
 _MAX_VIEWS = 64
 BEND_GAIN_MIN = 0.5  # bending keeps at least this share of the affine distance (measured: 0.55 at least)
