@@ -361,6 +361,15 @@ def test_a_fingerprint_survives_its_own_serialisation_and_hostile_bytes_do_not_l
             Fingerprint.from_bytes(saved(**hostile))
 
 
+def six_points_and_a_chip(share: float, distance: float) -> tuple[np.ndarray, np.ndarray]:
+    """(points, weights): a body of six samples at +-1 on each axis, replicated past the trim's
+    16-sample floor and carrying 1 - ``share``, and a chip of weight ``share`` on the x axis at
+    ``distance``: the hand-computed cases of the body trim's golden tests."""
+    body = np.repeat(np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]], float), 4, axis=0)
+    return (np.vstack([body, [[distance, 0.0, 0.0]]]),
+            np.append(np.full(len(body), (1.0 - share) / len(body)), share))
+
+
 def test_the_body_trim_golden():
     """Hand-computed: a body of six samples at +-1 on each axis (weight 0.99 / 6 each, spreads
     sqrt(0.33) about its centre) and a decoy of weight 0.01 on the x axis at distance L.
@@ -372,21 +381,14 @@ def test_the_body_trim_golden():
     3.97 first, so the body's samples are within 0.51 of the centre then."""
     from text3d.reward.defences.shape_cloud import _body_mask, _reach_trim
 
-    body = np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]], float)
-    # replicated past the trim's 16-sample floor; weights shared out so the body still carries 0.99
-    body = np.repeat(body, 4, axis=0)
-
-    def mask(decoy_weight: float, distance: float, reach: float = 3.5) -> np.ndarray:
-        points = np.vstack([body, [[distance, 0.0, 0.0]]])
-        weights = np.append(np.full(len(body), (1.0 - decoy_weight) / len(body)), decoy_weight)
-        return _body_mask(points, weights, reach)
+    def mask(decoy_weight: float, distance: float) -> np.ndarray:
+        return _body_mask(*six_points_and_a_chip(decoy_weight, distance), 3.5)
 
     assert mask(0.01, 100.0).tolist() == [True] * 24 + [False]
     assert mask(0.01, 3.0).tolist() == [True] * 24 + [False]
     assert mask(0.05, 2.0).all()
     # the plain trim's bound itself: at 4.6 it keeps the decoy at L = 3 (4.59 out), at 4.58 it drops it
-    points = np.vstack([body, [[3.0, 0.0, 0.0]]])
-    weights = np.append(np.full(len(body), 0.99 / len(body)), 0.01)
+    points, weights = six_points_and_a_chip(0.01, 3.0)
     everything = np.ones(len(points), bool)
     assert _reach_trim(points, weights, 4.6, everything).all() and not _reach_trim(points, weights, 4.58, everything).all()
 
@@ -402,11 +404,8 @@ def test_the_body_trim_starts_again_from_a_frame_a_near_chip_cannot_pull():
     decoy the plain trim drops: a second large part of a scene, which stays."""
     from text3d.reward.defences.shape_cloud import _body_mask
 
-    body = np.repeat(np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]], float), 4, axis=0)
-
     def mask(share: float, distance: float, reach: float = 3.5) -> np.ndarray:
-        points = np.vstack([body, [[distance, 0.0, 0.0]]])
-        return _body_mask(points, np.append(np.full(len(body), (1.0 - share) / len(body)), share), reach)
+        return _body_mask(*six_points_and_a_chip(share, distance), reach)
 
     assert mask(0.05, 2.5).tolist() == [True] * 24 + [False]
     assert mask(0.01, 3.0, reach=4.6).tolist() == [True] * 24 + [False]
