@@ -159,6 +159,28 @@ def add_decoy(mesh, distance: float, share: float, rng: np.random.Generator, cru
                            vertex_colors=np.vstack([_colours(mesh), grey]), process=False)
 
 
+def add_object(mesh, distance: float, share: float, rng: np.random.Generator, bridged: bool = False) -> trimesh.Trimesh:
+    """A second object beside the copy: a grey ball carrying ``share`` of the area (12-20 %, more
+    than a decoy: it stays in the body, as a scene's second object must), ``distance`` sizes
+    from the centre in a direction ``rng`` draws; ``bridged``: joined to the object's centre by a
+    bar 3 % of the size wide, so the two are one connected surface."""
+    with_ball = add_decoy(mesh, distance, share, rng)
+    if not bridged:
+        return with_ball
+    v = np.asarray(mesh.vertices, np.float64)
+    start = (v.min(axis=0) + v.max(axis=0)) / 2.0
+    along = np.asarray(with_ball.vertices, np.float64)[len(v):].mean(axis=0) - start
+    length = float(np.linalg.norm(along))
+    bar = trimesh.creation.box(extents=(length, 0.03 * _size(mesh), 0.03 * _size(mesh)))
+    placed = trimesh.geometry.align_vectors([1.0, 0.0, 0.0], along / length)
+    placed[:3, 3] = start + along / 2.0
+    bar.apply_transform(placed)
+    grey = np.tile(np.array([90, 90, 90, 255], np.uint8), (len(bar.vertices), 1))
+    return trimesh.Trimesh(np.vstack([with_ball.vertices, bar.vertices]),
+                           np.vstack([with_ball.faces, np.asarray(bar.faces) + len(with_ball.vertices)]),
+                           vertex_colors=np.vstack([_colours(with_ball), grey]), process=False)
+
+
 def recode(mesh, fmt: MeshFormat = MeshFormat.DRACO) -> trimesh.Trimesh:
     return decode_mesh(encode_mesh(mesh, fmt))
 
@@ -186,6 +208,8 @@ DEFORMATIONS: dict[str, Deform] = {
     "decoy beside": lambda m, r: add_decoy(m, 2.0, 0.03, r),
     "decoy far off": lambda m, r: add_decoy(m, 1000.0, 0.001, r),
     "crumpled decoy": lambda m, r: add_decoy(m, 2.0, 0.03, r, crumpled=True),
+    "second object beside": lambda m, r: add_object(m, 1.5, 0.15, r),
+    "bridged second object": lambda m, r: add_object(m, 2.0, 0.2, r, bridged=True),
 }
 
 COMBINATIONS: dict[str, Deform] = {
@@ -196,6 +220,9 @@ COMBINATIONS: dict[str, Deform] = {
     "remesh+warp+stretch+turn": lambda m, r: turn(stretch(warp(remesh(m), 0.02, r), (0.85, 1.15, 1.2)), 200.0),
     "decoys+stretch+turn+glb": lambda m, r: recode(turn(stretch(add_decoy(add_decoy(m, 2.0, 0.01, r), 1000.0, 0.0001, r),
                                                                 (1.15, 0.9, 1.0)), 33.0), MeshFormat.GLB),
+    "object+stretch+tilt+draco": lambda m, r: recode(turn(stretch(add_object(m, 3.0, 0.12, r), (0.85, 1.0, 1.2)),
+                                                          -6.0, (1, 0, 0))),
+    "hidden+object+turn+jitter": lambda m, r: jitter(turn(add_object(hide_inside(m, r), 2.0, 0.15, r), 61.0), 0.002, r),
 }
 
 

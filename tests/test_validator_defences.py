@@ -236,6 +236,34 @@ def test_copies_wearing_decoys_beside_or_far_off_earn_once(tmp_path):
     assert outcomes["honest-a"].status == "ok" and outcomes["honest-b"].status == "ok"
 
 
+def test_copies_with_a_second_object_beside_them_earn_once(tmp_path):
+    """A copycat sets a second object beside each copy of one blob, a grey ball of 12-20 % of the
+    area (too large for the body trim: a scene's second object stays in the body), some joined
+    to the blob by a bar, some stretched and turned; the plain copy arrives later. Under spec
+    0.1.8 each copy's body was another object and every hotkey was paid. Now each answer's
+    core part is judged too (part against body, part against part): the earliest earns."""
+    from tests.copycat_corpus import add_object, blob_seeds, stretch, turn
+
+    blob, honest_a, honest_b = blob_seeds([0, 5, 9], faces=8000)
+    objects = [(1.5, 0.15, False), (2.0, 0.2, True), (3.0, 0.12, False), (1.5, 0.2, True)]
+    copies = []
+    for i, (distance, share, bridged) in enumerate(objects):
+        copy = add_object(blob, distance, share, np.random.default_rng(30 + i), bridged)
+        copies.append(turn(stretch(copy, (0.9, 1.0, 1.15)), 70.0 * i) if i % 2 else copy)
+    copies.append(turn(blob, 25.0))  # the object alone, after the scenes
+    formats = [MeshFormat.PLY, MeshFormat.GLB]
+    hotkeys = [OWN_HOTKEY] + [f"scene-{i}" for i in range(len(copies))] + ["honest-a", "honest-b"]
+    plan = {f"scene-{i}": (c, formats[i % 2], 2.0 + 0.2 * i) for i, c in enumerate(copies)}
+    plan |= {"honest-a": (honest_a, MeshFormat.DRACO, 1.5), "honest-b": (honest_b, MeshFormat.DRACO, 4.0)}
+    validator, _ = make(tmp_path, hotkeys, [plan])
+    outcomes = by_hotkey(run_step(validator))
+    scenes = {h: o for h, o in outcomes.items() if h.startswith("scene-")}
+    assert [h for h, o in scenes.items() if o.status == "ok"] == ["scene-0"], {h: o.status for h, o in outcomes.items()}
+    assert all(o.status == "duplicate" and f"uid {scenes['scene-0'].uid}" in o.detail
+               for h, o in scenes.items() if h != "scene-0")
+    assert outcomes["honest-a"].status == "ok" and outcomes["honest-b"].status == "ok"
+
+
 def test_a_deformed_object_for_another_prompt_is_a_repeat_even_after_a_restart_and_many_steps(tmp_path):
     """The repeat memory is per miner (its last answers, not the validator's last N steps) and
     saved with the state: stretched, tilted and recoloured, the miner's old answer for a new

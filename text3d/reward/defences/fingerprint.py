@@ -12,7 +12,10 @@ the answer's outer surface as a small cloud in a frame no affine map changes
 (``text3d.reward.defences.shape_cloud``: area-weighted samples, decoys placed far off and
 hidden interior dropped, whitened, canonical axes, ~1,500 points with colours and normals), the proportions the
 whitening forgot (``aspect``), plus its views at 32 px when it was rendered (``views``,
-under the rig named ``rig_key``).
+under the rig named ``rig_key``). When the body is a scene of a large object and a second one
+beside it, the cloud of its *core part* (the largest object) is kept too (``part``), and two
+answers are one object when either's part is one object with the other's body or part: a copy
+with a second object set beside it, alone or joined by a bar, is still the copy.
 
 **How.** ``match(a, b)`` takes the cheap evidence first: the proportions, the radial
 profiles, each cloud's *relief* (how far its shape departs from an ellipsoid) and the
@@ -69,9 +72,12 @@ honest pairs (``bench/copycat.py --honest-seeds 44``: 44 procedural seeds each o
 cone among them). Since 0.1.7 the cloud is the answer's body (``shape_cloud``): a decoy chip
 of 0.01-3 % of the area 2 to 1e6 sizes off no longer moves the frame (0.1.6 let 64 of 64
 decoyed copies escape); since 0.1.8 the trim also starts from a frame a chip just beyond the
-object cannot stretch (0.1.7 let 13 of 560 near chips escape, 0.1.8 six). Within a step the
-views catch what hides inside. What still escapes: a blob both warped and recoloured, and
-some chips of 1 % or more touching the object (docs/copycats.md).
+object cannot stretch (0.1.7 let 13 of 560 near chips escape, 0.1.8 six); since 0.1.9 a scene's
+core part is judged too (0.1.8 joined none of 24 copies with a grey ball of 12-20 % of the area
+beside them; 0.1.9 joins 46 of 48, bridged ones among them). Within a step the
+views catch what hides inside. What still escapes: a blob both warped and recoloured, some
+chips of 1 % or more touching the object, and a second object of more than a quarter of the
+area (docs/copycats.md).
 
 ``cluster_copies(fingerprints)`` groups answers that are the same object, whatever order
 pairs are compared in (each joins the earliest group leader it copies); the validator's step and ``text3d dedupe``
@@ -90,7 +96,7 @@ import io
 import os
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
 import numpy as np
@@ -105,7 +111,7 @@ from text3d.reward.defences.cloud_evidence import (
     profile_distance,
     relief,
 )
-from text3d.reward.defences.shape_cloud import ShapeCloud, shape_cloud
+from text3d.reward.defences.shape_cloud import ShapeCloud, shape_clouds
 
 __all__ = [
     "Fingerprint",
@@ -115,6 +121,7 @@ __all__ = [
     "view_fingerprint",
     "view_distance",
     "match",
+    "match_clouds",
     "same_object",
     "cluster_copies",
     "parallel_map",
@@ -123,7 +130,8 @@ __all__ = [
 ]
 
 _VIEW_PX = 32
-_FORMAT_VERSION = 5  # 3: the aspect (principal spreads before whitening) is kept; 4: the cloud is the body's; 5: the body from a robust start
+_FORMAT_VERSION = 6  # 3: the aspect (principal spreads before whitening) is kept; 4: the cloud is the body's;
+# 5: the body from a robust start; 6: the core part of a scene is kept beside the body
 _MAX_POINTS = 100_000  # a stored fingerprint with more points is not one of ours
 _MAX_VIEWS = 64
 BEND_GAIN_MIN = 0.5  # bending keeps at least this share of the affine distance (measured: 0.55 at least)
@@ -136,13 +144,16 @@ PATTERN_PROFILE_MAX = 0.035
 
 @dataclass(frozen=True)
 class Fingerprint:
-    """One answer's fingerprint: its canonical outer-surface ``cloud``; ``views`` [V, 32, 32, 3]
-    float32 when it was rendered, under the rig named ``rig_key`` (views compare only under
-    the same rig)."""
+    """One answer's fingerprint: its canonical outer-surface ``cloud`` (the body); ``views``
+    [V, 32, 32, 3] float32 when it was rendered, under the rig named ``rig_key`` (views compare
+    only under the same rig); ``part``, the cloud of the body's core part when the body is a
+    scene of a large object and a second one beside it (``shape_cloud._part_mask``; None for
+    one object, nearly every answer)."""
 
     cloud: ShapeCloud
     views: np.ndarray | None = None
     rig_key: str | None = None
+    part: ShapeCloud | None = None
 
     def digest(self) -> str:
         """Short hex id of the cloud, for reports (not for comparisons)."""
@@ -150,12 +161,9 @@ class Fingerprint:
 
     def to_bytes(self) -> bytes:
         """A compact, versioned serialisation (npz: float16 points and normals, uint8 colours)."""
-        c = self.cloud
-        arrays = {"points": c.points.astype(np.float16), "weights": c.weights.astype(np.float32),
-                  "normals": c.normals.astype(np.float16), "moments": c.moments.astype(np.float32),
-                  "aspect": (c.aspect if c.aspect is not None else np.ones(3)).astype(np.float32)}
-        if c.colours is not None:
-            arrays["colours"] = np.round(np.clip(c.colours, 0, 1) * 255).astype(np.uint8)
+        arrays = _cloud_arrays(self.cloud, "")
+        if self.part is not None:
+            arrays |= _cloud_arrays(self.part, "part_")
         if self.views is not None:
             arrays["views"] = np.asarray(self.views, np.float16)
         buffer = io.BytesIO()
@@ -170,31 +178,52 @@ class Fingerprint:
             with np.load(io.BytesIO(data), allow_pickle=False) as npz:
                 if int(npz["version"]) != _FORMAT_VERSION:
                     raise ValueError(f"unknown fingerprint version {int(npz['version'])}")
-                points = npz["points"].astype(np.float32)
-                weights = npz["weights"].astype(np.float32)
-                normals = npz["normals"].astype(np.float32)
-                moments = npz["moments"].astype(np.float32)
-                aspect = npz["aspect"].astype(np.float32)
-                colours = npz["colours"].astype(np.float32) / 255.0 if "colours" in npz.files else None
+                cloud = _read_cloud(npz, "")
+                part = _read_cloud(npz, "part_") if "part_points" in npz.files else None
                 views = npz["views"].astype(np.float32) if "views" in npz.files else None
                 rig_key = str(npz["rig_key"]) or None
+                if views is not None and not (views.ndim == 4 and views.shape[0] <= _MAX_VIEWS
+                                              and views.shape[1:] == (_VIEW_PX, _VIEW_PX, 3)):
+                    raise ValueError("arrays of the wrong shape")
+                if views is not None and not np.isfinite(views).all():
+                    raise ValueError("non-finite or negative values")
         except (OSError, KeyError, EOFError, TypeError, ValueError, AttributeError, zipfile.BadZipFile) as exc:
             raise ValueError(f"not a fingerprint: {exc}") from None
-        n = len(points)
-        if not (points.ndim == 2 and points.shape[1:] == (3,) and 4 <= n <= _MAX_POINTS
-                and weights.shape == (n,) and normals.shape == (n, 3) and moments.shape == (3,) and aspect.shape == (3,)
-                and (colours is None or colours.shape == (n, 3))
-                and (views is None or (views.ndim == 4 and views.shape[0] <= _MAX_VIEWS
-                                       and views.shape[1:] == (_VIEW_PX, _VIEW_PX, 3)))):
-            raise ValueError("not a fingerprint: arrays of the wrong shape")
-        arrays = [points, weights, normals, moments, aspect] + [x for x in (colours, views) if x is not None]
-        if not all(np.isfinite(x).all() for x in arrays) or (weights < 0).any() or not weights.sum() > 0 \
-                or not (aspect > 0).all():
-            raise ValueError("not a fingerprint: non-finite or negative values")
-        total = float(weights.sum())
-        if abs(total - 1.0) > 1e-3:  # ours sum to 1; anything else is normalised (a round trip stays bit-exact)
-            weights = (weights / total).astype(np.float32)
-        return cls(ShapeCloud(points, weights, colours, moments, normals, aspect), views, rig_key)
+        return cls(cloud, views, rig_key, part)
+
+
+def _cloud_arrays(c: ShapeCloud, prefix: str) -> dict[str, np.ndarray]:
+    """One cloud's arrays for ``Fingerprint.to_bytes`` (float16 points and normals, uint8 colours)."""
+    arrays = {"points": c.points.astype(np.float16), "weights": c.weights.astype(np.float32),
+              "normals": c.normals.astype(np.float16), "moments": c.moments.astype(np.float32),
+              "aspect": (c.aspect if c.aspect is not None else np.ones(3)).astype(np.float32)}
+    if c.colours is not None:
+        arrays["colours"] = np.round(np.clip(c.colours, 0, 1) * 255).astype(np.uint8)
+    return {prefix + name: value for name, value in arrays.items()}
+
+
+def _read_cloud(npz, prefix: str) -> ShapeCloud:
+    """The cloud ``_cloud_arrays`` stored under ``prefix``, its shapes, sizes and values checked
+    (``ValueError`` otherwise, which ``from_bytes`` reports: the bytes may come from anywhere)."""
+    points = npz[prefix + "points"].astype(np.float32)
+    weights = npz[prefix + "weights"].astype(np.float32)
+    normals = npz[prefix + "normals"].astype(np.float32)
+    moments = npz[prefix + "moments"].astype(np.float32)
+    aspect = npz[prefix + "aspect"].astype(np.float32)
+    colours = npz[prefix + "colours"].astype(np.float32) / 255.0 if prefix + "colours" in npz.files else None
+    n = len(points)
+    if not (points.ndim == 2 and points.shape[1:] == (3,) and 4 <= n <= _MAX_POINTS
+            and weights.shape == (n,) and normals.shape == (n, 3) and moments.shape == (3,) and aspect.shape == (3,)
+            and (colours is None or colours.shape == (n, 3))):
+        raise ValueError("arrays of the wrong shape")
+    arrays = [points, weights, normals, moments, aspect] + ([colours] if colours is not None else [])
+    if not all(np.isfinite(x).all() for x in arrays) or (weights < 0).any() or not weights.sum() > 0 \
+            or not (aspect > 0).all():
+        raise ValueError("non-finite or negative values")
+    total = float(weights.sum())
+    if abs(total - 1.0) > 1e-3:  # ours sum to 1; anything else is normalised (a round trip stays bit-exact)
+        weights = (weights / total).astype(np.float32)
+    return ShapeCloud(points, weights, colours, moments, normals, aspect)
 
 
 @dataclass(frozen=True)
@@ -275,7 +304,8 @@ class Match:
     (the shape bound for this pair), ``bent`` (the distance once ``b`` may also bend, None when
     not needed), ``pattern`` and ``pattern_geometry`` (the second canonical colour correlation
     and the geometry once re-aligned by colour, ``alignment.colour_fit``; None when not
-    needed), and the verdict ``same``."""
+    needed), the verdict ``same``, and ``clouds``: which clouds it was decided on when a core part
+    decided it ("part/body", "body/part" or "part/part"; None for body against body)."""
 
     geometry: float
     colour: float | None
@@ -286,12 +316,14 @@ class Match:
     bent: float | None = None
     pattern: float | None = None
     pattern_geometry: float | None = None
+    clouds: str | None = None
 
     def as_dict(self) -> dict:
         r = lambda x, n: None if x is None else round(x, n)  # noqa: E731
         return {"geometry": r(self.geometry, 4), "colour": r(self.colour, 3), "views": r(self.views, 4),
                 "histogram": r(self.histogram, 3), "bound": r(self.bound, 4), "bent": r(self.bent, 4),
-                "pattern": r(self.pattern, 3), "pattern_geometry": r(self.pattern_geometry, 4), "same": self.same}
+                "pattern": r(self.pattern, 3), "pattern_geometry": r(self.pattern_geometry, 4), "same": self.same,
+                "clouds": self.clouds}
 
 
 def view_fingerprint(images: Sequence[Image.Image], px: int = _VIEW_PX) -> np.ndarray:
@@ -316,47 +348,69 @@ def fingerprint(mesh: trimesh.Trimesh, images: Sequence[Image.Image] | None = No
     Raises ``ValueError`` for a mesh without surface area.
     """
     views = view_fingerprint(images) if images else None
-    return Fingerprint(shape_cloud(mesh, body_reach=body_reach), views, rig_key if views is not None else None)
+    body, part = shape_clouds(mesh, body_reach=body_reach)
+    return Fingerprint(body, views, rig_key if views is not None else None, part)
 
 
 def match(a: Fingerprint, b: Fingerprint, rule: CopyRule = DEFAULT_RULE) -> Match:
     """Measure ``a`` against ``b`` and judge them under ``rule`` (symmetric up to ICP's tolerance).
 
-    Cheap evidence first: the reliefs give the shape-alone bound, the colour histograms say
-    whether the colour paths are open at all; the alignment then runs only as far as the
-    largest of the bounds can still be reached (``compare(..., reach=...)``), and the bend
-    and the colour re-alignment only for pairs still undecided that they could decide.
+    The bodies first (``match_clouds``). When they are not one object and either answer has a
+    core part (a scene: ``Fingerprint.part``), each part against the other's body and the two
+    parts are judged too, in that order, and the first that is one object decides: a copy
+    with a second object set beside it is still the copy. The views (one rig) are the
+    answers', not the clouds'.
     """
     views = None
     if a.views is not None and b.views is not None and a.rig_key is not None and a.rig_key == b.rig_key \
             and a.views.shape == b.views.shape:
         views = view_distance(a.views, b.views)
     by_views = bool(views is not None and views <= rule.view_max)
-    bound = rule.shape_bound(a.cloud, b.cloud)
-    histogram = colour_histogram_distance(a.cloud, b.cloud)
+    found = match_clouds(a.cloud, b.cloud, rule)
+    if not (found.same or by_views):
+        pairs = (("part/body", a.part, b.cloud), ("body/part", a.cloud, b.part), ("part/part", a.part, b.part))
+        for name, x, y in pairs:
+            if x is not None and y is not None:
+                by_part = match_clouds(x, y, rule)
+                if by_part.same:
+                    found = replace(by_part, clouds=name)
+                    break
+    return replace(found, views=views, same=bool(found.same or by_views))
+
+
+def match_clouds(a: ShapeCloud, b: ShapeCloud, rule: CopyRule = DEFAULT_RULE) -> Match:
+    """Measure cloud ``a`` against cloud ``b`` and judge them under ``rule`` by shape and colour
+    (``views`` is None: views belong to answers, ``match``).
+
+    Cheap evidence first: the reliefs give the shape-alone bound, the colour histograms say
+    whether the colour paths are open at all; the alignment then runs only as far as the
+    largest of the bounds can still be reached (``compare(..., reach=...)``), and the bend
+    and the colour re-alignment only for pairs still undecided that they could decide.
+    """
+    bound = rule.shape_bound(a, b)
+    histogram = colour_histogram_distance(a, b)
     colour_open = histogram is not None and histogram <= rule.colour_histogram_max
-    pattern_open = colour_open and min(colour_dimensions(a.cloud), colour_dimensions(b.cloud)) >= 2
+    pattern_open = colour_open and min(colour_dimensions(a), colour_dimensions(b)) >= 2
     reach = max(rule.geometry_max, bound / BEND_GAIN_MIN, rule.colour_geometry_max if colour_open else 0.0,
                 rule.pattern_geometry_max if pattern_open else 0.0)
     profile_max = PATTERN_PROFILE_MAX if pattern_open else PROFILE_MAX
-    if not rule.aspects_allow(a.cloud, b.cloud) or profile_distance(a.cloud, b.cloud) > profile_max:
+    if not rule.aspects_allow(a, b) or profile_distance(a, b) > profile_max:
         # proportions no cheap stretch explains, or radial profiles apart: cannot be copies, no alignment
-        return Match(float("inf"), None, views, by_views, histogram, bound)
-    found = compare(a.cloud, b.cloud, reach=reach)
+        return Match(float("inf"), None, None, False, histogram, bound)
+    found = compare(a, b, reach=reach)
     same = (found.geometry <= rule.geometry_max
             or (colour_open and found.colour is not None and found.colour >= rule.min_colour_agreement
                 and found.geometry <= rule.colour_geometry_max))
     bent = None
     if not same and found.geometry * BEND_GAIN_MIN <= bound:  # bending could bring it within the shape bound
-        bent = bent_distance(a.cloud, b.cloud, found)
+        bent = bent_distance(a, b, found)
         same = bent <= bound
     pattern = pattern_geometry = None
     if not same and pattern_open and found.geometry <= rule.pattern_geometry_max:
-        pattern_geometry, correlations = colour_fit(a.cloud, b.cloud, found)
+        pattern_geometry, correlations = colour_fit(a, b, found)
         pattern = float(correlations[1])
         same = pattern >= rule.min_pattern_agreement and pattern_geometry <= rule.pattern_geometry_max
-    return Match(found.geometry, found.colour, views, bool(same or by_views), histogram, bound, bent, pattern,
-                 pattern_geometry)
+    return Match(found.geometry, found.colour, None, bool(same), histogram, bound, bent, pattern, pattern_geometry)
 
 
 def same_object(a: Fingerprint, b: Fingerprint, rule: CopyRule = DEFAULT_RULE) -> bool:

@@ -1,6 +1,7 @@
 """An answer's outer surface as a small point cloud in a frame no cheap deformation changes.
 
-``shape_cloud(mesh, body_reach=...) -> ShapeCloud``: what the copycat rule compares (``text3d.reward.defences.alignment``).
+``shape_clouds(mesh, body_reach=...) -> (body, core part or None)``: what the copycat rule compares
+(``text3d.reward.defences.alignment``); ``shape_cloud`` is the body alone.
 
 1. **Samples.** The surface is sampled with area weights: each triangle is split into a
    regular ``level x level`` lattice (``level`` from its share of the area) and gives each
@@ -19,6 +20,10 @@
    largest first, so a plate keeps what stands off it by less than a fifth of its width.
    The trim is also started from the nine tenths of the area nearest the centre, so a chip
    just beyond the object cannot stay by stretching the spreads it is measured in.
+   **The core part.** Where the body is a scene (a second object of 7.5-25 % of the area
+   lying beyond reach of the rest, alone or joined by a bar), the same trim started from three
+   quarters of the area gives its largest object too (``_part_mask``), and ``shape_clouds``
+   returns its cloud beside the body's: a copy with an object set beside it is still the copy.
 3. **Outer surface only.** The samples are voxelised in their bounding box
    (``_GRID`` cells a side, closed by one cell), the empty space reachable from the
    box's border is flood-filled, and only samples within ``_OUTER_REACH`` cells of it are
@@ -50,7 +55,7 @@ import numpy as np
 import trimesh
 from scipy import ndimage
 
-__all__ = ["ShapeCloud", "shape_cloud", "surface_samples"]
+__all__ = ["ShapeCloud", "shape_cloud", "shape_clouds", "surface_samples"]
 
 _SAMPLES = 20_000  # surface samples aimed at (large triangles are subdivided)
 _MAX_LEVEL = 64
@@ -66,6 +71,7 @@ _BODY_MIN_SPREAD = 0.2  # the body trim's smallest spread, as a share of the lar
 _BODY_ROUNDS = 8  # trims until nothing more is dropped; decoys nested at eight scales are more than anyone sends
 _MIN_KEPT_SAMPLES = 16  # a trim (the body's, the outer surface's) that would leave fewer samples is not made
 _BODY_CORE_SHARE = 0.9  # the body trim's robust start: the frame of the area's nearest nine tenths
+_PART_CORE_SHARE = 0.75  # a core part's robust start: three quarters (a second object of up to a quarter stays out)
 _BODY_CELLS = 32  # ... found on a grid of this many cells a side (one pass over the samples)
 _CORE_SETTLED = 0.005  # ... and settled once a step changes at most this share of the area
 
@@ -199,6 +205,13 @@ def _principal_frame(points: np.ndarray, w: np.ndarray, min_spread_ratio: float)
     return centre, d, spread, axes / np.sqrt(spread)
 
 
+def _squared_spreads(offsets: np.ndarray, linear: np.ndarray) -> np.ndarray:
+    """[N]: each offset's squared length in units of the principal spreads (``_principal_frame``'s
+    ``linear``): a squared Mahalanobis distance."""
+    z = np.einsum("nj,jk->nk", offsets, linear)
+    return np.einsum("ni,ni->n", z, z)
+
+
 def _reach_trim(points: np.ndarray, weights: np.ndarray, reach: float, start: np.ndarray) -> np.ndarray:
     """[N] bool: from the samples ``start`` keeps, the samples within ``reach`` of their
     area-weighted centre in units of their principal spreads (each clamped to
@@ -208,8 +221,7 @@ def _reach_trim(points: np.ndarray, weights: np.ndarray, reach: float, start: np
     for _ in range(_BODY_ROUNDS):
         w = weights * keep
         _, d, _, linear = _principal_frame(points, w / w.sum(), _BODY_MIN_SPREAD)
-        z = np.einsum("nj,jk->nk", d, linear)
-        inside = np.einsum("ni,ni->n", z, z) <= reach * reach
+        inside = _squared_spreads(d, linear) <= reach * reach
         if (inside == keep).all() or inside.sum() < _MIN_KEPT_SAMPLES or not (weights * inside).sum() > 0:
             break
         keep = inside
@@ -230,25 +242,53 @@ def _occupied_cells(points: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray
     return low + (np.stack(np.unravel_index(occupied, (_BODY_CELLS,) * 3), axis=1) + 0.5) * h, area[occupied]
 
 
-def _core(centres: np.ndarray, area: np.ndarray) -> np.ndarray:
-    """[M] bool: the cells carrying ``_BODY_CORE_SHARE`` of the area nearest their own centre, in
+def _core(centres: np.ndarray, area: np.ndarray, share: float) -> np.ndarray:
+    """[M] bool: the cells carrying ``share`` of the area nearest their own centre, in
     their own principal spreads (concentration steps of a minimum-covariance estimate, until the
     set changes by at most ``_CORE_SETTLED`` of the area, or ``_BODY_ROUNDS`` times; on a grid
-    it may otherwise trade cells at its rim for ever): a frame no tenth of the area can pull."""
+    it may otherwise trade cells at its rim for ever): a frame the other ``1 - share`` of the area
+    cannot pull."""
     keep = np.ones(len(centres), bool)
     for _ in range(_BODY_ROUNDS):
         w = area * keep
         _, d, _, linear = _principal_frame(centres, w / w.sum(), _BODY_MIN_SPREAD)
-        z = np.einsum("nj,jk->nk", d, linear)
-        order = np.argsort(np.einsum("ni,ni->n", z, z), kind="stable")
+        order = np.argsort(_squared_spreads(d, linear), kind="stable")
         cumulative = np.cumsum(area[order])
         core = np.zeros(len(centres), bool)
-        core[order[:int(np.searchsorted(cumulative, _BODY_CORE_SHARE * cumulative[-1])) + 1]] = True
+        core[order[:int(np.searchsorted(cumulative, share * cumulative[-1])) + 1]] = True
         settled = area[core != keep].sum() <= _CORE_SETTLED * cumulative[-1]
         keep = core
         if settled:
             break
     return keep
+
+
+def _robust_cells(points: np.ndarray, weights: np.ndarray, reach: float, plain: np.ndarray,
+                  core_share: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(centres [M, 3], areas [M], kept [M] bool): ``plain``'s ``_occupied_cells``, and those the
+    reach trim keeps when started from the ``core_share`` of their area nearest their centre
+    (``_core``): the robust trim at the grid's resolution, before it is grown back over the samples."""
+    centres, area = _occupied_cells(points[plain], weights[plain])
+    return centres, area, _reach_trim(centres, area, reach, _core(centres, area, core_share))
+
+
+def _grow_back(points: np.ndarray, weights: np.ndarray, reach: float, centres: np.ndarray, area: np.ndarray,
+               cells: np.ndarray) -> np.ndarray | None:
+    """[N] bool: the reach trim over every sample started from the samples within ``reach`` of the
+    kept ``cells``' frame, or None when that start is too small to trust."""
+    w = area * cells
+    centre, _, _, linear = _principal_frame(centres, w / w.sum(), _BODY_MIN_SPREAD)
+    start = _squared_spreads(points - centre, linear) <= reach * reach
+    if start.sum() < _MIN_KEPT_SAMPLES:
+        return None
+    return _reach_trim(points, weights, reach, start)
+
+
+def _largest_drop(reach: float) -> float:
+    """``1 / (1 + reach**2)``: the largest share of the area a far decoy can carry and still be
+    trimmed from every sample (7.5 % at 3.5); the robust start drops no more than this, and a
+    core part is kept only where it leaves out more."""
+    return 1.0 / (1.0 + reach * reach)
 
 
 def _body_mask(points: np.ndarray, weights: np.ndarray, reach: float) -> np.ndarray:
@@ -263,33 +303,46 @@ def _body_mask(points: np.ndarray, weights: np.ndarray, reach: float) -> np.ndar
 
     **Robust start.** So the trim is started again from a frame the chip cannot pull: the
     ``_BODY_CORE_SHARE`` of the area nearest the centre (``_core``, on ``_occupied_cells`` of
-    what the plain trim kept), grown back by ``_reach_trim`` over every sample. Where that
-    ends at a smaller body, what it drops more is a part lying beyond ``reach`` of the rest,
-    which the plain trim kept only because the part itself stretched the spreads; it is
-    dropped when it carries at most ``1 / (1 + reach**2)`` of the plain body's area (the
-    largest far decoy the plain trim drops), so a scene of several large parts keeps what
-    the plain trim keeps. Such a part is two-faced for the plain trim: a copy stretched,
-    warped or with geometry hidden inside tips it in or out (an honest tiny Shap-E answer
-    with a floating island of 5 % lost most of those copies), while the robust start drops it
-    from original and copies alike.
+    what the plain trim kept), grown back by ``_reach_trim`` over every sample
+    (``_robust_cells``, ``_grow_back``). Where that ends at a smaller body, what it drops more is a part lying
+    beyond ``reach`` of the rest, which the plain trim kept only because the part itself
+    stretched the spreads; it is dropped when it carries at most ``1 / (1 + reach**2)`` of the
+    plain body's area (``_largest_drop``), so a scene of several large parts keeps what the
+    plain trim keeps (its largest part is ``_part_mask``'s). Such a part is two-faced for the
+    plain trim: a copy stretched, warped or with geometry hidden inside tips it in or out (an
+    honest tiny Shap-E answer with a floating island of 5 % lost most of those copies), while
+    the robust start drops it from original and copies alike.
 
     Mahalanobis distances and the core are affine-equivariant up to how a stretch re-weighs
     area, so a copy is trimmed as its original is."""
     plain = _reach_trim(points, weights, reach, np.ones(len(points), bool))
-    centres, area = _occupied_cells(points[plain], weights[plain])
-    cells = _reach_trim(centres, area, reach, _core(centres, area))
-    if cells.all():
-        return plain
-    w = area * cells
-    centre, _, _, linear = _principal_frame(centres, w / w.sum(), _BODY_MIN_SPREAD)
-    z = np.einsum("nj,jk->nk", points - centre, linear)
-    start = np.einsum("ni,ni->n", z, z) <= reach * reach
-    if start.sum() < _MIN_KEPT_SAMPLES:
-        return plain
-    body = _reach_trim(points, weights, reach, start)
-    if weights[plain & ~body].sum() > weights[plain].sum() / (1.0 + reach * reach):
+    centres, area, cells = _robust_cells(points, weights, reach, plain, _BODY_CORE_SHARE)
+    body = None if cells.all() else _grow_back(points, weights, reach, centres, area, cells)
+    if body is None or weights[plain & ~body].sum() > weights[plain].sum() * _largest_drop(reach):
         return plain
     return body
+
+
+def _part_mask(points: np.ndarray, weights: np.ndarray, reach: float, body: np.ndarray) -> np.ndarray | None:
+    """[N] bool: the body's *core part*, or None when the body has none.
+
+    The same robust trim as the body's, started from the ``_PART_CORE_SHARE`` of the area
+    nearest the centre and with no bound on what it drops: the part of the surface that lies
+    beyond ``reach`` of the rest, measured in the spreads of that rest. A second object of
+    12-20 % of the area set beside a copy stays in the body (a scene's second object must),
+    so the copy's body is another object; its core part is the copied object, whether the
+    two are apart or joined by a bar (a distance rule, not connectivity, so a bridge does
+    not merge them). Kept only where it leaves out more than ``_largest_drop`` of the body's
+    area, first on the grid (most answers stop there, before any sample is trimmed), then over the
+    samples: below that the body's own robust start decides, and nearly every honest answer has
+    none (3 of 519 measured, all scenes of trimesh's: docs/copycats.md)."""
+    centres, area, cells = _robust_cells(points, weights, reach, body, _PART_CORE_SHARE)
+    if area[~cells].sum() <= area.sum() * _largest_drop(reach):  # decided on the grid: one object, no samples trimmed
+        return None
+    part = _grow_back(points, weights, reach, centres, area, cells)
+    if part is None or weights[body & ~part].sum() <= weights[body].sum() * _largest_drop(reach):
+        return None
+    return part
 
 
 def _outer_mask(points: np.ndarray) -> np.ndarray:
@@ -356,22 +409,8 @@ def _downsample(x: np.ndarray, w: np.ndarray, rgb: np.ndarray | None, normals: n
     return points, total / total.sum(), colours, vectors[:, :, 2]
 
 
-def shape_cloud(mesh: trimesh.Trimesh, *, body_reach: float) -> ShapeCloud:
-    """The canonical outer-surface cloud of ``mesh`` (see the module docstring); ``body_reach``:
-    the body trim's radius in principal spreads (the pinned protocol's
-    ``defences.fingerprint_body_reach``)."""
-    if not (np.isfinite(body_reach) and body_reach > 0):
-        raise ValueError(f"body_reach must be a positive number, got {body_reach!r}")
-    points, weights, rgb, normals = surface_samples(mesh)
-    if len(points) == 0 or not weights.sum() > 0:
-        raise ValueError("the mesh has no surface area to fingerprint")
-    body = _body_mask(points, weights, body_reach)
-    points, weights, normals = points[body], weights[body], normals[body]
-    rgb = rgb[body] if rgb is not None else None
-    outer = _outer_mask(points)
-    if outer.sum() >= _MIN_KEPT_SAMPLES:  # nothing closed off otherwise: keep everything
-        points, weights, normals = points[outer], weights[outer], normals[outer]
-        rgb = rgb[outer] if rgb is not None else None
+def _cloud(points: np.ndarray, weights: np.ndarray, rgb: np.ndarray | None, normals: np.ndarray) -> ShapeCloud:
+    """Steps 4-6 of the module docstring on the outer samples of one body (or core part)."""
     weights = _cap_area(points, weights)
     centre, linear, moments, weights, aspect = _whiten(points, weights, normals)
     x = np.einsum("nj,jk->nk", points - centre, linear)
@@ -383,3 +422,34 @@ def shape_cloud(mesh: trimesh.Trimesh, *, body_reach: float) -> ShapeCloud:
                       (moments / max(float(moments.sum()), 1e-300)).astype(np.float32),
                       cell_normals.astype(np.float32), aspect.astype(np.float32))
 
+
+def shape_clouds(mesh: trimesh.Trimesh, *, body_reach: float) -> tuple[ShapeCloud, ShapeCloud | None]:
+    """(body, core part or None): the canonical outer-surface clouds of ``mesh``'s body
+    (``_body_mask``) and of its core part (``_part_mask`` of the body's outer surface: geometry
+    hidden inside would otherwise crowd the part's core; None for nearly every answer: one
+    object), from one set of samples; ``body_reach``: the trim's radius in principal spreads
+    (the pinned protocol's ``defences.fingerprint_body_reach``).
+
+    Errors: ``ValueError`` for a mesh without area or a reach that is not a positive number."""
+    if not (np.isfinite(body_reach) and body_reach > 0):
+        raise ValueError(f"body_reach must be a positive number, got {body_reach!r}")
+    points, weights, rgb, normals = surface_samples(mesh)
+    if len(points) == 0 or not weights.sum() > 0:
+        raise ValueError("the mesh has no surface area to fingerprint")
+    keep = np.flatnonzero(_body_mask(points, weights, body_reach))
+    outer = _outer_mask(points[keep])
+    if outer.sum() >= _MIN_KEPT_SAMPLES:  # nothing closed off otherwise: keep everything
+        keep = keep[outer]
+    points, weights, normals = points[keep], weights[keep], normals[keep]
+    rgb = rgb[keep] if rgb is not None else None
+    body = np.ones(len(points), bool)
+    part = _part_mask(points, weights, body_reach, body)
+    clouds = [_cloud(points[m], weights[m], rgb[m] if rgb is not None else None, normals[m])
+              for m in (body, part) if m is not None]
+    return clouds[0], (clouds[1] if part is not None else None)
+
+
+def shape_cloud(mesh: trimesh.Trimesh, *, body_reach: float) -> ShapeCloud:
+    """The canonical outer-surface cloud of ``mesh``'s body (see the module docstring and
+    ``shape_clouds``)."""
+    return shape_clouds(mesh, body_reach=body_reach)[0]
