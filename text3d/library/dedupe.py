@@ -13,7 +13,8 @@ blobs on a 2-core CPU, docs/performance.md), so a library of up to ``exhaustive_
 (at most 1,770 pairs, under a minute) is handed to ``cluster_copies`` whole. Past that, a
 pair is judged only when one asset is among the other's ``neighbours`` nearest by appearance
 (mean CLIP view embedding) or by shape (the histogram of distances from the centre of its
-whitened surface cloud, which stretches and turns leave alone) -- copies look alike and have
+whitened surface cloud, which stretches and turns leave alone; a scene's core part is searched
+as well, so a copy with a second object beside it is found) -- copies look alike and have
 alike shapes -- and each connected set of pairs the rule joined is handed to
 ``cluster_copies`` again as a whole. The result says which way it went (``exhaustive``) and
 how many pairs were judged.
@@ -93,12 +94,15 @@ def _by_neighbours(fingerprints: list, appearance: np.ndarray, k: int, cluster_c
     """Candidate pairs from nearest neighbours, each pair judged by ``cluster_copies`` (on
     threads); each connected set of joined pairs is judged again as a whole."""
     index = [i for i, fp in enumerate(fingerprints) if fp is not None]
-    shapes = np.stack([_radii_histogram(fingerprints[i]) for i in index])
-    looks = appearance[index]
+    # one shape row per cloud: a scene's core part is a second row of its asset, so a copy with a
+    # second object set beside it is still near its original by the shape of its largest object
+    clouds = [(i, cloud) for i in index for cloud in (fingerprints[i].cloud, fingerprints[i].part) if cloud is not None]
+    shapes = np.stack([_radii_histogram(cloud) for _, cloud in clouds])
     candidates: set[tuple[int, int]] = set()
-    for block in (looks, shapes):
+    for owner, block in ((index, appearance[index]), ([i for i, _ in clouds], shapes)):
         for a, b in _neighbour_pairs(block, k):
-            candidates.add((index[min(a, b)], index[max(a, b)]))
+            if owner[a] != owner[b]:
+                candidates.add((min(owner[a], owner[b]), max(owner[a], owner[b])))
     parent = {i: i for i in index}
 
     def root(i: int) -> int:
@@ -125,10 +129,9 @@ def _by_neighbours(fingerprints: list, appearance: np.ndarray, k: int, cluster_c
     return sorted(groups, key=lambda g: g[0]), len(candidates)
 
 
-def _radii_histogram(fingerprint: Any, bins: int = 16) -> np.ndarray:
-    """Where a fingerprint's surface lies from its centre: the weighted histogram of its cloud's
+def _radii_histogram(cloud: Any, bins: int = 16) -> np.ndarray:
+    """Where a surface cloud (``ShapeCloud``) lies from its centre: the weighted histogram of its
     point radii in the whitened frame (a neighbour search key, not a verdict)."""
-    cloud = fingerprint.cloud
     points = np.asarray(cloud.points, np.float64)
     weights = np.asarray(cloud.weights, np.float64)
     radii = np.linalg.norm(points - weights @ points, axis=1)
