@@ -1,7 +1,7 @@
 """An answer's outer surface as a small point cloud in a frame no cheap deformation changes.
 
 ``shape_clouds(mesh, body_reach=...) -> (body, core part or None)``: what the copycat rule compares
-(``text3d.reward.defences.alignment``); ``shape_cloud`` is the body alone.
+(``text3d.reward.defences.alignment``).
 
 1. **Samples.** The surface is sampled with area weights: each triangle is split into a
    regular ``level x level`` lattice (``level`` from its share of the area) and gives each
@@ -55,7 +55,7 @@ import numpy as np
 import trimesh
 from scipy import ndimage
 
-__all__ = ["ShapeCloud", "shape_cloud", "shape_clouds", "surface_samples"]
+__all__ = ["ShapeCloud", "shape_clouds", "surface_samples"]
 
 _SAMPLES = 20_000  # surface samples aimed at (large triangles are subdivided)
 _MAX_LEVEL = 64
@@ -442,14 +442,11 @@ def shape_clouds(mesh: trimesh.Trimesh, *, body_reach: float) -> tuple[ShapeClou
         keep = keep[outer]
     points, weights, normals = points[keep], weights[keep], normals[keep]
     rgb = rgb[keep] if rgb is not None else None
+
+    def cloud_of(mask: np.ndarray) -> ShapeCloud:
+        return _cloud(points[mask], weights[mask], rgb[mask] if rgb is not None else None, normals[mask])
+
     body = np.ones(len(points), bool)
     part = _part_mask(points, weights, body_reach, body)
-    clouds = [_cloud(points[m], weights[m], rgb[m] if rgb is not None else None, normals[m])
-              for m in (body, part) if m is not None]
-    return clouds[0], (clouds[1] if part is not None else None)
+    return cloud_of(body), (cloud_of(part) if part is not None else None)
 
-
-def shape_cloud(mesh: trimesh.Trimesh, *, body_reach: float) -> ShapeCloud:
-    """The canonical outer-surface cloud of ``mesh``'s body (see the module docstring and
-    ``shape_clouds``)."""
-    return shape_clouds(mesh, body_reach=body_reach)[0]
