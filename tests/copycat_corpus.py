@@ -154,8 +154,14 @@ def add_decoy(mesh, distance: float, share: float, rng: np.random.Generator, cru
     if crumpled:
         chip = chip + rng.normal(size=chip.shape)
     chip *= np.sqrt(share * mesh.area / trimesh.Trimesh(chip, ico.faces, process=False).area)
-    grey = np.tile(np.array([90, 90, 90, 255], np.uint8), (len(chip), 1))
-    return trimesh.Trimesh(np.vstack([v, chip + centre]), np.vstack([np.asarray(mesh.faces), ico.faces + len(v)]),
+    return _with_grey_part(mesh, chip + centre, ico.faces)
+
+
+def _with_grey_part(mesh, vertices: np.ndarray, faces: np.ndarray) -> trimesh.Trimesh:
+    """``mesh`` with one more part, ``vertices`` and the ``faces`` indexing them, coloured grey."""
+    v = np.asarray(mesh.vertices, np.float64)
+    grey = np.tile(np.array([90, 90, 90, 255], np.uint8), (len(vertices), 1))
+    return trimesh.Trimesh(np.vstack([v, vertices]), np.vstack([np.asarray(mesh.faces), np.asarray(faces) + len(v)]),
                            vertex_colors=np.vstack([_colours(mesh), grey]), process=False)
 
 
@@ -175,10 +181,7 @@ def add_object(mesh, distance: float, share: float, rng: np.random.Generator, br
     placed = trimesh.geometry.align_vectors([1.0, 0.0, 0.0], along / length)
     placed[:3, 3] = start + along / 2.0
     bar.apply_transform(placed)
-    grey = np.tile(np.array([90, 90, 90, 255], np.uint8), (len(bar.vertices), 1))
-    return trimesh.Trimesh(np.vstack([with_ball.vertices, bar.vertices]),
-                           np.vstack([with_ball.faces, np.asarray(bar.faces) + len(with_ball.vertices)]),
-                           vertex_colors=np.vstack([_colours(with_ball), grey]), process=False)
+    return _with_grey_part(with_ball, bar.vertices, bar.faces)
 
 
 def recode(mesh, fmt: MeshFormat = MeshFormat.DRACO) -> trimesh.Trimesh:

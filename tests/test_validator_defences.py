@@ -223,16 +223,23 @@ def test_copies_wearing_decoys_beside_or_far_off_earn_once(tmp_path):
     for i, (distance, share, crumpled) in enumerate(decoys):
         copy = add_decoy(blob, distance, share, np.random.default_rng(i), crumpled)
         copies.append(turn(stretch(copy, (1.1, 1.0, 0.9)), 40.0 * i) if i % 2 else copy)
+    assert_the_earliest_copy_earns(tmp_path, "decoyed", copies, honest_a, honest_b)
+
+
+def assert_the_earliest_copy_earns(tmp_path, prefix: str, copies: list, honest_a, honest_b) -> None:
+    """One step: hotkeys ``{prefix}-0``, ``{prefix}-1``, ... answer ``copies`` in that order of
+    arrival (PLY and GLB in turn), two honest hotkeys answer in Draco, one before them and one
+    after. Only ``{prefix}-0`` earns, every other copy is its duplicate, and both honest answers earn."""
     formats = [MeshFormat.PLY, MeshFormat.GLB]
-    hotkeys = [OWN_HOTKEY] + [f"decoyed-{i}" for i in range(len(copies))] + ["honest-a", "honest-b"]
-    plan = {f"decoyed-{i}": (c, formats[i % 2], 2.0 + 0.2 * i) for i, c in enumerate(copies)}
+    hotkeys = [OWN_HOTKEY] + [f"{prefix}-{i}" for i in range(len(copies))] + ["honest-a", "honest-b"]
+    plan = {f"{prefix}-{i}": (c, formats[i % 2], 2.0 + 0.2 * i) for i, c in enumerate(copies)}
     plan |= {"honest-a": (honest_a, MeshFormat.DRACO, 1.5), "honest-b": (honest_b, MeshFormat.DRACO, 4.0)}
     validator, _ = make(tmp_path, hotkeys, [plan])
     outcomes = by_hotkey(run_step(validator))
-    decoyed = {h: o for h, o in outcomes.items() if h.startswith("decoyed-")}
-    assert [h for h, o in decoyed.items() if o.status == "ok"] == ["decoyed-0"], {h: o.status for h, o in outcomes.items()}
-    assert all(o.status == "duplicate" and f"uid {decoyed['decoyed-0'].uid}" in o.detail
-               for h, o in decoyed.items() if h != "decoyed-0")
+    sent = {h: o for h, o in outcomes.items() if h.startswith(f"{prefix}-")}
+    first = f"{prefix}-0"
+    assert [h for h, o in sent.items() if o.status == "ok"] == [first], {h: o.status for h, o in outcomes.items()}
+    assert all(o.status == "duplicate" and f"uid {sent[first].uid}" in o.detail for h, o in sent.items() if h != first)
     assert outcomes["honest-a"].status == "ok" and outcomes["honest-b"].status == "ok"
 
 
@@ -251,17 +258,7 @@ def test_copies_with_a_second_object_beside_them_earn_once(tmp_path):
         copy = add_object(blob, distance, share, np.random.default_rng(30 + i), bridged)
         copies.append(turn(stretch(copy, (0.9, 1.0, 1.15)), 70.0 * i) if i % 2 else copy)
     copies.append(turn(blob, 25.0))  # the object alone, after the scenes
-    formats = [MeshFormat.PLY, MeshFormat.GLB]
-    hotkeys = [OWN_HOTKEY] + [f"scene-{i}" for i in range(len(copies))] + ["honest-a", "honest-b"]
-    plan = {f"scene-{i}": (c, formats[i % 2], 2.0 + 0.2 * i) for i, c in enumerate(copies)}
-    plan |= {"honest-a": (honest_a, MeshFormat.DRACO, 1.5), "honest-b": (honest_b, MeshFormat.DRACO, 4.0)}
-    validator, _ = make(tmp_path, hotkeys, [plan])
-    outcomes = by_hotkey(run_step(validator))
-    scenes = {h: o for h, o in outcomes.items() if h.startswith("scene-")}
-    assert [h for h, o in scenes.items() if o.status == "ok"] == ["scene-0"], {h: o.status for h, o in outcomes.items()}
-    assert all(o.status == "duplicate" and f"uid {scenes['scene-0'].uid}" in o.detail
-               for h, o in scenes.items() if h != "scene-0")
-    assert outcomes["honest-a"].status == "ok" and outcomes["honest-b"].status == "ok"
+    assert_the_earliest_copy_earns(tmp_path, "scene", copies, honest_a, honest_b)
 
 
 def test_a_deformed_object_for_another_prompt_is_a_repeat_even_after_a_restart_and_many_steps(tmp_path):
