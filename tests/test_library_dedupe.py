@@ -88,7 +88,7 @@ def test_the_neighbour_path_searches_a_scenes_core_part_as_a_shape_of_its_own():
     blob, *others = cc.blob_seeds(range(21), faces=4000)
     scene = fingerprint(cc.add_object(blob, 1.5, 0.15, np.random.default_rng(1)))
     fingerprints = [fingerprint(blob), *(fingerprint(m) for m in others), scene]
-    assert scene.part is not None and fingerprints[0].part is None
+    assert scene.parts and not fingerprints[0].parts
     looks = np.random.default_rng(0).normal(size=(len(fingerprints), 8))
     groups, pairs = _by_neighbours(fingerprints, looks, 2, cluster_copies, parallel_map)
     assert groups == [[0, len(fingerprints) - 1]] and pairs < 4 * len(fingerprints)

@@ -13,6 +13,7 @@ import numpy as np
 
 from text3d.protocol.limits import DEFAULT_LIMITS
 from text3d.reward.config import RewardConfig
+from text3d.reward.defences import shape_cloud
 from text3d.reward.defences.budget import MAX_COORDINATE
 from text3d.reward.defences.canary import CANARY_PROMPT
 from text3d.reward.scoring_protocol import DEFAULT_SIMILARITY_RANGE, PROTOCOL
@@ -22,6 +23,11 @@ from text3d.validator.weights import DEFAULT_CURVE, transform_scores
 
 PAGE = (Path(__file__).resolve().parent.parent / "docs" / "scoring-for-miners.md").read_text()
 TEXT = " ".join(PAGE.split())  # line breaks do not matter
+
+
+def _share_in_words(share: float) -> str:
+    """How the page names a share of the area: "nine tenths", "three quarters", else "55 %"."""
+    return {0.9: "nine tenths", 0.75: "three quarters"}.get(share, f"{100 * share:g} %")
 
 
 def _facts() -> list[str]:
@@ -56,6 +62,8 @@ def _facts() -> list[str]:
         f"coordinates beyond {MAX_COORDINATE:.0e}".replace("e+", "e"),
         f"({RewardConfig().render_timeout_s:g} s by default",
         f"surface within {d.fingerprint_body_reach:g} of its own principal spreads",
+        f"from the nearest {_share_in_words(shape_cloud._BODY_CORE_SHARE)} of the area",
+        *[f"nearest {_share_in_words(share)}" for share, _ in shape_cloud._PART_CORES],
         f"differ by more than {d.fingerprint_max_aspect_change:g} on some axis",
         f"alignment is at most {d.fingerprint_max_distance:g}",
         f"at most {d.fingerprint_relief_ratio:g} of the smaller *relief*",

@@ -244,15 +244,18 @@ def assert_the_earliest_copy_earns(tmp_path, prefix: str, copies: list, honest_a
 
 
 def test_copies_with_a_second_object_beside_them_earn_once(tmp_path):
-    """A copycat sets a second object beside each copy of one blob, a grey ball of 12-20 % of the
+    """A copycat sets a second object beside each copy of one blob, a grey ball of 12-45 % of the
     area (too large for the body trim: a scene's second object stays in the body), some joined
     to the blob by a bar, some stretched and turned; the plain copy arrives later. Under spec
-    0.1.8 each copy's body was another object and every hotkey was paid. Now each answer's
-    core part is judged too (part against body, part against part): the earliest earns."""
+    0.1.8 each copy's body was another object and every hotkey was paid; under 0.1.9 the two
+    with a ball of 40 % and 45 % (more than a core of three quarters can leave out) were a second
+    group, and paid. Now each answer's core parts are judged too (part against body, part against
+    part), from cores of three quarters and of 55 % of the area: the earliest earns."""
     from tests.copycat_corpus import add_object, blob_seeds, stretch, turn
 
     blob, honest_a, honest_b = blob_seeds([0, 5, 9], faces=8000)
-    objects = [(1.5, 0.15, False), (2.0, 0.2, True), (3.0, 0.12, False), (1.5, 0.2, True)]
+    objects = [(1.5, 0.15, False), (2.0, 0.2, True), (3.0, 0.12, False), (1.5, 0.2, True), (2.0, 0.4, False),
+               (3.0, 0.45, True)]
     copies = []
     for i, (distance, share, bridged) in enumerate(objects):
         copy = add_object(blob, distance, share, np.random.default_rng(30 + i), bridged)

@@ -94,9 +94,9 @@ def _by_neighbours(fingerprints: list, appearance: np.ndarray, k: int, cluster_c
     """Candidate pairs from nearest neighbours, each pair judged by ``cluster_copies`` (on
     threads); each connected set of joined pairs is judged again as a whole."""
     index = [i for i, fp in enumerate(fingerprints) if fp is not None]
-    # one shape row per cloud: a scene's core part is a second row of its asset, so a copy with a
+    # one shape row per cloud: a scene's core parts are more rows of its asset, so a copy with a
     # second object set beside it is still near its original by the shape of its largest object
-    clouds = [(i, cloud) for i in index for cloud in (fingerprints[i].cloud, fingerprints[i].part) if cloud is not None]
+    clouds = [(i, cloud) for i in index for cloud in (fingerprints[i].cloud, *fingerprints[i].parts)]
     shapes = np.stack([_radii_histogram(cloud) for _, cloud in clouds])
     candidates: set[tuple[int, int]] = set()
     for owner, block in ((index, appearance[index]), ([i for i, _ in clouds], shapes)):

@@ -68,7 +68,7 @@ class RecentAnswers:
         if entries is None:
             entries = deque(maxlen=self.answers_per_miner)
         self._by_hotkey[hotkey] = entries  # most recently heard last
-        entries.append(Remembered(int(step), prompt_key(prompt), Fingerprint(fp.cloud, part=fp.part)))
+        entries.append(Remembered(int(step), prompt_key(prompt), Fingerprint(fp.cloud, parts=fp.parts)))
         while len(self._by_hotkey) > self.max_miners:
             self._by_hotkey.popitem(last=False)
 

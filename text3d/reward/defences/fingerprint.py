@@ -13,9 +13,10 @@ the answer's outer surface as a small cloud in a frame no affine map changes
 hidden interior dropped, whitened, canonical axes, ~1,500 points with colours and normals), the proportions the
 whitening forgot (``aspect``), plus its views at 32 px when it was rendered (``views``,
 under the rig named ``rig_key``). When the body is a scene of a large object and a second one
-beside it, the cloud of its *core part* (the largest object) is kept too (``part``), and two
-answers are one object when either's part is one object with the other's body or part: a copy
-with a second object set beside it, alone or joined by a bar, is still the copy.
+beside it, the clouds of its *core parts* (its largest object, seen from cores of three
+quarters and of 55 % of the area) are kept too (``parts``), and two answers are one object when
+either's part is one object with the other's body or part: a copy with a second object set
+beside it, alone or joined by a bar, is still the copy.
 
 **How.** ``match(a, b)`` takes the cheap evidence first: the proportions, the radial
 profiles, each cloud's *relief* (how far its shape departs from an ellipsoid) and the
@@ -74,10 +75,11 @@ of 0.01-3 % of the area 2 to 1e6 sizes off no longer moves the frame (0.1.6 let 
 decoyed copies escape); since 0.1.8 the trim also starts from a frame a chip just beyond the
 object cannot stretch (0.1.7 let 13 of 560 near chips escape, 0.1.8 six); since 0.1.9 a scene's
 core part is judged too (0.1.8 joined none of 24 copies with a grey ball of 12-20 % of the area
-beside them; 0.1.9 joins 46 of 48, bridged ones among them). Within a step the
+beside them; 0.1.9 joins 46 of 48, bridged ones among them), and since 0.1.10 a second core part
+from 55 % of the area (balls of 30-50 %: 0.1.9 joined 24 of 48 draws, 0.1.10 47). Within a step the
 views catch what hides inside. What still escapes: a blob both warped and recoloured, some
-chips of 1 % or more touching the object, and a second object of more than a quarter of the
-area (docs/copycats.md).
+chips of 1 % or more touching the object, and a second object close to the copy, about as
+large as it is (docs/copycats.md).
 
 ``cluster_copies(fingerprints)`` groups answers that are the same object, whatever order
 pairs are compared in (each joins the earliest group leader it copies); the validator's step and ``text3d dedupe``
@@ -130,8 +132,9 @@ __all__ = [
 ]
 
 _VIEW_PX = 32
-_FORMAT_VERSION = 6  # 3: the aspect (principal spreads before whitening) is kept; 4: the cloud is the body's;
-# 5: the body from a robust start; 6: the core part of a scene is kept beside the body
+_FORMAT_VERSION = 7  # 3: the aspect (principal spreads before whitening) is kept; 4: the cloud is the body's;
+# 5: the body from a robust start; 6: the core part of a scene is kept beside the body; 7: up to two core parts
+_MAX_PARTS = 2  # shape_cloud._PART_CORES: one core part per core at most
 _MAX_POINTS = 100_000  # a stored fingerprint with more points is not one of ours
 _MAX_VIEWS = 64
 BEND_GAIN_MIN = 0.5  # bending keeps at least this share of the affine distance (measured: 0.55 at least)
@@ -146,14 +149,14 @@ PATTERN_PROFILE_MAX = 0.035
 class Fingerprint:
     """One answer's fingerprint: its canonical outer-surface ``cloud`` (the body); ``views``
     [V, 32, 32, 3] float32 when it was rendered, under the rig named ``rig_key`` (views compare
-    only under the same rig); ``part``, the cloud of the body's core part when the body is a
-    scene of a large object and a second one beside it (``shape_cloud._part_mask``; None for
-    one object, nearly every answer)."""
+    only under the same rig); ``parts``, the clouds of the body's core parts when the body is a
+    scene of a large object and a second one beside it (``shape_cloud._part_masks``: at most
+    ``_MAX_PARTS``; empty for one object, nearly every answer)."""
 
     cloud: ShapeCloud
     views: np.ndarray | None = None
     rig_key: str | None = None
-    part: ShapeCloud | None = None
+    parts: tuple[ShapeCloud, ...] = ()
 
     def digest(self) -> str:
         """Short hex id of the cloud, for reports (not for comparisons)."""
@@ -162,8 +165,8 @@ class Fingerprint:
     def to_bytes(self) -> bytes:
         """A compact, versioned serialisation (npz: float16 points and normals, uint8 colours)."""
         arrays = _cloud_arrays(self.cloud, "")
-        if self.part is not None:
-            arrays |= _cloud_arrays(self.part, "part_")
+        for k, part in enumerate(self.parts):
+            arrays |= _cloud_arrays(part, f"part{k}_")
         if self.views is not None:
             arrays["views"] = np.asarray(self.views, np.float16)
         buffer = io.BytesIO()
@@ -179,7 +182,10 @@ class Fingerprint:
                 if int(npz["version"]) != _FORMAT_VERSION:
                     raise ValueError(f"unknown fingerprint version {int(npz['version'])}")
                 cloud = _read_cloud(npz, "")
-                part = _read_cloud(npz, "part_") if "part_points" in npz.files else None
+                parts = tuple(_read_cloud(npz, f"part{k}_") for k in range(_MAX_PARTS + 1)
+                              if f"part{k}_points" in npz.files)
+                if len(parts) > _MAX_PARTS or any(f"part{k}_points" not in npz.files for k in range(len(parts))):
+                    raise ValueError("core parts out of order or too many")
                 views = npz["views"].astype(np.float32) if "views" in npz.files else None
                 rig_key = str(npz["rig_key"]) or None
                 if views is not None and not (views.ndim == 4 and views.shape[0] <= _MAX_VIEWS
@@ -189,7 +195,7 @@ class Fingerprint:
                     raise ValueError("non-finite or negative values")
         except (OSError, KeyError, EOFError, TypeError, ValueError, AttributeError, zipfile.BadZipFile) as exc:
             raise ValueError(f"not a fingerprint: {exc}") from None
-        return cls(cloud, views, rig_key, part)
+        return cls(cloud, views, rig_key, parts)
 
 
 def _cloud_arrays(c: ShapeCloud, prefix: str) -> dict[str, np.ndarray]:
@@ -305,7 +311,7 @@ class Match:
     not needed), ``pattern`` and ``pattern_geometry`` (the second canonical colour correlation
     and the geometry once re-aligned by colour, ``alignment.colour_fit``; None when not
     needed), the verdict ``same``, and ``clouds``: which clouds it was decided on when a core part
-    decided it ("part/body", "body/part" or "part/part"; None for body against body)."""
+    decided it ("part0/body", "body/part1", "part0/part1", ...; None for body against body)."""
 
     geometry: float
     colour: float | None
@@ -348,18 +354,18 @@ def fingerprint(mesh: trimesh.Trimesh, images: Sequence[Image.Image] | None = No
     Raises ``ValueError`` for a mesh without surface area.
     """
     views = view_fingerprint(images) if images else None
-    body, part = shape_clouds(mesh, body_reach=body_reach)
-    return Fingerprint(body, views, rig_key if views is not None else None, part)
+    body, parts = shape_clouds(mesh, body_reach=body_reach)
+    return Fingerprint(body, views, rig_key if views is not None else None, parts)
 
 
 def match(a: Fingerprint, b: Fingerprint, rule: CopyRule = DEFAULT_RULE) -> Match:
     """Measure ``a`` against ``b`` and judge them under ``rule`` (symmetric up to ICP's tolerance).
 
-    The bodies first (``match_clouds``). When they are not one object and either answer has a
-    core part (a scene: ``Fingerprint.part``), each part against the other's body and the two
-    parts are judged too, in that order, and the first that is one object decides: a copy
-    with a second object set beside it is still the copy. The views (one rig) are the
-    answers', not the clouds'.
+    The bodies first (``match_clouds``). When they are not one object and either answer has
+    core parts (a scene: ``Fingerprint.parts``), each part against the other's body, then each
+    part against each of the other's parts, are judged too, in that order, and the first that
+    is one object decides: a copy with a second object set beside it is still the copy. The
+    views (one rig) are the answers', not the clouds'.
     """
     views = None
     if a.views is not None and b.views is not None and a.rig_key is not None and a.rig_key == b.rig_key \
@@ -368,14 +374,21 @@ def match(a: Fingerprint, b: Fingerprint, rule: CopyRule = DEFAULT_RULE) -> Matc
     by_views = bool(views is not None and views <= rule.view_max)
     found = match_clouds(a.cloud, b.cloud, rule)
     if not (found.same or by_views):
-        pairs = (("part/body", a.part, b.cloud), ("body/part", a.cloud, b.part), ("part/part", a.part, b.part))
-        for name, x, y in pairs:
-            if x is not None and y is not None:
-                by_part = match_clouds(x, y, rule)
-                if by_part.same:
-                    found = replace(by_part, clouds=name)
-                    break
+        for name, x, y in _part_pairs(a, b):
+            by_part = match_clouds(x, y, rule)
+            if by_part.same:
+                found = replace(by_part, clouds=name)
+                break
     return replace(found, views=views, same=bool(found.same or by_views))
+
+
+def _part_pairs(a: Fingerprint, b: Fingerprint) -> list[tuple[str, ShapeCloud, ShapeCloud]]:
+    """(name, cloud of ``a``, cloud of ``b``) for every pair with a core part in it, the parts
+    against the other's body first ("part0/body", "body/part1", ...), then part against part."""
+    pairs = [(f"part{k}/body", part, b.cloud) for k, part in enumerate(a.parts)]
+    pairs += [(f"body/part{k}", a.cloud, part) for k, part in enumerate(b.parts)]
+    pairs += [(f"part{i}/part{j}", x, y) for i, x in enumerate(a.parts) for j, y in enumerate(b.parts)]
+    return pairs
 
 
 def match_clouds(a: ShapeCloud, b: ShapeCloud, rule: CopyRule = DEFAULT_RULE) -> Match:

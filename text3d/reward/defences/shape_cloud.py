@@ -1,6 +1,6 @@
 """An answer's outer surface as a small point cloud in a frame no cheap deformation changes.
 
-``shape_clouds(mesh, body_reach=...) -> (body, core part or None)``: what the copycat rule compares
+``shape_clouds(mesh, body_reach=...) -> (body, core parts)``: what the copycat rule compares
 (``text3d.reward.defences.alignment``).
 
 1. **Samples.** The surface is sampled with area weights: each triangle is split into a
@@ -20,10 +20,12 @@
    largest first, so a plate keeps what stands off it by less than a fifth of its width.
    The trim is also started from the nine tenths of the area nearest the centre, so a chip
    just beyond the object cannot stay by stretching the spreads it is measured in.
-   **The core part.** Where the body is a scene (a second object of 7.5-25 % of the area
+   **The core parts.** Where the body is a scene (a second object of 7.5-45 % of the area
    lying beyond reach of the rest, alone or joined by a bar), the same trim started from three
-   quarters of the area gives its largest object too (``_part_mask``), and ``shape_clouds``
-   returns its cloud beside the body's: a copy with an object set beside it is still the copy.
+   quarters and from 55 % of the area (the latter from the median too) gives its largest object
+   too (``_part_masks``), and
+   ``shape_clouds`` returns their clouds beside the body's: a copy with an object set beside it
+   is still the copy.
 3. **Outer surface only.** The samples are voxelised in their bounding box
    (``_GRID`` cells a side, closed by one cell), the empty space reachable from the
    box's border is flood-filled, and only samples within ``_OUTER_REACH`` cells of it are
@@ -71,7 +73,10 @@ _BODY_MIN_SPREAD = 0.2  # the body trim's smallest spread, as a share of the lar
 _BODY_ROUNDS = 8  # trims until nothing more is dropped; decoys nested at eight scales are more than anyone sends
 _MIN_KEPT_SAMPLES = 16  # a trim (the body's, the outer surface's) that would leave fewer samples is not made
 _BODY_CORE_SHARE = 0.9  # the body trim's robust start: the frame of the area's nearest nine tenths
-_PART_CORE_SHARE = 0.75  # a core part's robust start: three quarters (a second object of up to a quarter stays out)
+# a core part's robust starts (share of the area, also started from the median): three quarters (a second
+# object of up to a quarter stays out) and 55 % (up to 45 %, but a box chair's 55 % core cuts the chair, so the
+# three-quarter part is kept for what it decides)
+_PART_CORES = ((0.75, False), (0.55, True))
 _BODY_CELLS = 32  # ... found on a grid of this many cells a side (one pass over the samples)
 _CORE_SETTLED = 0.005  # ... and settled once a step changes at most this share of the area
 
@@ -242,16 +247,18 @@ def _occupied_cells(points: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray
     return low + (np.stack(np.unravel_index(occupied, (_BODY_CELLS,) * 3), axis=1) + 0.5) * h, area[occupied]
 
 
-def _core(centres: np.ndarray, area: np.ndarray, share: float) -> np.ndarray:
+def _core(centres: np.ndarray, area: np.ndarray, share: float, start: np.ndarray | None = None) -> np.ndarray:
     """[M] bool: the cells carrying ``share`` of the area nearest their own centre, in
     their own principal spreads (concentration steps of a minimum-covariance estimate, until the
     set changes by at most ``_CORE_SETTLED`` of the area, or ``_BODY_ROUNDS`` times; on a grid
     it may otherwise trade cells at its rim for ever): a frame the other ``1 - share`` of the area
-    cannot pull."""
+    cannot pull. The first step measures from ``start`` instead of the mean when given."""
     keep = np.ones(len(centres), bool)
-    for _ in range(_BODY_ROUNDS):
+    for step in range(_BODY_ROUNDS):
         w = area * keep
         _, d, _, linear = _principal_frame(centres, w / w.sum(), _BODY_MIN_SPREAD)
+        if step == 0 and start is not None:
+            d = centres - start
         order = np.argsort(_squared_spreads(d, linear), kind="stable")
         cumulative = np.cumsum(area[order])
         core = np.zeros(len(centres), bool)
@@ -261,6 +268,25 @@ def _core(centres: np.ndarray, area: np.ndarray, share: float) -> np.ndarray:
         if settled:
             break
     return keep
+
+
+def _median_centre(centres: np.ndarray, area: np.ndarray) -> np.ndarray:
+    """[3]: the area-weighted median along each principal axis of the cells: inside the larger of
+    two objects set apart along the widest axis, where the mean lies between them."""
+    mean, d, _, linear = _principal_frame(centres, area / area.sum(), _BODY_MIN_SPREAD)
+    z = np.einsum("nj,jk->nk", d, linear)
+    median = np.empty(3)
+    for k in range(3):
+        order = np.argsort(z[:, k], kind="stable")
+        median[k] = z[order[int(np.searchsorted(np.cumsum(area[order]), 0.5 * area.sum()))], k]
+    return mean + np.linalg.solve(linear.T, median)
+
+
+def _spread_volume(centres: np.ndarray, area: np.ndarray, keep: np.ndarray) -> float:
+    """The determinant of the kept cells' area-weighted covariance: what a minimum-covariance core minimises."""
+    w = area * keep / (area * keep).sum()
+    d = centres - np.einsum("n,nj->j", w, centres)
+    return float(np.linalg.det(np.einsum("n,ni,nj->ij", w, d, d)))
 
 
 def _robust_cells(points: np.ndarray, weights: np.ndarray, reach: float, plain: np.ndarray,
@@ -323,26 +349,61 @@ def _body_mask(points: np.ndarray, weights: np.ndarray, reach: float) -> np.ndar
     return body
 
 
-def _part_mask(points: np.ndarray, weights: np.ndarray, reach: float, body: np.ndarray) -> np.ndarray | None:
-    """[N] bool: the body's *core part*, or None when the body has none.
+def _part_mask(points: np.ndarray, weights: np.ndarray, reach: float, body: np.ndarray, core_share: float,
+               from_median: bool = False,
+               grid: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray | None:
+    """[N] bool: the body's *core part* seen from its ``core_share`` of the area, or None when it has none.
 
-    The same robust trim as the body's, started from the ``_PART_CORE_SHARE`` of the area
-    nearest the centre and with no bound on what it drops: the part of the surface that lies
-    beyond ``reach`` of the rest, measured in the spreads of that rest. A second object of
-    12-20 % of the area set beside a copy stays in the body (a scene's second object must),
-    so the copy's body is another object; its core part is the copied object, whether the
-    two are apart or joined by a bar (a distance rule, not connectivity, so a bridge does
-    not merge them). Kept only where it leaves out more than ``_largest_drop`` of the body's
-    area, first on the grid (most answers stop there, before any sample is trimmed), then over the
-    samples: below that the body's own robust start decides, and nearly every honest answer has
-    none (3 of 519 measured, all scenes of trimesh's: docs/copycats.md)."""
-    centres, area, cells = _robust_cells(points, weights, reach, body, _PART_CORE_SHARE)
+    The same robust trim as the body's, started from the ``core_share`` of the area nearest the
+    centre and with no bound on what it drops: the part of the surface that lies beyond ``reach``
+    of the rest, measured in the spreads of that rest. A second object of 12-20 % of the area
+    set beside a copy stays in the body (a scene's second object must), so the copy's body is
+    another object; its core part is the copied object, whether the two are apart or joined by
+    a bar (a distance rule, not connectivity, so a bridge does not merge them). Kept only where
+    it leaves out more than ``_largest_drop`` of the body's area, first on the grid (most
+    answers stop there, before any sample is trimmed), then over the samples: below that the
+    body's own robust start decides.
+
+    ``from_median``: the core's steps are also run from the ``_median_centre`` and the tighter
+    of the two cores kept (the smaller ``_spread_volume``; the mean's on a tie). From the mean
+    alone a core of 55 % can settle across two objects of 60 % and 40 % of the area: the
+    smaller one, compact, lies nearer the mean, in the spreads of both, than the larger one's
+    rim. ``grid``: the body's ``_occupied_cells`` when already counted."""
+    centres, area = grid if grid is not None else _occupied_cells(points[body], weights[body])
+    core = _core(centres, area, core_share)
+    if from_median:
+        other = _core(centres, area, core_share, _median_centre(centres, area))
+        if _spread_volume(centres, area, other) < _spread_volume(centres, area, core):
+            core = other
+    cells = _reach_trim(centres, area, reach, core)
     if area[~cells].sum() <= area.sum() * _largest_drop(reach):  # decided on the grid: one object, no samples trimmed
         return None
     part = _grow_back(points, weights, reach, centres, area, cells)
     if part is None or weights[body & ~part].sum() <= weights[body].sum() * _largest_drop(reach):
         return None
     return part
+
+
+def _part_masks(points: np.ndarray, weights: np.ndarray, reach: float, body: np.ndarray) -> list[np.ndarray]:
+    """The body's core parts (``_part_mask``) from each of ``_PART_CORES``, in that order, a later
+    one kept only where it differs from every earlier one by more than ``_CORE_SETTLED`` of the
+    body's area (else it is the same cloud again; parts 4.5 % apart were measured to decide a
+    copy differently, so nothing coarser is merged); empty for one object, nearly every answer
+    (3 of 519 measured have a part, all scenes of trimesh's: docs/copycats.md).
+
+    A core of three quarters of the area cannot leave out a second object of more than a
+    quarter; a core of 55 % can (up to 45 %), but on an object spread wide (a box chair) it
+    settles on a piece of the object itself, and which piece moves with a copy's deformation.
+    So both are judged: the first decides what it can (as spec 0.1.9 did, cloud for cloud), the
+    second adds larger second objects."""
+    grid = _occupied_cells(points[body], weights[body])
+    parts: list[np.ndarray] = []
+    for share, from_median in _PART_CORES:
+        part = _part_mask(points, weights, reach, body, share, from_median, grid)
+        if part is not None and all(weights[part ^ kept].sum() > weights[body].sum() * _CORE_SETTLED
+                                    for kept in parts):
+            parts.append(part)
+    return parts
 
 
 def _outer_mask(points: np.ndarray) -> np.ndarray:
@@ -423,12 +484,12 @@ def _cloud(points: np.ndarray, weights: np.ndarray, rgb: np.ndarray | None, norm
                       cell_normals.astype(np.float32), aspect.astype(np.float32))
 
 
-def shape_clouds(mesh: trimesh.Trimesh, *, body_reach: float) -> tuple[ShapeCloud, ShapeCloud | None]:
-    """(body, core part or None): the canonical outer-surface clouds of ``mesh``'s body
-    (``_body_mask``) and of its core part (``_part_mask`` of the body's outer surface: geometry
-    hidden inside would otherwise crowd the part's core; None for nearly every answer: one
-    object), from one set of samples; ``body_reach``: the trim's radius in principal spreads
-    (the pinned protocol's ``defences.fingerprint_body_reach``).
+def shape_clouds(mesh: trimesh.Trimesh, *, body_reach: float) -> tuple[ShapeCloud, tuple[ShapeCloud, ...]]:
+    """(body, core parts): the canonical outer-surface clouds of ``mesh``'s body
+    (``_body_mask``) and of its core parts (``_part_masks`` of the body's outer surface: geometry
+    hidden inside would otherwise crowd a part's core; none for nearly every answer: one
+    object, at most ``len(_PART_CORES)``), from one set of samples; ``body_reach``: the
+    trim's radius in principal spreads (the pinned protocol's ``defences.fingerprint_body_reach``).
 
     Errors: ``ValueError`` for a mesh without area or a reach that is not a positive number."""
     if not (np.isfinite(body_reach) and body_reach > 0):
@@ -447,6 +508,4 @@ def shape_clouds(mesh: trimesh.Trimesh, *, body_reach: float) -> tuple[ShapeClou
         return _cloud(points[mask], weights[mask], rgb[mask] if rgb is not None else None, normals[mask])
 
     body = np.ones(len(points), bool)
-    part = _part_mask(points, weights, body_reach, body)
-    return cloud_of(body), (cloud_of(part) if part is not None else None)
-
+    return cloud_of(body), tuple(cloud_of(part) for part in _part_masks(points, weights, body_reach, body))
