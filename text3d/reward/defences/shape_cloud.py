@@ -23,9 +23,8 @@
    **The core parts.** Where the body is a scene (a second object of 7.5-45 % of the area
    lying beyond reach of the rest, alone or joined by a bar), the same trim started from three
    quarters and from 55 % of the area (the latter from the median too) gives its largest object
-   too (``_part_masks``), and
-   ``shape_clouds`` returns their clouds beside the body's: a copy with an object set beside it
-   is still the copy.
+   too (``_part_masks``), and ``shape_clouds`` returns their clouds beside the body's: a copy
+   with an object set beside it is still the copy.
 3. **Outer surface only.** The samples are voxelised in their bounding box
    (``_GRID`` cells a side, closed by one cell), the empty space reachable from the
    box's border is flood-filled, and only samples within ``_OUTER_REACH`` cells of it are
