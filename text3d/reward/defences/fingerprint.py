@@ -113,7 +113,7 @@ from text3d.reward.defences.cloud_evidence import (
     profile_distance,
     relief,
 )
-from text3d.reward.defences.shape_cloud import ShapeCloud, shape_clouds
+from text3d.reward.defences.shape_cloud import MAX_CORE_PARTS, ShapeCloud, shape_clouds
 
 __all__ = [
     "Fingerprint",
@@ -134,7 +134,6 @@ __all__ = [
 _VIEW_PX = 32
 _FORMAT_VERSION = 7  # 3: the aspect (principal spreads before whitening) is kept; 4: the cloud is the body's;
 # 5: the body from a robust start; 6: the core part of a scene is kept beside the body; 7: up to two core parts
-_MAX_PARTS = 2  # shape_cloud._PART_CORES: one core part per core at most
 _MAX_POINTS = 100_000  # a stored fingerprint with more points is not one of ours
 _MAX_VIEWS = 64
 BEND_GAIN_MIN = 0.5  # bending keeps at least this share of the affine distance (measured: 0.55 at least)
@@ -151,7 +150,7 @@ class Fingerprint:
     [V, 32, 32, 3] float32 when it was rendered, under the rig named ``rig_key`` (views compare
     only under the same rig); ``parts``, the clouds of the body's core parts when the body is a
     scene of a large object and a second one beside it (``shape_cloud._part_masks``: at most
-    ``_MAX_PARTS``; empty for one object, nearly every answer)."""
+    ``shape_cloud.MAX_CORE_PARTS``; empty for one object, nearly every answer)."""
 
     cloud: ShapeCloud
     views: np.ndarray | None = None
@@ -182,10 +181,10 @@ class Fingerprint:
                 if int(npz["version"]) != _FORMAT_VERSION:
                     raise ValueError(f"unknown fingerprint version {int(npz['version'])}")
                 cloud = _read_cloud(npz, "")
-                parts = tuple(_read_cloud(npz, f"part{k}_") for k in range(_MAX_PARTS + 1)
-                              if f"part{k}_points" in npz.files)
-                if len(parts) > _MAX_PARTS or any(f"part{k}_points" not in npz.files for k in range(len(parts))):
+                stored = [k for k in range(MAX_CORE_PARTS + 1) if f"part{k}_points" in npz.files]
+                if stored != list(range(min(len(stored), MAX_CORE_PARTS))):  # checked before any part is read
                     raise ValueError("core parts out of order or too many")
+                parts = tuple(_read_cloud(npz, f"part{k}_") for k in stored)
                 views = npz["views"].astype(np.float32) if "views" in npz.files else None
                 rig_key = str(npz["rig_key"]) or None
                 if views is not None and not (views.ndim == 4 and views.shape[0] <= _MAX_VIEWS

@@ -56,7 +56,7 @@ import numpy as np
 import trimesh
 from scipy import ndimage
 
-__all__ = ["ShapeCloud", "shape_clouds", "surface_samples"]
+__all__ = ["MAX_CORE_PARTS", "ShapeCloud", "shape_clouds", "surface_samples"]
 
 _SAMPLES = 20_000  # surface samples aimed at (large triangles are subdivided)
 _MAX_LEVEL = 64
@@ -76,6 +76,7 @@ _BODY_CORE_SHARE = 0.9  # the body trim's robust start: the frame of the area's 
 # object of up to a quarter stays out) and 55 % (up to 45 %, but a box chair's 55 % core cuts the chair, so the
 # three-quarter part is kept for what it decides)
 _PART_CORES = ((0.75, False), (0.55, True))
+MAX_CORE_PARTS = len(_PART_CORES)  # what a fingerprint may store: one core part per core at most
 _BODY_CELLS = 32  # ... found on a grid of this many cells a side (one pass over the samples)
 _CORE_SETTLED = 0.005  # ... and settled once a step changes at most this share of the area
 
