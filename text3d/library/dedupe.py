@@ -13,7 +13,7 @@ blobs on a 2-core CPU, docs/performance.md), so a library of up to ``exhaustive_
 (at most 1,770 pairs, under a minute) is handed to ``cluster_copies`` whole. Past that, a
 pair is judged only when one asset is among the other's ``neighbours`` nearest by appearance
 (mean CLIP view embedding) or by shape (the histogram of distances from the centre of its
-whitened surface cloud, which stretches and turns leave alone; a scene's core part is searched
+whitened surface cloud, which stretches and turns leave alone; a scene's parts are searched
 as well, so a copy with a second object beside it is found) -- copies look alike and have
 alike shapes -- and each connected set of pairs the rule joined is handed to
 ``cluster_copies`` again as a whole. The result says which way it went (``exhaustive``) and
@@ -94,7 +94,7 @@ def _by_neighbours(fingerprints: list, appearance: np.ndarray, k: int, cluster_c
     """Candidate pairs from nearest neighbours, each pair judged by ``cluster_copies`` (on
     threads); each connected set of joined pairs is judged again as a whole."""
     index = [i for i, fp in enumerate(fingerprints) if fp is not None]
-    # one shape row per cloud: a scene's core parts are more rows of its asset, so a copy with a
+    # one shape row per cloud: a scene's parts are more rows of its asset, so a copy with a
     # second object set beside it is still near its original by the shape of its largest object
     clouds = [(i, cloud) for i in index for cloud in (fingerprints[i].cloud, *fingerprints[i].parts)]
     shapes = np.stack([_radii_histogram(cloud) for _, cloud in clouds])

@@ -13,8 +13,9 @@ the answer's outer surface as a small cloud in a frame no affine map changes
 hidden interior dropped, whitened, canonical axes, ~1,500 points with colours and normals), the proportions the
 whitening forgot (``aspect``), plus its views at 32 px when it was rendered (``views``,
 under the rig named ``rig_key``). When the body is a scene of a large object and a second one
-beside it, the clouds of its *core parts* (its largest object, seen from cores of three
-quarters and of 55 % of the area) are kept too (``parts``), and two answers are one object when
+beside it, the clouds of its *parts* (its largest object, seen from cores of three quarters
+and of 55 % of the area, and its largest piece where empty space splits it) are kept too
+(``parts``), and two answers are one object when
 either's part is one object with the other's body or part: a copy with a second object set
 beside it, alone or joined by a bar, is still the copy.
 
@@ -76,10 +77,12 @@ decoyed copies escape); since 0.1.8 the trim also starts from a frame a chip jus
 object cannot stretch (0.1.7 let 13 of 560 near chips escape, 0.1.8 six); since 0.1.9 a scene's
 core part is judged too (0.1.8 joined none of 24 copies with a grey ball of 12-20 % of the area
 beside them; 0.1.9 joins 46 of 48, bridged ones among them), and since 0.1.10 a second core part
-from 55 % of the area (balls of 30-50 %: 0.1.9 joined 24 of 48 draws, 0.1.10 47). Within a step the
-views catch what hides inside. What still escapes: a blob both warped and recoloured, some
-chips of 1 % or more touching the object, and a second object close to the copy, about as
-large as it is (docs/copycats.md).
+from 55 % of the area (balls of 30-50 %: 0.1.9 joined 24 of 48 draws, 0.1.10 47), and since
+0.1.11 the body's largest piece where empty space splits it (balls of 12-50 % 1.5-10 sizes
+off: 0.1.10 missed 20 of 384, 0.1.11 five; chips of 0.01-5 % touching the object or near it:
+0.1.10 let 6 of 560 escape, 0.1.11 none). Within a step the views catch what hides inside.
+What still escapes: a blob both warped and recoloured, and a few second objects on a long
+bar (docs/copycats.md).
 
 ``cluster_copies(fingerprints)`` groups answers that are the same object, whatever order
 pairs are compared in (each joins the earliest group leader it copies); the validator's step and ``text3d dedupe``
@@ -113,7 +116,7 @@ from text3d.reward.defences.cloud_evidence import (
     profile_distance,
     relief,
 )
-from text3d.reward.defences.shape_cloud import MAX_CORE_PARTS, ShapeCloud, shape_clouds
+from text3d.reward.defences.shape_cloud import MAX_PARTS, ShapeCloud, shape_clouds
 
 __all__ = [
     "Fingerprint",
@@ -132,8 +135,9 @@ __all__ = [
 ]
 
 _VIEW_PX = 32
-_FORMAT_VERSION = 7  # 3: the aspect (principal spreads before whitening) is kept; 4: the cloud is the body's;
-# 5: the body from a robust start; 6: the core part of a scene is kept beside the body; 7: up to two core parts
+_FORMAT_VERSION = 8  # 3: the aspect (principal spreads before whitening) is kept; 4: the cloud is the body's;
+# 5: the body from a robust start; 6: the core part of a scene is kept beside the body; 7: up to two core parts;
+# 8: the largest pieces too
 _MAX_POINTS = 100_000  # a stored fingerprint with more points is not one of ours
 _MAX_VIEWS = 64
 BEND_GAIN_MIN = 0.5  # bending keeps at least this share of the affine distance (measured: 0.55 at least)
@@ -148,9 +152,9 @@ PATTERN_PROFILE_MAX = 0.035
 class Fingerprint:
     """One answer's fingerprint: its canonical outer-surface ``cloud`` (the body); ``views``
     [V, 32, 32, 3] float32 when it was rendered, under the rig named ``rig_key`` (views compare
-    only under the same rig); ``parts``, the clouds of the body's core parts when the body is a
+    only under the same rig); ``parts``, the clouds of the body's parts when the body is a
     scene of a large object and a second one beside it (``shape_cloud._part_masks``: at most
-    ``shape_cloud.MAX_CORE_PARTS``; empty for one object, nearly every answer)."""
+    ``shape_cloud.MAX_PARTS``; empty for one object, nearly every answer)."""
 
     cloud: ShapeCloud
     views: np.ndarray | None = None
@@ -181,9 +185,9 @@ class Fingerprint:
                 if int(npz["version"]) != _FORMAT_VERSION:
                     raise ValueError(f"unknown fingerprint version {int(npz['version'])}")
                 cloud = _read_cloud(npz, "")
-                stored = [k for k in range(MAX_CORE_PARTS + 1) if f"part{k}_points" in npz.files]
-                if stored != list(range(min(len(stored), MAX_CORE_PARTS))):  # checked before any part is read
-                    raise ValueError("core parts out of order or too many")
+                stored = [k for k in range(MAX_PARTS + 1) if f"part{k}_points" in npz.files]
+                if stored != list(range(min(len(stored), MAX_PARTS))):  # checked before any part is read
+                    raise ValueError("parts out of order or too many")
                 parts = tuple(_read_cloud(npz, f"part{k}_") for k in stored)
                 views = npz["views"].astype(np.float32) if "views" in npz.files else None
                 rig_key = str(npz["rig_key"]) or None
@@ -309,7 +313,7 @@ class Match:
     (the shape bound for this pair), ``bent`` (the distance once ``b`` may also bend, None when
     not needed), ``pattern`` and ``pattern_geometry`` (the second canonical colour correlation
     and the geometry once re-aligned by colour, ``alignment.colour_fit``; None when not
-    needed), the verdict ``same``, and ``clouds``: which clouds it was decided on when a core part
+    needed), the verdict ``same``, and ``clouds``: which clouds it was decided on when a part
     decided it ("part0/body", "body/part1", "part0/part1", ...; None for body against body)."""
 
     geometry: float
@@ -361,7 +365,7 @@ def match(a: Fingerprint, b: Fingerprint, rule: CopyRule = DEFAULT_RULE) -> Matc
     """Measure ``a`` against ``b`` and judge them under ``rule`` (symmetric up to ICP's tolerance).
 
     The bodies first (``match_clouds``). When they are not one object and either answer has
-    core parts (a scene: ``Fingerprint.parts``), each part against the other's body, then each
+    parts (a scene: ``Fingerprint.parts``), each part against the other's body, then each
     part against each of the other's parts, are judged too, in that order, and the first that
     is one object decides: a copy with a second object set beside it is still the copy. The
     views (one rig) are the answers', not the clouds'.
@@ -382,7 +386,7 @@ def match(a: Fingerprint, b: Fingerprint, rule: CopyRule = DEFAULT_RULE) -> Matc
 
 
 def _part_pairs(a: Fingerprint, b: Fingerprint) -> list[tuple[str, ShapeCloud, ShapeCloud]]:
-    """(name, cloud of ``a``, cloud of ``b``) for every pair with a core part in it, the parts
+    """(name, cloud of ``a``, cloud of ``b``) for every pair with a part in it, the parts
     against the other's body first ("part0/body", "body/part1", ...), then part against part."""
     pairs = [(f"part{k}/body", part, b.cloud) for k, part in enumerate(a.parts)]
     pairs += [(f"body/part{k}", a.cloud, part) for k, part in enumerate(b.parts)]

@@ -1,6 +1,6 @@
 """An answer's outer surface as a small point cloud in a frame no cheap deformation changes.
 
-``shape_clouds(mesh, body_reach=...) -> (body, core parts)``: what the copycat rule compares
+``shape_clouds(mesh, body_reach=...) -> (body, parts)``: what the copycat rule compares
 (``text3d.reward.defences.alignment``).
 
 1. **Samples.** The surface is sampled with area weights: each triangle is split into a
@@ -24,7 +24,9 @@
    lying beyond reach of the rest, alone or joined by a bar), the same trim started from three
    quarters and from 55 % of the area (the latter from the median too) gives its largest object
    too (``_part_masks``), and ``shape_clouds`` returns their clouds beside the body's: a copy
-   with an object set beside it is still the copy.
+   with an object set beside it is still the copy. **The pieces.** A second object or a chip
+   within the object's own reach is part of it by distance; where empty space splits the body,
+   its largest piece is a part too, when it carries more than half the area (``_piece_masks``).
 3. **Outer surface only.** The samples are voxelised in their bounding box
    (``_GRID`` cells a side, closed by one cell), the empty space reachable from the
    box's border is flood-filled, and only samples within ``_OUTER_REACH`` cells of it are
@@ -56,7 +58,7 @@ import numpy as np
 import trimesh
 from scipy import ndimage
 
-__all__ = ["MAX_CORE_PARTS", "ShapeCloud", "shape_clouds", "surface_samples"]
+__all__ = ["MAX_PARTS", "ShapeCloud", "shape_clouds", "surface_samples"]
 
 _SAMPLES = 20_000  # surface samples aimed at (large triangles are subdivided)
 _MAX_LEVEL = 64
@@ -76,7 +78,11 @@ _BODY_CORE_SHARE = 0.9  # the body trim's robust start: the frame of the area's 
 # object of up to a quarter stays out) and 55 % (up to 45 %, but a box chair's 55 % core cuts the chair, so the
 # three-quarter part is kept for what it decides)
 _PART_CORES = ((0.75, False), (0.55, True))
-MAX_CORE_PARTS = len(_PART_CORES)  # what a fingerprint may store: one core part per core at most
+# a piece part: the largest piece of the body's surface where empty space splits it, on the body's grid, at
+# gaps of at least 1 and at least 3 empty cells (the occupied cells grown by 0 and by 1 cell, then connected)
+_PIECE_GAPS = (0, 1)
+_PIECE_MIN_SHARE = 0.5  # ... kept when it is the larger object of the scene (more than half the area)
+MAX_PARTS = len(_PART_CORES) + len(_PIECE_GAPS)  # what a fingerprint may store: one part per core and per gap
 _BODY_CELLS = 32  # ... found on a grid of this many cells a side (one pass over the samples)
 _CORE_SETTLED = 0.005  # ... and settled once a step changes at most this share of the area
 
@@ -233,14 +239,20 @@ def _reach_trim(points: np.ndarray, weights: np.ndarray, reach: float, start: np
     return keep
 
 
+def _body_cells(points: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
+    """(low corner [3], cell width, [N, 3] int64 cell of each sample) of the ``_BODY_CELLS`` grid over
+    the samples' bounding box."""
+    low = np.array([points[:, k].min() for k in range(3)])  # per column: a strided axis-0 reduction is 8x slower
+    high = np.array([points[:, k].max() for k in range(3)])
+    h = max(float((high - low).max()), 1e-300) / _BODY_CELLS
+    return low, h, np.minimum(((points - low) / h).astype(np.int64), _BODY_CELLS - 1)
+
+
 def _occupied_cells(points: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(centres [M, 3], areas [M]) of the occupied cells of a ``_BODY_CELLS`` grid over the
     samples' bounding box: the surface at a resolution where a few exact steps cost nothing.
     Sums, so the order of the samples does not matter."""
-    low = np.array([points[:, k].min() for k in range(3)])  # per column: a strided axis-0 reduction is 8x slower
-    high = np.array([points[:, k].max() for k in range(3)])
-    h = max(float((high - low).max()), 1e-300) / _BODY_CELLS
-    ijk = np.minimum(((points - low) / h).astype(np.int64), _BODY_CELLS - 1)
+    low, h, ijk = _body_cells(points)
     area = np.bincount((ijk[:, 0] * _BODY_CELLS + ijk[:, 1]) * _BODY_CELLS + ijk[:, 2], weights=weights,
                        minlength=_BODY_CELLS**3)
     occupied = np.flatnonzero(area > 0)
@@ -384,6 +396,50 @@ def _part_mask(points: np.ndarray, weights: np.ndarray, reach: float, body: np.n
     return part
 
 
+def _pieces(ijk: np.ndarray) -> list[np.ndarray]:
+    """For each gap of ``_PIECE_GAPS`` that splits the surface whose samples lie in cells ``ijk``
+    [N, 3] of the body's grid: [N] int64, each sample's piece (1, 2, ...). The occupied cells are
+    grown by the gap, then 26-connected: pieces apart by more than that. Integer grid work only, so
+    every validator splits alike.
+
+    Bridges are not cut: a bar thinner than a cell looks on the grid as two cubes sharing an edge
+    do (trimesh's ``shared.STL``), and cutting those joined that scene with 23 cube files."""
+    occupied = np.zeros((_BODY_CELLS + 2,) * 3, bool)  # a cell of margin: growing sees empty space
+    cells = ijk + 1
+    occupied[cells[:, 0], cells[:, 1], cells[:, 2]] = True
+    cube = np.ones((3, 3, 3), bool)
+    splits = []
+    for gap in _PIECE_GAPS:
+        grown = ndimage.binary_dilation(occupied, cube, iterations=gap) if gap else occupied
+        labels, count = ndimage.label(grown, cube)
+        if count > 1:
+            splits.append(labels[cells[:, 0], cells[:, 1], cells[:, 2]])
+    return splits
+
+
+def _piece_masks(points: np.ndarray, weights: np.ndarray, body: np.ndarray) -> list[np.ndarray]:
+    """[N] bool for each split of the body by empty space (``_pieces``): its largest piece, where it
+    carries more than ``_PIECE_MIN_SHARE`` of the body's area (the larger object of the scene) and
+    leaves out more than ``_CORE_SETTLED`` of it.
+
+    What the core parts cannot leave out: a second object within the object's own reach (a ball
+    of 30-50 % of the area beside an object that fills its bounding box lies, in the spreads of
+    the rest, as near as the object's corners) or a chip just beyond it (a few per cent, which
+    tips the alignment): by distance they are part of the object, but a gap of empty space sets
+    them apart. More than half the area: the scene's larger object is kept, never its smaller one."""
+    total = weights[body].sum()
+    kept = np.flatnonzero(body)
+    masks = []
+    for piece in _pieces(_body_cells(points[body])[2]):
+        area = np.bincount(piece, weights=weights[body])
+        largest = int(np.argmax(area[1:])) + 1
+        if _PIECE_MIN_SHARE * total < area[largest] < (1.0 - _CORE_SETTLED) * total:
+            mask = np.zeros(len(points), bool)
+            mask[kept[piece == largest]] = True
+            masks.append(mask)
+    return masks
+
+
 def _part_masks(points: np.ndarray, weights: np.ndarray, reach: float, body: np.ndarray) -> list[np.ndarray]:
     """The body's core parts (``_part_mask``) from each of ``_PART_CORES``, in that order, a later
     one kept only where it differs from every earlier one by more than ``_CORE_SETTLED`` of the
@@ -395,11 +451,12 @@ def _part_masks(points: np.ndarray, weights: np.ndarray, reach: float, body: np.
     quarter; a core of 55 % can (up to 45 %), but on an object spread wide (a box chair) it
     settles on a piece of the object itself, and which piece moves with a copy's deformation.
     So both are judged: the first decides what it can (as spec 0.1.9 did, cloud for cloud), the
-    second adds larger second objects."""
+    second adds larger second objects. The largest pieces (``_piece_masks``) follow, under the
+    same rule: what lies within reach but apart."""
     grid = _occupied_cells(points[body], weights[body])
+    found = [_part_mask(points, weights, reach, body, share, from_median, grid) for share, from_median in _PART_CORES]
     parts: list[np.ndarray] = []
-    for share, from_median in _PART_CORES:
-        part = _part_mask(points, weights, reach, body, share, from_median, grid)
+    for part in [*found, *_piece_masks(points, weights, body)]:
         if part is not None and all(weights[part ^ kept].sum() > weights[body].sum() * _CORE_SETTLED
                                     for kept in parts):
             parts.append(part)
@@ -485,10 +542,10 @@ def _cloud(points: np.ndarray, weights: np.ndarray, rgb: np.ndarray | None, norm
 
 
 def shape_clouds(mesh: trimesh.Trimesh, *, body_reach: float) -> tuple[ShapeCloud, tuple[ShapeCloud, ...]]:
-    """(body, core parts): the canonical outer-surface clouds of ``mesh``'s body
-    (``_body_mask``) and of its core parts (``_part_masks`` of the body's outer surface: geometry
+    """(body, parts): the canonical outer-surface clouds of ``mesh``'s body
+    (``_body_mask``) and of its parts (``_part_masks`` of the body's outer surface: geometry
     hidden inside would otherwise crowd a part's core; none for nearly every answer: one
-    object, at most ``len(_PART_CORES)``), from one set of samples; ``body_reach``: the
+    object, at most ``MAX_PARTS``), from one set of samples; ``body_reach``: the
     trim's radius in principal spreads (the pinned protocol's ``defences.fingerprint_body_reach``).
 
     Errors: ``ValueError`` for a mesh without area or a reach that is not a positive number."""
