@@ -39,7 +39,8 @@ keeps a second core part, from 55 % of the area and the median as well as the me
 (``shape_cloud._part_masks``): balls of 30-50 %, which 0.1.9 joined on 24 of 48 draws, are joined.
 Spec 0.1.11 keeps the body's largest piece where empty space splits it (``shape_cloud._piece_masks``):
 a chip or a ball close to an object that fills its bounding cube lies within the object's reach,
-and all twelve such copies that escaped 0.1.10's sweeps are joined.
+and all twelve such copies that escaped 0.1.10's sweeps are joined. Spec 0.1.12 splits it where a
+long bar under three cells wide does too: the four balls on a bar that escaped 0.1.11 are joined.
 """
 
 import io
@@ -358,7 +359,7 @@ def test_a_fingerprint_survives_its_own_serialisation_and_hostile_bytes_do_not_l
             Fingerprint.from_bytes(junk)
 
     def saved(**changes) -> bytes:
-        arrays = dict(version=np.int32(8), rig_key=np.str_(""), points=np.ones((8, 3), np.float16),
+        arrays = dict(version=np.int32(9), rig_key=np.str_(""), points=np.ones((8, 3), np.float16),
                       weights=np.ones(8, np.float32), normals=np.ones((8, 3), np.float16),
                       moments=np.ones(3, np.float32), aspect=np.ones(3, np.float32))
         arrays.update(changes)
@@ -375,7 +376,7 @@ def test_a_fingerprint_survives_its_own_serialisation_and_hostile_bytes_do_not_l
         return {f"part{k}_{name}": value for k in indices for name, value in part.items()}
 
     assert len(Fingerprint.from_bytes(saved(**parts(0, 1))).parts) == 2  # well-formed parts load
-    assert MAX_PARTS == 4 and len(Fingerprint.from_bytes(saved(**parts(*range(MAX_PARTS)))).parts) == MAX_PARTS
+    assert MAX_PARTS == 5 and len(Fingerprint.from_bytes(saved(**parts(*range(MAX_PARTS)))).parts) == MAX_PARTS
     for hostile, reason in ((dict(points=np.full((8, 3), np.nan, np.float16)), "non-finite"),
                             (dict(aspect=np.array([1.0, 0.0, -1.0], np.float32)), "non-finite or negative"),
                             (dict(aspect=np.ones(4, np.float32)), "wrong shape"),
@@ -385,6 +386,7 @@ def test_a_fingerprint_survives_its_own_serialisation_and_hostile_bytes_do_not_l
                             (dict(version=np.int32(5)), "unknown fingerprint version"),
                             (dict(version=np.int32(6)), "unknown fingerprint version"),
                             (dict(version=np.int32(7)), "unknown fingerprint version"),
+                            (dict(version=np.int32(8)), "unknown fingerprint version"),
                             (dict(part0_points=np.ones((8, 3), np.float16)), "part0_weights"),
                             ({**parts(0), "part0_colours": np.ones((9, 3), np.uint8)}, "wrong shape"),
                             ({**parts(0), "part0_points": np.full((8, 3), np.inf, np.float16)}, "non-finite"),
@@ -540,6 +542,56 @@ def test_the_piece_part_golden():
     assert parts(0.01, 2.0) == [sphere, sphere]  # apart at both gaps: _part_masks keeps one
 
 
+def cube_bar_cube(distance: float) -> tuple[np.ndarray, np.ndarray]:
+    """(points, weights): 3,000 samples of the surface of the cube [-1, 1]^3 carrying 60 % of the
+    area, 2,000 of a cube carrying 40 % (side 2 sqrt(0.4 / 0.6) = 1.633) ``distance`` off on the x
+    axis, and 100 of a bar along the x axis from one to the other carrying 1 %."""
+    rng = np.random.default_rng(0)
+
+    def cube_surface(n: int, half: float, centre: float) -> np.ndarray:
+        points = rng.uniform(-half, half, size=(n, 3))
+        axis = np.arange(n) % 3
+        points[np.arange(n), axis] = np.where(np.arange(n) % 2 == 0, half, -half)  # onto one of the six faces
+        return points + np.array([centre, 0.0, 0.0])
+
+    half = float(np.sqrt(0.4 / 0.6))
+    bar = np.zeros((100, 3))
+    bar[:, 0] = np.linspace(1.0, distance - half, 102)[1:-1]
+    return (np.vstack([cube_surface(3000, 1.0, 0.0), cube_surface(2000, half, distance), bar]),
+            np.concatenate([np.full(3000, 0.6 / 3000), np.full(2000, 0.4 / 2000), np.full(100, 0.01 / 100)]))
+
+
+def test_the_bar_piece_golden():
+    """Hand-computed on the body's grid of 32 cells along the longest side: two cubes joined by a
+    bar one cell wide (``cube_bar_cube``). 5 sizes apart the box spans x from -1 to 5.8165, a cell
+    is 0.21302 wide, the large cube fills cells 0-9 on every axis (2 / 0.21302 = 9.39) and the
+    small one cells 24-31 along x (5.1835 / 0.21302 = 24.3). The bar joins them, so empty space
+    splits nothing. Filled and opened by one cell, the solid is the two cubes (a box of cells at
+    least three wide is unchanged by the opening) and the bar is gone; grown back by
+    ``_BRIDGE_GROW`` = 2 cells they reach cells 11 and 22: still apart, two pieces. The larger,
+    60 % of the area, takes the bar's samples of cells 9-11, those with x below -1 + 12 x 0.21302
+    = 1.556: the part is the large cube and the bar's first 0.556 sizes. 2.4 sizes apart (a cell
+    0.13177 wide, the cubes in cells 0-15 and from 19 on) the bar is three cells long, the pieces
+    grown back by two touch, and there is no part: a thin joint between near parts, as a chair's
+    posts are, never makes a scene."""
+    from text3d.reward.defences.shape_cloud import _BRIDGE_GROW, _pieces, _piece_masks
+
+    assert _BRIDGE_GROW == 2
+    points, weights = cube_bar_cube(5.0)
+    cells = np.minimum(((points - points.min(axis=0)) / (float(np.ptp(points, axis=0).max()) / 32)).astype(np.int64), 31)
+    assert cells[:3000].max() == 9 and cells[3000:5000, 0].min() == 24 and cells[5000:, 1:].min() == 4
+    assert len(_pieces(cells)) == 1  # the bar's split only: empty space splits nothing
+    expected = np.zeros(5100, bool)
+    expected[:3000] = True
+    expected[5000:] = points[5000:, 0] < -1.0 + 12 * (6.0 + float(np.sqrt(0.4 / 0.6))) / 32
+    assert 5 < expected[5000:].sum() < 20  # the bar's samples of cells 9-11
+    assert [m.tolist() for m in _piece_masks(points, weights, np.ones(5100, bool))] == [expected.tolist()]
+    points, weights = cube_bar_cube(2.4)
+    cells = np.minimum(((points - points.min(axis=0)) / (float(np.ptp(points, axis=0).max()) / 32)).astype(np.int64), 31)
+    assert cells[:3000].max() == 15 and cells[3000:5000, 0].min() == 19
+    assert _piece_masks(points, weights, np.ones(5100, bool)) == []
+
+
 def test_copies_of_an_honest_answer_with_a_floating_island_are_one_object():
     """The tiny Shap-E generator's seed 6 makes a floating island of about 5 % of the area, 3-4
     spreads off the rest: inside the plain trim's reach only because it stretches the spreads
@@ -664,6 +716,10 @@ CHIPS_WITHIN_REACH_THAT_ESCAPED_0_1_10 = [(1.0, 0.01, False, 5008), (1.0, 0.03, 
                                           (1.0, 0.05, True, 5018), (1.25, 0.01, False, 5028), (1.25, 0.03, False, 5033)]
 BALLS_WITHIN_REACH_THAT_ESCAPED_0_1_10 = [(1.5, 0.12, 9100), (1.5, 0.3, 9109), (1.5, 0.4, 9112), (1.5, 0.4, 9113),
                                           (1.5, 0.45, 9117), (1.5, 0.5, 9120)]
+# balls on a bar 3 % of the size wide that escaped spec 0.1.11 in a sweep of 384 (12-50 % of the area at 1.5 / 2 /
+# 3 / 10 sizes, alone or on a bar, two draws each on the four bases): base, distance, share, the draw's seed
+BALLS_ON_A_BAR_THAT_ESCAPED_0_1_11 = [("cad part", 1.5, 0.12, 11098), ("shap-e", 1.5, 0.3, 11298),
+                                      ("shap-e", 1.5, 0.3, 11299), ("shap-e", 3.0, 0.3, 11346)]
 
 
 def test_what_lies_within_the_objects_reach_but_apart_is_left_out_by_empty_space(bases):
@@ -682,6 +738,19 @@ def test_what_lies_within_the_objects_reach_but_apart_is_left_out_by_empty_space
         if not found.same:
             missed[key] = found.as_dict()
     assert not missed, f"{len(missed)} of {len(copies)} escaped: {sorted(missed)}"
+
+
+def test_a_ball_on_a_long_bar_is_cut_off_at_the_bar(bases):
+    """A bar joins the ball to the copy, so no empty space sets it apart, and the ball (12-30 %)
+    tips both cores (spec 0.1.11 let all four escape). Opened by one cell the bar is gone, and the
+    pieces stay apart grown back by two: the largest is the original, joined part against body."""
+    missed = {}
+    for base, distance, share, seed in BALLS_ON_A_BAR_THAT_ESCAPED_0_1_11:
+        mesh, original = bases[base]
+        found = match(original, fingerprint(cc.add_object(mesh, distance, share, np.random.default_rng(seed), True)))
+        if not found.same:
+            missed[(base, distance, share, seed)] = found.as_dict()
+    assert not missed, f"{len(missed)} of {len(BALLS_ON_A_BAR_THAT_ESCAPED_0_1_11)} escaped: {sorted(missed)}"
 
 
 def test_a_mesh_scaled_past_float32_still_fingerprints_as_the_same_object():

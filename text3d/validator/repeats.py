@@ -8,10 +8,11 @@ step. Bounds: ``answers_per_miner`` entries per hotkey (oldest dropped first) an
 fingerprint without views (a coarser cloud missed half the deformations the full one catches):
 about 50 KB in memory and 25 KB saved for one object (a 20k-face blob, measured), about three
 times that for a scene with two parts (a box chair with a ball: 155 KB, 79 KB saved), and at most
-``shape_cloud.MAX_PARTS`` = 4 parts, about 260 KB. So the memory holds at most
-``answers_per_miner * max_miners`` of them: 8 x 256 = 2,048 entries, about 110 MB when a full
-256-uid subnet has each been asked 8 times, about 530 MB at the very worst (every one of those
-answers a scene with four parts), a few MB for a validator's first hours.
+``shape_cloud.MAX_PARTS`` = 5 parts, about 310 KB (six clouds at about 52 KB each, from the
+four-part scene's 260 KB). So the memory holds at most ``answers_per_miner * max_miners`` of
+them: 8 x 256 = 2,048 entries, about 110 MB when a full 256-uid subnet has each been asked 8
+times, about 640 MB at the very worst (every one of those answers a scene with five parts), a
+few MB for a validator's first hours.
 
 Saved with the validator state as a binary sidecar (``to_bytes`` / ``from_bytes``: one npz
 of the fingerprints' own bytes, no pickles), so a restart forgets nothing.

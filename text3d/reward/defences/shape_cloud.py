@@ -25,8 +25,9 @@
    quarters and from 55 % of the area (the latter from the median too) gives its largest object
    too (``_part_masks``), and ``shape_clouds`` returns their clouds beside the body's: a copy
    with an object set beside it is still the copy. **The pieces.** A second object or a chip
-   within the object's own reach is part of it by distance; where empty space splits the body,
-   its largest piece is a part too, when it carries more than half the area (``_piece_masks``).
+   within the object's own reach is part of it by distance; where empty space or a long thin bar
+   splits the body, its largest piece is a part too, when it carries more than half the area
+   (``_piece_masks``).
 3. **Outer surface only.** The samples are voxelised in their bounding box
    (``_GRID`` cells a side, closed by one cell), the empty space reachable from the
    box's border is flood-filled, and only samples within ``_OUTER_REACH`` cells of it are
@@ -81,8 +82,11 @@ _PART_CORES = ((0.75, False), (0.55, True))
 # a piece part: the largest piece of the body's surface where empty space splits it, on the body's grid, at
 # gaps of at least 1 and at least 3 empty cells (the occupied cells grown by 0 and by 1 cell, then connected)
 _PIECE_GAPS = (0, 1)
+# ... and where a bar splits it: the body's solid opened by one cell (bars under three cells wide are cut),
+# then grown back by this many cells; pieces still apart (five empty cells or more) were joined only by bars
+_BRIDGE_GROW = 2
 _PIECE_MIN_SHARE = 0.5  # ... kept when it is the larger object of the scene (more than half the area)
-MAX_PARTS = len(_PART_CORES) + len(_PIECE_GAPS)  # what a fingerprint may store: one part per core and per gap
+MAX_PARTS = len(_PART_CORES) + len(_PIECE_GAPS) + 1  # what a fingerprint may store: one part per core, gap and bar
 _BODY_CELLS = 32  # ... found on a grid of this many cells a side (one pass over the samples)
 _CORE_SETTLED = 0.005  # ... and settled once a step changes at most this share of the area
 
@@ -398,12 +402,18 @@ def _part_mask(points: np.ndarray, weights: np.ndarray, reach: float, body: np.n
 
 def _pieces(ijk: np.ndarray) -> list[np.ndarray]:
     """For each gap of ``_PIECE_GAPS`` that splits the surface whose samples lie in cells ``ijk``
-    [N, 3] of the body's grid: [N] int64, each sample's piece (1, 2, ...). The occupied cells are
-    grown by the gap, then 26-connected: pieces apart by more than that. Integer grid work only, so
-    every validator splits alike.
+    [N, 3] of the body's grid, and for a bar that does: [N] int64, each sample's piece (1, 2, ...;
+    0 for none). Integer grid work only, so every validator splits alike.
 
-    Bridges are not cut: a bar thinner than a cell looks on the grid as two cubes sharing an edge
-    do (trimesh's ``shared.STL``), and cutting those joined that scene with 23 cube files."""
+    Gaps: the occupied cells are grown by the gap, then 26-connected, so pieces are apart by
+    more than that. Bars: the solid (the occupied cells closed by one cell, their holes filled)
+    is opened by one cell, which cuts every bar under three cells wide, and grown back by
+    ``_BRIDGE_GROW`` cells; pieces still apart are objects a bar joined, and the bar's samples
+    farther from both belong to neither. The bar must be long as well as thin: cut where the
+    pieces come closer (grown back by one cell), a box chair warped by 3-5 % fell into pieces,
+    and one such copy's larger piece joined another of trimesh's files (``mode5.gltf``); with
+    every sample given to its nearest piece, two cubes sharing an edge (trimesh's
+    ``shared.STL``) joined 23 cube files."""
     occupied = np.zeros((_BODY_CELLS + 2,) * 3, bool)  # a cell of margin: growing sees empty space
     cells = ijk + 1
     occupied[cells[:, 0], cells[:, 1], cells[:, 2]] = True
@@ -414,26 +424,34 @@ def _pieces(ijk: np.ndarray) -> list[np.ndarray]:
         labels, count = ndimage.label(grown, cube)
         if count > 1:
             splits.append(labels[cells[:, 0], cells[:, 1], cells[:, 2]])
+    solid = ndimage.binary_fill_holes(ndimage.binary_closing(occupied, cube))
+    opened = ndimage.binary_opening(solid, cube)
+    labels, count = ndimage.label(ndimage.binary_dilation(opened, cube, iterations=_BRIDGE_GROW), cube)
+    if count > 1:
+        splits.append(labels[cells[:, 0], cells[:, 1], cells[:, 2]])
     return splits
 
 
 def _piece_masks(points: np.ndarray, weights: np.ndarray, body: np.ndarray) -> list[np.ndarray]:
-    """[N] bool for each split of the body by empty space (``_pieces``): its largest piece, where it
-    carries more than ``_PIECE_MIN_SHARE`` of the body's area (the larger object of the scene) and
-    leaves out more than ``_CORE_SETTLED`` of it.
+    """[N] bool for each split of the body by empty space or a bar (``_pieces``): its largest piece,
+    where it carries more than ``_PIECE_MIN_SHARE`` of the body's area (the larger object of the
+    scene), leaves out more than ``_CORE_SETTLED`` of it and holds ``_MIN_KEPT_SAMPLES`` samples
+    or more (as a trim must).
 
     What the core parts cannot leave out: a second object within the object's own reach (a ball
     of 30-50 % of the area beside an object that fills its bounding box lies, in the spreads of
     the rest, as near as the object's corners) or a chip just beyond it (a few per cent, which
     tips the alignment): by distance they are part of the object, but a gap of empty space sets
-    them apart. More than half the area: the scene's larger object is kept, never its smaller one."""
+    them apart, and so does a long bar thinner than three cells (the ball on a bar beside the same
+    object). More than half the area: the scene's larger object is kept, never its smaller one."""
     total = weights[body].sum()
     kept = np.flatnonzero(body)
     masks = []
     for piece in _pieces(_body_cells(points[body])[2]):
-        area = np.bincount(piece, weights=weights[body])
+        area = np.bincount(piece, weights=weights[body], minlength=2)  # a bar's samples may all be in no piece
         largest = int(np.argmax(area[1:])) + 1
-        if _PIECE_MIN_SHARE * total < area[largest] < (1.0 - _CORE_SETTLED) * total:
+        if (_PIECE_MIN_SHARE * total < area[largest] < (1.0 - _CORE_SETTLED) * total
+                and np.count_nonzero(piece == largest) >= _MIN_KEPT_SAMPLES):
             mask = np.zeros(len(points), bool)
             mask[kept[piece == largest]] = True
             masks.append(mask)
