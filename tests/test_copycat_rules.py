@@ -520,18 +520,18 @@ def test_the_piece_part_golden():
     0.08, narrower than a cell) it is one piece. A ball of 55 % 2.6 radii off (cells 13 and 16) is
     the larger piece: the part is the ball, never the smaller object. A chip of 0.4 % leaves out
     less than 0.5 % (``_CORE_SETTLED``): no part; of 1 %, the sphere is a part."""
-    from text3d.reward.defences.shape_cloud import _PIECE_GAPS, _PIECE_MIN_SHARE, _part_mask, _piece_masks, _pieces
+    from text3d.reward.defences.shape_cloud import (_BODY_CELLS, _PIECE_GAPS, _PIECE_MIN_SHARE, _body_cells, _part_mask,
+                                                    _piece_masks, _pieces)
 
     def parts(share: float, distance: float) -> list[list[bool]]:
         points, weights = sphere_and_ball(share, distance)
         return [m.tolist() for m in _piece_masks(points, weights, np.ones(6000, bool))]
 
     sphere, ball = [True] * 3000 + [False] * 3000, [False] * 3000 + [True] * 3000
-    assert _PIECE_GAPS == (0, 1) and _PIECE_MIN_SHARE == 0.5
+    assert _PIECE_GAPS == (0, 1) and _PIECE_MIN_SHARE == 0.5 and _BODY_CELLS == 32
     points, weights = sphere_and_ball(0.4, 2.0)
     everything = np.ones(6000, bool)
-    low = points.min(axis=0)
-    cells = np.minimum(((points - low) / (float(np.ptp(points, axis=0).max()) / 32)).astype(np.int64), 31)
+    cells = _body_cells(points)[2]
     assert cells[:3000, 0].max() == 16 and cells[3000:, 0].min() == 18 and len(_pieces(cells)) == 1
     assert all(_part_mask(points, weights, 3.5, everything, share, from_median) is None
                for share, from_median in ((0.75, False), (0.55, True)))
@@ -574,11 +574,13 @@ def test_the_bar_piece_golden():
     0.13177 wide, the cubes in cells 0-15 and from 19 on) the bar is three cells long, the pieces
     grown back by two touch, and there is no part: a thin joint between near parts, as a chair's
     posts are, never makes a scene."""
-    from text3d.reward.defences.shape_cloud import _BRIDGE_GROW, _pieces, _piece_masks
+    from text3d.reward.defences.shape_cloud import _BODY_CELLS, _BRIDGE_GROW, _body_cells, _pieces, _piece_masks
+
+    assert _BODY_CELLS == 32
 
     assert _BRIDGE_GROW == 2
     points, weights = cube_bar_cube(5.0)
-    cells = np.minimum(((points - points.min(axis=0)) / (float(np.ptp(points, axis=0).max()) / 32)).astype(np.int64), 31)
+    cells = _body_cells(points)[2]
     assert cells[:3000].max() == 9 and cells[3000:5000, 0].min() == 24 and cells[5000:, 1:].min() == 4
     assert len(_pieces(cells)) == 1  # the bar's split only: empty space splits nothing
     expected = np.zeros(5100, bool)
@@ -587,7 +589,7 @@ def test_the_bar_piece_golden():
     assert 5 < expected[5000:].sum() < 20  # the bar's samples of cells 9-11
     assert [m.tolist() for m in _piece_masks(points, weights, np.ones(5100, bool))] == [expected.tolist()]
     points, weights = cube_bar_cube(2.4)
-    cells = np.minimum(((points - points.min(axis=0)) / (float(np.ptp(points, axis=0).max()) / 32)).astype(np.int64), 31)
+    cells = _body_cells(points)[2]
     assert cells[:3000].max() == 15 and cells[3000:5000, 0].min() == 19
     assert _piece_masks(points, weights, np.ones(5100, bool)) == []
 

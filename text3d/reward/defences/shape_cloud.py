@@ -252,11 +252,13 @@ def _body_cells(points: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
     return low, h, np.minimum(((points - low) / h).astype(np.int64), _BODY_CELLS - 1)
 
 
-def _occupied_cells(points: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _occupied_cells(points: np.ndarray, weights: np.ndarray,
+                    cells: tuple[np.ndarray, float, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(centres [M, 3], areas [M]) of the occupied cells of a ``_BODY_CELLS`` grid over the
     samples' bounding box: the surface at a resolution where a few exact steps cost nothing.
-    Sums, so the order of the samples does not matter."""
-    low, h, ijk = _body_cells(points)
+    Sums, so the order of the samples does not matter. ``cells``: ``_body_cells(points)`` when
+    already found."""
+    low, h, ijk = cells if cells is not None else _body_cells(points)
     area = np.bincount((ijk[:, 0] * _BODY_CELLS + ijk[:, 1]) * _BODY_CELLS + ijk[:, 2], weights=weights,
                        minlength=_BODY_CELLS**3)
     occupied = np.flatnonzero(area > 0)
@@ -418,21 +420,19 @@ def _pieces(ijk: np.ndarray) -> list[np.ndarray]:
     cells = ijk + 1
     occupied[cells[:, 0], cells[:, 1], cells[:, 2]] = True
     cube = np.ones((3, 3, 3), bool)
+    grids = [ndimage.binary_dilation(occupied, cube, iterations=gap) if gap else occupied for gap in _PIECE_GAPS]
+    opened = ndimage.binary_opening(ndimage.binary_fill_holes(ndimage.binary_closing(occupied, cube)), cube)
+    grids.append(ndimage.binary_dilation(opened, cube, iterations=_BRIDGE_GROW))
     splits = []
-    for gap in _PIECE_GAPS:
-        grown = ndimage.binary_dilation(occupied, cube, iterations=gap) if gap else occupied
-        labels, count = ndimage.label(grown, cube)
+    for grid in grids:
+        labels, count = ndimage.label(grid, cube)
         if count > 1:
             splits.append(labels[cells[:, 0], cells[:, 1], cells[:, 2]])
-    solid = ndimage.binary_fill_holes(ndimage.binary_closing(occupied, cube))
-    opened = ndimage.binary_opening(solid, cube)
-    labels, count = ndimage.label(ndimage.binary_dilation(opened, cube, iterations=_BRIDGE_GROW), cube)
-    if count > 1:
-        splits.append(labels[cells[:, 0], cells[:, 1], cells[:, 2]])
     return splits
 
 
-def _piece_masks(points: np.ndarray, weights: np.ndarray, body: np.ndarray) -> list[np.ndarray]:
+def _piece_masks(points: np.ndarray, weights: np.ndarray, body: np.ndarray,
+                 ijk: np.ndarray | None = None) -> list[np.ndarray]:
     """[N] bool for each split of the body by empty space or a bar (``_pieces``): its largest piece,
     where it carries more than ``_PIECE_MIN_SHARE`` of the body's area (the larger object of the
     scene), leaves out more than ``_CORE_SETTLED`` of it and holds ``_MIN_KEPT_SAMPLES`` samples
@@ -443,17 +443,19 @@ def _piece_masks(points: np.ndarray, weights: np.ndarray, body: np.ndarray) -> l
     the rest, as near as the object's corners) or a chip just beyond it (a few per cent, which
     tips the alignment): by distance they are part of the object, but a gap of empty space sets
     them apart, and so does a long bar thinner than three cells (the ball on a bar beside the same
-    object). More than half the area: the scene's larger object is kept, never its smaller one."""
+    object). More than half the area: the scene's larger object is kept, never its smaller one.
+    ``ijk``: the body's cells (``_body_cells(points[body])[2]``) when already found."""
     total = weights[body].sum()
     kept = np.flatnonzero(body)
     masks = []
-    for piece in _pieces(_body_cells(points[body])[2]):
-        area = np.bincount(piece, weights=weights[body], minlength=2)  # a bar's samples may all be in no piece
+    for piece in _pieces(ijk if ijk is not None else _body_cells(points[body])[2]):
+        area = np.bincount(piece, weights=weights[body], minlength=2)  # minlength: every sample may be in no piece
         largest = int(np.argmax(area[1:])) + 1
+        in_largest = piece == largest
         if (_PIECE_MIN_SHARE * total < area[largest] < (1.0 - _CORE_SETTLED) * total
-                and np.count_nonzero(piece == largest) >= _MIN_KEPT_SAMPLES):
+                and np.count_nonzero(in_largest) >= _MIN_KEPT_SAMPLES):
             mask = np.zeros(len(points), bool)
-            mask[kept[piece == largest]] = True
+            mask[kept[in_largest]] = True
             masks.append(mask)
     return masks
 
@@ -471,10 +473,11 @@ def _part_masks(points: np.ndarray, weights: np.ndarray, reach: float, body: np.
     So both are judged: the first decides what it can (as spec 0.1.9 did, cloud for cloud), the
     second adds larger second objects. The largest pieces (``_piece_masks``) follow, under the
     same rule: what lies within reach but apart."""
-    grid = _occupied_cells(points[body], weights[body])
+    cells = _body_cells(points[body])  # one grid for the cores and the pieces
+    grid = _occupied_cells(points[body], weights[body], cells)
     found = [_part_mask(points, weights, reach, body, share, from_median, grid) for share, from_median in _PART_CORES]
     parts: list[np.ndarray] = []
-    for part in [*found, *_piece_masks(points, weights, body)]:
+    for part in [*found, *_piece_masks(points, weights, body, cells[2])]:
         if part is not None and all(weights[part ^ kept].sum() > weights[body].sum() * _CORE_SETTLED
                                     for kept in parts):
             parts.append(part)
