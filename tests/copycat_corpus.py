@@ -226,6 +226,7 @@ COMBINATIONS: dict[str, Deform] = {
     "object+stretch+tilt+draco": lambda m, r: recode(turn(stretch(add_object(m, 3.0, 0.12, r), (0.85, 1.0, 1.2)),
                                                           -6.0, (1, 0, 0))),
     "hidden+object+turn+jitter": lambda m, r: jitter(turn(add_object(hide_inside(m, r), 2.0, 0.15, r), 61.0), 0.002, r),
+    "decimate+jitter+repaint": lambda m, r: repaint(jitter(cluster_decimate(m, 40), 0.003, r)),
 }
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from text3d.protocol.limits import DEFAULT_LIMITS
 from text3d.reward.config import RewardConfig
-from text3d.reward.defences import shape_cloud
+from text3d.reward.defences import alignment, shape_cloud
 from text3d.reward.defences.budget import MAX_COORDINATE
 from text3d.reward.defences.canary import CANARY_PROMPT
 from text3d.reward.scoring_protocol import DEFAULT_SIMILARITY_RANGE, PROTOCOL
@@ -69,7 +69,9 @@ def _facts() -> list[str]:
         f"pieces still apart when grown back by {shape_cloud._BRIDGE_GROW} cells",
         f"carries more than {'half' if shape_cloud._PIECE_MIN_SHARE == 0.5 else shape_cloud._PIECE_MIN_SHARE} of the area",
         f"differ by more than {d.fingerprint_max_aspect_change:g} on some axis",
-        f"alignment is at most {d.fingerprint_max_distance:g}",
+        f"alignment is at most {d.fingerprint_max_distance:g} and",
+        f"averaged over its {alignment._SMOOTH_NEIGHBOURS} nearest neighbours",
+        f"does not), at most {d.fingerprint_max_smooth_distance:g}",
         f"at most {d.fingerprint_relief_ratio:g} of the smaller *relief*",
         f"or {d.fingerprint_detail_ratio:g} times the smaller *fine detail*",
         f"up to {d.fingerprint_relief_max_distance:g}",

@@ -155,12 +155,14 @@ def test_the_step_judges_copies_by_the_copycat_thresholds_of_its_own_scoring_set
 
     hotkeys = [OWN_HOTKEY, "chair", "torus"]
     script = [{"chair": (CHAIR, MeshFormat.DRACO, 1.0), "torus": (TORUS, MeshFormat.DRACO, 2.0)}]
-    anything_goes = ["--reward.fingerprint_max_distance", "1000", "--reward.fingerprint_max_aspect_change", "1000"]
+    anything_goes = ["--reward.fingerprint_max_distance", "1000", "--reward.fingerprint_max_smooth_distance", "1000",
+                     "--reward.fingerprint_max_aspect_change", "1000"]
     for name, flags, torus_status in (("pinned", [], "ok"), ("loose", anything_goes, "duplicate")):
         settings = load_settings("validator", ["--models", "tiny", *flags])
         config = settings.validator.model_copy(update={"state_path": tmp_path / f"{name}.json"})
         state = open_state(settings, config)
         assert state.answers.rule.geometry_max == settings.reward.fingerprint_max_distance
+        assert state.answers.rule.smooth_max == settings.reward.fingerprint_max_smooth_distance
         validator, _ = make(tmp_path, hotkeys, script, state=state)
         assert by_hotkey(run_step(validator))["torus"].status == torus_status, name
 

@@ -86,7 +86,11 @@ class RewardConfig(BaseModel):
     min_thickness: float = Field(_D.min_thickness, ge=0.0, le=1.0, json_schema_extra=PINNED_FIELD,
                                  description="A mesh thinner than this, relative to its size, loses score in proportion.")
     fingerprint_max_distance: float = Field(_D.fingerprint_max_distance, gt=0.0, json_schema_extra=PINNED_FIELD,
-                                            description="Shape distance under which two answers are one object.")
+                                            description="Shape distance under which two answers may be one object "
+                                                        "by shape alone (the smoothed distance decides).")
+    fingerprint_max_smooth_distance: float = Field(
+        _D.fingerprint_max_smooth_distance, gt=0.0, json_schema_extra=PINNED_FIELD,
+        description="Shape distance, once offsets are averaged over neighbours, under which two answers are one object.")
     fingerprint_view_max_distance: float = Field(_D.fingerprint_view_max_distance, gt=0.0,
                                                  json_schema_extra=PINNED_FIELD,
                                                  description="Small-render distance under which two answers are one object.")
@@ -181,6 +185,7 @@ class RewardConfig(BaseModel):
             clip_temperature=c.temperature, clip_margin=c.margin, weights=protocol.weights,
             ocr_max_chars=d.ocr_max_chars, ocr_min_confidence=d.ocr_min_confidence, min_thickness=d.min_thickness,
             fingerprint_max_distance=d.fingerprint_max_distance,
+            fingerprint_max_smooth_distance=d.fingerprint_max_smooth_distance,
             fingerprint_view_max_distance=d.fingerprint_view_max_distance, max_overdraw=d.max_overdraw,
             max_edge_overdraw=d.max_edge_overdraw,
             fingerprint_colour_max_distance=d.fingerprint_colour_max_distance,
@@ -218,6 +223,7 @@ class RewardConfig(BaseModel):
                 ocr_max_chars=self.ocr_max_chars, ocr_min_confidence=self.ocr_min_confidence,
                 ocr_engine=base.defences.ocr_engine, min_thickness=self.min_thickness,
                 fingerprint_max_distance=self.fingerprint_max_distance,
+                fingerprint_max_smooth_distance=self.fingerprint_max_smooth_distance,
                 fingerprint_view_max_distance=self.fingerprint_view_max_distance, max_overdraw=self.max_overdraw,
                 max_edge_overdraw=self.max_edge_overdraw,
                 fingerprint_colour_max_distance=self.fingerprint_colour_max_distance,

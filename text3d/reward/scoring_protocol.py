@@ -202,7 +202,9 @@ class DefenceSpec(BaseModel):
     ocr_engine: str = "rapidocr-onnxruntime==1.4.4"
     min_thickness: float = Field(0.03, ge=0.0, le=1.0)  # text3d.reward.defences.flatness: factor = min(1, t / this)
     # text3d.reward.defences.fingerprint: two answers are one object when the chamfer distance after
-    # affine alignment (whitened units) is at most fingerprint_max_distance, or fingerprint_relief_ratio
+    # affine alignment (whitened units) is at most fingerprint_max_distance and, once every offset is
+    # averaged over its neighbours (noise cancels, a bump does not), at most
+    # fingerprint_max_smooth_distance; or fingerprint_relief_ratio
     # of the smaller relief (shape beyond an ellipsoid), or fingerprint_detail_ratio of the smaller fine
     # detail (offset from local quadric fits), once bent, capped at fingerprint_relief_max_distance; or,
     # when their colour histograms differ by at most fingerprint_colour_histogram_max and their aligned
@@ -210,7 +212,8 @@ class DefenceSpec(BaseModel):
     # apart; or, with the same histograms and patterns of two or more independent colours on both, when
     # re-aligned by colour their second canonical colour correlation is at least
     # fingerprint_min_pattern_agreement, at most fingerprint_pattern_max_distance apart
-    fingerprint_max_distance: float = Field(0.015, gt=0.0)
+    fingerprint_max_distance: float = Field(0.025, gt=0.0)
+    fingerprint_max_smooth_distance: float = Field(0.005, gt=0.0)
     fingerprint_relief_ratio: float = Field(0.1, ge=0.0)
     fingerprint_relief_max_distance: float = Field(0.07, gt=0.0)
     fingerprint_detail_ratio: float = Field(1.55, ge=0.0)

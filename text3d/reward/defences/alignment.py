@@ -9,20 +9,30 @@ whatever non-affine change was added (a warp, jitter, remeshing). The search:
    ambiguous up to those) is scored by the mean distance from a fixed subsample of ``b``
    to its nearest point of ``a`` (where two of either cloud's fourth moments tie, so its
    frame may be turned by any angle in that plane, also each permutation turned by 22.5, 45
-   and 67.5 deg there: ``_candidate_starts``); the best ``_STARTS`` go on, and with colours on both
+   and 67.5 deg there, and where both clouds are near-round, so that no axis of either frame
+   is pinned down, also ``_SPREAD_STARTS`` turns spread over every orientation, each mirrored
+   too: ``_candidate_starts``); the best ``_STARTS`` go on, and with colours on both
    sides also the best by distance plus colour difference (a near-round object fits its
    surface in many orientations; only its colours tell which one is the copy's);
 2. each is refined by iterative closest points, up to ``_ICP_STEPS`` steps of a weighted
    least-squares affine fit on nearest neighbours both ways (affine, not only rotations:
    what whitening left over, e.g. from a copy's crumpled parts, is absorbed too), all
    starts at once through the clouds' nearest-point fields, then the best two (and the
-   colours' choice) by exact neighbours, point to plane (``_icp``, ``_plane_affine``: on a
+   colours' choice; for a near-round pair every start still going, since the field's cells
+   cannot rank its poses) by exact neighbours, point to plane (``_icp``, ``_plane_affine``: on a
    near-round object point-to-point steps barely turn);
 3. the result's ``geometry`` is the symmetric point-to-plane chamfer distance: the
    area-weighted mean offset, along the surface normal, from each cloud's points to the
    other's nearest point, averaged over both directions, in whitened units (the object's
    spread is 1 along every axis). Along the normal, so two samplings of one surface are
    close however their points fall.
+
+``smoothed_distance`` is the same distance once every point's offset (a vector along its normal, so a
+flipped normal changes nothing) is averaged over its ``_SMOOTH_NEIGHBOURS`` nearest points of its
+own cloud: what is left is the part of the difference that is shape, not noise. Jitter,
+decimation and remeshing scatter offsets that cancel within a patch (a blob jittered by 0.5 %
+of its size keeps 0.28-0.30 of its distance), while two different objects differ by whole
+bumps that do not (honest blob seeds keep 0.58-0.74 of it).
 
 ``colour`` is the agreement of the two surfaces' colours after that alignment: the
 weighted Pearson correlation of matched points' colours, per channel and for the luminance,
@@ -51,7 +61,7 @@ from scipy.spatial import cKDTree
 from text3d.reward.defences.cloud_evidence import MIN_COLOUR_STD
 from text3d.reward.defences.shape_cloud import ShapeCloud
 
-__all__ = ["Match", "compare", "bent_distance", "colour_fit", "canonical_colour_correlations",
+__all__ = ["Match", "compare", "bent_distance", "smoothed_distance", "colour_fit", "canonical_colour_correlations",
            "SIGNED_PERMUTATIONS"]
 
 _STARTS = 8
@@ -66,6 +76,7 @@ _PRUNE_AFTER = 3  # ICP steps before starts far behind the best are dropped
 _PRUNE_RATIO = 1.5
 _EXACT_STEPS = 5  # exact point-to-plane steps, at most (five reach the true pose from 9.6 deg off), for the best starts of the field's ICP
 _EXACT_STARTS = 2
+_SPREAD_STARTS = 256  # turns spread over all orientations, each also mirrored, tried for a near-round pair
 _PLANE_HOLD = 1e-4  # how strongly a point-to-plane step is held towards the map it starts from
 _FIELD_SLACK = 0.16  # the cheap stage gives up above _FIELD_SLACK + _FIELD_SLOPE * reach (see _icp)
 _FIELD_SLOPE = 2.5
@@ -76,6 +87,7 @@ _BEND_HOLD = 1e-3  # how strongly the curved terms are held towards the affine f
 _COLOUR_PICK = 0.05  # whitened units per unit of colour disagreement, when picking among refined fits
 _COLOUR_BETAS = (4.0, 2.0, 1.0)  # colour_fit: whitened units per unit of RGB difference, strong to weak
 _COLOUR_STEPS = 8  # colour_fit: affine ICP steps per colour weight, at most
+_SMOOTH_NEIGHBOURS = 24  # points of its own cloud (of ~1,500) each offset is averaged over, for ``smooth``
 
 
 def _signed_permutations() -> np.ndarray:
@@ -180,6 +192,30 @@ def _chamfer(a: ShapeCloud, pb: np.ndarray, nb: np.ndarray, wb: np.ndarray,
     return 0.5 * float(wb @ d_ba + a.weights.astype(np.float64) @ d_ab), i_ba, i_ab
 
 
+def _smoothed_chamfer(a: ShapeCloud, pb: np.ndarray, nb: np.ndarray, wb: np.ndarray, tree_b: cKDTree,
+                      i_ba: np.ndarray, i_ab: np.ndarray) -> float:
+    """``_chamfer``'s distance of the offsets averaged over each point's ``_SMOOTH_NEIGHBOURS``
+    nearest points of its own cloud (weighted): the offset of a point is the vector from its
+    nearest point of the other cloud, along that point's normal (sign-free: a mesh whose normals
+    are flipped here and there gives the same vectors). Noise cancels within a patch, a bump
+    does not. At most the chamfer distance (the triangle inequality), deterministic (k-d tree
+    queries on the clouds alone)."""
+    pa, na = a.points.astype(np.float64), a.normals.astype(np.float64)
+    wa = a.weights.astype(np.float64)
+
+    def smoothed(points, offsets, weights, tree) -> float:
+        k = min(_SMOOTH_NEIGHBOURS, len(points))
+        _, near = tree.query(points, k=k)
+        near = near.reshape(len(points), k)
+        w = weights[near]
+        mean = np.einsum("nk,nkl->nl", w, offsets[near]) / np.maximum(w.sum(axis=1), 1e-300)[:, None]
+        return float(weights @ np.linalg.norm(mean, axis=1))
+
+    off_ba = na[i_ba] * np.einsum("ij,ij->i", pb - pa[i_ba], na[i_ba])[:, None]
+    off_ab = nb[i_ab] * np.einsum("ij,ij->i", pa - pb[i_ab], nb[i_ab])[:, None]
+    return 0.5 * (smoothed(pb, off_ba, wb, tree_b) + smoothed(pa, off_ab, wa, _tree(a)))
+
+
 def _colour_agreement(ca: np.ndarray | None, cb: np.ndarray | None, w: np.ndarray) -> float | None:
     if ca is None or cb is None:
         return None
@@ -274,15 +310,44 @@ def _degenerate_axes(cloud: ShapeCloud) -> list[int]:
     return axes
 
 
+def _spread_turns(n: int) -> np.ndarray:
+    """[2n, 3, 3]: ``n`` turns spread evenly over all orientations (a super-Fibonacci spiral of unit
+    quaternions, Alexa 2022: deterministic arithmetic, no random numbers), each also mirrored."""
+    s = np.arange(n) + 0.5
+    phi, psi = np.sqrt(2.0), 1.533751168755204288118041
+    r, big_r = np.sqrt(s / n), np.sqrt(1.0 - s / n)
+    alpha, beta = 2.0 * np.pi * s / phi, 2.0 * np.pi * s / psi
+    w, x, y, z = r * np.sin(alpha), r * np.cos(alpha), big_r * np.sin(beta), big_r * np.cos(beta)
+    turns = np.stack([np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
+                      np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
+                      np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1)], 1)
+    return np.concatenate([turns, turns * np.array([-1.0, 1.0, 1.0])[None, :, None]])
+
+
+_SPREAD_TURNS = _spread_turns(_SPREAD_STARTS)
+
+
+def _round(cloud: ShapeCloud) -> bool:
+    """True when no axis of ``cloud``'s frame is pinned down (``_degenerate_axes``: all three fourth
+    moments within ``_TIED_MOMENTS``): a lumpy sphere, whose copy may sit at any turn from it."""
+    return len(_degenerate_axes(cloud)) == 3
+
+
 def _candidate_starts(a: ShapeCloud, b: ShapeCloud) -> np.ndarray:
     """[S, 3, 3] starting maps of b onto a: the 48 signed permutations, and where either frame
     has tied moments (``_degenerate_axes``), each of them composed with the in-between turns
-    ``_TIE_TURNS`` in that plane (b's own plane before the permutation, a's after it)."""
+    ``_TIE_TURNS`` in that plane (b's own plane before the permutation, a's after it); where both
+    are near-round (``_round``) also ``_SPREAD_TURNS``. Measured on blobs decimated or remeshed,
+    jittered 0.3 % and repainted (four seeds, eight draws each): without the spread turns 14 of 64
+    ended in a wrong turn 0.022 or more from the original; with 64 of them still 5, with 128 or
+    more none."""
     starts = [SIGNED_PERMUTATIONS]
     for axis in _degenerate_axes(b):
         starts += [np.matmul(_plane_turn(d, axis)[None], SIGNED_PERMUTATIONS) for d in _TIE_TURNS]
     for axis in _degenerate_axes(a):
         starts += [np.matmul(SIGNED_PERMUTATIONS, _plane_turn(d, axis)[None]) for d in _TIE_TURNS]
+    if _round(a) and _round(b):
+        starts.append(_SPREAD_TURNS)
     return np.concatenate(starts)
 
 
@@ -293,7 +358,8 @@ def _icp(a: ShapeCloud, b: ShapeCloud, starts: np.ndarray, reach: float | None,
     The starts move together: each step matches b -> a and a -> b through the clouds'
     nearest-point fields (``_nearest_field``: one array look-up per point) and solves every
     start's least-squares fit as one batch. After ``_PRUNE_AFTER`` steps only starts within
-    ``_PRUNE_RATIO`` of the best fit go on. The best ``_EXACT_STARTS`` by fit error (and the
+    ``_PRUNE_RATIO`` of the best fit go on. The best ``_EXACT_STARTS`` by fit error (every one
+    still going for a pair of near-round clouds, ``_round``; and the
     start the colours chose, ``starts[colour_start]``, whatever its shape error: a near-round
     object fits its surface in many orientations) then take up to ``_EXACT_STEPS`` steps
     with exact nearest neighbours (k-d trees), so the verdict does not inherit the field's
@@ -341,8 +407,13 @@ def _icp(a: ShapeCloud, b: ShapeCloud, starts: np.ndarray, reach: float | None,
     error, _, _ = matches(r, t)
     if reach is not None and float(error.min()) > _FIELD_SLACK + _FIELD_SLOPE * reach:
         return []  # even the best start is too far off to end within reach
-    chosen = [int(k) for k in np.argsort(error, kind="stable")[:_EXACT_STARTS]]
-    chosen += [int(k) for k in np.flatnonzero(is_colour) if int(k) not in chosen]
+    if _round(a) and _round(b):
+        # a near-round pair: the field's cells (0.2 whitened units) cannot rank poses whose fits differ
+        # by hundredths, so every start still going takes the exact steps
+        chosen = list(range(len(r)))
+    else:
+        chosen = [int(k) for k in np.argsort(error, kind="stable")[:_EXACT_STARTS]]
+        chosen += [int(k) for k in np.flatnonzero(is_colour) if int(k) not in chosen]
     tree_a, tree_b = _tree(a), _tree(b)  # a -> b onto b's whole cloud: an identical copy fits exactly
     a_normals = a.normals.astype(np.float64)
     plane = np.concatenate([np.zeros((len(pb0), 3)), a_normals[_pick(a, _ICP_POINTS)]])
@@ -407,6 +478,18 @@ def compare(a: ShapeCloud, b: ShapeCloud, reach: float | None = None) -> Match:
             best = (score, dist_ab, colour, r, t)
     _, dist_ab, colour, r, t = best
     return Match(dist_ab, colour, r, t)
+
+
+def smoothed_distance(a: ShapeCloud, b: ShapeCloud, found: Match) -> float:
+    """``compare``'s distance for the alignment ``found``, once every point's offset is averaged over
+    its ``_SMOOTH_NEIGHBOURS`` nearest points of its own cloud (``_smoothed_chamfer``): the part of
+    the difference that is shape, not noise. At most ``found.geometry``."""
+    pb = b.points.astype(np.float64) @ found.transform + found.shift
+    nb = b.normals.astype(np.float64) @ np.linalg.inv(found.transform).T
+    nb /= np.maximum(np.linalg.norm(nb, axis=1, keepdims=True), 1e-300)
+    wb, tree_b = b.weights.astype(np.float64), cKDTree(pb)
+    _, i_ba, i_ab = _chamfer(a, pb, nb, wb, tree_b)
+    return _smoothed_chamfer(a, pb, nb, wb, tree_b, i_ba, i_ab)
 
 
 def _quadratic_terms(x: np.ndarray) -> np.ndarray:
