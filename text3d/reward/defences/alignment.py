@@ -31,8 +31,8 @@ whatever non-affine change was added (a warp, jitter, remeshing). The search:
 flipped normal changes nothing) is averaged over its ``_SMOOTH_NEIGHBOURS`` nearest points of its
 own cloud: what is left is the part of the difference that is shape, not noise. Jitter,
 decimation and remeshing scatter offsets that cancel within a patch (a blob jittered by 0.5 %
-of its size keeps 0.28-0.30 of its distance), while two different objects differ by whole
-bumps that do not (honest blob seeds keep 0.58-0.74 of it).
+of its size keeps about 0.3 of its distance), while two different objects differ by whole
+bumps that do not (honest blob seeds keep about 0.8 of it).
 
 ``colour`` is the agreement of the two surfaces' colours after that alignment: the
 weighted Pearson correlation of matched points' colours, per channel and for the luminance,
@@ -87,7 +87,7 @@ _BEND_HOLD = 1e-3  # how strongly the curved terms are held towards the affine f
 _COLOUR_PICK = 0.05  # whitened units per unit of colour disagreement, when picking among refined fits
 _COLOUR_BETAS = (4.0, 2.0, 1.0)  # colour_fit: whitened units per unit of RGB difference, strong to weak
 _COLOUR_STEPS = 8  # colour_fit: affine ICP steps per colour weight, at most
-_SMOOTH_NEIGHBOURS = 24  # points of its own cloud (of ~1,500) each offset is averaged over, for ``smooth``
+_SMOOTH_NEIGHBOURS = 24  # points of its own cloud (of ~1,500) each offset is averaged over (``smoothed_distance``)
 
 
 def _signed_permutations() -> np.ndarray:
@@ -198,8 +198,7 @@ def _smoothed_chamfer(a: ShapeCloud, pb: np.ndarray, nb: np.ndarray, wb: np.ndar
     nearest points of its own cloud (weighted): the offset of a point is the vector from its
     nearest point of the other cloud, along that point's normal (sign-free: a mesh whose normals
     are flipped here and there gives the same vectors). Noise cancels within a patch, a bump
-    does not. At most the chamfer distance (the triangle inequality), deterministic (k-d tree
-    queries on the clouds alone)."""
+    does not. Deterministic: k-d tree queries on the clouds alone."""
     pa, na = a.points.astype(np.float64), a.normals.astype(np.float64)
     wa = a.weights.astype(np.float64)
 
@@ -483,7 +482,7 @@ def compare(a: ShapeCloud, b: ShapeCloud, reach: float | None = None) -> Match:
 def smoothed_distance(a: ShapeCloud, b: ShapeCloud, found: Match) -> float:
     """``compare``'s distance for the alignment ``found``, once every point's offset is averaged over
     its ``_SMOOTH_NEIGHBOURS`` nearest points of its own cloud (``_smoothed_chamfer``): the part of
-    the difference that is shape, not noise. At most ``found.geometry``."""
+    the difference that is shape, not noise."""
     pb = b.points.astype(np.float64) @ found.transform + found.shift
     nb = b.normals.astype(np.float64) @ np.linalg.inv(found.transform).T
     nb /= np.maximum(np.linalg.norm(nb, axis=1, keepdims=True), 1e-300)

@@ -55,11 +55,11 @@ honest smooth gradients correlate by chance up to 0.987 but never share a histog
 Shape alone, without a bend, is judged by the *smoothed* distance (``smooth``,
 ``alignment.smoothed_distance``: each point's offset averaged over its 24 nearest, so jitter,
 decimation and remeshing, which scatter offsets, cancel, and a bump does not), within a plain
-distance of ``geometry_max``. A floor on the plain
-distance cannot tell a jittered copy from another lumpy sphere: among 41,500 random pairs of
-3,000 honest blob seeds ten came within 0.0099-0.0148 of each other, inside 0.1.12's floor of
-0.015, where a blob jittered by 0.5 % of its size and repainted sits at 0.007-0.010. Smoothed,
-the honest pairs keep 0.8 of it (0.0081 at the closest), the copies 0.3-0.7 (0.0032 at most).
+distance of ``geometry_max``. A floor on the plain distance cannot tell a jittered copy from
+another lumpy sphere: among 41,500 random pairs of 3,000 honest blob seeds ten came within
+0.0099-0.0148 of each other, inside 0.1.12's floor of 0.015, where a blob jittered by 0.5 % of
+its size and repainted sits at 0.007-0.010. Smoothed, the honest pairs keep 0.8 of it (0.0081
+at the closest), the copies 0.3-0.7 (0.0032 at most).
 
 A pattern of two or three independent colours (``cloud_evidence.colour_dimensions``: a
 Shap-E-like blob's colour field, not a one-colour shade) is the strongest evidence a smooth
