@@ -192,6 +192,13 @@ def _chamfer(a: ShapeCloud, pb: np.ndarray, nb: np.ndarray, wb: np.ndarray,
     return 0.5 * float(wb @ d_ba + a.weights.astype(np.float64) @ d_ab), i_ba, i_ab
 
 
+def _turned_normals(b: ShapeCloud, r: np.ndarray) -> np.ndarray:
+    """[M, 3] ``b``'s unit normals once its points are mapped by ``r`` (an affine map turns normals
+    by its inverse transpose)."""
+    nb = b.normals.astype(np.float64) @ np.linalg.inv(r).T
+    return nb / np.maximum(np.linalg.norm(nb, axis=1, keepdims=True), 1e-300)
+
+
 def _smoothed_chamfer(a: ShapeCloud, pb: np.ndarray, nb: np.ndarray, wb: np.ndarray, tree_b: cKDTree,
                       i_ba: np.ndarray, i_ab: np.ndarray) -> float:
     """``_chamfer``'s distance of the offsets averaged over each point's ``_SMOOTH_NEIGHBOURS``
@@ -466,8 +473,7 @@ def compare(a: ShapeCloud, b: ShapeCloud, reach: float | None = None) -> Match:
         return Match(float("inf"), None, np.eye(3), np.zeros(3))
     for r, t in fits:  # the verdict's own measure picks among the refined fits, colours breaking near-ties
         pb = b.points.astype(np.float64) @ r + t
-        nb = b.normals.astype(np.float64) @ np.linalg.inv(r).T
-        nb /= np.maximum(np.linalg.norm(nb, axis=1, keepdims=True), 1e-300)
+        nb = _turned_normals(b, r)
         wb_full = b.weights.astype(np.float64)
         dist_ab, i_ba, _ = _chamfer(a, pb, nb, wb_full, cKDTree(pb))
         colour = _colour_agreement(None if a.colours is None else a.colours[i_ba].astype(np.float64),
@@ -484,8 +490,7 @@ def smoothed_distance(a: ShapeCloud, b: ShapeCloud, found: Match) -> float:
     its ``_SMOOTH_NEIGHBOURS`` nearest points of its own cloud (``_smoothed_chamfer``): the part of
     the difference that is shape, not noise."""
     pb = b.points.astype(np.float64) @ found.transform + found.shift
-    nb = b.normals.astype(np.float64) @ np.linalg.inv(found.transform).T
-    nb /= np.maximum(np.linalg.norm(nb, axis=1, keepdims=True), 1e-300)
+    nb = _turned_normals(b, found.transform)
     wb, tree_b = b.weights.astype(np.float64), cKDTree(pb)
     _, i_ba, i_ab = _chamfer(a, pb, nb, wb, tree_b)
     return _smoothed_chamfer(a, pb, nb, wb, tree_b, i_ba, i_ab)
@@ -528,8 +533,7 @@ def bent_distance(a: ShapeCloud, b: ShapeCloud, found: Match) -> float:
         rhs = np.concatenate([np.concatenate([pa[i_ba], pa]) * weights, hold @ identity])
         coef = np.linalg.lstsq(lhs, rhs, rcond=None)[0]
     moved = terms @ coef
-    nb = b.normals.astype(np.float64) @ np.linalg.inv(found.transform).T  # the bend's own turn is small
-    nb /= np.maximum(np.linalg.norm(nb, axis=1, keepdims=True), 1e-300)
+    nb = _turned_normals(b, found.transform)  # the bend's own turn is small
     dist, _, _ = _chamfer(a, moved, nb, wb, cKDTree(moved))
     return dist
 
@@ -589,7 +593,6 @@ def colour_fit(a: ShapeCloud, b: ShapeCloud, found: Match) -> tuple[float, np.nd
             if settled:
                 break
     pb = pb0 @ r + t
-    nb = b.normals.astype(np.float64) @ np.linalg.inv(r).T
-    nb /= np.maximum(np.linalg.norm(nb, axis=1, keepdims=True), 1e-300)
+    nb = _turned_normals(b, r)
     geometry, i_ba, _ = _chamfer(a, pb, nb, wb, cKDTree(pb))
     return geometry, canonical_colour_correlations(ca[i_ba], cb, wb)
