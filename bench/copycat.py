@@ -23,19 +23,22 @@ Through the production entry points (``text3d.reward.defences.fingerprint``):
                objects of ``tests/copycat_corpus.py``: pairs joined (false positives, listed)
                and the closest pairs by bent distance over their shape bound
     corpus     with ``--corpus DIR``: every pair of the mesh files in DIR (e.g. trimesh's
-               models/ folder) judged; pairs joined as the same object are listed (the
-               false-positive rate on real files, after removing true duplicates by eye)
+               models/ folder) judged; pairs joined as the same object are listed, and with
+               ``--corpus-objects FILE`` (``bench/corpora/trimesh-models.json`` for trimesh's
+               models) counted by which files are one object: the false-positive rate on real
+               files, strictly and counting a scene that holds an object as that object too
 
 Medians over ``--repeats``; peak memory (RSS high-water mark) of the process. ``--smoke``:
 small sizes (2k/10k faces, steps of 4 and 8 answers, 3 honest seeds); ``tests/test_bench_copycat.py`` runs it.
 Honest answers joined as copies are false positives: listed in the table, not a fault.
 
 Run from the repo root:
-``python bench/copycat.py [--sizes 20000,100000,1000000] [--steps 16,64] [--repeats 3] [--honest-seeds 44] [--corpus DIR] [--smoke]``.
+``python bench/copycat.py [--sizes 20000,100000,1000000] [--steps 16,64] [--repeats 3] [--honest-seeds 44] [--corpus DIR [--corpus-objects FILE]] [--smoke]``.
 """
 
 import argparse
 import itertools
+import json
 import os
 import resource
 import sys
@@ -60,6 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--honest-seeds", type=int, default=0,
                         help="judge every pair of this many honest seeds per prompt (0: skip; the docs use 44)")
     parser.add_argument("--corpus", type=Path, default=None, help="a folder of mesh files to judge pair by pair")
+    parser.add_argument("--corpus-objects", type=Path, default=None,
+                        help="JSON: which files of --corpus are one object (bench/corpora/trimesh-models.json)")
 
 
 def peak_rss_mb() -> float:
@@ -87,7 +92,24 @@ def corpus_pairs(folder: Path) -> dict:
         found = match(prints[a], prints[b])
         if found.same:
             joined.append([a, b, found.as_dict()])
-    return {"files": len(names), "pairs": len(names) * (len(names) - 1) // 2, "joined": joined}
+    return {"files": len(names), "names": names, "pairs": len(names) * (len(names) - 1) // 2, "joined": joined}
+
+
+def different_objects(joined: list, objects: dict[str, list[str]], holds: dict[str, str]) -> dict:
+    """The joined corpus pairs (``corpus_pairs``'s ``[a, b, ...]``) that are different objects.
+
+    ``objects`` maps an object's name to the files that are it; a file not listed is an object
+    of its own. ``holds`` maps a file that is a scene to the object it holds beside something
+    else. Returns ``different`` (the strict count: such a scene is an object of its own) and
+    ``different_unless_held`` (a scene is also the object it holds, as the decoy rule means it
+    to be), each a list of ``[a, b]``."""
+    own = {name: obj for obj, names in objects.items() for name in names}
+
+    def kinds(name: str) -> set[str]:
+        return {own.get(name, name)} | ({holds[name]} if name in holds else set())
+
+    different = [[a, b] for a, b, *_ in joined if own.get(a, a) != own.get(b, b)]
+    return {"different": different, "different_unless_held": [[a, b] for a, b in different if not kinds(a) & kinds(b)]}
 
 
 def honest_pairs(seeds: int) -> dict:
@@ -202,14 +224,41 @@ def measure(bench: Bench, args: argparse.Namespace) -> dict:
         for name, c in out["honest"].items():
             bench.log(f"honest {name}: {c['pairs']} pairs, joined {c['joined'] or 'none'}; closest bent/bound "
                       + ", ".join(f"{i}~{j} {r:.2f}" for r, i, j in c["closest_bent_over_bound"]))
+    corpus_note = ""
     if args.corpus is not None:
         out["corpus"] = corpus_pairs(args.corpus)
         c = out["corpus"]
         bench.log(f"corpus {args.corpus}: {c['files']} files, {c['pairs']} pairs, {len(c['joined'])} joined")
         for a, b, found in c["joined"]:
             bench.log(f"  joined: {a} ~ {b} {found}")
+        corpus_note = f" Corpus {args.corpus.name}: {c['files']} files, {c['pairs']:,} pairs, {len(c['joined'])} joined."
+        if args.corpus_objects is not None:
+            spec = json.loads(args.corpus_objects.read_text())
+            listed = {name for names in spec["objects"].values() for name in names} | set(spec.get("holds", {}))
+            unknown = sorted(listed - set(c["names"]))
+            bench.check(not unknown, f"{args.corpus_objects} names files {args.corpus} does not load: {unknown}")
+            c.update(different_objects(c["joined"], spec["objects"], spec.get("holds", {})))
+            strict, held = len(c["different"]), len(c["different_unless_held"])
+            for a, b in c["different"]:
+                bench.log(f"  different objects: {a} ~ {b}" + ("" if [a, b] in c["different_unless_held"]
+                                                                 else " (the same, counting what a scene holds)"))
+            bench.log(f"corpus: {strict} joined pairs of different objects ({100 * strict / c['pairs']:.2f} %), "
+                      f"{held} ({100 * held / c['pairs']:.2f} %) counting a scene as the object it holds too")
+            corpus_note += (f" Of different objects ({args.corpus_objects.name}): {strict} "
+                            f"({100 * strict / c['pairs']:.2f} %); {held} ({100 * held / c['pairs']:.2f} %) "
+                            "counting a scene as the object it holds too.")
     out["peak_rss_mb"] = round(peak_rss_mb(), 1)
 
+    first, last = next(iter(asset.values())), step[str(max(steps))]
+    honest_note = ""
+    if args.honest_seeds > 0:
+        honest_note = (f"; {sum(len(c['joined']) for c in out['honest'].values())} of "
+                       f"{sum(c['pairs'] for c in out['honest'].values()):,} honest pairs of different seeds joined")
+    bench.headline(f"Copycats: a {first['faces']:,}-face answer is fingerprinted in {duration(first['fingerprint_s'])} "
+                   f"({first['ratio']:.1f}x the fingerprint before the deformation-proof rule), and a step of "
+                   f"{last['answers']} honest blob answers (the worst case: every pair is aligned) is judged for "
+                   f"duplicates in {duration(last['cluster_s'])} and for repeats in {duration(last['repeat_check_s'])}"
+                   + honest_note + ".")
     bench.table(f"Copycat fingerprint per asset (Shap-E-like coloured blobs; median of {args.repeats})",
                 ["faces", "fingerprint", "previous fingerprint (baseline)", "ratio"],
                 [[f"{a['faces']:,}", duration(a["fingerprint_s"]), duration(a["baseline_s"]), f"{a['ratio']:.2f}x"]
@@ -227,8 +276,7 @@ def measure(bench: Bench, args: argparse.Namespace) -> dict:
                         f"{sum(len(c['joined']) for c in out['honest'].values())} joined; the closest ends at "
                         f"{min((r for c in out['honest'].values() for r, _, _ in c['closest_bent_over_bound']), default=float('nan')):.2f} "
                         "of its shape bound." if args.honest_seeds > 0 else "")
-                     + (f" Corpus {args.corpus.name}: {out['corpus']['files']} files, {out['corpus']['pairs']:,} "
-                        f"pairs, {len(out['corpus']['joined'])} joined." if args.corpus is not None else ""))
+                     + corpus_note)
     bench.table("A step flooded with copies (packed variants of one blob: stretches and tilts)",
                 ["answers", "duplicates (cluster_copies)", "every pair judged (before)", "ratio", "groups"],
                 [[f["answers"], duration(f["cluster_s"]), duration(f["every_pair_s"]), f"{f['ratio']:.2f}x", f["groups"]]

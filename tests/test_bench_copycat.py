@@ -32,3 +32,26 @@ def test_a_fault_under_the_bench_exits_non_zero_with_the_reason_last(tmp_path):
                           capture_output=True, text=True, timeout=600)
     assert done.returncode != 0
     assert done.stdout.strip().splitlines()[-1].startswith("FAILED copycat: FileNotFoundError")
+
+
+def test_corpus_pairs_are_counted_by_object_strictly_and_by_what_a_scene_holds():
+    """The real-file false-positive rate is a count over joined pairs: worked out by hand on five pairs."""
+    from bench.copycat import different_objects
+
+    joined = [["cube.obj", "box.stl", {}],         # one object: not counted
+              ["cube.obj", "scene.3mf", {}],       # a scene holding the cube: counted strictly only
+              ["letters.stl", "cube.obj", {}],     # different objects: counted both ways
+              ["scene.3mf", "pair.obj", {}],       # two scenes that both hold the cube: strictly only
+              ["letters.stl", "scene.3mf", {}]]    # the scene holds a cube, not the lettered one: both ways
+    counted = different_objects(joined, {"cube": ["cube.obj", "box.stl"]}, {"scene.3mf": "cube", "pair.obj": "cube"})
+    assert counted["different"] == [["cube.obj", "scene.3mf"], ["letters.stl", "cube.obj"], ["scene.3mf", "pair.obj"],
+                                    ["letters.stl", "scene.3mf"]]
+    assert counted["different_unless_held"] == [["letters.stl", "cube.obj"], ["letters.stl", "scene.3mf"]]
+
+
+def test_the_shipped_object_list_of_trimeshs_models_names_each_file_once():
+    spec = json.loads((REPO / "bench" / "corpora" / "trimesh-models.json").read_text())
+    listed = [name for names in spec["objects"].values() for name in names]
+    assert len(listed) == len(set(listed)) and len(listed) > 40
+    assert set(spec["holds"].values()) <= set(spec["objects"])  # a scene holds a listed object
+    assert not set(spec["holds"]) & set(listed)  # and is an object of its own besides
