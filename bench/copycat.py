@@ -95,21 +95,37 @@ def corpus_pairs(folder: Path) -> dict:
     return {"files": len(names), "names": names, "pairs": len(names) * (len(names) - 1) // 2, "joined": joined}
 
 
-def different_objects(joined: list, objects: dict[str, list[str]], holds: dict[str, str]) -> dict:
-    """The joined corpus pairs (``corpus_pairs``'s ``[a, b, ...]``) that are different objects.
+def different_objects(names: list[str], joined: list, objects: dict[str, list[str]], holds: dict[str, str]) -> dict:
+    """The joined corpus pairs (``corpus_pairs``'s ``[a, b, ...]`` over the files ``names``) that
+    are different objects, per pair of files and per pair of distinct objects.
 
     ``objects`` maps an object's name to the files that are it; a file not listed is an object
     of its own. ``holds`` maps a file that is a scene to the object it holds beside something
-    else. Returns ``different`` (the strict count: such a scene is an object of its own) and
-    ``different_unless_held`` (a scene is also the object it holds, as the decoy rule means it
-    to be), each a list of ``[a, b]``."""
-    own = {name: obj for obj, names in objects.items() for name in names}
+    else. Returns:
+
+    * ``different``: the joined file pairs of different objects (strict: a scene is an object
+      of its own), and ``different_unless_held`` those left when a scene is also the object it
+      holds (as the decoy rule means it to be); each a list of ``[a, b]``;
+    * ``objects``: how many distinct objects the files are, and ``objects_joined`` /
+      ``objects_joined_unless_held``: the pairs of distinct objects of which some two files are
+      joined (a sorted ``[x, y]`` each): the rate on a corpus of distinct objects, where a
+      file pair count weighs an object by how many files hold it (trimesh's models hold 21 cubes).
+    """
+    own = {name: obj for obj, files in objects.items() for name in files}
 
     def kinds(name: str) -> set[str]:
         return {own.get(name, name)} | ({holds[name]} if name in holds else set())
 
     different = [[a, b] for a, b, *_ in joined if own.get(a, a) != own.get(b, b)]
-    return {"different": different, "different_unless_held": [[a, b] for a, b in different if not kinds(a) & kinds(b)]}
+    unless_held = [[a, b] for a, b in different if not kinds(a) & kinds(b)]
+
+    def object_pairs(pairs: list) -> list[list[str]]:
+        return sorted({tuple(sorted((own.get(a, a), own.get(b, b)))) for a, b in pairs})
+
+    return {"different": different, "different_unless_held": unless_held,
+            "objects": len({own.get(name, name) for name in names}),
+            "objects_joined": [list(x) for x in object_pairs(different)],
+            "objects_joined_unless_held": [list(x) for x in object_pairs(unless_held)]}
 
 
 def honest_pairs(seeds: int) -> dict:
@@ -225,6 +241,7 @@ def measure(bench: Bench, args: argparse.Namespace) -> dict:
             bench.log(f"honest {name}: {c['pairs']} pairs, joined {c['joined'] or 'none'}; closest bent/bound "
                       + ", ".join(f"{i}~{j} {r:.2f}" for r, i, j in c["closest_bent_over_bound"]))
     corpus_note = ""
+    bench.check(args.corpus_objects is None or args.corpus is not None, "--corpus-objects needs --corpus")
     if args.corpus is not None:
         out["corpus"] = corpus_pairs(args.corpus)
         c = out["corpus"]
@@ -237,16 +254,22 @@ def measure(bench: Bench, args: argparse.Namespace) -> dict:
             listed = {name for names in spec["objects"].values() for name in names} | set(spec.get("holds", {}))
             unknown = sorted(listed - set(c["names"]))
             bench.check(not unknown, f"{args.corpus_objects} names files {args.corpus} does not load: {unknown}")
-            c.update(different_objects(c["joined"], spec["objects"], spec.get("holds", {})))
+            c.update(different_objects(c["names"], c["joined"], spec["objects"], spec.get("holds", {})))
             strict, held = len(c["different"]), len(c["different_unless_held"])
             for a, b in c["different"]:
                 bench.log(f"  different objects: {a} ~ {b}" + ("" if [a, b] in c["different_unless_held"]
                                                                  else " (the same, counting what a scene holds)"))
-            bench.log(f"corpus: {strict} joined pairs of different objects ({100 * strict / c['pairs']:.2f} %), "
-                      f"{held} ({100 * held / c['pairs']:.2f} %) counting a scene as the object it holds too")
-            corpus_note += (f" Of different objects ({args.corpus_objects.name}): {strict} "
-                            f"({100 * strict / c['pairs']:.2f} %); {held} ({100 * held / c['pairs']:.2f} %) "
-                            "counting a scene as the object it holds too.")
+            c["object_pairs"] = c["objects"] * (c["objects"] - 1) // 2
+            by_object, by_object_held = len(c["objects_joined"]), len(c["objects_joined_unless_held"])
+            for x, y in c["objects_joined"]:
+                bench.log(f"  distinct objects joined: {x} ~ {y}")
+            counts = (f"file pairs of different objects joined: {strict} of {c['pairs']:,} "
+                      f"({100 * strict / c['pairs']:.2f} %), {held} ({100 * held / c['pairs']:.2f} %) counting a "
+                      f"scene as the object it holds too; pairs of the {c['objects']} distinct objects joined: "
+                      f"{by_object} of {c['object_pairs']:,} ({100 * by_object / c['object_pairs']:.2f} %), "
+                      f"{by_object_held} ({100 * by_object_held / c['object_pairs']:.2f} %) counting scenes so")
+            bench.log(f"corpus: {counts}")
+            corpus_note += f" Objects by {args.corpus_objects.name}: {counts}."
     out["peak_rss_mb"] = round(peak_rss_mb(), 1)
 
     first, last = next(iter(asset.values())), step[str(max(steps))]

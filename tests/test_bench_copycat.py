@@ -43,10 +43,17 @@ def test_corpus_pairs_are_counted_by_object_strictly_and_by_what_a_scene_holds()
               ["letters.stl", "cube.obj", {}],     # different objects: counted both ways
               ["scene.3mf", "pair.obj", {}],       # two scenes that both hold the cube: strictly only
               ["letters.stl", "scene.3mf", {}]]    # the scene holds a cube, not the lettered one: both ways
-    counted = different_objects(joined, {"cube": ["cube.obj", "box.stl"]}, {"scene.3mf": "cube", "pair.obj": "cube"})
+    names = ["cube.obj", "box.stl", "scene.3mf", "letters.stl", "pair.obj", "tube.obj"]
+    counted = different_objects(names, joined, {"cube": ["cube.obj", "box.stl"]},
+                                {"scene.3mf": "cube", "pair.obj": "cube"})
     assert counted["different"] == [["cube.obj", "scene.3mf"], ["letters.stl", "cube.obj"], ["scene.3mf", "pair.obj"],
                                     ["letters.stl", "scene.3mf"]]
     assert counted["different_unless_held"] == [["letters.stl", "cube.obj"], ["letters.stl", "scene.3mf"]]
+    # six files are five objects (cube.obj and box.stl one); four pairs of them are joined strictly, two counting scenes
+    assert counted["objects"] == 5
+    assert counted["objects_joined"] == [["cube", "letters.stl"], ["cube", "scene.3mf"], ["letters.stl", "scene.3mf"],
+                                         ["pair.obj", "scene.3mf"]]
+    assert counted["objects_joined_unless_held"] == [["cube", "letters.stl"], ["letters.stl", "scene.3mf"]]
 
 
 def test_the_shipped_object_list_of_trimeshs_models_names_each_file_once():
