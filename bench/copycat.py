@@ -22,18 +22,20 @@ Through the production entry points (``text3d.reward.defences.fingerprint``):
                Shap-E seeds each of three prompts, N/2 Shap-E-like blobs, and the distinct
                objects of ``tests/copycat_corpus.py``: pairs joined (false positives, listed)
                and the closest pairs by bent distance over their shape bound
-    corpus     with ``--corpus DIR``: every pair of the mesh files in DIR (e.g. trimesh's
-               models/ folder) judged; pairs joined as the same object are listed, and with
-               ``--corpus-objects FILE`` (``bench/corpora/trimesh-models.json`` for trimesh's
-               models) counted by which files are one object: the false-positive rate on real
-               files, strictly and counting a scene that holds an object as that object too
+    corpus     with ``--corpus DIR [DIR ...]``: every pair of the mesh files in the folders (e.g.
+               trimesh's models/ folder) judged as one corpus; pairs joined as the same object
+               are listed, and with ``--corpus-objects FILE`` (``bench/corpora/``: one for
+               trimesh's models, one for them with Alec Jacobson's common 3D test models)
+               counted by which files are one object: the false-positive rate on real files,
+               per pair of files and per pair of distinct objects, strictly and counting a
+               scene that holds an object as that object too
 
 Medians over ``--repeats``; peak memory (RSS high-water mark) of the process. ``--smoke``:
 small sizes (2k/10k faces, steps of 4 and 8 answers, 3 honest seeds); ``tests/test_bench_copycat.py`` runs it.
 Honest answers joined as copies are false positives: listed in the table, not a fault.
 
 Run from the repo root:
-``python bench/copycat.py [--sizes 20000,100000,1000000] [--steps 16,64] [--repeats 3] [--honest-seeds 44] [--corpus DIR [--corpus-objects FILE]] [--smoke]``.
+``python bench/copycat.py [--sizes 20000,100000,1000000] [--steps 16,64] [--repeats 3] [--honest-seeds 44] [--corpus DIR [DIR ...] [--corpus-objects FILE]] [--smoke]``.
 """
 
 import argparse
@@ -62,7 +64,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--honest-seeds", type=int, default=0,
                         help="judge every pair of this many honest seeds per prompt (0: skip; the docs use 44)")
-    parser.add_argument("--corpus", type=Path, default=None, help="a folder of mesh files to judge pair by pair")
+    parser.add_argument("--corpus", type=Path, nargs="+", default=None,
+                        help="folders of mesh files to judge pair by pair, as one corpus")
     parser.add_argument("--corpus-objects", type=Path, default=None,
                         help="JSON: which files of --corpus are one object (bench/corpora/trimesh-models.json)")
 
@@ -71,19 +74,24 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def corpus_pairs(folder: Path) -> dict:
-    """Judge every pair of loadable mesh files under ``folder``; returns counts and the joined pairs."""
+def corpus_pairs(folders: list[Path]) -> dict:
+    """Judge every pair of loadable mesh files in ``folders``; returns counts and the joined pairs.
+
+    A file is named by its file name, or ``<folder name>/<file name>`` where an earlier folder
+    already had a file of that name (``--corpus-objects`` files use these names)."""
     import trimesh
 
     from text3d.reward.defences.fingerprint import fingerprint, match
 
-    prints = {}
-    for path in sorted(folder.iterdir()):
+    prints, seen = {}, set()
+    for path in [path for folder in folders for path in sorted(folder.iterdir())]:
+        name = path.name if path.name not in seen else f"{path.parent.name}/{path.name}"
+        seen.add(path.name)
         try:
             loaded = trimesh.load(path, force="mesh", process=False)
             if len(loaded.faces) < 4 or len(loaded.faces) > 1_000_000:
                 continue
-            prints[path.name] = fingerprint(loaded)
+            prints[name] = fingerprint(loaded)
         except Exception:  # unreadable or degenerate files are not part of the corpus
             continue
     names = list(prints)
@@ -244,16 +252,17 @@ def measure(bench: Bench, args: argparse.Namespace) -> dict:
     bench.check(args.corpus_objects is None or args.corpus is not None, "--corpus-objects needs --corpus")
     if args.corpus is not None:
         out["corpus"] = corpus_pairs(args.corpus)
+        where = " ".join(str(folder) for folder in args.corpus)
         c = out["corpus"]
-        bench.log(f"corpus {args.corpus}: {c['files']} files, {c['pairs']} pairs, {len(c['joined'])} joined")
+        bench.log(f"corpus {where}: {c['files']} files, {c['pairs']} pairs, {len(c['joined'])} joined")
         for a, b, found in c["joined"]:
             bench.log(f"  joined: {a} ~ {b} {found}")
-        corpus_note = f" Corpus {args.corpus.name}: {c['files']} files, {c['pairs']:,} pairs, {len(c['joined'])} joined."
+        corpus_note = f" Corpus {' + '.join(folder.name for folder in args.corpus)}: {c['files']} files, {c['pairs']:,} pairs, {len(c['joined'])} joined."
         if args.corpus_objects is not None:
             spec = json.loads(args.corpus_objects.read_text())
             listed = {name for names in spec["objects"].values() for name in names} | set(spec.get("holds", {}))
             unknown = sorted(listed - set(c["names"]))
-            bench.check(not unknown, f"{args.corpus_objects} names files {args.corpus} does not load: {unknown}")
+            bench.check(not unknown, f"{args.corpus_objects} names files {where} does not hold or load: {unknown}")
             c.update(different_objects(c["names"], c["joined"], spec["objects"], spec.get("holds", {})))
             strict, held = len(c["different"]), len(c["different_unless_held"])
             for a, b in c["different"]:

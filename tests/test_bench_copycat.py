@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -56,8 +58,9 @@ def test_corpus_pairs_are_counted_by_object_strictly_and_by_what_a_scene_holds()
     assert counted["objects_joined_unless_held"] == [["cube", "letters.stl"], ["letters.stl", "scene.3mf"]]
 
 
-def test_the_shipped_object_list_of_trimeshs_models_names_each_file_once():
-    spec = json.loads((REPO / "bench" / "corpora" / "trimesh-models.json").read_text())
+@pytest.mark.parametrize("corpus", ["trimesh-models", "trimesh-and-common-3d-models"])
+def test_the_shipped_object_lists_name_each_file_once(corpus):
+    spec = json.loads((REPO / "bench" / "corpora" / f"{corpus}.json").read_text())
     listed = [name for names in spec["objects"].values() for name in names]
     assert len(listed) == len(set(listed)) and len(listed) > 40
     assert set(spec["holds"].values()) <= set(spec["objects"])  # a scene holds a listed object
