@@ -184,6 +184,7 @@ def measure(bench: Bench, args: argparse.Namespace) -> dict:
     from text3d.reward.render.watchdog import render_within
     from text3d.validator.repeats import RecentAnswers
 
+    bench.check(args.corpus_objects is None or args.corpus is not None, "--corpus-objects needs --corpus")
     sizes = [int(x) for x in args.sizes.split(",")]
     steps = [int(x) for x in args.steps.split(",")]
     out: dict = {}
@@ -249,7 +250,6 @@ def measure(bench: Bench, args: argparse.Namespace) -> dict:
             bench.log(f"honest {name}: {c['pairs']} pairs, joined {c['joined'] or 'none'}; closest bent/bound "
                       + ", ".join(f"{i}~{j} {r:.2f}" for r, i, j in c["closest_bent_over_bound"]))
     corpus_note = ""
-    bench.check(args.corpus_objects is None or args.corpus is not None, "--corpus-objects needs --corpus")
     if args.corpus is not None:
         out["corpus"] = corpus_pairs(args.corpus)
         where = " ".join(str(folder) for folder in args.corpus)

@@ -65,3 +65,11 @@ def test_the_shipped_object_lists_name_each_file_once(corpus):
     assert len(listed) == len(set(listed)) and len(listed) > 40
     assert set(spec["holds"].values()) <= set(spec["objects"])  # a scene holds a listed object
     assert not set(spec["holds"]) & set(listed)  # and is an object of its own besides
+
+
+def test_an_object_list_without_a_corpus_fails_before_any_measuring():
+    done = subprocess.run([sys.executable, "bench/copycat.py", "--smoke", "--corpus-objects",
+                           "bench/corpora/trimesh-models.json"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode != 0
+    assert done.stdout.strip().splitlines()[-1] == "FAILED copycat: --corpus-objects needs --corpus"
+    assert "fingerprint" not in done.stderr  # no asset was timed first
