@@ -24,8 +24,8 @@ Through the production entry points (``text3d.reward.defences.fingerprint``):
                and the closest pairs by bent distance over their shape bound
     corpus     with ``--corpus DIR [DIR ...]``: every pair of the mesh files in the folders (e.g.
                trimesh's models/ folder) judged as one corpus; pairs joined as the same object
-               are listed, and with ``--corpus-objects FILE`` (``bench/corpora/``: one for
-               trimesh's models, one for them with Alec Jacobson's common 3D test models)
+               are listed, and with ``--corpus-objects FILE [FILE ...]`` (``bench/corpora/``:
+               trimesh's models, and what Alec Jacobson's common 3D test models add to them)
                counted by which files are one object: the false-positive rate on real files,
                per pair of files and per pair of distinct objects, strictly and counting a
                scene that holds an object as that object too
@@ -35,7 +35,7 @@ small sizes (2k/10k faces, steps of 4 and 8 answers, 3 honest seeds); ``tests/te
 Honest answers joined as copies are false positives: listed in the table, not a fault.
 
 Run from the repo root:
-``python bench/copycat.py [--sizes 20000,100000,1000000] [--steps 16,64] [--repeats 3] [--honest-seeds 44] [--corpus DIR [DIR ...] [--corpus-objects FILE]] [--smoke]``.
+``python bench/copycat.py [--sizes 20000,100000,1000000] [--steps 16,64] [--repeats 3] [--honest-seeds 44] [--corpus DIR [DIR ...] [--corpus-objects FILE [FILE ...]]] [--smoke]``.
 """
 
 import argparse
@@ -66,8 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="judge every pair of this many honest seeds per prompt (0: skip; the docs use 44)")
     parser.add_argument("--corpus", type=Path, nargs="+", default=None,
                         help="folders of mesh files to judge pair by pair, as one corpus")
-    parser.add_argument("--corpus-objects", type=Path, default=None,
-                        help="JSON: which files of --corpus are one object (bench/corpora/trimesh-models.json)")
+    parser.add_argument("--corpus-objects", type=Path, nargs="+", default=None,
+                        help="JSON lists of which files of --corpus are one object, merged in order "
+                             "(bench/corpora/trimesh-models.json)")
 
 
 def peak_rss_mb() -> float:
@@ -103,6 +104,18 @@ def corpus_pairs(folders: list[Path]) -> dict:
     return {"files": len(names), "names": names, "pairs": len(names) * (len(names) - 1) // 2, "joined": joined}
 
 
+def merged_object_lists(specs: list[dict]) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """(objects, holds) of several ``--corpus-objects`` lists: an object named in more than one
+    gains every list's files (in order, each once); a later list's ``holds`` entry wins."""
+    objects: dict[str, list[str]] = {}
+    holds: dict[str, str] = {}
+    for spec in specs:
+        for name, files in spec["objects"].items():
+            objects.setdefault(name, []).extend(f for f in files if f not in objects[name])
+        holds.update(spec.get("holds", {}))
+    return objects, holds
+
+
 def different_objects(names: list[str], joined: list, objects: dict[str, list[str]], holds: dict[str, str]) -> dict:
     """The joined corpus pairs (``corpus_pairs``'s ``[a, b, ...]`` over the files ``names``) that
     are different objects, per pair of files and per pair of distinct objects.
@@ -114,7 +127,8 @@ def different_objects(names: list[str], joined: list, objects: dict[str, list[st
     * ``different``: the joined file pairs of different objects (strict: a scene is an object
       of its own), and ``different_unless_held`` those left when a scene is also the object it
       holds (as the decoy rule means it to be); each a list of ``[a, b]``;
-    * ``objects``: how many distinct objects the files are, and ``objects_joined`` /
+    * ``objects``: how many distinct objects the files are, ``object_pairs`` the pairs of them,
+      and ``objects_joined`` /
       ``objects_joined_unless_held``: the pairs of distinct objects of which some two files are
       joined (a sorted ``[x, y]`` each): the rate on a corpus of distinct objects, where a
       file pair count weighs an object by how many files hold it (trimesh's models hold 21 cubes).
@@ -130,8 +144,9 @@ def different_objects(names: list[str], joined: list, objects: dict[str, list[st
     def object_pairs(pairs: list) -> list[list[str]]:
         return sorted({tuple(sorted((own.get(a, a), own.get(b, b)))) for a, b in pairs})
 
+    count = len({own.get(name, name) for name in names})
     return {"different": different, "different_unless_held": unless_held,
-            "objects": len({own.get(name, name) for name in names}),
+            "objects": count, "object_pairs": count * (count - 1) // 2,
             "objects_joined": [list(x) for x in object_pairs(different)],
             "objects_joined_unless_held": [list(x) for x in object_pairs(unless_held)]}
 
@@ -259,16 +274,16 @@ def measure(bench: Bench, args: argparse.Namespace) -> dict:
             bench.log(f"  joined: {a} ~ {b} {found}")
         corpus_note = f" Corpus {' + '.join(folder.name for folder in args.corpus)}: {c['files']} files, {c['pairs']:,} pairs, {len(c['joined'])} joined."
         if args.corpus_objects is not None:
-            spec = json.loads(args.corpus_objects.read_text())
-            listed = {name for names in spec["objects"].values() for name in names} | set(spec.get("holds", {}))
+            lists = " ".join(str(path) for path in args.corpus_objects)
+            objects, holds = merged_object_lists([json.loads(path.read_text()) for path in args.corpus_objects])
+            listed = {name for names in objects.values() for name in names} | set(holds)
             unknown = sorted(listed - set(c["names"]))
-            bench.check(not unknown, f"{args.corpus_objects} names files {where} does not hold or load: {unknown}")
-            c.update(different_objects(c["names"], c["joined"], spec["objects"], spec.get("holds", {})))
+            bench.check(not unknown, f"{lists} name files {where} does not hold or load: {unknown}")
+            c.update(different_objects(c["names"], c["joined"], objects, holds))
             strict, held = len(c["different"]), len(c["different_unless_held"])
             for a, b in c["different"]:
                 bench.log(f"  different objects: {a} ~ {b}" + ("" if [a, b] in c["different_unless_held"]
                                                                  else " (the same, counting what a scene holds)"))
-            c["object_pairs"] = c["objects"] * (c["objects"] - 1) // 2
             by_object, by_object_held = len(c["objects_joined"]), len(c["objects_joined_unless_held"])
             for x, y in c["objects_joined"]:
                 bench.log(f"  distinct objects joined: {x} ~ {y}")
@@ -278,7 +293,7 @@ def measure(bench: Bench, args: argparse.Namespace) -> dict:
                       f"{by_object} of {c['object_pairs']:,} ({100 * by_object / c['object_pairs']:.2f} %), "
                       f"{by_object_held} ({100 * by_object_held / c['object_pairs']:.2f} %) counting scenes so")
             bench.log(f"corpus: {counts}")
-            corpus_note += f" Objects by {args.corpus_objects.name}: {counts}."
+            corpus_note += f" Objects by {' + '.join(path.name for path in args.corpus_objects)}: {counts}."
     out["peak_rss_mb"] = round(peak_rss_mb(), 1)
 
     first, last = next(iter(asset.values())), step[str(max(steps))]

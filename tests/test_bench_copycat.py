@@ -6,8 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -52,19 +50,24 @@ def test_corpus_pairs_are_counted_by_object_strictly_and_by_what_a_scene_holds()
                                     ["letters.stl", "scene.3mf"]]
     assert counted["different_unless_held"] == [["letters.stl", "cube.obj"], ["letters.stl", "scene.3mf"]]
     # six files are five objects (cube.obj and box.stl one); four pairs of them are joined strictly, two counting scenes
-    assert counted["objects"] == 5
+    assert counted["objects"] == 5 and counted["object_pairs"] == 10
     assert counted["objects_joined"] == [["cube", "letters.stl"], ["cube", "scene.3mf"], ["letters.stl", "scene.3mf"],
                                          ["pair.obj", "scene.3mf"]]
     assert counted["objects_joined_unless_held"] == [["cube", "letters.stl"], ["letters.stl", "scene.3mf"]]
 
 
-@pytest.mark.parametrize("corpus", ["trimesh-models", "trimesh-and-common-3d-models"])
-def test_the_shipped_object_lists_name_each_file_once(corpus):
-    spec = json.loads((REPO / "bench" / "corpora" / f"{corpus}.json").read_text())
-    listed = [name for names in spec["objects"].values() for name in names]
-    assert len(listed) == len(set(listed)) and len(listed) > 40
-    assert set(spec["holds"].values()) <= set(spec["objects"])  # a scene holds a listed object
-    assert not set(spec["holds"]) & set(listed)  # and is an object of its own besides
+def test_the_shipped_object_lists_name_each_file_once():
+    from bench.copycat import merged_object_lists
+
+    corpora = REPO / "bench" / "corpora"
+    trimesh_models = json.loads((corpora / "trimesh-models.json").read_text())
+    both = merged_object_lists([trimesh_models, json.loads((corpora / "common-3d-test-models.json").read_text())])
+    for objects, holds in (merged_object_lists([trimesh_models]), both):
+        listed = [name for names in objects.values() for name in names]
+        assert len(listed) == len(set(listed)) and len(listed) > 40
+        assert set(holds.values()) <= set(objects)  # a scene holds a listed object
+        assert not set(holds) & set(listed)  # and is an object of its own besides
+    assert both[0]["suzanne"] == ["monkey.glb", "suzanne.ply", "suzanne.obj"]  # merged: the first list's files first
 
 
 def test_an_object_list_without_a_corpus_fails_before_any_measuring():
