@@ -25,7 +25,7 @@ from text3d.protocol.mesh_codec import MeshFormat, decode_mesh, encode_mesh
 from tests.meshes import coloured_sphere
 
 __all__ = ["DEFORMATIONS", "COMBINATIONS", "copy_bases", "packing_variants", "procedural_seeds", "blob_seeds",
-           "tiny_shap_e_seeds", "distinct_objects", "box_chair", "cad_part"]
+           "tiny_shap_e_seeds", "distinct_objects", "box_chair", "cad_part", "flat_sheet"]
 
 Deform = Callable[[trimesh.Trimesh, np.random.Generator], trimesh.Trimesh]
 
@@ -321,3 +321,19 @@ def distinct_objects() -> dict[str, trimesh.Trimesh]:
         "annulus": _paint(trimesh.creation.annulus(0.3, 0.8, 0.5, sections=48), grey),
         **copy_bases(),
     }
+
+
+def flat_sheet(seed: int = 0, cells: int = 24) -> trimesh.Trimesh:
+    """A planar mesh (every vertex at z = 0) with a lopsided, wavy outline and a colour gradient:
+    an answer with no extent along one axis, which whitens to a cloud with none either."""
+    rng = np.random.default_rng(seed)
+    u, v = np.meshgrid(np.linspace(0.0, 1.0, cells + 1), np.linspace(0.0, 1.0, cells + 1))
+    u, v = u.ravel(), v.ravel()
+    bend = 0.15 * np.sin(2 * np.pi * (v + rng.uniform())) * u
+    vertices = np.stack([1.6 * u + bend, v + 0.3 * u**2, np.zeros_like(u)], axis=1)
+    k = np.arange(cells)
+    corner = (k[:, None] * (cells + 1) + k[None, :]).ravel()
+    faces = np.concatenate([np.stack([corner, corner + 1, corner + cells + 2], 1),
+                            np.stack([corner, corner + cells + 2, corner + cells + 1], 1)])
+    return _paint(trimesh.Trimesh(vertices, faces, process=False),
+                  lambda p: np.stack([100 * p[:, 0] + 40, np.full(len(p), 90.0), 160 * p[:, 1] + 40], axis=1))

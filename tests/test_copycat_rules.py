@@ -887,3 +887,49 @@ def test_a_step_flooded_with_copies_costs_one_judgement_per_copy():
     groups = cluster_copies(list(range(30)), same=counting(lambda a, b: copies_of[a] == copies_of[b]), workers=4)
     assert groups == [list(range(0, 30, 3)), list(range(1, 30, 3)), list(range(2, 30, 3))]
     assert len(judged) == 1 + 2 + 27 * 3  # answer 1 meets one leader, answer 2 two, the rest three
+
+
+def test_a_flat_answer_is_compared_not_raised_and_remembered_as_a_repeat():
+    """A planar mesh whitens to a cloud with no extent along one axis; the affine fit of two such
+    clouds leaves that row of the map at zero, and the ICP's inverse raised ``LinAlgError`` (on the
+    previous main, for trimesh's and Alec Jacobson's planar files against any copy of themselves,
+    found by ``bench/copycat.py --corpus-copies``). Now a flat copy, turned, stretched in its plane
+    or with its vertices permuted, is the same object, within a step and as a repeat."""
+    sheet = fingerprint(cc.flat_sheet(0))
+    copies = {"turned and stretched": cc.turn(cc.stretch(cc.flat_sheet(0), (1.2, 0.9, 1.0)), 30.0, (0, 0, 1)),
+              "permuted": cc.permute(cc.flat_sheet(0), np.random.default_rng(1)),
+              "mirrored": cc.mirror(cc.flat_sheet(0))}
+    for name, copy in copies.items():
+        found = match(sheet, fingerprint(copy))
+        assert found.same and found.geometry < 0.01, (name, found.as_dict())
+    memory = RecentAnswers(answers_per_miner=4)
+    memory.add("flat", 1, "a rug", sheet)
+    assert memory.repeat_of("flat", "a painting", fingerprint(copies["permuted"])) == 1
+
+
+def test_a_singular_map_is_pseudo_inverted_and_a_regular_one_inverted_exactly():
+    from text3d.reward.defences.alignment import _inverse
+
+    regular = np.array([[1.2, 0.1, 0.0], [0.0, 0.9, 0.3], [0.2, 0.0, 1.1]])
+    assert np.array_equal(_inverse(regular), np.linalg.inv(regular))  # bit for bit: no other verdict moves
+    batch = np.stack([regular, regular.T])
+    assert np.array_equal(_inverse(batch), np.linalg.inv(batch))
+    flat = np.diag([1.5, 0.5, 0.0])  # what the fit of two flat clouds gives: that axis maps to nothing
+    assert np.allclose(_inverse(flat), np.diag([1 / 1.5, 2.0, 0.0]))
+    assert np.isfinite(_inverse(np.stack([regular, flat]))).all()
+
+
+def test_a_comparison_that_fails_is_logged_and_judged_apart(monkeypatch, caplog):
+    """Whatever a comparison trips on, ``match`` returns a verdict: not the same object (a failure of
+    ours costs no miner its pay), logged with both digests; it never raises into the step."""
+    import text3d.reward.defences.fingerprint as fingerprint_module
+
+    def broken(a, b, rule):
+        raise FloatingPointError("a shape no test had")
+
+    a, b = fingerprint(cc.flat_sheet(0)), fingerprint(cc.box_chair())
+    monkeypatch.setattr(fingerprint_module, "_match", broken)
+    with caplog.at_level("ERROR", logger="text3d.reward.defences.fingerprint"):
+        found = match(a, b)
+    assert not found.same and found.geometry == float("inf")
+    assert a.digest()[:12] in caplog.text and b.digest()[:12] in caplog.text and "a shape no test had" in caplog.text

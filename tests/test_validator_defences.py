@@ -339,3 +339,25 @@ def test_pinned_networks_refuse_a_changed_protocol_or_no_captioner(flags, fragme
     assert done.returncode == EXIT_CONFIG, done.stderr
     assert fragment in done.stderr and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_flat_answers_cannot_take_the_step_down(tmp_path):
+    """Two miners answer with one planar mesh (every vertex at z = 0), the second turned and
+    stretched in its plane. On the previous main, comparing them raised ``LinAlgError: Singular
+    matrix`` (the affine fit of two flat clouds leaves one row of the map at zero, and the ICP
+    inverted it) inside the step's copycat check: the whole step failed, so any miner could void
+    every miner's step with two flat answers (or one, sent twice for two prompts, through its own
+    repeat check). Now the step completes: the copy is a duplicate, and the honest torus earns."""
+    from tests.copycat_corpus import flat_sheet, stretch, turn
+
+    sheet = flat_sheet(0)
+    hotkeys = [OWN_HOTKEY, "flat", "flat-copy", "honest"]
+    script = [{"flat": (sheet, MeshFormat.PLY, 1.0),
+               "flat-copy": (turn(stretch(sheet, (1.2, 0.9, 1.0)), 30.0, (0, 0, 1)), MeshFormat.GLB, 2.0),
+               "honest": (TORUS, MeshFormat.DRACO, 3.0)}]
+    validator, _ = make(tmp_path, hotkeys, script)
+    result = run_step(validator)
+    outcomes = by_hotkey(result)
+    assert result.updated and result.fault is None
+    assert outcomes["flat"].status == "ok" and outcomes["honest"].status == "ok"
+    assert outcomes["flat-copy"].status == "duplicate" and f"uid {outcomes['flat'].uid}" in outcomes["flat-copy"].detail

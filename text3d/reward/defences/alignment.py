@@ -192,10 +192,29 @@ def _chamfer(a: ShapeCloud, pb: np.ndarray, nb: np.ndarray, wb: np.ndarray,
     return 0.5 * float(wb @ d_ba + a.weights.astype(np.float64) @ d_ab), i_ba, i_ab
 
 
+def _inverse(r: np.ndarray) -> np.ndarray:
+    """The inverse of the affine part ``r`` ([3, 3], or [S, 3, 3] for a batch), or where a map is
+    singular (or its inverse not finite), its pseudo-inverse.
+
+    A flat answer (a planar mesh: the whitening's smallest spread is clamped, not its points
+    moved) whitens to a cloud with no extent along one axis, and the least-squares fit of two
+    such clouds leaves that axis's row of the map at zero: the map is singular, and ``inv``
+    raised, which took the whole step's copycat check (and so the step) down with it. The
+    pseudo-inverse maps that axis to nothing, which is what the map does; every regular map
+    is inverted exactly as before, so no other verdict changes."""
+    try:
+        inverse = np.linalg.inv(r)
+        if np.isfinite(inverse).all():
+            return inverse
+    except np.linalg.LinAlgError:
+        pass
+    return np.linalg.pinv(r)
+
+
 def _turned_normals(b: ShapeCloud, r: np.ndarray) -> np.ndarray:
     """[M, 3] ``b``'s unit normals once its points are mapped by ``r`` (an affine map turns normals
     by its inverse transpose)."""
-    nb = b.normals.astype(np.float64) @ np.linalg.inv(r).T
+    nb = b.normals.astype(np.float64) @ _inverse(r).T
     return nb / np.maximum(np.linalg.norm(nb, axis=1, keepdims=True), 1e-300)
 
 
@@ -389,7 +408,7 @@ def _icp(a: ShapeCloud, b: ShapeCloud, starts: np.ndarray, reach: float | None,
 
     def matches(r: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(fit error [S], b -> a indices [S, n], a -> b indices [S, n]) through the fields."""
-        inv = np.linalg.inv(r)
+        inv = _inverse(r)
         moved_b = _apply(pb0, r, t)
         moved_a = _apply(pa, inv, np.einsum("sj,sji->si", -t, inv))  # a's points in b's frame
         i_ba, i_ab = _lookup(field_a, moved_b), _lookup(field_b, moved_a)
@@ -428,7 +447,7 @@ def _icp(a: ShapeCloud, b: ShapeCloud, starts: np.ndarray, reach: float | None,
         rk, tk = r[k], t[k]
         for _ in range(_EXACT_STEPS):
             _, i_ba = tree_a.query(pb0 @ rk + tk)
-            _, i_ab = tree_b.query((pa - tk) @ np.linalg.inv(rk))
+            _, i_ab = tree_b.query((pa - tk) @ _inverse(rk))
             plane[:len(pb0)] = a_normals[i_ba]  # both directions measured along a's normals
             r_new, t_new = _plane_affine(np.concatenate([pb0, b_points[i_ab]]),
                                          np.concatenate([a_points[i_ba], pa]), plane, weights, rk, tk)

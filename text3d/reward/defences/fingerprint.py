@@ -112,6 +112,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import os
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
@@ -131,6 +132,8 @@ from text3d.reward.defences.cloud_evidence import (
     relief,
 )
 from text3d.reward.defences.shape_cloud import MAX_PARTS, ShapeCloud, shape_clouds
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "Fingerprint",
@@ -384,12 +387,28 @@ def fingerprint(mesh: trimesh.Trimesh, images: Sequence[Image.Image] | None = No
 def match(a: Fingerprint, b: Fingerprint, rule: CopyRule = DEFAULT_RULE) -> Match:
     """Measure ``a`` against ``b`` and judge them under ``rule`` (symmetric up to ICP's tolerance).
 
+    Never raises: a comparison that fails (a bug of ours on some shape no test had; a flat
+    answer did it until the alignment inverted singular maps) is logged with both digests and
+    judged *not* the same object. Raising took down the step's whole copycat check, so one
+    miner's mesh froze every miner's step; and a failure of ours must not cost the two miners
+    their pay.
+
     The bodies first (``match_clouds``). When they are not one object and either answer has
     parts (a scene: ``Fingerprint.parts``), each part against the other's body, then each
     part against each of the other's parts, are judged too, in that order, and the first that
     is one object decides: a copy with a second object set beside it is still the copy. The
     views (one rig) are the answers', not the clouds'.
     """
+    try:
+        return _match(a, b, rule)
+    except Exception:  # see the docstring: logged, and judged apart
+        log.exception("copycat: comparing fingerprints %s and %s failed; judged different objects",
+                      a.digest()[:12], b.digest()[:12])
+        return Match(float("inf"), None, None, False)
+
+
+def _match(a: Fingerprint, b: Fingerprint, rule: CopyRule) -> Match:
+    """``match`` without its guard."""
     views = None
     if a.views is not None and b.views is not None and a.rig_key is not None and a.rig_key == b.rig_key \
             and a.views.shape == b.views.shape:
