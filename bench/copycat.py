@@ -29,13 +29,18 @@ Through the production entry points (``text3d.reward.defences.fingerprint``):
                counted by which files are one object: the false-positive rate on real files,
                per pair of files and per pair of distinct objects, strictly and counting a
                scene that holds an object as that object too
+    copies     with ``--corpus-copies DRAWS`` as well: each distinct object of the corpus (one file
+               standing for it) copied under every deformation family of
+               ``tests/copycat_corpus.py``, DRAWS draws each, and judged against its original: the
+               rule's catch rate on real files per family, and every copy that escaped with its
+               distances, bound and the object's relief and fine detail
 
 Medians over ``--repeats``; peak memory (RSS high-water mark) of the process. ``--smoke``:
 small sizes (2k/10k faces, steps of 4 and 8 answers, 3 honest seeds); ``tests/test_bench_copycat.py`` runs it.
 Honest answers joined as copies are false positives: listed in the table, not a fault.
 
 Run from the repo root:
-``python bench/copycat.py [--sizes 20000,100000,1000000] [--steps 16,64] [--repeats 3] [--honest-seeds 44] [--corpus DIR [DIR ...] [--corpus-objects FILE [FILE ...]]] [--smoke]``.
+``python bench/copycat.py [--sizes 20000,100000,1000000] [--steps 16,64] [--repeats 3] [--honest-seeds 44] [--corpus DIR [DIR ...] [--corpus-objects FILE [FILE ...]] [--corpus-copies DRAWS]] [--smoke]``.
 """
 
 import argparse
@@ -66,6 +71,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="judge every pair of this many honest seeds per prompt (0: skip; the docs use 44)")
     parser.add_argument("--corpus", type=Path, nargs="+", default=None,
                         help="folders of mesh files to judge pair by pair, as one corpus")
+    parser.add_argument("--corpus-copies", type=int, default=0, metavar="DRAWS",
+                        help="with --corpus: copy each distinct object of the corpus under every deformation "
+                             "family of tests/copycat_corpus.py, DRAWS draws each, and count the copies caught")
     parser.add_argument("--corpus-objects", type=Path, nargs="+", default=None,
                         help="JSON lists of which files of --corpus are one object, merged in order "
                              "(bench/corpora/trimesh-models.json)")
@@ -75,25 +83,37 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def corpus_pairs(folders: list[Path]) -> dict:
-    """Judge every pair of loadable mesh files in ``folders``; returns counts and the joined pairs.
+def load_corpus(folders: list[Path]) -> dict:
+    """{name: mesh} of the loadable mesh files in ``folders`` (4 to 1,000,000 faces, with area).
 
     A file is named by its file name, or ``<folder name>/<file name>`` where an earlier folder
     already had a file of that name (``--corpus-objects`` files use these names)."""
     import trimesh
 
-    from text3d.reward.defences.fingerprint import fingerprint, match
-
-    prints, seen = {}, set()
+    meshes, seen = {}, set()
     for path in [path for folder in folders for path in sorted(folder.iterdir())]:
         name = path.name if path.name not in seen else f"{path.parent.name}/{path.name}"
         seen.add(path.name)
         try:
             loaded = trimesh.load(path, force="mesh", process=False)
-            if len(loaded.faces) < 4 or len(loaded.faces) > 1_000_000:
-                continue
-            prints[name] = fingerprint(loaded)
-        except Exception:  # unreadable or degenerate files are not part of the corpus
+        except Exception:  # unreadable files are not part of the corpus
+            continue
+        if 4 <= len(loaded.faces) <= 1_000_000:
+            meshes[name] = loaded
+    return meshes
+
+
+def corpus_pairs(meshes: dict) -> dict:
+    """Judge every pair of the corpus meshes ``{name: mesh}`` (``load_corpus``) that fingerprint;
+    returns counts, the names and the joined pairs, and keeps the fingerprints (``prints``, not
+    part of the JSON)."""
+    from text3d.reward.defences.fingerprint import fingerprint, match
+
+    prints = {}
+    for name, mesh in meshes.items():
+        try:
+            prints[name] = fingerprint(mesh)
+        except Exception:  # degenerate files (no area) are not part of the corpus
             continue
     names = list(prints)
     joined = []
@@ -101,7 +121,58 @@ def corpus_pairs(folders: list[Path]) -> dict:
         found = match(prints[a], prints[b])
         if found.same:
             joined.append([a, b, found.as_dict()])
-    return {"files": len(names), "names": names, "pairs": len(names) * (len(names) - 1) // 2, "joined": joined}
+    return {"files": len(names), "names": names, "pairs": len(names) * (len(names) - 1) // 2, "joined": joined,
+            "prints": prints}
+
+
+def corpus_copies(meshes: dict, prints: dict, objects: dict[str, list[str]], draws: int) -> dict:
+    """Copies of real objects under every deformation family (``tests/copycat_corpus.py``'s
+    ``DEFORMATIONS`` and ``COMBINATIONS``), ``draws`` random draws each, judged against their
+    original by ``match``: the rule's catch rate on real files, the other side of the
+    false-positive rate.
+
+    One file stands for each distinct object (the first of its files in ``objects`` that
+    fingerprints; a file not listed is an object of its own). Returns ``objects`` (those copied,
+    with each one's relief and fine detail), per family ``caught`` / ``copies`` / ``unmade``
+    (a deformation that failed on the file: not counted), and ``escaped``: ``[object, family,
+    draw, geometry, bound, bent]`` for every copy judged another object (geometry None: the
+    cheap evidence, proportions or radial profiles, set them apart before any alignment)."""
+    import numpy as np
+
+    from tests import copycat_corpus as cc
+    from text3d.reward.defences.cloud_evidence import fine_detail, relief
+    from text3d.reward.defences.fingerprint import fingerprint, match, parallel_map
+
+    own = {name: obj for obj, files in objects.items() for name in files}
+    chosen: dict[str, str] = {}
+    for name in prints:  # load order: the first file of each object that fingerprints
+        chosen.setdefault(own.get(name, name), name)
+    families = {**cc.DEFORMATIONS, **cc.COMBINATIONS}
+    jobs = [(obj, family, draw) for obj in chosen for family in families for draw in range(1, draws + 1)]
+
+    def judge(job: tuple[str, str, int]) -> tuple:
+        obj, family, draw = job
+        try:
+            copy = fingerprint(families[family](meshes[chosen[obj]], np.random.default_rng(draw)))
+        except Exception:
+            return job, None
+        return job, match(prints[chosen[obj]], copy)
+
+    tally = {family: {"copies": 0, "caught": 0, "unmade": 0} for family in families}
+    escaped = []
+    for (obj, family, draw), found in parallel_map(judge, jobs):
+        if found is None:
+            tally[family]["unmade"] += 1
+            continue
+        tally[family]["copies"] += 1
+        tally[family]["caught"] += int(found.same)
+        if not found.same:
+            # None where nothing was measured (inf: the cheap evidence alone set them apart)
+            r = lambda x: None if x is None or not np.isfinite(x) else round(float(x), 4)  # noqa: E731
+            escaped.append([obj, family, draw, r(found.geometry), r(found.bound), r(found.bent)])
+    shape = {obj: {"file": name, "relief": round(relief(prints[name].cloud), 4),
+                   "fine_detail": round(fine_detail(prints[name].cloud), 4)} for obj, name in chosen.items()}
+    return {"objects": shape, "draws": draws, "families": tally, "escaped": escaped}
 
 
 def merged_object_lists(specs: list[dict]) -> tuple[dict[str, list[str]], dict[str, str]]:
@@ -200,6 +271,8 @@ def measure(bench: Bench, args: argparse.Namespace) -> dict:
     from text3d.validator.repeats import RecentAnswers
 
     bench.check(args.corpus_objects is None or args.corpus is not None, "--corpus-objects needs --corpus")
+    bench.check(args.corpus_copies >= 0 and (args.corpus_copies == 0 or args.corpus is not None),
+                "--corpus-copies needs --corpus and a count of draws of 0 or more")
     sizes = [int(x) for x in args.sizes.split(",")]
     steps = [int(x) for x in args.steps.split(",")]
     out: dict = {}
@@ -266,7 +339,9 @@ def measure(bench: Bench, args: argparse.Namespace) -> dict:
                       + ", ".join(f"{i}~{j} {r:.2f}" for r, i, j in c["closest_bent_over_bound"]))
     corpus_note = ""
     if args.corpus is not None:
-        out["corpus"] = corpus_pairs(args.corpus)
+        meshes = load_corpus(args.corpus)
+        out["corpus"] = corpus_pairs(meshes)
+        prints = out["corpus"].pop("prints")
         where = " ".join(str(folder) for folder in args.corpus)
         c = out["corpus"]
         bench.log(f"corpus {where}: {c['files']} files, {c['pairs']} pairs, {len(c['joined'])} joined")
@@ -294,6 +369,21 @@ def measure(bench: Bench, args: argparse.Namespace) -> dict:
                       f"{by_object_held} ({100 * by_object_held / c['object_pairs']:.2f} %) counting scenes so")
             bench.log(f"corpus: {counts}")
             corpus_note += f" Objects by {' + '.join(path.name for path in args.corpus_objects)}: {counts}."
+        if args.corpus_copies > 0:
+            objects = (merged_object_lists([json.loads(path.read_text()) for path in args.corpus_objects])[0]
+                       if args.corpus_objects is not None else {})
+            copies = out["corpus_copies"] = corpus_copies(meshes, prints, objects, args.corpus_copies)
+            for family, t in copies["families"].items():
+                bench.log(f"copies {family}: {t['caught']} of {t['copies']} caught"
+                          + (f" ({t['unmade']} could not be made)" if t["unmade"] else ""))
+            for obj, family, draw, geometry, bound, bent in copies["escaped"]:
+                shape = copies["objects"][obj]
+                bench.log(f"  escaped: {obj} ({shape['file']}; relief {shape['relief']}, fine detail "
+                          f"{shape['fine_detail']}) {family} draw {draw}: geometry {geometry}, bound {bound}, bent {bent}")
+            made = sum(t["copies"] for t in copies["families"].values())
+            caught = sum(t["caught"] for t in copies["families"].values())
+            corpus_note += (f" Copies of its {len(copies['objects'])} distinct objects under every deformation family "
+                            f"({copies['draws']} draws): {caught} of {made} caught.")
     out["peak_rss_mb"] = round(peak_rss_mb(), 1)
 
     first, last = next(iter(asset.values())), step[str(max(steps))]

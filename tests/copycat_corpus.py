@@ -31,7 +31,10 @@ Deform = Callable[[trimesh.Trimesh, np.random.Generator], trimesh.Trimesh]
 
 
 def _colours(mesh: trimesh.Trimesh) -> np.ndarray:
-    return np.asarray(mesh.visual.vertex_colors, np.uint8).copy()
+    """[V, 4] uint8 vertex colours; a textured mesh's texture (or material colour) is baked per vertex
+    first, as the fingerprint bakes it (real files, ``bench/copycat.py --corpus-copies``)."""
+    visual = mesh.visual.to_color() if mesh.visual.kind == "texture" else mesh.visual
+    return np.asarray(visual.vertex_colors, np.uint8).copy()
 
 
 def _remake(mesh, vertices=None, faces=None, colours=None) -> trimesh.Trimesh:
@@ -185,7 +188,7 @@ def add_object(mesh, distance: float, share: float, rng: np.random.Generator, br
 
 
 def recode(mesh, fmt: MeshFormat = MeshFormat.DRACO) -> trimesh.Trimesh:
-    return decode_mesh(encode_mesh(mesh, fmt))
+    return decode_mesh(encode_mesh(_remake(mesh), fmt))  # _remake: a file without colours is painted grey, as a miner must
 
 
 DEFORMATIONS: dict[str, Deform] = {

@@ -76,3 +76,38 @@ def test_an_object_list_without_a_corpus_fails_before_any_measuring():
     assert done.returncode != 0
     assert done.stdout.strip().splitlines()[-1] == "FAILED copycat: --corpus-objects needs --corpus"
     assert "fingerprint" not in done.stderr  # no asset was timed first
+
+
+def test_copies_of_a_corpus_are_made_per_distinct_object_and_counted_per_family(tmp_path):
+    """``--corpus-copies``: one file stands for each object of the list (the chair saved twice is
+    copied once), every deformation family of tests/copycat_corpus.py is applied, and what was
+    caught, what escaped and what could not be made add up; every copy of the box chair is caught
+    (as tests/test_copycat_rules.py finds)."""
+    from tests import copycat_corpus as cc
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    chair = cc.box_chair()
+    chair.export(corpus / "chair.ply")
+    chair.export(corpus / "chair_again.glb")
+    cc.distinct_objects()["torus"].export(corpus / "torus.ply")
+    objects = tmp_path / "objects.json"
+    objects.write_text(json.dumps({"objects": {"chair": ["chair.ply", "chair_again.glb"]}}))
+    done = subprocess.run([sys.executable, "bench/copycat.py", "--smoke", "--corpus", str(corpus), "--corpus-objects",
+                           str(objects), "--corpus-copies", "1"], cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    copies = json.loads(done.stdout.strip().splitlines()[-1])["figures"]["corpus_copies"]
+    assert set(copies["objects"]) == {"chair", "torus.ply"} and copies["objects"]["chair"]["file"] == "chair.ply"
+    families = {**cc.DEFORMATIONS, **cc.COMBINATIONS}
+    assert set(copies["families"]) == set(families)
+    assert all(t["copies"] + t["unmade"] == 2 and 0 <= t["caught"] <= t["copies"] for t in copies["families"].values())
+    escaped = sum(t["copies"] - t["caught"] for t in copies["families"].values())
+    assert len(copies["escaped"]) == escaped and all(obj != "chair" for obj, *_ in copies["escaped"])
+    assert sum(t["copies"] for t in copies["families"].values()) >= 2 * len(families) - 4
+
+
+def test_corpus_copies_need_a_corpus():
+    done = subprocess.run([sys.executable, "bench/copycat.py", "--smoke", "--corpus-copies", "2"], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode != 0
+    assert done.stdout.strip().splitlines()[-1] == "FAILED copycat: --corpus-copies needs --corpus and a count of draws of 0 or more"
