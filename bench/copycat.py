@@ -103,11 +103,9 @@ def load_corpus(folders: list[Path]) -> dict:
     return meshes
 
 
-def corpus_pairs(meshes: dict) -> dict:
-    """Judge every pair of the corpus meshes ``{name: mesh}`` (``load_corpus``) that fingerprint;
-    returns counts, the names and the joined pairs, and keeps the fingerprints (``prints``, not
-    part of the JSON)."""
-    from text3d.reward.defences.fingerprint import fingerprint, match
+def corpus_prints(meshes: dict) -> dict:
+    """{name: fingerprint} of the corpus meshes ``{name: mesh}`` (``load_corpus``) that fingerprint."""
+    from text3d.reward.defences.fingerprint import fingerprint
 
     prints = {}
     for name, mesh in meshes.items():
@@ -115,14 +113,21 @@ def corpus_pairs(meshes: dict) -> dict:
             prints[name] = fingerprint(mesh)
         except Exception:  # degenerate files (no area) are not part of the corpus
             continue
+    return prints
+
+
+def corpus_pairs(prints: dict) -> dict:
+    """Judge every pair of the corpus fingerprints ``{name: fingerprint}`` (``corpus_prints``);
+    returns counts, the names and the joined pairs."""
+    from text3d.reward.defences.fingerprint import match
+
     names = list(prints)
     joined = []
     for a, b in itertools.combinations(names, 2):
         found = match(prints[a], prints[b])
         if found.same:
             joined.append([a, b, found.as_dict()])
-    return {"files": len(names), "names": names, "pairs": len(names) * (len(names) - 1) // 2, "joined": joined,
-            "prints": prints}
+    return {"files": len(names), "names": names, "pairs": len(names) * (len(names) - 1) // 2, "joined": joined}
 
 
 def corpus_copies(meshes: dict, prints: dict, objects: dict[str, list[str]], draws: int) -> dict:
@@ -158,6 +163,10 @@ def corpus_copies(meshes: dict, prints: dict, objects: dict[str, list[str]], dra
             return job, None
         return job, match(prints[chosen[obj]], copy)
 
+    def measured(x: float | None) -> float | None:
+        """None where nothing was measured (inf: the cheap evidence alone set them apart)."""
+        return None if x is None or not np.isfinite(x) else round(float(x), 4)
+
     tally = {family: {"copies": 0, "caught": 0, "unmade": 0} for family in families}
     escaped = []
     for (obj, family, draw), found in parallel_map(judge, jobs):
@@ -167,9 +176,7 @@ def corpus_copies(meshes: dict, prints: dict, objects: dict[str, list[str]], dra
         tally[family]["copies"] += 1
         tally[family]["caught"] += int(found.same)
         if not found.same:
-            # None where nothing was measured (inf: the cheap evidence alone set them apart)
-            r = lambda x: None if x is None or not np.isfinite(x) else round(float(x), 4)  # noqa: E731
-            escaped.append([obj, family, draw, r(found.geometry), r(found.bound), r(found.bent)])
+            escaped.append([obj, family, draw, measured(found.geometry), measured(found.bound), measured(found.bent)])
     shape = {obj: {"file": name, "relief": round(relief(prints[name].cloud), 4),
                    "fine_detail": round(fine_detail(prints[name].cloud), 4)} for obj, name in chosen.items()}
     return {"objects": shape, "draws": draws, "families": tally, "escaped": escaped}
@@ -339,9 +346,11 @@ def measure(bench: Bench, args: argparse.Namespace) -> dict:
                       + ", ".join(f"{i}~{j} {r:.2f}" for r, i, j in c["closest_bent_over_bound"]))
     corpus_note = ""
     if args.corpus is not None:
+        objects, holds = (merged_object_lists([json.loads(path.read_text()) for path in args.corpus_objects])
+                          if args.corpus_objects is not None else ({}, {}))
         meshes = load_corpus(args.corpus)
-        out["corpus"] = corpus_pairs(meshes)
-        prints = out["corpus"].pop("prints")
+        prints = corpus_prints(meshes)
+        out["corpus"] = corpus_pairs(prints)
         where = " ".join(str(folder) for folder in args.corpus)
         c = out["corpus"]
         bench.log(f"corpus {where}: {c['files']} files, {c['pairs']} pairs, {len(c['joined'])} joined")
@@ -350,7 +359,6 @@ def measure(bench: Bench, args: argparse.Namespace) -> dict:
         corpus_note = f" Corpus {' + '.join(folder.name for folder in args.corpus)}: {c['files']} files, {c['pairs']:,} pairs, {len(c['joined'])} joined."
         if args.corpus_objects is not None:
             lists = " ".join(str(path) for path in args.corpus_objects)
-            objects, holds = merged_object_lists([json.loads(path.read_text()) for path in args.corpus_objects])
             listed = {name for names in objects.values() for name in names} | set(holds)
             unknown = sorted(listed - set(c["names"]))
             bench.check(not unknown, f"{lists} name files {where} does not hold or load: {unknown}")
@@ -370,8 +378,6 @@ def measure(bench: Bench, args: argparse.Namespace) -> dict:
             bench.log(f"corpus: {counts}")
             corpus_note += f" Objects by {' + '.join(path.name for path in args.corpus_objects)}: {counts}."
         if args.corpus_copies > 0:
-            objects = (merged_object_lists([json.loads(path.read_text()) for path in args.corpus_objects])[0]
-                       if args.corpus_objects is not None else {})
             copies = out["corpus_copies"] = corpus_copies(meshes, prints, objects, args.corpus_copies)
             for family, t in copies["families"].items():
                 bench.log(f"copies {family}: {t['caught']} of {t['copies']} caught"
