@@ -66,7 +66,8 @@ def _facts() -> list[str]:
         *[f"nearest {_share_in_words(share)}" for share, _ in shape_cloud._PART_CORES],
         f"grid of {shape_cloud._BODY_CELLS} cells along the longest side",
         "pieces with " + " and ".join(f"at least {2 * gap + 1}" for gap in shape_cloud._PIECE_GAPS) + " empty cells",
-        f"pieces still apart when grown back by {shape_cloud._BRIDGE_GROW} cells",
+        f"pieces still apart when grown back by {shape_cloud._BRIDGE_GROW} cells, each holding the samples within "
+        f"{shape_cloud._BRIDGE_MEMBER_GROW} cell of it",
         f"carries more than {'half' if shape_cloud._PIECE_MIN_SHARE == 0.5 else shape_cloud._PIECE_MIN_SHARE} of the area",
         f"differ by more than {d.fingerprint_max_aspect_change:g} on some axis",
         f"alignment is at most {d.fingerprint_max_distance:g} and",

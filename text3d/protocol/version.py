@@ -4,7 +4,7 @@ Validators send ``SPEC_VERSION`` as the ``version_key`` of their weights so the 
 can refuse weights from validators running an incompatible release.
 """
 
-__version__ = "0.1.13"
+__version__ = "0.1.14"
 
 
 def spec_version_of(version: str) -> int:
