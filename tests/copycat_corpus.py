@@ -340,3 +340,18 @@ def flat_sheet(seed: int = 0, cells: int = 24) -> trimesh.Trimesh:
                             np.stack([corner, corner + cells + 2, corner + cells + 1], 1)])
     return _paint(trimesh.Trimesh(vertices, faces, process=False),
                   lambda p: np.stack([100 * p[:, 0] + 40, np.full(len(p), 90.0), 160 * p[:, 1] + 40], axis=1))
+
+
+def lumpy_rock(seed: int, subdivisions: int = 3, amplitude: float = 0.25, smoothing: int = 6) -> trimesh.Trimesh:
+    """A grey stone: an icosphere whose radius varies by up to ``amplitude``, random per vertex and
+    then averaged ``smoothing`` times with the neighbours (half its own, half theirs): lumps a few
+    vertices wide on a near-round, colourless object, whose copies only the shape can find."""
+    rng = np.random.default_rng(seed)
+    sphere = trimesh.creation.icosphere(subdivisions)
+    bumps = rng.uniform(-1.0, 1.0, size=len(sphere.vertices))
+    neighbours = sphere.vertex_neighbors
+    for _ in range(smoothing):
+        bumps = np.array([0.5 * bumps[i] + 0.5 * bumps[list(around)].mean() for i, around in enumerate(neighbours)])
+    bumps /= np.abs(bumps).max()
+    vertices = sphere.vertices * (1.0 + amplitude * bumps[:, None])
+    return _paint(trimesh.Trimesh(vertices, sphere.faces, process=False), lambda p: np.full((len(p), 3), 150.0))
