@@ -91,7 +91,7 @@ from 55 % of the area (balls of 30-50 %: 0.1.9 joined 24 of 48 draws, 0.1.10 47)
 off: 0.1.10 missed 20 of 384, 0.1.11 five; chips of 0.01-5 % touching the object or near it:
 0.1.10 let 6 of 560 escape, 0.1.11 none), and since 0.1.12 where a long thin bar does (balls on
 a bar: 0.1.11 missed 4 of 384 fresh draws, 0.1.12 none), and since 0.1.14 without the bar's stub
-(plain round objects with a ball on a bar: 0.1.13 let 14 of 24 draws escape, 0.1.14 four). Since 0.1.13 shape alone decides by
+(plain round objects with a ball on a bar: 0.1.13 let 14 of 24 draws escape, 0.1.14 five). Since 0.1.13 shape alone decides by
 the *smoothed* distance (``alignment.smoothed_distance``): 0.1.12's floor of 0.015 on the
 plain distance joined 10 of 41,500 random pairs of honest blob seeds 0-2999, none of which it
 joins now; and a pair of near-round clouds is aligned from turns spread over every orientation,
