@@ -15,9 +15,8 @@ whatever non-affine change was added (a warp, jitter, remeshing). The search:
    sides also the best by distance plus colour difference (a near-round object fits its
    surface in many orientations; only its colours tell which one is the copy's), and for a
    near-round pair without colour patterns on both sides also the best ``_RADIAL_STARTS`` of
-   ``_RADIAL_TURNS`` turns ranked by how
-   well their smoothed radial profiles agree (``_radial_starts``: what tells a plain stone's
-   turn);
+   ``_RADIAL_TURNS`` turns ranked by how well their smoothed radial profiles agree
+   (``_radial_starts``: what tells a plain stone's turn);
 2. each is refined by iterative closest points, up to ``_ICP_STEPS`` steps of a weighted
    least-squares affine fit on nearest neighbours both ways (affine, not only rotations:
    what whitening left over, e.g. from a copy's crumpled parts, is absorbed too), all
@@ -393,7 +392,7 @@ def _smoothed_radius(directions: np.ndarray, distances: np.ndarray, weights: np.
     near = gap <= chord
     near[:, 0] = True
     w = np.where(near, weights[index], 0.0)
-    return (w * distances[index]).sum(axis=1) / w.sum(axis=1)
+    return (w * distances[index]).sum(axis=1) / np.maximum(w.sum(axis=1), 1e-30)  # 0 where no point weighs
 
 
 def _radial_table(cloud: ShapeCloud) -> np.ndarray:
@@ -442,8 +441,8 @@ def _radial_starts(a: ShapeCloud, b: ShapeCloud) -> np.ndarray:
     finds the copy's turn only from a start within about 10-15 deg of it, the 256 spread turns
     lie up to about 40 deg apart, and the nearest-point score of 128 points (``compare``) ranks
     the start nearest the copy's turn below eight others: 0.1.13 joined 17 of 36 turned,
-    stretched or tilted copies of such stones (copycat_corpus.lumpy_rock, sixteen-fold
-    subdivided spheres among them). A profile smoothed over 20 deg varies slowly, so a turn
+    stretched or tilted copies of such stones (copycat_corpus.lumpy_rock: icospheres subdivided
+    three or four times, their radius varied by 10-20 %). A profile smoothed over 20 deg varies slowly, so a turn
     near the copy's scores near the best, and 2,048 turns leave none far from it: 34 of 36.
     Only for pairs without colour patterns on both sides (``compare``): where both have one, the
     colours choose the turn, and a warped blob's best shape fit by profile was a wrong turn that
