@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from typing import Callable, TypeVar
 
 import numpy as np
 from scipy import ndimage
@@ -63,6 +64,8 @@ from scipy.spatial import cKDTree
 
 from text3d.reward.defences.cloud_evidence import MIN_COLOUR_STD, colour_dimensions
 from text3d.reward.defences.shape_cloud import ShapeCloud
+
+T = TypeVar("T")
 
 __all__ = ["Match", "compare", "bent_distance", "smoothed_distance", "colour_fit", "canonical_colour_correlations",
            "SIGNED_PERMUTATIONS"]
@@ -127,20 +130,29 @@ class Match:
     shift: np.ndarray
 
 
+def _per_cloud(cache: dict[int, tuple[object, T]], limit: int, cloud: ShapeCloud,
+               build: Callable[[ShapeCloud], T]) -> T:
+    """``build(cloud)``, cached by the identity of the cloud's points (clouds are immutable; the
+    entry holds the points, so their id is not reused while it is cached), the cache emptied once
+    it holds more than ``limit`` entries: what the alignment derives from one cloud is paid once
+    per answer, not once per pair."""
+    key = id(cloud.points)
+    hit = cache.get(key)
+    if hit is not None and hit[0] is cloud.points:
+        return hit[1]
+    value = build(cloud)
+    if len(cache) > limit:
+        cache.clear()
+    cache[key] = (cloud.points, value)
+    return value
+
+
 _trees: dict[int, tuple[object, cKDTree]] = {}
 
 
 def _tree(cloud: ShapeCloud) -> cKDTree:
-    """A k-d tree of the cloud's points, cached by identity (clouds are immutable)."""
-    key = id(cloud.points)
-    hit = _trees.get(key)
-    if hit is not None and hit[0] is cloud.points:
-        return hit[1]
-    tree = cKDTree(cloud.points.astype(np.float64))
-    if len(_trees) > 4096:
-        _trees.clear()
-    _trees[key] = (cloud.points, tree)
-    return tree
+    """A k-d tree of the cloud's points, cached by identity (``_per_cloud``)."""
+    return _per_cloud(_trees, 4096, cloud, lambda c: cKDTree(c.points.astype(np.float64)))
 
 
 def _pick(cloud: ShapeCloud, n: int) -> np.ndarray:
@@ -295,19 +307,15 @@ def _nearest_field(cloud: ShapeCloud) -> np.ndarray:
     instead of the k-d tree's ~1.5 us per point; the answer is the nearest point to within a
     cell (0.2 units, the cloud's own spacing), which is what ICP's first steps need. The
     last steps and the verdict use the exact k-d tree."""
-    key = id(cloud.points)
-    hit = _fields.get(key)
-    if hit is not None and hit[0] is cloud.points:
-        return hit[1]
+    return _per_cloud(_fields, 1024, cloud, _build_field)
+
+
+def _build_field(cloud: ShapeCloud) -> np.ndarray:
     cells = _cell_of(cloud.points.astype(np.float64))
     owner = np.full((_FIELD_CELLS,) * 3, -1, np.int32)
     owner[cells[:, 0], cells[:, 1], cells[:, 2]] = np.arange(len(cells), dtype=np.int32)
     _, nearest = ndimage.distance_transform_edt(owner < 0, return_indices=True)
-    field = owner[nearest[0], nearest[1], nearest[2]]
-    if len(_fields) > 1024:
-        _fields.clear()
-    _fields[key] = (cloud.points, field)
-    return field
+    return owner[nearest[0], nearest[1], nearest[2]]
 
 
 def _cell_of(points: np.ndarray) -> np.ndarray:
@@ -369,7 +377,8 @@ def _round(cloud: ShapeCloud) -> bool:
     return len(_degenerate_axes(cloud)) == 3
 
 
-_radial_profiles: dict[tuple[str, int], tuple[object, object]] = {}
+_radial_tables: dict[int, tuple[object, np.ndarray]] = {}
+_radial_samples_of: dict[int, tuple[object, tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
 
 
 def _directions(cloud: ShapeCloud) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -398,10 +407,10 @@ def _smoothed_radius(directions: np.ndarray, distances: np.ndarray, weights: np.
 def _radial_table(cloud: ShapeCloud) -> np.ndarray:
     """[C^3] ``cloud``'s radial profile at the direction of every cell of a ``_RADIAL_CELLS``-cube grid
     over [-1, 1]^3 that a unit vector can fall in (0 elsewhere); cached by identity like the fields."""
-    key = ("table", id(cloud.points))
-    hit = _radial_profiles.get(key)
-    if hit is not None and hit[0] is cloud.points:
-        return hit[1]
+    return _per_cloud(_radial_tables, 1024, cloud, _build_radial_table)
+
+
+def _build_radial_table(cloud: ShapeCloud) -> np.ndarray:
     n = _RADIAL_CELLS
     centres = (np.arange(n) + 0.5) * (2.0 / n) - 1.0
     cells = np.stack(np.meshgrid(centres, centres, centres, indexing="ij"), axis=-1).reshape(-1, 3)
@@ -409,27 +418,20 @@ def _radial_table(cloud: ShapeCloud) -> np.ndarray:
     shell = np.abs(norms - 1.0) <= np.sqrt(3.0) / n + 1e-9
     table = np.zeros(len(cells))
     table[shell] = _smoothed_radius(*_directions(cloud), cells[shell] / norms[shell][:, None])
-    if len(_radial_profiles) > 2048:
-        _radial_profiles.clear()
-    _radial_profiles[key] = (cloud.points, table)
     return table
 
 
 def _radial_samples(cloud: ShapeCloud) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(directions [n, 3], radial profile there [n], weights [n] summing to 1) at ``_RADIAL_POINTS``
     of ``cloud``'s points; cached by identity."""
-    key = ("samples", id(cloud.points))
-    hit = _radial_profiles.get(key)
-    if hit is not None and hit[0] is cloud.points:
-        return hit[1]
+    return _per_cloud(_radial_samples_of, 1024, cloud, _build_radial_samples)
+
+
+def _build_radial_samples(cloud: ShapeCloud) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     directions, distances, weights = _directions(cloud)
     pick = _pick(cloud, _RADIAL_POINTS)
-    samples = (directions[pick], _smoothed_radius(directions, distances, weights, directions[pick]),
-               weights[pick] / weights[pick].sum())
-    if len(_radial_profiles) > 2048:
-        _radial_profiles.clear()
-    _radial_profiles[key] = (cloud.points, samples)
-    return samples
+    return (directions[pick], _smoothed_radius(directions, distances, weights, directions[pick]),
+            weights[pick] / weights[pick].sum())
 
 
 def _radial_starts(a: ShapeCloud, b: ShapeCloud) -> np.ndarray:
@@ -531,10 +533,11 @@ def _icp(a: ShapeCloud, b: ShapeCloud, starts: np.ndarray, reach: float | None,
         if settled:
             break
     error, _, _ = matches(r, t)
+    best_error = float(error.min())
     line = _FIELD_SLACK + _FIELD_SLOPE * reach if reach is not None else np.inf
-    if float(error.min()) > line + _FIELD_RESCUE:
+    if best_error > line + _FIELD_RESCUE:
         return []  # even the best start is too far off to end within reach
-    if float(error.min()) > line:
+    if best_error > line:
         # near the line: the field's fit of a sparse or ragged cloud creeps (a triangle soup's stretched
         # copy is still at 0.23 after ten steps and ends at 0.003), so its best start alone is refined
         chosen = [int(np.argmin(error))]
