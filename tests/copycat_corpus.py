@@ -134,12 +134,40 @@ def repaint(mesh, rgb=(40, 90, 220)) -> trimesh.Trimesh:
 
 
 def hide_inside(mesh, rng: np.random.Generator) -> trimesh.Trimesh:
-    """A lumpy blob of a fifth of the size added at the centre of mass, inside the surface."""
+    """A lumpy blob of a fifth of the size added at the centre of mass (of the vertices, for an
+    open mesh). Inside the surface only where the object is closed and thick around its centre
+    (our copy bases): in a torus, a plate, an open shell or a triangle soup the blob is a second
+    object in plain view. ``hide_in_interior`` is the family that is always hidden."""
     v = np.asarray(mesh.vertices)
     inner = coloured_sphere(6000, seed=int(rng.integers(1000)))
     centre = mesh.center_mass if mesh.is_watertight else v.mean(axis=0)
     inner = _remake(inner, np.asarray(inner.vertices) * 0.2 * _size(mesh) + centre)
     return trimesh.util.concatenate([mesh, inner])
+
+
+_INTERIOR_CELLS = 64  # voxels along the longest side when looking for an object's interior
+
+
+def hide_in_interior(mesh, rng: np.random.Generator) -> trimesh.Trimesh:
+    """A lumpy blob hidden in the object's solid: at its deepest point (the filled voxel solid's
+    distance transform, ``_INTERIOR_CELLS`` voxels along the longest side), of radius 0.6 of the
+    depth less a voxel and a half, at most a tenth of the size: geometry no view can see.
+
+    ``ValueError`` for an object with no interior three voxels deep (an open shell, a triangle
+    soup, a sheet): nothing can be hidden in it, and the copy is not made."""
+    from scipy import ndimage
+
+    pitch = _size(mesh) / _INTERIOR_CELLS
+    solid = mesh.voxelized(pitch).fill()
+    depth = ndimage.distance_transform_edt(np.pad(solid.matrix, 1))[1:-1, 1:-1, 1:-1]
+    if float(depth.max()) < 3.0:
+        raise ValueError("no interior to hide geometry in")
+    deepest = solid.indices_to_points(np.array([np.unravel_index(int(np.argmax(depth)), depth.shape)]))[0]
+    radius = min(0.6 * (float(depth.max()) - 1.5) * pitch, 0.1 * _size(mesh))
+    blob = coloured_sphere(6000, seed=int(rng.integers(1000)))
+    points = np.asarray(blob.vertices, np.float64)
+    points *= radius / float(np.linalg.norm(points, axis=1).max())
+    return trimesh.util.concatenate([mesh, _remake(blob, points + deepest)])
 
 
 def add_decoy(mesh, distance: float, share: float, rng: np.random.Generator, crumpled: bool = False) -> trimesh.Trimesh:
@@ -211,6 +239,7 @@ DEFORMATIONS: dict[str, Deform] = {
     "recolour": lambda m, r: recolour(m, r),
     "repaint": lambda m, r: repaint(m),
     "hidden inside": lambda m, r: hide_inside(m, r),
+    "hidden in the interior": lambda m, r: hide_in_interior(m, r),
     "decoy beside": lambda m, r: add_decoy(m, 2.0, 0.03, r),
     "decoy far off": lambda m, r: add_decoy(m, 1000.0, 0.001, r),
     "crumpled decoy": lambda m, r: add_decoy(m, 2.0, 0.03, r, crumpled=True),
@@ -229,6 +258,8 @@ COMBINATIONS: dict[str, Deform] = {
     "object+stretch+tilt+draco": lambda m, r: recode(turn(stretch(add_object(m, 3.0, 0.12, r), (0.85, 1.0, 1.2)),
                                                           -6.0, (1, 0, 0))),
     "hidden+object+turn+jitter": lambda m, r: jitter(turn(add_object(hide_inside(m, r), 2.0, 0.15, r), 61.0), 0.002, r),
+    "interior+turn+stretch+jitter": lambda m, r: jitter(stretch(turn(hide_in_interior(m, r), 61.0), (1.1, 1.0, 0.8)),
+                                                        0.002, r),
     "decimate+jitter+repaint": lambda m, r: repaint(jitter(cluster_decimate(m, 40), 0.003, r)),
 }
 

@@ -417,6 +417,41 @@ def test_views_catch_what_hides_inside_under_one_rig():
     assert match(a, Fingerprint(b.cloud, b.views, "another rig")).views is None  # views only under one rig
 
 
+def _winding_numbers(mesh, points: np.ndarray) -> np.ndarray:
+    """The generalised winding number of a closed ``mesh`` at each point (0 outside, 1 inside, 2
+    inside two overlapping solids): the solid angles of its triangles summed over 4 pi (Van
+    Oosterom and Strackee). Written out because trimesh's ``contains`` needs rtree."""
+    corners = np.asarray(mesh.vertices, np.float64)[np.asarray(mesh.faces)]
+    out = []
+    for p in np.asarray(points, np.float64):
+        a, b, c = (corners[:, k] - p for k in range(3))
+        la, lb, lc = (np.linalg.norm(x, axis=1) for x in (a, b, c))
+        det = np.einsum("ij,ij->i", a, np.cross(b, c))
+        div = la * lb * lc + np.einsum("ij,ij->i", a, b) * lc + np.einsum("ij,ij->i", b, c) * la \
+            + np.einsum("ij,ij->i", c, a) * lb
+        out.append(2.0 * np.arctan2(det, div).sum() / (4.0 * np.pi))
+    return np.array(out)
+
+
+def test_geometry_hidden_in_the_interior_is_inside_every_base_and_joined(bases):
+    """The 'hidden in the interior' family hides its blob for real: every vertex of it lies
+    inside the closed base (so no view can see it, unlike 'hidden inside', whose blob at the
+    centre of mass sits in a torus's hole), and each copy is joined to its base. An object
+    with no interior (an open sheet) cannot hide anything, and the family says so instead of
+    adding a visible blob."""
+    torus = cc.distinct_objects()["torus"]
+    for name, mesh in [*((n, m) for n, (m, _) in bases.items()), ("torus", torus)]:
+        copy = cc.hide_in_interior(mesh, np.random.default_rng(1))
+        blob = np.asarray(copy.vertices)[len(mesh.vertices):]
+        assert len(blob) > 1000 and mesh.is_watertight, name
+        assert _winding_numbers(mesh, blob[::20]).min() > 1.0 - 1e-6, name  # 2 where the CAD part's boxes overlap
+        assert same_object(fingerprint(mesh), fingerprint(copy)), name
+    at_centre = np.asarray(cc.hide_inside(torus, np.random.default_rng(1)).vertices)[len(torus.vertices):]
+    assert np.abs(_winding_numbers(torus, at_centre[::20])).max() < 1e-6  # in the hole: in plain view
+    with pytest.raises(ValueError, match="no interior"):
+        cc.hide_in_interior(cc.flat_sheet(), np.random.default_rng(1))
+
+
 def test_copies_cluster_whatever_the_order_and_none_is_skipped():
     sphere, box = cc.distinct_objects()["sphere"], cc.distinct_objects()["box"]
     fps = [fingerprint(sphere), fingerprint(box), None, fingerprint(cc.stretch(sphere, (1.2, 1.0, 0.8))),
