@@ -2,11 +2,11 @@
 
 - copies of one object made with the copycat families of the incentive issue
   (``tests/copycat_corpus.py``: stretched, tilted, turned, subdivided, decimated, re-encoded,
-  permuted, mirrored, recoloured, repainted, a decoy chip beside it, a second object beside it,
-  and a combination) form one group, led by the
-  original, listed with its members (geometry hidden inside a copy is left out of this test:
-  tests/test_copycat_rules.py covers it, and at this test's two 64 px views the view check
-  does not decide it);
+  permuted, mirrored, recoloured, repainted, geometry hidden in its interior, a decoy chip
+  beside it, a second object beside it, and a combination) form one group, led by the
+  original, listed with its members (the hidden geometry is joined by the shape rule, whose
+  outer-surface cloud leaves out what lies deep inside; this test's two 64 px views do not
+  decide it);
 - distinct objects and honest answers of the procedural generator to one prompt from other
   seeds are not grouped;
 - the groups come from the validator's own rule (``cluster_copies``): the nearest-neighbour
@@ -26,7 +26,8 @@ from tests.library_fixtures import TINY, text3d
 pytestmark = pytest.mark.timeout(900)
 
 FAMILIES = ("stretch 1.25 x", "tilt 10 deg", "turn 137 deg", "subdivide", "decimate", "draco", "glb", "permute",
-            "mirror", "recolour", "repaint", "decoy beside", "second object beside", "mirror+stretch+subdivide+recolour")
+            "mirror", "recolour", "repaint", "hidden in the interior", "decoy beside", "second object beside",
+            "mirror+stretch+subdivide+recolour")
 
 
 @pytest.fixture(scope="module")
