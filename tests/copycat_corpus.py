@@ -20,6 +20,7 @@ from typing import Callable
 
 import numpy as np
 import trimesh
+from scipy import ndimage
 
 from text3d.protocol.mesh_codec import MeshFormat, decode_mesh, encode_mesh
 from tests.meshes import coloured_sphere
@@ -133,13 +134,19 @@ def repaint(mesh, rgb=(40, 90, 220)) -> trimesh.Trimesh:
     return _remake(mesh, colours=np.tile(np.array([*rgb, 255], np.uint8), (len(mesh.vertices), 1)))
 
 
+def _lumpy_blob(rng: np.random.Generator) -> trimesh.Trimesh:
+    """The geometry the hidden families add: a coloured lumpy blob of about 6,000 faces, its bumps
+    drawn from ``rng``, about unit size at the origin."""
+    return coloured_sphere(6000, seed=int(rng.integers(1000)))
+
+
 def hide_inside(mesh, rng: np.random.Generator) -> trimesh.Trimesh:
     """A lumpy blob of a fifth of the size added at the centre of mass (of the vertices, for an
     open mesh). Inside the surface only where the object is closed and thick around its centre
     (our copy bases): in a torus, a plate, an open shell or a triangle soup the blob is a second
     object in plain view. ``hide_in_interior`` is the family that is always hidden."""
     v = np.asarray(mesh.vertices)
-    inner = coloured_sphere(6000, seed=int(rng.integers(1000)))
+    inner = _lumpy_blob(rng)
     centre = mesh.center_mass if mesh.is_watertight else v.mean(axis=0)
     inner = _remake(inner, np.asarray(inner.vertices) * 0.2 * _size(mesh) + centre)
     return trimesh.util.concatenate([mesh, inner])
@@ -155,16 +162,15 @@ def hide_in_interior(mesh, rng: np.random.Generator) -> trimesh.Trimesh:
 
     ``ValueError`` for an object with no interior three voxels deep (an open shell, a triangle
     soup, a sheet): nothing can be hidden in it, and the copy is not made."""
-    from scipy import ndimage
-
-    pitch = _size(mesh) / _INTERIOR_CELLS
+    size = _size(mesh)
+    pitch = size / _INTERIOR_CELLS
     solid = mesh.voxelized(pitch).fill()
     depth = ndimage.distance_transform_edt(np.pad(solid.matrix, 1))[1:-1, 1:-1, 1:-1]
     if float(depth.max()) < 3.0:
         raise ValueError("no interior to hide geometry in")
     deepest = solid.indices_to_points(np.array([np.unravel_index(int(np.argmax(depth)), depth.shape)]))[0]
-    radius = min(0.6 * (float(depth.max()) - 1.5) * pitch, 0.1 * _size(mesh))
-    blob = coloured_sphere(6000, seed=int(rng.integers(1000)))
+    radius = min(0.6 * (float(depth.max()) - 1.5) * pitch, 0.1 * size)
+    blob = _lumpy_blob(rng)
     points = np.asarray(blob.vertices, np.float64)
     points *= radius / float(np.linalg.norm(points, axis=1).max())
     return trimesh.util.concatenate([mesh, _remake(blob, points + deepest)])
